@@ -1,0 +1,57 @@
+# askdoc: `make demo` and `make test` do all the set-up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install redis demo test test-unit test-integration test-e2e test-contract test-faults lint format bench asyncapi clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "askdoc needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) redis ## venv with askdoc and its dev tools, and a redis-server
+
+redis: ## make sure a redis-server binary exists (Debian's package)
+	@bash scripts/ensure-redis.sh
+
+demo: install ## Redis, the four services and the seed scenario end to end
+	$(PY) -m demo
+
+test: install ## the whole suite: unit, contract, integration, e2e, faults, deploy
+	$(PY) -m pytest -q
+
+test-unit: install
+	$(PY) -m pytest -q tests/unit tests/contract
+
+test-integration: install
+	$(PY) -m pytest -q tests/integration
+
+test-e2e: install
+	$(PY) -m pytest -q tests/e2e
+
+test-faults: install
+	$(PY) -m pytest -q tests/faults
+
+lint: install ## ruff (lint + format check) and mypy strict
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+asyncapi: install ## regenerate docs/asyncapi.json from the code
+	$(PY) -m shared.asyncapi docs/asyncapi.json
+
+bench: install ## benchmarks with same-run baselines -> bench/results/latest.json
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

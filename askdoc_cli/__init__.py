@@ -1,0 +1,1 @@
+"""The askdoc command line: development, operations and dead letters."""

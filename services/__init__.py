@@ -1,0 +1,1 @@
+"""The four askdoc services."""

@@ -1,0 +1,32 @@
+"""Wiring of the questions service: `create_app(settings)` builds everything."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from shared import geo
+from shared.http import create_http_app
+from shared.service import ServiceRuntime
+from shared.settings import Settings
+
+from . import api, handlers
+from .service import SERVICE, QuestionsService
+from .store import QuestionStore
+
+DEFAULT_PORT = 8001
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The questions service: HTTP API plus its answer/vote consumers."""
+    runtime = ServiceRuntime(SERVICE, settings)
+    store = QuestionStore(runtime.redis, runtime.committer, runtime.tag, settings.stream_maxlen)
+    service = QuestionsService(store, settings)
+    handlers.register(runtime.consumer, service)
+    runtime.warmups.append(geo.warm_up)
+    app = create_http_app(
+        runtime,
+        [api.router],
+        "Questions, the ranked question page, related questions and the taxonomy.",
+    )
+    app.state.service = service
+    return app

@@ -1,0 +1,139 @@
+"""Redis persistence of the questions service (all keys share one hash slot tag)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from shared.atomic import CommitResult, Committer, Txn
+from shared.events import AnswerPosted, QuestionPosted, VoteCast
+from shared.redis import RedisClient
+
+LIST_SCAN_LIMIT = 2000
+
+
+def _encode_cursor(member: str) -> str:
+    return base64.urlsafe_b64encode(member.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    """The index member a cursor points after; ValueError if it is not ours."""
+    padded = cursor + "=" * (-len(cursor) % 4)
+    member = base64.urlsafe_b64decode(padded.encode()).decode()
+    if ":" not in member or not member.split(":", 1)[0].isdigit():
+        raise ValueError("bad cursor")
+    return member
+
+
+class QuestionStore:
+    """Questions, the page read model (answers and tallies) and the topic indexes."""
+
+    def __init__(self, redis: RedisClient, committer: Committer, tag: str, maxlen: int) -> None:
+        self.redis = redis
+        self.committer = committer
+        self.tag = tag
+        self.maxlen = maxlen
+
+    def _q(self, qid: str) -> str:
+        return f"{self.tag}:q:{qid}"
+
+    def _answers(self, qid: str) -> str:
+        return f"{self.tag}:q:{qid}:answers"
+
+    def _tally(self, aid: str) -> str:
+        return f"{self.tag}:tally:{aid}"
+
+    def _index(self, kind: str, slug: str = "") -> str:
+        return f"{self.tag}:idx:{kind}:{slug}" if slug else f"{self.tag}:idx:{kind}"
+
+    async def post(
+        self,
+        doc: dict[str, Any],
+        event: QuestionPosted,
+        idempotency: tuple[str, str, int] | None,
+    ) -> CommitResult:
+        """Store a question, index it and publish its event in one atomic step."""
+        txn = Txn()
+        if idempotency:
+            key, reply, ttl = idempotency
+            txn.absent("idempotency", key, reply, ttl)
+        member = f"{doc['created_ms']:016d}:{doc['id']}"
+        txn.call("SET", self._q(doc["id"]), json.dumps(doc))
+        txn.call("ZADD", self._index("all"), 0, member)
+        for topic in doc["topics"]:
+            txn.call("ZADD", self._index("topic", topic), 0, member)
+        for specialty in doc["specialties"]:
+            txn.call("ZADD", self._index("specialty", specialty), 0, member)
+        return await self.committer.commit(txn.publish(event, self.maxlen))
+
+    async def get(self, qid: str) -> dict[str, Any] | None:
+        """A stored question, or None."""
+        raw = await self.redis.get(self._q(qid))
+        return json.loads(raw) if raw else None
+
+    async def get_many(self, qids: list[str]) -> list[dict[str, Any]]:
+        """Stored questions in the given order, skipping missing ones."""
+        if not qids:
+            return []
+        raws = await self.redis.mget([self._q(q) for q in qids])
+        return [json.loads(r) for r in raws if r]
+
+    async def page_parts(
+        self, qid: str
+    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]], dict[str, tuple[int, int]]]:
+        """A question, its answers and their tallies, in two round trips."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(self._q(qid))
+        pipe.hvals(self._answers(qid))
+        raw, answer_raws = await pipe.execute()
+        if not raw:
+            return None, [], {}
+        answers = [json.loads(a) for a in answer_raws]
+        tallies: dict[str, tuple[int, int]] = {}
+        if answers:
+            pipe = self.redis.pipeline(transaction=False)
+            for answer in answers:
+                pipe.hmget(self._tally(answer["id"]), "helpful", "unhelpful")
+            for answer, (helpful, unhelpful) in zip(answers, await pipe.execute(), strict=True):
+                tallies[answer["id"]] = (int(helpful or 0), int(unhelpful or 0))
+        return json.loads(raw), answers, tallies
+
+    async def list_ids(
+        self, kind: str, slug: str, after: str | None, count: int
+    ) -> tuple[list[str], str | None]:
+        """Ids newest first from one index, after a cursor member; and the next cursor."""
+        key = self._index(kind, slug)
+        start = f"({after}" if after else "+"
+        members = await self.redis.zrange(
+            key, start, "-", desc=True, bylex=True, offset=0, num=count
+        )
+        next_cursor = _encode_cursor(members[-1]) if len(members) == count else None
+        return [m.split(":", 1)[1] for m in members], next_cursor
+
+    async def recent_ids(self, kind: str, slug: str, count: int) -> list[str]:
+        """The newest ids of an index."""
+        ids, _ = await self.list_ids(kind, slug, None, count)
+        return ids
+
+    async def add_answer(self, event: AnswerPosted) -> None:
+        """Put an answer on its question's page (idempotent: keyed by answer id)."""
+        answer = {
+            "id": event.answer_id,
+            "question_id": event.question_id,
+            "headline": event.headline,
+            "body": event.body,
+            "created_at": event.created_at.isoformat(),
+            "doctor": event.doctor.model_dump(),
+        }
+        await self.redis.hset(self._answers(event.question_id), event.answer_id, json.dumps(answer))
+
+    async def set_tally(self, event: VoteCast) -> None:
+        """Record an answer's tally; an older tally never overwrites a newer one."""
+        txn = Txn().set_if_newer(
+            self._tally(event.answer_id),
+            "version",
+            event.tally_version,
+            {"helpful": event.helpful, "unhelpful": event.unhelpful},
+        )
+        await self.committer.commit(txn)

@@ -1,0 +1,1 @@
+"""askdoc: the project's contracts and plumbing (no service business logic)."""

@@ -1,0 +1,231 @@
+"""The delivery policy every service consumes with, on FastStream and Redis Streams.
+
+Per stream a service registers two subscribers in its own consumer group:
+
+* the **reader** takes new entries in batches (`max_records`), runs the handler for each
+  entry concurrently and XACKs exactly the entries whose effect committed;
+* the **claimer** (XAUTOCLAIM after `claim_idle_ms`) takes entries left pending by a
+  failed handler or a dead consumer, one at a time, and retries them; after
+  `max_deliveries` it moves the entry to `askdoc.dead-letter`.
+
+An entry that can never succeed (no ``__data__``, not JSON, wrong schema, unknown
+``schema_version``, oversized) is dead-lettered at once. Handlers must be idempotent:
+a claim can race a slow consumer, so an entry may run twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from faststream import AckPolicy, Context
+from faststream.redis import RedisBroker, StreamSub
+from pydantic import ValidationError
+from redis.exceptions import ResponseError
+
+from shared import streams
+from shared.atomic import Committer, Txn
+from shared.events import WIRE_FIELD, DeadLetter, Event
+from shared.logging import bind_correlation_id, get_logger
+from shared.metrics import EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, HANDLER_SECONDS
+from shared.redis import RedisClient
+from shared.settings import Settings
+
+E = TypeVar("E", bound=Event)
+Handler = Callable[[Any], Awaitable[None]]
+
+log = get_logger("askdoc.consumer")
+
+
+class PoisonEntry(Exception):
+    """An entry that no retry can fix."""
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """One handled stream of a service."""
+
+    stream: str
+    event_type: type[Event]
+    handler: Handler
+
+
+async def _skip_decoding(*_: Any) -> None:
+    # Entries are validated per entry below, so one bad entry cannot fail a batch.
+    return None
+
+
+class EventConsumer:
+    """Registers a service's event handlers on its broker under the house policy."""
+
+    def __init__(
+        self, broker: RedisBroker, redis: RedisClient, settings: Settings, service: str
+    ) -> None:
+        self.broker = broker
+        self.redis = redis
+        self.settings = settings
+        self.group = service
+        self.committer = Committer(redis)
+        self.subscriptions: list[Subscription] = []
+
+    def on(self, event_type: type[E]) -> Callable[[Callable[[E], Awaitable[None]]], Any]:
+        """Decorate the idempotent handler of one event type."""
+
+        def register(handler: Callable[[E], Awaitable[None]]) -> Any:
+            self._register(Subscription(event_type.stream, event_type, handler))
+            return handler
+
+        return register
+
+    def _register(self, sub: Subscription) -> None:
+        self.subscriptions.append(sub)
+        s = self.settings
+        consumer = s.consumer_name
+        name = sub.event_type.__name__
+
+        @self.broker.subscriber(
+            stream=StreamSub(
+                sub.stream,
+                group=self.group,
+                consumer=consumer,
+                batch=True,
+                max_records=s.max_records,
+                polling_interval=s.polling_interval_ms,
+            ),
+            ack_policy=AckPolicy.MANUAL,
+            decoder=_skip_decoding,
+            title=f"{self.group}:{sub.stream}",
+            description=f"{self.group} reads {name} entries in batches",
+        )
+        async def read(body: Any, message: Any = Context("message")) -> None:
+            raw = message.raw_message
+            ids = [_text(i) for i in raw["message_ids"]]
+            outcomes = await asyncio.gather(
+                *(
+                    self._process(sub, i, fields, 1)
+                    for i, fields in zip(ids, raw["data"], strict=True)
+                )
+            )
+            await self._ack([i for i, ok in zip(ids, outcomes, strict=True) if ok], sub.stream)
+
+        @self.broker.subscriber(
+            stream=StreamSub(
+                sub.stream,
+                group=self.group,
+                consumer=consumer,
+                min_idle_time=s.claim_idle_ms,
+                polling_interval=max(s.polling_interval_ms, min(s.claim_idle_ms // 4, 1000)),
+            ),
+            ack_policy=AckPolicy.MANUAL,
+            decoder=_skip_decoding,
+            include_in_schema=False,
+        )
+        async def claim(body: Any, message: Any = Context("message")) -> None:
+            raw = message.raw_message
+            entry_id = _text(raw["message_ids"][0])
+            count = await self._delivery_count(sub.stream, entry_id)
+            if await self._process(sub, entry_id, raw["data"], count):
+                await self._ack([entry_id], sub.stream)
+
+    async def _process(
+        self, sub: Subscription, entry_id: str, fields: dict[bytes, bytes], deliveries: int
+    ) -> bool:
+        """Run one entry's handler; True when the entry is done and may be acked."""
+        started = time.perf_counter()
+        try:
+            event = self._decode(sub, fields)
+        except PoisonEntry as exc:
+            await self._dead_letter(sub.stream, entry_id, fields, str(exc), deliveries)
+            return True
+        bind_correlation_id(
+            event.correlation_id, event_id=str(event.event_id), event_type=event.event_type
+        )
+        try:
+            await sub.handler(event)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            if deliveries >= self.settings.max_deliveries:
+                await self._dead_letter(sub.stream, entry_id, fields, error, deliveries)
+                return True
+            log.warning(
+                "event_handler_failed",
+                stream=sub.stream,
+                entry_id=entry_id,
+                deliveries=deliveries,
+                error=error[:300],
+                retry_after_ms=self.settings.claim_idle_ms,
+            )
+            return False
+        EVENTS_CONSUMED.labels(self.group, sub.stream).inc()
+        HANDLER_SECONDS.labels(self.group, sub.stream).observe(time.perf_counter() - started)
+        return True
+
+    def _decode(self, sub: Subscription, fields: dict[bytes, bytes]) -> Event:
+        data = fields.get(WIRE_FIELD.encode())
+        if data is None:
+            raise PoisonEntry(f"entry has no {WIRE_FIELD} field")
+        if len(data) > self.settings.max_entry_bytes:
+            raise PoisonEntry(f"entry is {len(data)} bytes, over {self.settings.max_entry_bytes}")
+        try:
+            return sub.event_type.model_validate_json(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'entry'}: {err['msg']}"
+                for err in exc.errors()[:5]
+            )
+            raise PoisonEntry(f"not a valid {sub.event_type.__name__}: {problems}") from None
+
+    async def _ack(self, ids: list[str], stream: str) -> None:
+        if ids:
+            await self.redis.xack(stream, self.group, *ids)
+
+    async def _delivery_count(self, stream: str, entry_id: str) -> int:
+        pending = await self.redis.xpending_range(stream, self.group, entry_id, entry_id, 1)
+        return int(pending[0]["times_delivered"]) if pending else 1
+
+    async def _dead_letter(
+        self, stream: str, entry_id: str, fields: dict[bytes, bytes], error: str, deliveries: int
+    ) -> None:
+        letter = DeadLetter(
+            correlation_id=bind_correlation_id(None),
+            producer=self.group,
+            source_stream=stream,
+            entry_id=entry_id,
+            group=self.group,
+            consumer=self.settings.consumer_name,
+            fields={_text(k): _text(v)[:4096] for k, v in fields.items()},
+            error=error[:1000],
+            delivery_count=deliveries,
+        )
+        # The marker makes a dead letter unique per (group, entry) even if we die before XACK.
+        marker = f"{streams.slot_tag(streams.DEAD_LETTER)}:dlq:{self.group}:{stream}:{entry_id}"
+        txn = Txn().absent("dead_letter", marker, ttl_s=self.settings.dedupe_ttl_s)
+        await self.committer.commit(txn.publish(letter, self.settings.stream_maxlen))
+        EVENTS_DEAD_LETTERED.labels(self.group, stream).inc()
+        log.error(
+            "event_dead_lettered",
+            stream=stream,
+            entry_id=entry_id,
+            deliveries=deliveries,
+            error=error[:300],
+        )
+
+    async def ensure_groups(self) -> None:
+        """Create the service's groups at the start of each stream (not at `$`)."""
+        for sub in self.subscriptions_streams():
+            try:
+                await self.redis.xgroup_create(sub, self.group, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    def subscriptions_streams(self) -> list[str]:
+        """The streams this service consumes."""
+        return list(dict.fromkeys(s.stream for s in self.subscriptions))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value

@@ -1,0 +1,193 @@
+"""Integration events: the wire contract between askdoc services and internal teams.
+
+Every stream entry is one field, ``__data__``, holding the event as plain JSON, so any
+Redis client can read it (``XRANGE askdoc.question-posted - +``). Events only grow by
+optional fields; a breaking change is a new ``schema_version``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from shared import streams
+
+WIRE_FIELD = "__data__"
+
+
+def utcnow() -> datetime:
+    """The current time in UTC."""
+    return datetime.now(UTC)
+
+
+class Location(BaseModel):
+    """A geocoded place: a US ZIP code, a city and state, and coordinates."""
+
+    model_config = ConfigDict(frozen=True)
+
+    city: str | None = Field(None, description="City name")
+    state: str | None = Field(None, description="Two-letter US state code")
+    zip: str | None = Field(None, description="Five-digit US ZIP code")
+    lat: float = Field(description="Latitude, degrees", ge=-90, le=90)
+    lon: float = Field(description="Longitude, degrees", ge=-180, le=180)
+
+
+class DoctorCard(BaseModel):
+    """A doctor's public card as shown beside an answer (no contact data)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(description="Directory id of the doctor (the JWT `sub`)")
+    name: str = Field(description="Display name, e.g. 'Jon A. Perlman'")
+    credentials: str = Field("", description="e.g. 'MD, FACS'")
+    specialty: str | None = Field(None, description="Primary specialty slug")
+    city: str | None = Field(None, description="Practice city")
+    state: str | None = Field(None, description="Practice state")
+    rating: float | None = Field(None, description="Star rating, 0-5")
+    review_count: int = Field(0, description="Number of reviews behind the rating")
+
+
+class Event(BaseModel):
+    """Envelope fields every integration event carries."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    stream: ClassVar[str]
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4, description="Unique id of the event")
+    event_type: str = Field(description="The event's name, e.g. 'question-posted'")
+    schema_version: Literal[1] = Field(1, description="Wire version; a breaking change bumps it")
+    occurred_at: AwareDatetime = Field(default_factory=utcnow, description="When it happened (UTC)")
+    correlation_id: str = Field(description="Id of the request or event that caused this one")
+    producer: str = Field(description="The service that published it")
+
+    def to_wire(self) -> dict[str, str]:
+        """The stream entry fields for this event."""
+        return {WIRE_FIELD: self.model_dump_json()}
+
+
+class QuestionPosted(Event):
+    """A patient posted a question."""
+
+    stream: ClassVar[str] = streams.QUESTION_POSTED
+
+    event_type: Literal["question-posted"] = "question-posted"
+    question_id: str = Field(description="Id of the new question")
+    title: str = Field(description="Question title")
+    body: str = Field(description="Question text")
+    topics: list[str] = Field(description="Topic slugs from the taxonomy")
+    specialties: list[str] = Field(
+        description="Specialty slugs the question calls for (named ones and those of its topics)"
+    )
+    location: Location | None = Field(None, description="Where the asker is, geocoded")
+    asker_id: str = Field(
+        description="Internal id of the asker, for their own notifications; never shown publicly"
+    )
+    anonymous: bool = Field(False, description="The asker chose not to be shown")
+    urgent: bool = Field(False, description="Red-flag triage found signs of an emergency")
+    red_flags: list[str] = Field(default_factory=list, description="Names of the triage rules hit")
+
+
+class AnswerPosted(Event):
+    """A doctor answered a question."""
+
+    stream: ClassVar[str] = streams.ANSWER_POSTED
+
+    event_type: Literal["answer-posted"] = "answer-posted"
+    answer_id: str = Field(description="Id of the new answer")
+    question_id: str = Field(description="The question answered")
+    headline: str | None = Field(None, description="Optional short headline of the answer")
+    body: str = Field(description="Answer text (plain text; markup is not interpreted)")
+    doctor: DoctorCard = Field(description="The answering doctor's public card")
+    created_at: AwareDatetime = Field(description="When the answer was posted")
+
+
+class VoteCast(Event):
+    """A reader voted an answer helpful or unhelpful, changed or retracted a vote."""
+
+    stream: ClassVar[str] = streams.VOTE_CAST
+
+    event_type: Literal["vote-cast"] = "vote-cast"
+    answer_id: str = Field(description="The answer voted on")
+    question_id: str = Field(description="The answer's question")
+    doctor_id: str = Field(description="The answer's author")
+    voter_id: str = Field(description="Who voted (internal id)")
+    value: Literal[1, 0, -1] = Field(description="1 helpful, -1 unhelpful, 0 retracted")
+    previous_value: Literal[1, 0, -1] = Field(0, description="The voter's vote before this one")
+    helpful: int = Field(ge=0, description="Helpful votes on the answer after this vote")
+    unhelpful: int = Field(ge=0, description="Unhelpful votes on the answer after this vote")
+    tally_version: int = Field(
+        ge=1, description="Increases with every change of the answer's tally; newest wins"
+    )
+
+
+class DoctorProfileChanged(Event):
+    """A doctor's directory profile was created or changed (public fields only)."""
+
+    stream: ClassVar[str] = streams.DOCTOR_PROFILE_CHANGED
+
+    event_type: Literal["doctor-profile-changed"] = "doctor-profile-changed"
+    doctor_id: str = Field(description="Directory id of the doctor")
+    name: str = Field(description="Display name")
+    credentials: str = Field("", description="e.g. 'MD, FACS'")
+    specialties: list[str] = Field(description="Specialty slugs")
+    location: Location = Field(description="Practice location")
+    radius_km: float = Field(description="Alert radius")
+    rating: float | None = Field(None, description="Star rating, 0-5")
+    review_count: int = Field(0, description="Number of reviews")
+    profile_version: int = Field(ge=1, description="Increases with every change; newest wins")
+
+
+NotificationKind = Literal["question-match", "new-answer", "answer-voted", "digest"]
+
+
+class NotificationSent(Event):
+    """A notification was put in a recipient's inbox (and handed to their channels)."""
+
+    stream: ClassVar[str] = streams.NOTIFICATION_SENT
+
+    event_type: Literal["notification-sent"] = "notification-sent"
+    notification_id: str = Field(description="Id of the notification; the idempotency key")
+    recipient_id: str = Field(description="Who it is for")
+    kind: NotificationKind = Field(description="What it is about")
+    question_id: str | None = Field(None, description="The question it concerns")
+    answer_id: str | None = Field(None, description="The answer it concerns, if any")
+    channels: list[str] = Field(description="Channels it goes to: inbox, stream, webhook, email")
+    reason: dict[str, Any] = Field(
+        default_factory=dict, description="Why: matched specialty, distance_km, rank, ..."
+    )
+    urgent: bool = Field(False, description="Bypassed quiet hours as an emergency")
+
+
+class DeadLetter(Event):
+    """A stream entry a consumer gave up on, with why."""
+
+    stream: ClassVar[str] = streams.DEAD_LETTER
+
+    event_type: Literal["dead-letter"] = "dead-letter"
+    source_stream: str = Field(description="The stream the entry came from")
+    entry_id: str = Field(description="The entry's id in that stream")
+    group: str = Field(description="The consumer group that failed it")
+    consumer: str = Field(description="The consumer that dead-lettered it")
+    fields: dict[str, str] = Field(description="The entry's fields as received (truncated)")
+    error: str = Field(description="Why it failed")
+    delivery_count: int = Field(description="How many times it was delivered")
+
+
+AnyEvent = Annotated[
+    QuestionPosted | AnswerPosted | VoteCast | DoctorProfileChanged | NotificationSent | DeadLetter,
+    Field(discriminator="event_type"),
+]
+
+EVENT_TYPES: tuple[type[Event], ...] = (
+    QuestionPosted,
+    AnswerPosted,
+    VoteCast,
+    DoctorProfileChanged,
+    NotificationSent,
+    DeadLetter,
+)
+EVENT_BY_STREAM: dict[str, type[Event]] = {cls.stream: cls for cls in EVENT_TYPES}

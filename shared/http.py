@@ -1,0 +1,239 @@
+"""The HTTP app factory every service uses: health, metrics, JSON errors, request ids."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.auth import Principal, Role, require_user
+from shared.errors import ApiError
+from shared.logging import bind_correlation_id, get_logger
+from shared.metrics import HTTP_REQUESTS, HTTP_SECONDS
+from shared.service import ServiceRuntime
+
+log = get_logger("askdoc.http")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    """The JSON shape of every error."""
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+class RequestContextMiddleware:
+    """Binds the request id to logs, echoes it, and records metrics (pure ASGI, cheap)."""
+
+    def __init__(self, app: Any, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id = value.decode("latin-1")[:128] or None
+                break
+        cid = bind_correlation_id(request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", cid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            elapsed = time.perf_counter() - started
+            HTTP_REQUESTS.labels(self.service, scope["method"], path, str(status)).inc()
+            HTTP_SECONDS.labels(self.service, scope["method"], path).observe(elapsed)
+            if status >= 500:
+                log.error("http_request", method=scope["method"], route=path, status=status)
+            elif path not in ("/healthz", "/readyz", "/metrics"):
+                log.info(
+                    "http_request",
+                    method=scope["method"],
+                    route=path,
+                    status=status,
+                    ms=round(elapsed * 1000, 2),
+                )
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
+    details = []
+    for err in exc.errors()[:20]:
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        details.append({"field": ".".join(loc) or "body", "message": err.get("msg", "invalid")})
+    first = details[0] if details else {"field": "body", "message": "invalid request"}
+    return f"{first['field']}: {first['message']}", details
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render every error as JSON with a clear message, never a stack trace."""
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        headers = dict(exc.headers)
+        if exc.status == 401:
+            headers.setdefault("WWW-Authenticate", "Bearer")
+        return JSONResponse(error_body(exc.code, exc.message), exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        message, details = _validation_message(exc)
+        return JSONResponse(error_body("invalid_request", message, details=details), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled_error", error_type=type(exc).__name__)
+        return JSONResponse(error_body("internal", "internal error; it has been logged"), 500)
+
+
+def create_http_app(
+    runtime: ServiceRuntime,
+    routers: list[APIRouter],
+    description: str,
+) -> FastAPI:
+    """A FastAPI app for a service: its routes plus health, readiness and metrics."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(
+        title=f"askdoc {runtime.service}",
+        version="1.0.0",
+        description=description,
+        lifespan=lifespan,
+    )
+    app.state.settings = runtime.settings
+    app.state.runtime = runtime
+    install_error_handlers(app)
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness: the process serves HTTP")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"], summary="Readiness: Redis reachable, consumers running")
+    async def readyz() -> JSONResponse:
+        ready = await runtime.is_ready()
+        body = {"status": "ready" if ready else "not_ready", "service": runtime.service}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for router in routers:
+        app.include_router(router)
+    app.add_middleware(RequestContextMiddleware, service=runtime.service)
+    return app
+
+
+# --- Idempotency-Key and rate limits -------------------------------------------------
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=128,
+        description="Repeat a POST with the same key to get the first reply, not a second effect",
+    ),
+]
+
+
+def idempotency_record_key(tag: str, principal: str, key: str) -> str:
+    """The Redis key that remembers the reply to one Idempotency-Key of one user."""
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    return f"{tag}:idem:{principal}:{digest}"
+
+
+def fingerprint(payload: Any) -> str:
+    """A stable hash of a request body, to tell a replay from a reuse of the key."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def replay(found: str, request_fp: str) -> tuple[int, Any]:
+    """The stored reply (status, body) for a repeated Idempotency-Key (422 if the body differs)."""
+    record = json.loads(found)
+    if record.get("fp") != request_fp:
+        raise ApiError(
+            422,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with a different request body",
+        )
+    return int(record["status"]), record["body"]
+
+
+def reply_record(status: int, body: Any, request_fp: str) -> str:
+    """What is stored under an Idempotency-Key: the reply and the request's fingerprint."""
+    return json.dumps({"status": status, "body": body, "fp": request_fp}, default=str)
+
+
+async def enforce_rate_limit(request: Request, user: Principal) -> None:
+    """Fixed-window limit on writes per user; 429 with Retry-After when over."""
+    runtime: ServiceRuntime = request.app.state.runtime
+    settings = runtime.settings
+    window = settings.rate_limit_window_s
+    now = int(time.time())
+    bucket = now // window
+    key = f"{runtime.tag}:rl:{user.sub}:{bucket}"
+    pipe = runtime.redis.pipeline(transaction=False)
+    pipe.incr(key)
+    pipe.expire(key, window * 2)
+    count, _ = await pipe.execute()
+    if int(count) > settings.rate_limit_writes:
+        retry = window - (now % window)
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"too many writes: at most {settings.rate_limit_writes} per {window} s",
+            headers={"Retry-After": str(retry)},
+        )
+
+
+def writer(*roles: Role) -> Any:
+    """A dependency for write routes: signed in, one of `roles` (any if none), rate limited."""
+
+    async def check(
+        request: Request, user: Annotated[Principal, Depends(require_user)]
+    ) -> Principal:
+        if roles and user.role not in roles:
+            raise ApiError(403, "forbidden", f"this needs the role {' or '.join(roles)}")
+        await enforce_rate_limit(request, user)
+        return user
+
+    return Depends(check)

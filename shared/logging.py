@@ -1,0 +1,97 @@
+"""structlog set-up: JSON or console lines carrying the correlation id."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import uuid
+from contextvars import ContextVar
+from typing import Any
+
+import structlog
+
+_correlation_id: ContextVar[str | None] = ContextVar("askdoc_correlation_id", default=None)
+
+# Keys that may carry personal data; they never reach a log line even if bound by mistake.
+_REDACTED_KEYS = frozenset(
+    {"email", "body", "title", "webhook_secret", "secret", "password", "token", "authorization"}
+)
+
+
+def current_correlation_id() -> str:
+    """The correlation id of the work in progress, or a fresh one."""
+    return _correlation_id.get() or str(uuid.uuid4())
+
+
+def bind_correlation_id(correlation_id: str | None, **extra: Any) -> str:
+    """Bind a correlation id (new if none) to the context and every log line after."""
+    cid = correlation_id or str(uuid.uuid4())
+    _correlation_id.set(cid)
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(correlation_id=cid, **extra)
+    return cid
+
+
+def _redact(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    for key in _REDACTED_KEYS.intersection(event_dict):
+        event_dict[key] = "[redacted]"
+    return event_dict
+
+
+def configure_logging(service: str, fmt: str = "json", level: str = "INFO") -> None:
+    """Route structlog and stdlib logging to stderr in one format."""
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+
+    def add_service(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        event_dict.setdefault("service", service)
+        return event_dict
+
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        add_service,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _redact,
+    ]
+    processors: list[Any] = [
+        *shared,
+        structlog.processors.format_exc_info if fmt == "json" else _noop,
+        renderer,
+    ]
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # uvicorn's access log repeats what our request middleware logs with more context.
+    logging.getLogger("uvicorn.access").disabled = True
+    for name in ("uvicorn", "uvicorn.error", "faststream", "faststream.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    logging.getLogger("faststream.access").setLevel(logging.WARNING)
+
+
+def _noop(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    return event_dict
+
+
+def get_logger(name: str | None = None) -> Any:
+    """A structlog logger."""
+    return structlog.get_logger(name)

@@ -1,0 +1,36 @@
+"""Prometheus metrics shared by the services (one registry per process)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+HTTP_REQUESTS = Counter(
+    "askdoc_http_requests_total", "HTTP requests", ["service", "method", "route", "status"]
+)
+HTTP_SECONDS = Histogram(
+    "askdoc_http_request_seconds", "HTTP request latency", ["service", "method", "route"]
+)
+EVENTS_PUBLISHED = Counter(
+    "askdoc_events_published_total", "Events written to streams", ["service", "stream"]
+)
+EVENTS_CONSUMED = Counter(
+    "askdoc_events_consumed_total", "Events handled successfully", ["group", "stream"]
+)
+EVENTS_DEAD_LETTERED = Counter(
+    "askdoc_events_dead_lettered_total",
+    "Entries moved to the dead-letter stream",
+    ["group", "stream"],
+)
+HANDLER_SECONDS = Histogram(
+    "askdoc_event_handler_seconds", "Event handler latency", ["group", "stream"]
+)
+STREAM_LENGTH = Gauge("askdoc_stream_length", "Entries in a stream", ["stream"])
+GROUP_PENDING = Gauge(
+    "askdoc_group_pending", "Entries delivered but not acked", ["group", "stream"]
+)
+GROUP_LAG = Gauge(
+    "askdoc_group_lag",
+    "Entries not yet delivered to the group (-1: unknown, the group fell behind retention)",
+    ["group", "stream"],
+)
+READY = Gauge("askdoc_ready", "1 when Redis is reachable and consumers run", ["service"])

@@ -1,0 +1,153 @@
+"""A service's runtime: its Redis client, broker and consumers, started with retries."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import uvicorn
+from faststream.redis import RedisBroker
+from faststream.specification import AsyncAPI
+from redis.exceptions import RedisError
+
+from shared import streams
+from shared.atomic import Committer
+from shared.consumer import EventConsumer
+from shared.logging import configure_logging, get_logger
+from shared.metrics import GROUP_LAG, GROUP_PENDING, READY, STREAM_LENGTH
+from shared.redis import make_redis, safe_url
+from shared.settings import Settings
+
+log = get_logger("askdoc.service")
+
+
+def make_broker(settings: Settings) -> RedisBroker:
+    """The FastStream broker of a service (no connection until started)."""
+    options: dict[str, Any] = {
+        "graceful_timeout": settings.shutdown_grace_s,
+        "logger": logging.getLogger("faststream"),
+        "log_level": logging.DEBUG,
+    }
+    if settings.redis_mode == "cluster":
+        from faststream.redis import RedisClusterBroker  # type: ignore[attr-defined]
+
+        broker: RedisBroker = RedisClusterBroker(settings.redis_url, **options)
+        return broker
+    return RedisBroker(settings.redis_url, **options)
+
+
+class ServiceRuntime:
+    """Everything a service holds open: Redis, broker, consumers, background tasks."""
+
+    def __init__(self, service: str, settings: Settings) -> None:
+        self.service = service
+        self.tag = streams.slot_tag(streams.HOME_STREAM[service])
+        self.settings = settings
+        self.redis = make_redis(settings)
+        self.committer = Committer(self.redis)
+        self.broker = make_broker(settings)
+        self.consumer = EventConsumer(self.broker, self.redis, settings, service)
+        self.ready = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._broker_started = False
+        # Blocking set-up (e.g. loading the gazetteer) run in a thread before readiness.
+        self.warmups: list[Callable[[], Any]] = []
+
+    def asyncapi(self) -> AsyncAPI:
+        """The AsyncAPI specification object for this service's broker."""
+        return AsyncAPI(title=f"askdoc {self.service}", version="1.0.0")
+
+    async def start(self) -> None:
+        """Start connecting in the background; readiness turns true once it works."""
+        self._tasks.append(asyncio.create_task(self._connect_forever(), name="connect"))
+
+    async def _connect_forever(self) -> None:
+        delay = 0.5
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self.redis.ping()
+                await self.consumer.ensure_groups()
+                if self.consumer.subscriptions:
+                    await self.broker.start()
+                    self._broker_started = True
+                break
+            except (RedisError, OSError) as exc:
+                # One line per attempt, no traceback: an unreachable Redis is an
+                # operational state, not a bug.
+                log.warning(
+                    "redis_unreachable",
+                    redis_url=safe_url(self.settings.redis_url),
+                    attempt=attempt,
+                    retry_in_s=delay,
+                    error=f"{type(exc).__name__}: {exc}"[:200],
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        for warmup in self.warmups:
+            await asyncio.to_thread(warmup)
+        self.ready = True
+        READY.labels(self.service).set(1)
+        log.info("service_ready", consumer=self.settings.consumer_name)
+        self._tasks.append(asyncio.create_task(self._watch_streams(), name="watch"))
+
+    async def _watch_streams(self) -> None:
+        """Export stream lengths, pending and lag of this service's groups."""
+        while True:
+            try:
+                for stream in self.consumer.subscriptions_streams():
+                    STREAM_LENGTH.labels(stream).set(await self.redis.xlen(stream))
+                    for group in await self.redis.xinfo_groups(stream):
+                        if group["name"] != self.service:
+                            continue
+                        GROUP_PENDING.labels(self.service, stream).set(group["pending"])
+                        lag = group.get("lag")
+                        GROUP_LAG.labels(self.service, stream).set(-1 if lag is None else lag)
+            except (RedisError, OSError) as exc:
+                log.warning("stream_watch_failed", error=str(exc)[:200])
+            await asyncio.sleep(5)
+
+    async def is_ready(self) -> bool:
+        """Redis reachable now and consumers running."""
+        if not self.ready:
+            return False
+        try:
+            return bool(await asyncio.wait_for(self.redis.ping(), timeout=1))
+        except (RedisError, OSError, TimeoutError):
+            return False
+
+    async def stop(self) -> None:
+        """Finish in-flight work, then close connections."""
+        self.ready = False
+        READY.labels(self.service).set(0)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._broker_started:
+            # FastStream waits up to graceful_timeout for running handlers to finish.
+            await self.broker.stop()
+        await self.redis.aclose()
+        log.info("service_stopped")
+
+
+def serve(app: Any, settings: Settings, default_port: int, service: str) -> None:
+    """Run an ASGI app with uvicorn until SIGTERM/SIGINT, shutting down gracefully."""
+    configure_logging(service, settings.log_format, settings.log_level)
+    config = uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.port_or(default_port),
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s),
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(server.serve())

@@ -1,0 +1,51 @@
+"""Settings shared by every service, read from ASKDOC_* environment variables."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_consumer_name() -> str:
+    # Unique per process: replicas must be distinct consumers of one group, and a
+    # restarted process must not inherit a dead one's pending entries by name.
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Settings(BaseSettings):
+    """Settings every service understands; services subclass it for their own."""
+
+    model_config = SettingsConfigDict(env_prefix="ASKDOC_", extra="ignore", frozen=True)
+
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis to use")
+    redis_mode: Literal["standalone", "cluster"] = Field("standalone")
+    jwt_secret: SecretStr = Field(
+        min_length=32, description="HS256 secret for bearer tokens (required, >= 32 chars)"
+    )
+    log_format: Literal["json", "console"] = "json"
+    log_level: str = "INFO"
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(0, description="0 means the service's own default port")
+
+    stream_maxlen: int = Field(100_000, ge=1000, description="approximate MAXLEN per stream")
+    max_records: int = Field(100, ge=1, le=1000, description="entries per XREADGROUP")
+    polling_interval_ms: int = Field(100, ge=10, description="XREADGROUP BLOCK")
+    claim_idle_ms: int = Field(30_000, ge=100, description="idle time before XAUTOCLAIM")
+    max_deliveries: int = Field(5, ge=1, description="deliveries before dead-lettering")
+    consumer_name: str = Field(default_factory=_default_consumer_name)
+    dedupe_ttl_s: int = Field(14 * 86400, description="how long processed-event markers live")
+    idempotency_ttl_s: int = Field(86400, description="how long Idempotency-Key replies live")
+    max_entry_bytes: int = Field(256 * 1024, description="larger stream entries are poison")
+    shutdown_grace_s: float = Field(20.0, description="time to finish in-flight work")
+
+    rate_limit_writes: int = Field(60, ge=1, description="writes per user per window")
+    rate_limit_window_s: int = Field(60, ge=1)
+
+    def port_or(self, default: int) -> int:
+        """The configured HTTP port, or the service's default."""
+        return self.http_port or default

@@ -1,0 +1,41 @@
+"""Stream names (the contract) and the consumer groups that read them."""
+
+from __future__ import annotations
+
+QUESTION_POSTED = "askdoc.question-posted"
+ANSWER_POSTED = "askdoc.answer-posted"
+VOTE_CAST = "askdoc.vote-cast"
+DOCTOR_PROFILE_CHANGED = "askdoc.doctor-profile-changed"
+NOTIFICATION_SENT = "askdoc.notification-sent"
+DEAD_LETTER = "askdoc.dead-letter"
+
+ALL = (
+    QUESTION_POSTED,
+    ANSWER_POSTED,
+    VOTE_CAST,
+    DOCTOR_PROFILE_CHANGED,
+    NOTIFICATION_SENT,
+    DEAD_LETTER,
+)
+
+# Which service's group reads which stream; used by `askdoc lag` and the deploy files.
+CONSUMERS: dict[str, tuple[str, ...]] = {
+    "questions": (ANSWER_POSTED, VOTE_CAST),
+    "answers": (QUESTION_POSTED, DOCTOR_PROFILE_CHANGED),
+    "votes": (ANSWER_POSTED,),
+    "notify": (QUESTION_POSTED, ANSWER_POSTED, VOTE_CAST),
+}
+
+# The stream each service publishes to; its keys share that stream's hash slot, so a
+# state change and its event commit in one script on Redis Cluster too.
+HOME_STREAM: dict[str, str] = {
+    "questions": QUESTION_POSTED,
+    "answers": ANSWER_POSTED,
+    "votes": VOTE_CAST,
+    "notify": NOTIFICATION_SENT,
+}
+
+
+def slot_tag(stream: str) -> str:
+    """The hash tag that puts a key in the same Redis Cluster slot as `stream`."""
+    return "{" + stream + "}"

