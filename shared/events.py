@@ -74,7 +74,7 @@ class QuestionPosted(Event):
 
     stream: ClassVar[str] = streams.QUESTION_POSTED
 
-    event_type: Literal["question-posted"] = "question-posted"
+    event_type: Literal["question-posted"] = Field("question-posted", description="The event's name")
     question_id: str = Field(description="Id of the new question")
     title: str = Field(description="Question title")
     body: str = Field(description="Question text")
@@ -96,7 +96,7 @@ class AnswerPosted(Event):
 
     stream: ClassVar[str] = streams.ANSWER_POSTED
 
-    event_type: Literal["answer-posted"] = "answer-posted"
+    event_type: Literal["answer-posted"] = Field("answer-posted", description="The event's name")
     answer_id: str = Field(description="Id of the new answer")
     question_id: str = Field(description="The question answered")
     headline: str | None = Field(None, description="Optional short headline of the answer")
@@ -110,7 +110,7 @@ class VoteCast(Event):
 
     stream: ClassVar[str] = streams.VOTE_CAST
 
-    event_type: Literal["vote-cast"] = "vote-cast"
+    event_type: Literal["vote-cast"] = Field("vote-cast", description="The event's name")
     answer_id: str = Field(description="The answer voted on")
     question_id: str = Field(description="The answer's question")
     doctor_id: str = Field(description="The answer's author")
@@ -129,7 +129,7 @@ class DoctorProfileChanged(Event):
 
     stream: ClassVar[str] = streams.DOCTOR_PROFILE_CHANGED
 
-    event_type: Literal["doctor-profile-changed"] = "doctor-profile-changed"
+    event_type: Literal["doctor-profile-changed"] = Field("doctor-profile-changed", description="The event's name")
     doctor_id: str = Field(description="Directory id of the doctor")
     name: str = Field(description="Display name")
     credentials: str = Field("", description="e.g. 'MD, FACS'")
@@ -149,7 +149,7 @@ class NotificationSent(Event):
 
     stream: ClassVar[str] = streams.NOTIFICATION_SENT
 
-    event_type: Literal["notification-sent"] = "notification-sent"
+    event_type: Literal["notification-sent"] = Field("notification-sent", description="The event's name")
     notification_id: str = Field(description="Id of the notification; the idempotency key")
     recipient_id: str = Field(description="Who it is for")
     kind: NotificationKind = Field(description="What it is about")
@@ -167,7 +167,7 @@ class DeadLetter(Event):
 
     stream: ClassVar[str] = streams.DEAD_LETTER
 
-    event_type: Literal["dead-letter"] = "dead-letter"
+    event_type: Literal["dead-letter"] = Field("dead-letter", description="The event's name")
     source_stream: str = Field(description="The stream the entry came from")
     entry_id: str = Field(description="The entry's id in that stream")
     group: str = Field(description="The consumer group that failed it")

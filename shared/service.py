@@ -10,12 +10,12 @@ from typing import Any
 
 import uvicorn
 from faststream.redis import RedisBroker
-from faststream.specification import AsyncAPI
 from redis.exceptions import RedisError
 
 from shared import streams
 from shared.atomic import Committer
 from shared.consumer import EventConsumer
+from shared.events import EVENT_BY_STREAM
 from shared.logging import configure_logging, get_logger
 from shared.metrics import GROUP_LAG, GROUP_PENDING, READY, STREAM_LENGTH
 from shared.redis import make_redis, safe_url
@@ -50,15 +50,25 @@ class ServiceRuntime:
         self.committer = Committer(self.redis)
         self.broker = make_broker(settings)
         self.consumer = EventConsumer(self.broker, self.redis, settings, service)
+        self._declare_publishers()
         self.ready = False
         self._tasks: list[asyncio.Task[None]] = []
         self._broker_started = False
         # Blocking set-up (e.g. loading the gazetteer) run in a thread before readiness.
         self.warmups: list[Callable[[], Any]] = []
 
-    def asyncapi(self) -> AsyncAPI:
-        """The AsyncAPI specification object for this service's broker."""
-        return AsyncAPI(title=f"askdoc {self.service}", version="1.0.0")
+    def _declare_publishers(self) -> None:
+        # Events are written by Lua scripts (atomically with state), not broker.publish;
+        # declaring the publishers documents the wire form in the AsyncAPI document.
+        for stream in (*streams.PUBLISHES[self.service], streams.DEAD_LETTER):
+            event = EVENT_BY_STREAM[stream]
+            self.broker.publisher(
+                stream=stream,
+                schema=event,
+                title=f"{self.service}:{stream}",
+                description=(event.__doc__ or "").strip()
+                + " Each entry has one field, __data__, holding the event as JSON.",
+            )
 
     async def start(self) -> None:
         """Start connecting in the background; readiness turns true once it works."""

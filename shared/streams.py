@@ -35,6 +35,14 @@ HOME_STREAM: dict[str, str] = {
     "notify": NOTIFICATION_SENT,
 }
 
+# Every stream a service writes to (the dead-letter stream is written by any consumer).
+PUBLISHES: dict[str, tuple[str, ...]] = {
+    "questions": (QUESTION_POSTED,),
+    "answers": (ANSWER_POSTED,),
+    "votes": (VOTE_CAST,),
+    "notify": (DOCTOR_PROFILE_CHANGED, NOTIFICATION_SENT),
+}
+
 
 def slot_tag(stream: str) -> str:
     """The hash tag that puts a key in the same Redis Cluster slot as `stream`."""
