@@ -30,7 +30,9 @@ def test_event_schema_matches_its_reviewed_snapshot(event_type: type[events.Even
     path = schema_path(event_type)
     if UPDATE:
         path.write_text(current)
-    assert path.exists(), f"no snapshot for {event_type.__name__}: run with ASKDOC_UPDATE_SNAPSHOTS=1"
+    assert path.exists(), (
+        f"no snapshot for {event_type.__name__}: run with ASKDOC_UPDATE_SNAPSHOTS=1"
+    )
     assert path.read_text() == current, (
         f"the wire schema of {event_type.__name__} changed: review it, then update the "
         "snapshot with ASKDOC_UPDATE_SNAPSHOTS=1 (breaking changes need a new schema_version)"
@@ -98,7 +100,14 @@ def test_events_are_frozen_and_carry_the_envelope() -> None:
     assert event.occurred_at <= datetime.now(UTC)
     for event_type in events.EVENT_TYPES:
         fields = event_type.model_fields
-        for name in ("event_id", "event_type", "schema_version", "occurred_at", "correlation_id", "producer"):
+        for name in (
+            "event_id",
+            "event_type",
+            "schema_version",
+            "occurred_at",
+            "correlation_id",
+            "producer",
+        ):
             assert name in fields, f"{event_type.__name__} lacks {name}"
             assert fields[name].description, f"{event_type.__name__}.{name} has no description"
         assert event_type.__doc__

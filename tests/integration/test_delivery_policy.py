@@ -47,7 +47,9 @@ def settings_for(url: str, **overrides: object) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]
 
 
-async def started(url: str, handler: Callable[[QuestionPosted], object], **overrides: object) -> tuple[RedisBroker, aioredis.Redis, EventConsumer]:
+async def started(
+    url: str, handler: Callable[[QuestionPosted], object], **overrides: object
+) -> tuple[RedisBroker, aioredis.Redis, EventConsumer]:
     settings = settings_for(url, **overrides)
     client = aioredis.Redis.from_url(url, decode_responses=True)
     broker = RedisBroker(url, graceful_timeout=5)
@@ -82,7 +84,9 @@ async def eventually(predicate: Callable[[], object], timeout: float = 10) -> No
     raise AssertionError("condition not reached in time")
 
 
-async def test_entries_published_before_the_first_start_are_consumed(redis_url: str, raw: aioredis.Redis) -> None:
+async def test_entries_published_before_the_first_start_are_consumed(
+    redis_url: str, raw: aioredis.Redis
+) -> None:
     for n in range(5):
         await raw.xadd(streams.QUESTION_POSTED, question(n).to_wire())
     seen: list[str] = []
@@ -104,7 +108,9 @@ async def _zero(raw: aioredis.Redis) -> bool:
     return await pending_count(raw) == 0
 
 
-async def test_a_failed_handler_is_retried_by_the_claimer_and_acked_once_it_succeeds(redis_url: str, raw: aioredis.Redis) -> None:
+async def test_a_failed_handler_is_retried_by_the_claimer_and_acked_once_it_succeeds(
+    redis_url: str, raw: aioredis.Redis
+) -> None:
     attempts: Counter[str] = Counter()
 
     async def flaky(event: QuestionPosted) -> None:
@@ -125,7 +131,9 @@ async def test_a_failed_handler_is_retried_by_the_claimer_and_acked_once_it_succ
         await client.aclose()
 
 
-async def test_an_entry_failing_every_delivery_goes_to_the_dead_letters_with_its_count(redis_url: str, raw: aioredis.Redis) -> None:
+async def test_an_entry_failing_every_delivery_goes_to_the_dead_letters_with_its_count(
+    redis_url: str, raw: aioredis.Redis
+) -> None:
     async def broken(event: QuestionPosted) -> None:
         if event.question_id == "q7":
             raise ValueError("cannot handle q7")
@@ -136,7 +144,7 @@ async def test_an_entry_failing_every_delivery_goes_to_the_dead_letters_with_its
         await raw.xadd(streams.QUESTION_POSTED, question(8).to_wire())
         await eventually(lambda: _dead_letters(raw, 1), timeout=15)
         await eventually(lambda: _zero(raw))
-        (_, fields), = await raw.xrange(streams.DEAD_LETTER)
+        ((_, fields),) = await raw.xrange(streams.DEAD_LETTER)
         letter = json.loads(fields["__data__"])
         assert letter["entry_id"] == entry_id
         assert letter["source_stream"] == streams.QUESTION_POSTED
@@ -159,12 +167,21 @@ async def _dead_letters(raw: aioredis.Redis, n: int) -> bool:
         ({"__data__": "not json at all"}, "Invalid JSON"),
         ({"other": "field"}, "no __data__"),
         ({"__data__": json.dumps({"event_type": "question-posted"})}, "not a valid QuestionPosted"),
-        ({"__data__": question(1).model_dump_json().replace('"schema_version":1', '"schema_version":9')}, "schema_version"),
+        (
+            {
+                "__data__": question(1)
+                .model_dump_json()
+                .replace('"schema_version":1', '"schema_version":9')
+            },
+            "schema_version",
+        ),
         ({"__data__": "x" * 300_000}, "bytes, over"),
     ],
     ids=["not-json", "no-data-field", "wrong-schema", "unknown-version", "oversized"],
 )
-async def test_poison_goes_to_the_dead_letters_at_once_while_the_rest_flows(redis_url: str, raw: aioredis.Redis, fields: dict[str, str], reason: str) -> None:
+async def test_poison_goes_to_the_dead_letters_at_once_while_the_rest_flows(
+    redis_url: str, raw: aioredis.Redis, fields: dict[str, str], reason: str
+) -> None:
     seen: list[str] = []
 
     async def handle(event: QuestionPosted) -> None:
@@ -177,7 +194,7 @@ async def test_poison_goes_to_the_dead_letters_at_once_while_the_rest_flows(redi
         await raw.xadd(streams.QUESTION_POSTED, question(2).to_wire())
         await eventually(lambda: len(seen) == 2 and True)
         await eventually(lambda: _dead_letters(raw, 1))
-        (_, letter_fields), = await raw.xrange(streams.DEAD_LETTER)
+        ((_, letter_fields),) = await raw.xrange(streams.DEAD_LETTER)
         letter = json.loads(letter_fields["__data__"])
         assert reason in letter["error"]
         assert letter["delivery_count"] == 1
@@ -187,7 +204,9 @@ async def test_poison_goes_to_the_dead_letters_at_once_while_the_rest_flows(redi
         await client.aclose()
 
 
-async def test_a_dead_consumers_pending_entries_are_claimed_by_a_live_one(redis_url: str, raw: aioredis.Redis) -> None:
+async def test_a_dead_consumers_pending_entries_are_claimed_by_a_live_one(
+    redis_url: str, raw: aioredis.Redis
+) -> None:
     await raw.xgroup_create(streams.QUESTION_POSTED, GROUP, id="0", mkstream=True)
     for n in range(4):
         await raw.xadd(streams.QUESTION_POSTED, question(n).to_wire())

@@ -1,0 +1,1 @@
+"""The seed-page demo (`make demo`)."""

@@ -1,0 +1,11 @@
+"""Start the answers service: `python -m services.answers`."""
+
+from shared.service import serve
+from shared.settings import Settings
+
+from .app import DEFAULT_PORT, create_app
+from .service import SERVICE
+
+if __name__ == "__main__":
+    settings = Settings()
+    serve(create_app(settings), settings, DEFAULT_PORT, SERVICE)

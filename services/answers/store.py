@@ -1,0 +1,111 @@
+"""Redis persistence of the answers service (all keys share one hash slot tag).
+
+Keys (``T`` is ``runtime.tag``, the slot of ``askdoc.answer-posted``):
+
+* ``T:q:{qid}``: projection of a question (JSON with its ``asker_id``); written once.
+* ``T:q:{qid}:answers``: sorted set of the question's answer ids, scored by creation ms.
+* ``T:q:{qid}:by:{doctor_id}``: the answer id of a doctor's one answer to a question.
+* ``T:answer:{aid}``: an answer as JSON.
+* ``T:doctor:{doctor_id}``: projection of a doctor's card, ``card`` (JSON) and
+  ``profile_version`` (newest wins).
+* ``T:idem:...``: Idempotency-Key replies (see ``shared.http``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from shared.atomic import CommitResult, Committer, Txn
+from shared.events import AnswerPosted
+from shared.redis import RedisClient
+
+QUESTION_GUARD = "question"
+UNIQUE_GUARD = "one_answer_per_doctor"
+IDEMPOTENCY_GUARD = "idempotency"
+
+
+class AnswerStore:
+    """Answers, and the answers service's projections of questions and doctors."""
+
+    def __init__(self, redis: RedisClient, committer: Committer, tag: str, maxlen: int) -> None:
+        self.redis = redis
+        self.committer = committer
+        self.tag = tag
+        self.maxlen = maxlen
+
+    def _question(self, qid: str) -> str:
+        return f"{self.tag}:q:{qid}"
+
+    def _answers(self, qid: str) -> str:
+        return f"{self.tag}:q:{qid}:answers"
+
+    def _by_doctor(self, qid: str, doctor_id: str) -> str:
+        return f"{self.tag}:q:{qid}:by:{doctor_id}"
+
+    def _answer(self, aid: str) -> str:
+        return f"{self.tag}:answer:{aid}"
+
+    def _doctor(self, doctor_id: str) -> str:
+        return f"{self.tag}:doctor:{doctor_id}"
+
+    async def post(
+        self,
+        answer: dict[str, Any],
+        created_ms: int,
+        event: AnswerPosted,
+        idempotency: tuple[str, str, int] | None,
+    ) -> CommitResult:
+        """Store an answer and publish its event in one atomic step.
+
+        Guards, in order: the Idempotency-Key (a repeat replays), the question (must be
+        known), one answer per doctor per question (`found` is the existing answer id).
+        """
+        qid = answer["question_id"]
+        txn = Txn()
+        if idempotency:
+            key, reply, ttl = idempotency
+            txn.absent(IDEMPOTENCY_GUARD, key, reply, ttl)
+        txn.present(QUESTION_GUARD, self._question(qid))
+        txn.absent(UNIQUE_GUARD, self._by_doctor(qid, answer["doctor"]["id"]), answer["id"])
+        txn.call("SET", self._answer(answer["id"]), json.dumps(answer))
+        txn.call("ZADD", self._answers(qid), created_ms, answer["id"])
+        return await self.committer.commit(txn.publish(event, self.maxlen))
+
+    async def get(self, aid: str) -> dict[str, Any] | None:
+        """A stored answer, or None."""
+        raw = await self.redis.get(self._answer(aid))
+        return json.loads(raw) if raw else None
+
+    async def answers_of(self, qid: str) -> list[dict[str, Any]] | None:
+        """A question's answers, oldest first; None if the question is unknown."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.exists(self._question(qid))
+        pipe.zrange(self._answers(qid), 0, -1)
+        exists, ids = await pipe.execute()
+        if not exists:
+            return None
+        if not ids:
+            return []
+        raws = await self.redis.mget([self._answer(a) for a in ids])
+        return [json.loads(r) for r in raws if r]
+
+    async def question_known(self, qid: str) -> bool:
+        """Whether the question has reached this service's projection."""
+        return bool(await self.redis.exists(self._question(qid)))
+
+    async def doctor_card(self, doctor_id: str) -> dict[str, Any] | None:
+        """A doctor's projected public card, or None if not in the directory."""
+        raw = await self.redis.hget(self._doctor(doctor_id), "card")
+        return json.loads(raw) if raw else None
+
+    async def add_question(self, qid: str, asker_id: str) -> None:
+        """Project a question (idempotent: a question is written once and never changes)."""
+        await self.redis.set(self._question(qid), json.dumps({"asker_id": asker_id}), nx=True)
+
+    async def set_doctor(self, doctor_id: str, version: int, card: dict[str, Any]) -> None:
+        """Project a doctor's card; an older profile version never overwrites a newer one."""
+        txn = Txn().set_if_newer(
+            self._doctor(doctor_id), "profile_version", version, {"card": json.dumps(card)}
+        )
+        await self.committer.commit(txn)
