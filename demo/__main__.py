@@ -285,7 +285,7 @@ def _page_votes(demo: Demo, qid: str) -> int:
 
 def print_page(demo: Demo, qid: str) -> dict[str, Any]:
     """The question page, laid out as the seed page shows it."""
-    page = demo.call("GET", "questions", f"/questions/{qid}")
+    page: dict[str, Any] = demo.call("GET", "questions", f"/questions/{qid}")
     related = demo.call("GET", "questions", f"/questions/{qid}/related")
     lines = [
         f"[bold]{page['title']}[/]",

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.auth import Principal, Role, require_user
@@ -110,6 +111,16 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RedisError)
+    async def storage_unavailable(_: Request, exc: RedisError) -> JSONResponse:
+        # A Redis outage is an operational state: tell the client to retry, no traceback.
+        log.warning("redis_unavailable", error=f"{type(exc).__name__}: {exc}"[:200])
+        return JSONResponse(
+            error_body("unavailable", "storage is unavailable; retry shortly"),
+            503,
+            headers={"Retry-After": "1"},
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

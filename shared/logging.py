@@ -85,6 +85,9 @@ def configure_logging(service: str, fmt: str = "json", level: str = "INFO") -> N
     for name in ("uvicorn", "uvicorn.error", "faststream", "faststream.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # FastStream's own INFO lines (task callbacks, per-batch access) are noise here: the
+    # consumer logs what matters (failures, dead letters) as structured events.
+    logging.getLogger("faststream").setLevel(logging.WARNING)
     logging.getLogger("faststream.access").setLevel(logging.WARNING)
 
 

@@ -218,3 +218,40 @@ def wait_for(
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class RedisClusterProcesses:
+    """A local Redis Cluster of three masters on free loopback ports."""
+
+    def __init__(self, nodes: int = 3) -> None:
+        self.nodes = [RedisServer(extra=["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"]) for _ in range(nodes)]
+        for node in self.nodes:
+            node.extra += ["--cluster-config-file", f"{node.dir}/nodes.conf"]
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def start(self) -> RedisClusterProcesses:
+        for node in self.nodes:
+            node.start()
+        cli = shutil.which("redis-cli") or "redis-cli"
+        addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+        subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        client = self.nodes[0].client()
+        wait_for(lambda: _cluster_ok(client), timeout=20, what="the cluster to be ok")
+        return self
+
+    def cleanup(self) -> None:
+        for node in self.nodes:
+            node.cleanup()
+
+
+def _cluster_ok(client: redis.Redis) -> bool:
+    info = client.execute_command("CLUSTER", "INFO")
+    return info.get("cluster_state") == "ok" if isinstance(info, dict) else "cluster_state:ok" in str(info)

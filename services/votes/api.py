@@ -1,0 +1,54 @@
+"""HTTP routes of the votes service."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.auth import MaybeUser, Principal
+from shared.http import writer
+
+from .domain import Vote
+from .service import VotesService
+
+router = APIRouter(tags=["votes"])
+
+Voter = Annotated[Principal, writer()]
+AnswerId = Annotated[str, Path(max_length=64)]
+
+
+class VoteIn(BaseModel):
+    """A vote: 1 helpful, -1 unhelpful, 0 to retract."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    value: Vote = Field(description="1 helpful, -1 unhelpful, 0 retracts the vote")
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _integer_only(cls, value: object) -> object:
+        # Literal[1, 0, -1] alone admits true and 1.0, which are not votes.
+        if type(value) is not int:
+            raise ValueError("must be the integer 1, 0 or -1")
+        return value
+
+
+def _app(request: Request) -> VotesService:
+    svc: VotesService = request.app.state.service
+    return svc
+
+
+@router.put("/answers/{answer_id}/vote", summary="Vote an answer helpful or unhelpful")
+async def put_vote(
+    answer_id: AnswerId, payload: VoteIn, request: Request, user: Voter
+) -> dict[str, Any]:
+    """One vote per user; none on one's own answer. Returns the answer's tally."""
+    return await _app(request).vote(user, answer_id, payload.value)
+
+
+@router.get("/answers/{answer_id}/votes", summary="An answer's tally")
+async def get_votes(answer_id: AnswerId, request: Request, user: MaybeUser) -> dict[str, Any]:
+    """Helpful and unhelpful counts; `your_vote` is the caller's vote, null when signed out."""
+    return await _app(request).tally(user, answer_id)
