@@ -20,7 +20,12 @@ _SCRIPT = """
 local spec = cjson.decode(ARGV[1])
 for i, g in ipairs(spec.g) do
   local key = KEYS[g[2]]
-  if g[1] == 'absent' then
+  if g[1] == 'limit' then
+    -- a fixed-window counter: counts every attempt, refuses past the limit
+    local n = redis.call('INCR', key)
+    if n == 1 then redis.call('EXPIRE', key, g[4]) end
+    if n > g[3] then return {'limited', tostring(i), tostring(redis.call('TTL', key))} end
+  elseif g[1] == 'absent' then
     local v = redis.call('GET', key)
     if v then return {'exists', tostring(i), v} end
   elseif redis.call('EXISTS', key) == 0 then
@@ -83,6 +88,12 @@ class Txn:
         """Stop unless `key` is absent; on success set it to `value` (a dedupe marker)."""
         self.guards.append(["absent", self._index(key), value, ttl_s])
         self.guard_names.append(name)
+        return self
+
+    def limit(self, name: str, key: str, limit: int, window_s: int) -> Txn:
+        """Count this attempt in a fixed window; stop past `limit` (found = seconds left)."""
+        self.guards.insert(0, ["limit", self._index(key), limit, window_s])
+        self.guard_names.insert(0, name)
         return self
 
     def present(self, name: str, key: str) -> Txn:

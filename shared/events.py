@@ -74,7 +74,9 @@ class QuestionPosted(Event):
 
     stream: ClassVar[str] = streams.QUESTION_POSTED
 
-    event_type: Literal["question-posted"] = Field("question-posted", description="The event's name")
+    event_type: Literal["question-posted"] = Field(
+        "question-posted", description="The event's name"
+    )
     question_id: str = Field(description="Id of the new question")
     title: str = Field(description="Question title")
     body: str = Field(description="Question text")
@@ -129,7 +131,9 @@ class DoctorProfileChanged(Event):
 
     stream: ClassVar[str] = streams.DOCTOR_PROFILE_CHANGED
 
-    event_type: Literal["doctor-profile-changed"] = Field("doctor-profile-changed", description="The event's name")
+    event_type: Literal["doctor-profile-changed"] = Field(
+        "doctor-profile-changed", description="The event's name"
+    )
     doctor_id: str = Field(description="Directory id of the doctor")
     name: str = Field(description="Display name")
     credentials: str = Field("", description="e.g. 'MD, FACS'")
@@ -149,7 +153,9 @@ class NotificationSent(Event):
 
     stream: ClassVar[str] = streams.NOTIFICATION_SENT
 
-    event_type: Literal["notification-sent"] = Field("notification-sent", description="The event's name")
+    event_type: Literal["notification-sent"] = Field(
+        "notification-sent", description="The event's name"
+    )
     notification_id: str = Field(description="Id of the notification; the idempotency key")
     recipient_id: str = Field(description="Who it is for")
     kind: NotificationKind = Field(description="What it is about")

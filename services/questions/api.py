@@ -17,7 +17,7 @@ from .service import QuestionsService
 
 router = APIRouter(tags=["questions"])
 
-Asker = Annotated[Principal, writer("patient", "admin")]
+Asker = Annotated[Principal, writer("patient", "admin", limit_in_commit=True)]
 
 
 class LocationIn(BaseModel):

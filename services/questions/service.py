@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -10,7 +9,13 @@ from shared import geo, taxonomy
 from shared.auth import Principal
 from shared.errors import ApiError
 from shared.events import AnswerPosted, Location, QuestionPosted, VoteCast
-from shared.http import fingerprint, idempotency_record_key, replay, reply_record
+from shared.http import (
+    fingerprint,
+    idempotency_record_key,
+    rate_limited,
+    replay,
+    reply_record,
+)
 from shared.logging import current_correlation_id, get_logger
 from shared.metrics import EVENTS_PUBLISHED
 from shared.settings import Settings
@@ -44,10 +49,8 @@ class QuestionsService:
         if payload.location is not None:
             loc = payload.location
             try:
-                # Cold gazetteer indexes take a second to build; keep the loop free.
-                place = await asyncio.to_thread(
-                    geo.geocode, loc.zip, loc.city, loc.state, loc.lat, loc.lon
-                )
+                # A dict lookup: the gazetteer indexes are built before readiness.
+                place = geo.geocode(loc.zip, loc.city, loc.state, loc.lat, loc.lon)
             except geo.UnknownPlace as exc:
                 raise ApiError(422, "unknown_place", str(exc)) from None
         title = domain.clean_text(payload.title)
@@ -97,7 +100,9 @@ class QuestionsService:
                 reply_record(201, reply, request_fp),
                 self.settings.idempotency_ttl_s,
             )
-        result = await self.store.post(doc, event, idempotency)
+        result = await self.store.post(doc, event, idempotency, self.settings)
+        if result.failed_guard == "rate_limit":
+            raise rate_limited(self.settings, result.found or 1)
         if not result.applied:
             return replay(result.found or "{}", request_fp)
         EVENTS_PUBLISHED.labels(SERVICE, event.stream).inc()

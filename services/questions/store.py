@@ -8,7 +8,9 @@ from typing import Any
 
 from shared.atomic import CommitResult, Committer, Txn
 from shared.events import AnswerPosted, QuestionPosted, VoteCast
+from shared.http import limit_writes
 from shared.redis import RedisClient
+from shared.settings import Settings
 
 LIST_SCAN_LIMIT = 2000
 
@@ -52,9 +54,10 @@ class QuestionStore:
         doc: dict[str, Any],
         event: QuestionPosted,
         idempotency: tuple[str, str, int] | None,
+        settings: Settings,
     ) -> CommitResult:
         """Store a question, index it and publish its event in one atomic step."""
-        txn = Txn()
+        txn = limit_writes(Txn(), self.tag, doc["asker_id"], settings)
         if idempotency:
             key, reply, ttl = idempotency
             txn.absent("idempotency", key, reply, ttl)

@@ -11,10 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from shared import streams
 from shared.events import AnswerPosted, DoctorProfileChanged, Event, Location, QuestionPosted
+from shared.redis import RedisClient
 from tests.support import RedisServer, ServiceProcess, auth, wait_for
 
 BODY = "Botox in the depressor muscles can soften the pull on the stronger side of the face."
@@ -33,7 +33,7 @@ def stack() -> Iterator[tuple[RedisServer, ServiceProcess]]:
 
 
 @pytest.fixture
-def r(stack: tuple[RedisServer, ServiceProcess]) -> redis.Redis:
+def r(stack: tuple[RedisServer, ServiceProcess]) -> RedisClient:
     return stack[0].client()
 
 
@@ -47,12 +47,12 @@ def uid(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def publish(r: redis.Redis, event: Event) -> str:
+def publish(r: RedisClient, event: Event) -> str:
     """XADD an event as its producer would, and wait until the answers group has acked it."""
-    entry_id = str(r.xadd(event.stream, event.to_wire()))  # type: ignore[arg-type]
+    entry_id = str(r.xadd(event.stream, event.to_wire()))
 
     def acked() -> bool:
-        groups = {g["name"]: g for g in r.xinfo_groups(event.stream)}  # type: ignore[union-attr]
+        groups = {g["name"]: g for g in r.xinfo_groups(event.stream)}
         group = groups.get("answers")
         if group is None:
             return False
@@ -64,7 +64,7 @@ def publish(r: redis.Redis, event: Event) -> str:
     return entry_id
 
 
-def question(r: redis.Redis) -> str:
+def question(r: RedisClient) -> str:
     qid = uid("q")
     publish(
         r,
@@ -98,24 +98,22 @@ def profile(doctor_id: str, version: int = 1, name: str = "Jon A. Perlman") -> D
     )
 
 
-def doctor(r: redis.Redis, version: int = 1) -> str:
+def doctor(r: RedisClient, version: int = 1) -> str:
     doctor_id = uid("doc")
     publish(r, profile(doctor_id, version))
     return doctor_id
 
 
-def posted_events(r: redis.Redis, question_id: str) -> list[AnswerPosted]:
+def posted_events(r: RedisClient, question_id: str) -> list[AnswerPosted]:
     """The answer-posted entries of one question, read with plain redis-py."""
     events = [
         AnswerPosted.model_validate_json(fields["__data__"])
-        for _, fields in r.xrange(streams.ANSWER_POSTED)  # type: ignore[union-attr]
+        for _, fields in r.xrange(streams.ANSWER_POSTED)
     ]
     return [e for e in events if e.question_id == question_id]
 
 
-async def answer(
-    http: httpx.AsyncClient, qid: str, doctor_id: str, **body: Any
-) -> httpx.Response:
+async def answer(http: httpx.AsyncClient, qid: str, doctor_id: str, **body: Any) -> httpx.Response:
     return await http.post(
         f"/questions/{qid}/answers",
         json={"body": BODY, **body},
@@ -124,7 +122,7 @@ async def answer(
 
 
 async def test_a_doctor_answers_with_their_card_and_the_event_lands(
-    r: redis.Redis, http: httpx.AsyncClient
+    r: RedisClient, http: httpx.AsyncClient
 ) -> None:
     qid, doctor_id = question(r), doctor(r)
     resp = await answer(http, qid, doctor_id, headline="Botox can help")
@@ -154,7 +152,7 @@ async def test_a_doctor_answers_with_their_card_and_the_event_lands(
     assert event.body == BODY
 
 
-async def test_answers_are_listed_oldest_first(r: redis.Redis, http: httpx.AsyncClient) -> None:
+async def test_answers_are_listed_oldest_first(r: RedisClient, http: httpx.AsyncClient) -> None:
     qid = question(r)
     ids = []
     for _ in range(3):
@@ -166,7 +164,7 @@ async def test_answers_are_listed_oldest_first(r: redis.Redis, http: httpx.Async
     assert listing["answer_count"] == 3
 
 
-async def test_an_unknown_question_is_404(r: redis.Redis, http: httpx.AsyncClient) -> None:
+async def test_an_unknown_question_is_404(r: RedisClient, http: httpx.AsyncClient) -> None:
     resp = await answer(http, "q-nope", doctor(r))
     assert resp.status_code == 404
     assert resp.json()["error"]["code"] == "not_found"
@@ -175,7 +173,7 @@ async def test_an_unknown_question_is_404(r: redis.Redis, http: httpx.AsyncClien
     assert (await http.get("/answers/a-nope")).status_code == 404
 
 
-async def test_only_signed_in_doctors_answer(r: redis.Redis, http: httpx.AsyncClient) -> None:
+async def test_only_signed_in_doctors_answer(r: RedisClient, http: httpx.AsyncClient) -> None:
     qid = question(r)
     anonymous = await http.post(f"/questions/{qid}/answers", json={"body": BODY})
     assert anonymous.status_code == 401
@@ -188,7 +186,7 @@ async def test_only_signed_in_doctors_answer(r: redis.Redis, http: httpx.AsyncCl
 
 
 async def test_a_doctor_outside_the_directory_is_told_to_register(
-    r: redis.Redis, http: httpx.AsyncClient
+    r: RedisClient, http: httpx.AsyncClient
 ) -> None:
     qid, stranger = question(r), uid("doc")
     resp = await answer(http, qid, stranger)
@@ -199,7 +197,7 @@ async def test_a_doctor_outside_the_directory_is_told_to_register(
     assert posted_events(r, qid) == []
 
 
-async def test_one_answer_per_doctor_per_question(r: redis.Redis, http: httpx.AsyncClient) -> None:
+async def test_one_answer_per_doctor_per_question(r: RedisClient, http: httpx.AsyncClient) -> None:
     qid, doctor_id = question(r), doctor(r)
     first = await answer(http, qid, doctor_id)
     assert first.status_code == 201
@@ -227,7 +225,7 @@ async def test_one_answer_per_doctor_per_question(r: redis.Redis, http: httpx.As
     ],
 )
 async def test_bad_bodies_are_422(
-    r: redis.Redis, http: httpx.AsyncClient, body: dict[str, Any]
+    r: RedisClient, http: httpx.AsyncClient, body: dict[str, Any]
 ) -> None:
     qid = question(r)
     resp = await http.post(
@@ -238,7 +236,7 @@ async def test_bad_bodies_are_422(
     assert posted_events(r, qid) == []
 
 
-async def test_malformed_json_is_422(r: redis.Redis, http: httpx.AsyncClient) -> None:
+async def test_malformed_json_is_422(r: RedisClient, http: httpx.AsyncClient) -> None:
     resp = await http.post(
         f"/questions/{question(r)}/answers",
         content=b"{not json",
@@ -247,7 +245,7 @@ async def test_malformed_json_is_422(r: redis.Redis, http: httpx.AsyncClient) ->
     assert resp.status_code == 422
 
 
-async def test_markup_is_kept_as_literal_text(r: redis.Redis, http: httpx.AsyncClient) -> None:
+async def test_markup_is_kept_as_literal_text(r: RedisClient, http: httpx.AsyncClient) -> None:
     body = "<script>alert('x')</script> and <b>bold</b> stay text, caf\u0065\u0301 too."
     resp = await answer(http, question(r), doctor(r), body=body + "\x00")
     assert resp.status_code == 201
@@ -255,7 +253,7 @@ async def test_markup_is_kept_as_literal_text(r: redis.Redis, http: httpx.AsyncC
 
 
 async def test_concurrent_repeats_of_one_idempotency_key_answer_once(
-    r: redis.Redis, http: httpx.AsyncClient
+    r: RedisClient, http: httpx.AsyncClient
 ) -> None:
     qid, doctor_id = question(r), doctor(r)
     headers = {**auth(doctor_id, "doctor"), "Idempotency-Key": uid("key")}
@@ -282,7 +280,7 @@ async def test_concurrent_repeats_of_one_idempotency_key_answer_once(
 
 
 async def test_the_doctor_projection_ignores_an_older_profile_version(
-    r: redis.Redis, http: httpx.AsyncClient
+    r: RedisClient, http: httpx.AsyncClient
 ) -> None:
     doctor_id = uid("doc")
     publish(r, profile(doctor_id, 2, name="Newer Name"))
@@ -297,7 +295,7 @@ async def test_the_doctor_projection_ignores_an_older_profile_version(
 
 
 async def test_a_redelivered_question_posted_changes_nothing(
-    r: redis.Redis, http: httpx.AsyncClient
+    r: RedisClient, http: httpx.AsyncClient
 ) -> None:
     qid, doctor_id = question(r), doctor(r)
     assert (await answer(http, qid, doctor_id)).status_code == 201

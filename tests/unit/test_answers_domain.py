@@ -22,7 +22,13 @@ PROFILE = {
     "name": "Jon A. Perlman",
     "credentials": "MD, FACS",
     "specialties": ["plastic-surgery", "facial-plastic-surgery"],
-    "location": {"city": "Beverly Hills", "state": "CA", "zip": "90210", "lat": 34.1, "lon": -118.4},
+    "location": {
+        "city": "Beverly Hills",
+        "state": "CA",
+        "zip": "90210",
+        "lat": 34.1,
+        "lon": -118.4,
+    },
     "radius_km": 50,
     "rating": 4.9,
     "review_count": 187,
@@ -37,7 +43,9 @@ def test_clean_answer_keeps_text_and_drops_blank_headline() -> None:
 
 
 def test_clean_answer_normalises_to_nfc_and_strips_control_characters() -> None:
-    headline, body = clean_answer("Cafe\u0301\x07", "Re\u0301sume\u0301\x00 of the options: " + BODY)
+    headline, body = clean_answer(
+        "Cafe\u0301\x07", "Re\u0301sume\u0301\x00 of the options: " + BODY
+    )
     assert headline == "Caf\u00e9"
     assert body.startswith("R\u00e9sum\u00e9 of the options")
     assert "\x00" not in body

@@ -1,0 +1,173 @@
+"""`askdoc lag`: every consumer group on every stream, and whether it fell behind retention."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from redis.exceptions import ResponseError
+
+from askdoc_cli.context import human_ms, parse_id
+from shared import streams
+from shared.redis import RedisClient
+
+
+@dataclass(frozen=True)
+class GroupLag:
+    """One consumer group on one stream."""
+
+    stream: str
+    group: str
+    length: int
+    pending: int
+    lag: int | None
+    behind_retention: bool
+    lost_unread: int | None
+    oldest_pending_id: str | None
+    oldest_pending_idle_ms: int | None
+    consumers: int
+    last_delivered_id: str
+
+    def lag_text(self) -> str:
+        """The lag column, saying plainly when the group lost entries it had not read."""
+        if self.behind_retention:
+            if self.lag is None:
+                return "unknown (behind retention)"
+            return f"{self.lag} (behind retention: {self.lost_unread} unread entries trimmed)"
+        return "unknown" if self.lag is None else str(self.lag)
+
+
+@dataclass(frozen=True)
+class StreamLag:
+    """A stream's length and the groups reading it."""
+
+    stream: str
+    exists: bool
+    length: int
+    first_entry_id: str | None
+    last_entry_id: str | None
+    groups: list[GroupLag] = field(default_factory=list)
+
+
+def behind_retention(
+    lag: int | None,
+    length: int,
+    last_delivered_id: str,
+    first_entry_id: str | None,
+    last_generated_id: str,
+) -> tuple[bool, int | None]:
+    """Whether a group has unread entries that the stream no longer holds, and how many.
+
+    Redis 7 keeps counting `lag` (entries added minus entries read) across a trim, so a
+    lag larger than the stream is the sign: those unread entries were trimmed. Redis
+    reports no lag at all when entries were deleted (XDEL) inside the unread range; then
+    the ids tell: a group whose last delivered id is older than the stream's first entry
+    has lost what lay in between.
+    """
+    if lag is not None:
+        return (True, lag - length) if lag > length else (False, 0)
+    delivered = parse_id(last_delivered_id)
+    if first_entry_id is None:
+        return delivered < parse_id(last_generated_id), None
+    return delivered < parse_id(first_entry_id), None
+
+
+async def collect(redis: RedisClient) -> list[StreamLag]:
+    """Lengths, groups, pending, lag and oldest pending entry of every askdoc stream."""
+    result = []
+    for stream in streams.ALL:
+        try:
+            info = await redis.xinfo_stream(stream)
+        except ResponseError as exc:
+            if "no such key" not in str(exc).lower():
+                raise
+            result.append(StreamLag(stream, False, 0, None, None))
+            continue
+        first = info.get("first-entry")
+        last = info.get("last-entry")
+        first_id = first[0] if first else None
+        entry = StreamLag(
+            stream, True, int(info["length"]), first_id, last[0] if last else None
+        )
+        for group in await redis.xinfo_groups(stream):
+            entry.groups.append(
+                await _group_lag(redis, stream, group, entry.length, first_id, info)
+            )
+        result.append(entry)
+    return result
+
+
+async def _group_lag(
+    redis: RedisClient,
+    stream: str,
+    group: dict[str, Any],
+    length: int,
+    first_id: str | None,
+    info: dict[str, Any],
+) -> GroupLag:
+    name = str(group["name"])
+    pending = int(group["pending"])
+    raw_lag = group.get("lag")
+    lag = None if raw_lag is None else int(raw_lag)
+    last_delivered = str(group["last-delivered-id"])
+    behind, lost = behind_retention(
+        lag, length, last_delivered, first_id, str(info.get("last-generated-id", "0-0"))
+    )
+    oldest_id = None
+    oldest_idle = None
+    if pending:
+        summary = await redis.xpending(stream, name)
+        oldest_id = summary.get("min")
+        if oldest_id:
+            entries = await redis.xpending_range(stream, name, oldest_id, oldest_id, 1)
+            if entries:
+                oldest_idle = int(entries[0]["time_since_delivered"])
+    return GroupLag(
+        stream=stream,
+        group=name,
+        length=length,
+        pending=pending,
+        lag=lag,
+        behind_retention=behind,
+        lost_unread=lost,
+        oldest_pending_id=oldest_id,
+        oldest_pending_idle_ms=oldest_idle,
+        consumers=int(group["consumers"]),
+        last_delivered_id=last_delivered,
+    )
+
+
+def as_json(report: list[StreamLag]) -> dict[str, Any]:
+    """The --json document."""
+    return {
+        "streams": [asdict(s) for s in report],
+        "behind_retention": any(g.behind_retention for s in report for g in s.groups),
+    }
+
+
+def table_rows(report: list[StreamLag]) -> tuple[list[list[str]], list[str | None]]:
+    """Rows (and their styles) of the lag table."""
+    rows: list[list[str]] = []
+    styles: list[str | None] = []
+    for s in report:
+        if not s.groups:
+            rows.append([s.stream, "-", str(s.length), "-", "-", "-", "-"])
+            styles.append("dim")
+        for g in s.groups:
+            oldest = "-" if g.oldest_pending_idle_ms is None else human_ms(g.oldest_pending_idle_ms)
+            rows.append(
+                [
+                    g.stream,
+                    g.group,
+                    str(g.length),
+                    str(g.pending),
+                    g.lag_text(),
+                    oldest,
+                    str(g.consumers),
+                ]
+            )
+            styles.append("red" if g.behind_retention else None)
+    return rows, styles
+
+
+COLUMNS = ("stream", "group", "length", "pending", "lag", "oldest pending idle", "consumers")

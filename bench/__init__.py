@@ -1,0 +1,1 @@
+"""askdoc benchmarks: every figure beside a baseline measured in the same run."""

@@ -1,0 +1,255 @@
+"""The votes service as a real process on a real Redis: vote rules, the atomic vote
+script under concurrency, and the vote-cast events as any Redis client reads them."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+import redis
+import redis.asyncio
+
+from services.votes.domain import VALUES, Vote, apply_vote
+from services.votes.store import VoteOutcome, VoteStore
+from shared import streams
+from shared.events import AnswerPosted, DoctorCard, VoteCast
+from shared.redis import RedisClient
+from tests.support import RedisServer, ServiceProcess, auth, wait_for
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[tuple[RedisServer, ServiceProcess]]:
+    """Its own redis-server (so no other test flushes it under the service) and votes."""
+    server = RedisServer().start()
+    service = ServiceProcess("votes", server.url).start()
+    try:
+        yield server, service
+    finally:
+        service.terminate(10)
+        server.cleanup()
+
+
+@pytest.fixture
+def r(stack: tuple[RedisServer, ServiceProcess]) -> RedisClient:
+    return stack[0].client()
+
+
+@pytest.fixture
+async def http(stack: tuple[RedisServer, ServiceProcess]) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=stack[1].url, timeout=10) as client:
+        yield client
+
+
+def uid(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def answer_posted(doctor_id: str) -> AnswerPosted:
+    now = datetime.now(UTC)
+    return AnswerPosted(
+        correlation_id=uid("c"),
+        producer="answers",
+        answer_id=uid("a"),
+        question_id=uid("q"),
+        body="Botox in the depressor muscles can soften the pull.",
+        doctor=DoctorCard(id=doctor_id, name="Jon A. Perlman"),
+        created_at=now,
+    )
+
+
+def answer(r: RedisClient, stack: tuple[RedisServer, ServiceProcess]) -> AnswerPosted:
+    """Post an answer on the stream and wait until votes knows it."""
+    event = answer_posted(uid("doc"))
+    r.xadd(event.stream, event.to_wire())
+    url = f"{stack[1].url}/answers/{event.answer_id}/votes"
+    wait_for(lambda: httpx.get(url).status_code == 200, 10, what="votes to project the answer")
+    return event
+
+
+def cast_events(r: RedisClient, answer_id: str) -> list[VoteCast]:
+    """The vote-cast entries of one answer in stream order, read with plain redis-py."""
+    events = [
+        VoteCast.model_validate_json(fields["__data__"])
+        for _, fields in r.xrange(streams.VOTE_CAST)
+    ]
+    return [e for e in events if e.answer_id == answer_id]
+
+
+async def vote(
+    http: httpx.AsyncClient, answer_id: str, voter: str, value: object
+) -> httpx.Response:
+    return await http.put(f"/answers/{answer_id}/vote", json={"value": value}, headers=auth(voter))
+
+
+@pytest.fixture
+def posted(r: RedisClient, stack: tuple[RedisServer, ServiceProcess]) -> AnswerPosted:
+    return answer(r, stack)
+
+
+async def test_vote_change_retract_and_repeat(
+    r: RedisClient, http: httpx.AsyncClient, posted: AnswerPosted
+) -> None:
+    aid, voter = posted.answer_id, uid("reader")
+    steps = [
+        (1, {"helpful": 1, "unhelpful": 0}, 1),
+        (1, {"helpful": 1, "unhelpful": 0}, 1),  # a repeat publishes nothing
+        (-1, {"helpful": 0, "unhelpful": 1}, 2),  # a change moves the counts
+        (0, {"helpful": 0, "unhelpful": 0}, 3),  # a retraction
+        (0, {"helpful": 0, "unhelpful": 0}, 3),
+    ]
+    for value, counts, entries in steps:
+        resp = await vote(http, aid, voter, value)
+        assert resp.status_code == 200, resp.text
+        assert resp.json() == {"answer_id": aid, **counts, "your_vote": value}
+        assert len(cast_events(r, aid)) == entries
+    events = cast_events(r, aid)
+    assert [(e.previous_value, e.value) for e in events] == [(0, 1), (1, -1), (-1, 0)]
+    assert [e.tally_version for e in events] == [1, 2, 3]
+    first = events[0]
+    assert (first.question_id, first.doctor_id, first.voter_id) == (
+        posted.question_id,
+        posted.doctor.id,
+        voter,
+    )
+    assert first.producer == "votes"
+
+
+async def test_the_tally_shows_your_vote_only_when_signed_in(
+    http: httpx.AsyncClient, posted: AnswerPosted
+) -> None:
+    aid, voter = posted.answer_id, uid("reader")
+    await vote(http, aid, voter, -1)
+    await vote(http, aid, uid("reader"), 1)
+    anonymous = (await http.get(f"/answers/{aid}/votes")).json()
+    assert anonymous == {"answer_id": aid, "helpful": 1, "unhelpful": 1, "your_vote": None}
+    mine = (await http.get(f"/answers/{aid}/votes", headers=auth(voter))).json()
+    assert mine["your_vote"] == -1
+    other = (await http.get(f"/answers/{aid}/votes", headers=auth(uid("reader")))).json()
+    assert other["your_vote"] == 0
+
+
+async def test_no_vote_on_ones_own_answer(
+    r: RedisClient, http: httpx.AsyncClient, posted: AnswerPosted
+) -> None:
+    resp = await http.put(
+        f"/answers/{posted.answer_id}/vote",
+        json={"value": 1},
+        headers=auth(posted.doctor.id, "doctor"),
+    )
+    assert resp.status_code == 403
+    assert resp.json()["error"]["code"] == "own_answer"
+    assert cast_events(r, posted.answer_id) == []
+    # Another doctor may vote.
+    other = await http.put(
+        f"/answers/{posted.answer_id}/vote", json={"value": 1}, headers=auth(uid("doc"), "doctor")
+    )
+    assert other.json()["helpful"] == 1
+
+
+async def test_unknown_answers_anonymous_voters_and_bad_values(
+    r: RedisClient, http: httpx.AsyncClient, posted: AnswerPosted
+) -> None:
+    assert (await vote(http, "a-nope", uid("reader"), 1)).status_code == 404
+    assert (await http.get("/answers/a-nope/votes")).status_code == 404
+    anonymous = await http.put(f"/answers/{posted.answer_id}/vote", json={"value": 1})
+    assert anonymous.status_code == 401
+    for bad in (2, -2, "1", True, 1.0, None):
+        resp = await vote(http, posted.answer_id, uid("reader"), bad)
+        assert resp.status_code == 422, (bad, resp.text)
+    assert cast_events(r, posted.answer_id) == []
+
+
+async def test_fifty_concurrent_voters_are_all_counted_once(
+    r: RedisClient, http: httpx.AsyncClient, posted: AnswerPosted
+) -> None:
+    aid = posted.answer_id
+    replies = await asyncio.gather(*(vote(http, aid, f"reader-{i}", 1) for i in range(50)))
+    assert {resp.status_code for resp in replies} == {200}
+    tally = (await http.get(f"/answers/{aid}/votes")).json()
+    assert (tally["helpful"], tally["unhelpful"]) == (50, 0)
+    events = cast_events(r, aid)
+    assert len(events) == 50
+    assert [e.tally_version for e in events] == list(range(1, 51))
+    assert [e.helpful for e in events] == list(range(1, 51))
+    assert {e.voter_id for e in events} == {f"reader-{i}" for i in range(50)}
+
+
+async def test_vote_cast_is_plain_json_even_with_slashes_and_unicode(
+    r: RedisClient, http: httpx.AsyncClient, posted: AnswerPosted
+) -> None:
+    # cjson writes '/' as '\/'; the entry must still be the same JSON to any reader.
+    voter = "org/team/reader-\u00e9\u6f22"
+    resp = await http.put(
+        f"/answers/{posted.answer_id}/vote",
+        json={"value": -1},
+        headers={**auth(voter), "X-Request-ID": "req/1"},
+    )
+    assert resp.status_code == 200
+    [event] = cast_events(r, posted.answer_id)
+    assert event.voter_id == voter
+    assert event.value == -1 and event.unhelpful == 1
+    assert event.correlation_id == "req/1"
+    raws = [f["__data__"] for _, f in r.xrange(streams.VOTE_CAST)]
+    [doc] = [d for d in map(json.loads, raws) if d["answer_id"] == posted.answer_id]
+    assert doc["voter_id"] == voter and doc["correlation_id"] == "req/1"
+
+
+async def test_the_vote_script_agrees_with_the_rule_on_all_nine_transitions(
+    r: RedisClient, stack: tuple[RedisServer, ServiceProcess]
+) -> None:
+    client = redis.asyncio.Redis.from_url(stack[0].url, decode_responses=True)
+    store = VoteStore(client, streams.slot_tag(streams.VOTE_CAST), 1000)
+    try:
+        for previous, new in itertools.product(VALUES, VALUES):
+            posted = answer_posted(uid("doc"))
+            aid, voter = posted.answer_id, uid("reader")
+
+            async def cast(who: str, value: Vote, posted: AnswerPosted = posted) -> VoteOutcome:
+                return await store.cast(
+                    VoteCast(
+                        correlation_id="c",
+                        producer="votes",
+                        answer_id=posted.answer_id,
+                        question_id=posted.question_id,
+                        doctor_id=posted.doctor.id,
+                        voter_id=who,
+                        value=value,
+                        helpful=0,
+                        unhelpful=0,
+                        tally_version=1,
+                    )
+                )
+
+            # Other readers first, so a decrement has something to take from.
+            others: tuple[Vote, ...] = (1, 1, 1, -1, -1)
+            for i, value in enumerate(others):
+                await cast(f"other-{i}", value)
+            await cast(voter, previous)
+            before = cast_events(r, aid)
+            helpful, unhelpful = before[-1].helpful, before[-1].unhelpful
+            version = before[-1].tally_version
+
+            outcome = await cast(voter, new)
+            expected = apply_vote(previous, new, helpful, unhelpful)
+            assert (outcome.helpful, outcome.unhelpful, outcome.changed) == expected
+            assert outcome.previous == previous
+            after = cast_events(r, aid)
+            if expected[2]:
+                assert len(after) == len(before) + 1
+                last = after[-1]
+                assert (last.previous_value, last.value) == (previous, new)
+                assert (last.helpful, last.unhelpful) == expected[:2]
+                assert last.tally_version == version + 1
+            else:
+                assert after == before
+                assert outcome.tally_version == version
+            stored = r.hgetall(f"{store.tag}:tally:{aid}")
+            assert (int(stored["helpful"]), int(stored["unhelpful"])) == expected[:2]
+    finally:
+        await client.aclose()
