@@ -107,7 +107,8 @@ async def follow(
     while count is None or seen < count:
         batch = 100 if count is None else min(100, count - seen)
         reply = await redis.xread({stream: last_id}, count=batch, block=BLOCK_MS)
-        for _, entries in reply or []:
+        groups = reply.items() if isinstance(reply, dict) else (reply or [])
+        for _, entries in groups:
             for entry_id, fields in entries:
                 last_id = entry_id
                 emit(decode_entry(stream, entry_id, fields))

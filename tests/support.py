@@ -224,7 +224,10 @@ class RedisClusterProcesses:
     """A local Redis Cluster of three masters on free loopback ports."""
 
     def __init__(self, nodes: int = 3) -> None:
-        self.nodes = [RedisServer(extra=["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"]) for _ in range(nodes)]
+        self.nodes = [
+            RedisServer(extra=["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+            for _ in range(nodes)
+        ]
         for node in self.nodes:
             node.extra += ["--cluster-config-file", f"{node.dir}/nodes.conf"]
 
@@ -254,4 +257,8 @@ class RedisClusterProcesses:
 
 def _cluster_ok(client: redis.Redis) -> bool:
     info = client.execute_command("CLUSTER", "INFO")
-    return info.get("cluster_state") == "ok" if isinstance(info, dict) else "cluster_state:ok" in str(info)
+    return (
+        info.get("cluster_state") == "ok"
+        if isinstance(info, dict)
+        else "cluster_state:ok" in str(info)
+    )

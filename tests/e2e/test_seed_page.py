@@ -15,17 +15,10 @@ import pytest
 import redis
 
 from shared import events, streams
+from tests.e2e.scenario import SEED, alerted, call, play_seed
 from tests.support import ROOT, RedisServer, ServiceProcess, auth, running_services, wait_for
 
-SEED = json.loads((ROOT / "demo" / "seed_page.json").read_text())
 SNAPSHOTS = ROOT / "tests" / "contract" / "snapshots"
-SPECIALTY_BY_NUCC = {
-    "208200000X": "plastic-surgery",
-    "207N00000X": "dermatology",
-    "207YS0123X": "facial-plastic-surgery",
-    "207NS0135X": "procedural-dermatology",
-    None: "physician",
-}
 
 
 @pytest.fixture(scope="module")
@@ -38,78 +31,19 @@ def system() -> Iterator[tuple[RedisServer, dict[str, ServiceProcess]]]:
         server.cleanup()
 
 
-def doctor_id(name: str) -> str:
-    return "dr-" + "-".join("".join(c for c in p if c.isalnum()) for p in name.lower().split())
-
-
-def call(method: str, url: str, **kwargs: Any) -> Any:
-    response = httpx.request(method, url, timeout=10, **kwargs)
-    assert response.status_code < 400, f"{method} {url}: {response.status_code} {response.text}"
-    return response.json()
-
-
 @pytest.fixture(scope="module")
 def seed_page(system: tuple[RedisServer, dict[str, ServiceProcess]]) -> dict[str, Any]:
     """Play the seed page: doctors register, the patient asks, doctors answer, readers vote."""
     _, procs = system
-    q, a, v, n = (procs[s].url for s in ("questions", "answers", "votes", "notify"))
-    doctors = []
-    for answer in SEED["answers"]:
-        card = answer["doctor"]
-        did = doctor_id(card["name"])
-        call(
-            "PUT",
-            f"{n}/doctors/{did}",
-            headers=auth(did, "doctor", card["name"]),
-            json={
-                "name": card["name"],
-                "credentials": card["credentials"],
-                "specialties": [SPECIALTY_BY_NUCC[card["nucc_code"]]],
-                "location": {"city": card["city"], "state": card["state"]},
-                "radius_km": 50,
-                "rating": card["rating"],
-                "review_count": card["review_count"],
-            },
-        )
-        doctors.append(did)
-    asker = auth("patient-la", "patient", "Patient in LA")
-    question = call("POST", f"{q}/questions", headers=asker, json={**SEED["question"], "anonymous": True})
-    qid = question["id"]
-    wait_for(lambda: httpx.get(f"{a}/questions/{qid}/answers").status_code == 200, what="answers projection")
-    answer_ids = []
-    for did, answer in zip(doctors, SEED["answers"], strict=True):
-        posted = call(
-            "POST",
-            f"{a}/questions/{qid}/answers",
-            headers=auth(did, "doctor", answer["doctor"]["name"]),
-            json={"headline": answer["headline"], "body": answer["body"]},
-        )
-        answer_ids.append(posted["id"])
-    # Votes that rank the answers in the seed page's order, and a case where a raw
-    # count would mislead: the last answer gets 1 of 1 helpful, the fifth 40 of 45.
-    plan = [(50, 1), (45, 2), (44, 3), (42, 3), (40, 5), (1, 0)]
-    reader = 0
-    for aid, (helpful, unhelpful) in zip(answer_ids, plan, strict=True):
-        wait_for(lambda aid=aid: httpx.get(f"{v}/answers/{aid}/votes").status_code == 200, what="votes projection")
-        for value, count in ((1, helpful), (-1, unhelpful)):
-            for _ in range(count):
-                reader += 1
-                call("PUT", f"{v}/answers/{aid}/vote", headers=auth(f"reader-{reader}"), json={"value": value})
-    total = sum(h + u for h, u in plan)
-
-    def page_complete() -> dict[str, Any] | None:
-        page = call("GET", f"{q}/questions/{qid}")
-        votes = sum(x["helpful"] + x["unhelpful"] for x in page["answers"])
-        return page if page["answer_count"] == 6 and votes == total else None
-
-    page: dict[str, Any] = wait_for(page_complete, timeout=20, what="the page to show all answers and votes")
-    return {"page": page, "qid": qid, "doctors": doctors, "asker": asker}
+    return play_seed({name: p.url for name, p in procs.items()})
 
 
 def test_the_page_shows_six_answers_ranked_as_the_seed(seed_page: dict[str, Any]) -> None:
     page = seed_page["page"]
     assert page["answer_count"] == 6
-    assert [x["doctor"]["name"] for x in page["answers"]] == [x["doctor"]["name"] for x in SEED["answers"]]
+    assert [x["doctor"]["name"] for x in page["answers"]] == [
+        x["doctor"]["name"] for x in SEED["answers"]
+    ]
     assert page["disclaimer"] == SEED["disclaimer"]
     first = page["answers"][0]
     assert first["doctor"]["city"] == "Bakersfield" and first["doctor"]["rating"] == 5.0
@@ -125,7 +59,9 @@ def test_ranking_uses_confidence_not_raw_counts(seed_page: dict[str, Any]) -> No
     assert answers.index(forty_of_45) < answers.index(one_of_one)
 
 
-def test_an_anonymous_askers_id_never_appears(seed_page: dict[str, Any], system: tuple[RedisServer, dict[str, ServiceProcess]]) -> None:
+def test_an_anonymous_askers_id_never_appears(
+    seed_page: dict[str, Any], system: tuple[RedisServer, dict[str, ServiceProcess]]
+) -> None:
     _, procs = system
     page_text = httpx.get(f"{procs['questions'].url}/questions/{seed_page['qid']}").text
     listing = httpx.get(f"{procs['questions'].url}/questions").text
@@ -133,32 +69,38 @@ def test_an_anonymous_askers_id_never_appears(seed_page: dict[str, Any], system:
     assert seed_page["page"]["asker"] is None
 
 
-def test_the_asker_hears_of_each_answer(seed_page: dict[str, Any], system: tuple[RedisServer, dict[str, ServiceProcess]]) -> None:
+def test_the_asker_hears_of_each_answer(
+    seed_page: dict[str, Any], system: tuple[RedisServer, dict[str, ServiceProcess]]
+) -> None:
     _, procs = system
 
     def new_answers() -> int:
         inbox = call("GET", f"{procs['notify'].url}/inbox?limit=50", headers=seed_page["asker"])
-        return len([i for i in inbox["items"] if i["kind"] == "new-answer" and i["question_id"] == seed_page["qid"]])
+        return len(
+            [
+                i
+                for i in inbox["items"]
+                if i["kind"] == "new-answer" and i["question_id"] == seed_page["qid"]
+            ]
+        )
 
     wait_for(lambda: new_answers() == 6, what="six new-answer alerts")
 
 
-def test_nearby_matching_doctors_were_alerted_with_reasons(seed_page: dict[str, Any], system: tuple[RedisServer, dict[str, ServiceProcess]]) -> None:
+def test_nearby_matching_doctors_were_alerted_with_reasons(
+    seed_page: dict[str, Any], system: tuple[RedisServer, dict[str, ServiceProcess]]
+) -> None:
     _, procs = system
-    alerted = {}
-    for did in seed_page["doctors"]:
-        inbox = call("GET", f"{procs['notify'].url}/inbox", headers=auth(did, "doctor"))
-        items = [i for i in inbox["items"] if i["kind"] == "question-match" and i["question_id"] == seed_page["qid"]]
-        assert len(items) <= 1, f"{did} alerted twice"
-        if items:
-            alerted[did] = items[0]["reason"]
-    assert "dr-jason-emer" in alerted and "dr-jon-a-perlman" in alerted
-    assert "dr-melvin-elson" not in alerted, "Nashville is far beyond any widening"
-    for reason in alerted.values():
+    found = alerted(procs["notify"].url, seed_page["doctors"], seed_page["qid"])
+    assert "dr-jason-emer" in found and "dr-jon-a-perlman" in found
+    assert "dr-melvin-elson" not in found, "Nashville is far beyond any widening"
+    for reason in found.values():
         assert {"specialty", "distance_km", "rank"} <= set(reason)
 
 
-def test_every_stream_reads_as_plain_json_valid_against_its_schema(seed_page: dict[str, Any], system: tuple[RedisServer, dict[str, ServiceProcess]]) -> None:
+def test_every_stream_reads_as_plain_json_valid_against_its_schema(
+    seed_page: dict[str, Any], system: tuple[RedisServer, dict[str, ServiceProcess]]
+) -> None:
     server, _ = system
     client = redis.Redis(port=server.port, decode_responses=True)
     client.xadd(streams.ANSWER_POSTED, {"__data__": "poison for the dead-letter stream"})
@@ -177,7 +119,9 @@ def test_every_stream_reads_as_plain_json_valid_against_its_schema(seed_page: di
     assert client.xlen(streams.ANSWER_POSTED) == 7
 
 
-def test_nothing_stays_pending(seed_page: dict[str, Any], system: tuple[RedisServer, dict[str, ServiceProcess]]) -> None:
+def test_nothing_stays_pending(
+    seed_page: dict[str, Any], system: tuple[RedisServer, dict[str, ServiceProcess]]
+) -> None:
     server, _ = system
     client = redis.Redis(port=server.port, decode_responses=True)
 
@@ -192,18 +136,26 @@ def test_nothing_stays_pending(seed_page: dict[str, Any], system: tuple[RedisSer
     wait_for(all_acked, timeout=20, what="every group to ack everything")
 
 
-def test_correlation_id_flows_from_the_request_into_events_and_logs(system: tuple[RedisServer, dict[str, ServiceProcess]]) -> None:
+def test_correlation_id_flows_from_the_request_into_events_and_logs(
+    system: tuple[RedisServer, dict[str, ServiceProcess]],
+) -> None:
     server, procs = system
     response = httpx.post(
         f"{procs['questions'].url}/questions",
         headers={**auth("patient-corr"), "X-Request-ID": "trace-me-42"},
-        json={"title": "Does botox help a crooked smile?", "body": "Asking for myself.", "topics": ["botox"]},
+        json={
+            "title": "Does botox help a crooked smile?",
+            "body": "Asking for myself.",
+            "topics": ["botox"],
+        },
     )
     assert response.status_code == 201 and response.headers["x-request-id"] == "trace-me-42"
     client = redis.Redis(port=server.port, decode_responses=True)
     last = json.loads(client.xrevrange(streams.QUESTION_POSTED, count=1)[0][1]["__data__"])
     assert last["correlation_id"] == "trace-me-42"
-    wait_for(lambda: "trace-me-42" in procs["notify"].logs(), what="notify to log the correlation id")
+    wait_for(
+        lambda: "trace-me-42" in procs["notify"].logs(), what="notify to log the correlation id"
+    )
     assert "trace-me-42" in procs["questions"].logs()
 
 
@@ -216,7 +168,9 @@ def test_make_demo_plays_the_seed_page() -> None:
     assert "seed page reproduced" in result.stdout
 
 
-def test_events_validate_as_models_too(system: tuple[RedisServer, dict[str, ServiceProcess]], seed_page: dict[str, Any]) -> None:
+def test_events_validate_as_models_too(
+    system: tuple[RedisServer, dict[str, ServiceProcess]], seed_page: dict[str, Any]
+) -> None:
     server, _ = system
     client = redis.Redis(port=server.port, decode_responses=True)
     for _, fields in client.xrange(streams.VOTE_CAST):

@@ -25,7 +25,9 @@ class Ledger:
     """What the clients were told: the ground truth the system must match."""
 
     questions: dict[str, str] = field(default_factory=dict)  # question id -> asker
-    answers: dict[str, tuple[str, str]] = field(default_factory=dict)  # answer -> (question, doctor)
+    answers: dict[str, tuple[str, str]] = field(
+        default_factory=dict
+    )  # answer -> (question, doctor)
     votes: dict[tuple[str, str], int] = field(default_factory=dict)  # (answer, voter) -> value
     failed: int = 0
     retried: int = 0
@@ -48,10 +50,19 @@ class Burst:
     @property
     def total(self) -> int:
         q = self.questions
-        return q + q * self.answers_per_question + q * self.answers_per_question * self.votes_per_answer
+        return (
+            q
+            + q * self.answers_per_question
+            + q * self.answers_per_question * self.votes_per_answer
+        )
 
     async def _send(
-        self, client: httpx.AsyncClient, method: str, url: str, accept: Callable[[httpx.Response], bool], **kw: Any
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        url: str,
+        accept: Callable[[httpx.Response], bool],
+        **kw: Any,
     ) -> httpx.Response | None:
         """Send until accepted, a final client error, or attempts run out."""
         for attempt in range(60):
@@ -62,7 +73,11 @@ class Burst:
                 response = None
             if response is not None and accept(response):
                 return response
-            if response is not None and 400 <= response.status_code < 500 and response.status_code not in (404, 429):
+            if (
+                response is not None
+                and 400 <= response.status_code < 500
+                and response.status_code not in (404, 429)
+            ):
                 return response
             if attempt:
                 self.ledger.retried += 1
@@ -92,7 +107,11 @@ class Burst:
             ]
             await asyncio.gather(*(one(j) for j in jobs))
             aids = list(self.ledger.answers)
-            jobs = [self._vote(client, aid, f"voter-{aid}-{k}") for aid in aids for k in range(self.votes_per_answer)]
+            jobs = [
+                self._vote(client, aid, f"voter-{aid}-{k}")
+                for aid in aids
+                for k in range(self.votes_per_answer)
+            ]
             await asyncio.gather(*(one(j) for j in jobs))
         return self.ledger
 
@@ -104,7 +123,12 @@ class Burst:
             f"{self.urls['questions']}/questions",
             lambda r: r.status_code == 201,
             headers={**auth(asker), "Idempotency-Key": f"q-{n}"},
-            json={"title": f"Question {n}: acne scars on my cheek", "body": "What helps?", "topics": ["acne"], "location": CITY},
+            json={
+                "title": f"Question {n}: acne scars on my cheek",
+                "body": "What helps?",
+                "topics": ["acne"],
+                "location": CITY,
+            },
         )
         if response is not None and response.status_code == 201:
             self.ledger.questions[response.json()["id"]] = asker

@@ -12,7 +12,7 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,9 @@ class System:
         self.redis = RedisServer(appendonly=True).start()
         self.procs: dict[str, ServiceProcess] = {}
         for name in ("questions", "answers", "votes", "notify"):
-            self.procs[name] = ServiceProcess(name, self.redis.url, ASKDOC_CLAIM_IDLE_MS=str(CLAIM_IDLE_MS))
+            self.procs[name] = ServiceProcess(
+                name, self.redis.url, ASKDOC_CLAIM_IDLE_MS=str(CLAIM_IDLE_MS)
+            )
         self.extra_notify = [
             ServiceProcess("notify", self.redis.url, ASKDOC_CLAIM_IDLE_MS=str(CLAIM_IDLE_MS))
             for _ in range(notify_replicas - 1)
@@ -55,7 +57,9 @@ class System:
         old = self.procs[name]
         old.kill()
         time.sleep(0.5)
-        self.procs[name] = ServiceProcess(name, self.redis.url, port=old.port, ASKDOC_CLAIM_IDLE_MS=str(CLAIM_IDLE_MS)).start()
+        self.procs[name] = ServiceProcess(
+            name, self.redis.url, port=old.port, ASKDOC_CLAIM_IDLE_MS=str(CLAIM_IDLE_MS)
+        ).start()
 
     def client(self) -> redis.Redis:
         return self.redis.client()
@@ -84,7 +88,13 @@ def register_doctors(system: System) -> None:
         response = httpx.put(
             f"{system.urls['notify']}/doctors/{doctor}",
             headers=auth(doctor, "doctor"),
-            json={"name": doctor, "credentials": "MD", "specialties": ["dermatology"], "location": CITY, "radius_km": 100},
+            json={
+                "name": doctor,
+                "credentials": "MD",
+                "specialties": ["dermatology"],
+                "location": CITY,
+                "radius_km": 100,
+            },
             timeout=10,
         )
         assert response.status_code == 200, response.text
@@ -93,7 +103,10 @@ def register_doctors(system: System) -> None:
 
 def _answers_know_doctors(system: System) -> bool:
     client = system.client()
-    return all(group["pending"] == 0 and group.get("lag") == 0 for group in client.xinfo_groups(streams.DOCTOR_PROFILE_CHANGED))
+    return all(
+        group["pending"] == 0 and group.get("lag") == 0
+        for group in client.xinfo_groups(streams.DOCTOR_PROFILE_CHANGED)
+    )
 
 
 def drained(system: System) -> bool:
@@ -114,7 +127,9 @@ def inbox(system: System, user: str, role: str = "patient") -> list[dict[str, An
         params: dict[str, Any] = {"limit": 100}
         if cursor:
             params["cursor"] = cursor
-        page = httpx.get(f"{system.urls['notify']}/inbox", params=params, headers=auth(user, role), timeout=10).json()
+        page = httpx.get(
+            f"{system.urls['notify']}/inbox", params=params, headers=auth(user, role), timeout=10
+        ).json()
         items += page["items"]
         cursor = page.get("next_cursor")
         if not cursor:
@@ -125,7 +140,11 @@ def audit(system: System, ledger: Ledger, name: str) -> dict[str, Any]:
     """Compare the system with the ledger; return the figures."""
     wait_for(lambda: drained(system), timeout=90, interval=0.5, what="consumers to drain")
     urls = system.urls
-    missing_questions = [q for q in ledger.questions if httpx.get(f"{urls['questions']}/questions/{q}", timeout=10).status_code != 200]
+    missing_questions = [
+        q
+        for q in ledger.questions
+        if httpx.get(f"{urls['questions']}/questions/{q}", timeout=10).status_code != 200
+    ]
 
     expected_match = Counter({(d, q): 1 for q in ledger.questions for d in DOCTORS})
     got_match: Counter[tuple[str, str]] = Counter()
@@ -164,7 +183,9 @@ def audit(system: System, ledger: Ledger, name: str) -> dict[str, Any]:
 
     def losses(expected: Counter[Any], got: Counter[Any]) -> tuple[int, int]:
         lost = sum(1 for k in expected if got[k] == 0)
-        doubled = sum(n - 1 for n in got.values() if n > 1) + sum(n for k, n in got.items() if k not in expected)
+        doubled = sum(n - 1 for n in got.values() if n > 1) + sum(
+            n for k, n in got.items() if k not in expected
+        )
         return lost, doubled
 
     match_lost, match_dup = losses(expected_match, got_match)
@@ -180,13 +201,16 @@ def audit(system: System, ledger: Ledger, name: str) -> dict[str, Any]:
         "writes_given_up": ledger.failed,
         "questions_missing": len(missing_questions),
         "alerts_expected": sum(expected_match.values()) + sum(expected_answer.values()),
-        "alerts_delivered": sum(min(n, 1) for n in got_match.values()) + sum(min(n, 1) for n in got_answer.values()),
+        "alerts_delivered": sum(min(n, 1) for n in got_match.values())
+        + sum(min(n, 1) for n in got_answer.values()),
         "alerts_lost": match_lost + answer_lost,
         "alerts_duplicated": match_dup + answer_dup,
         "tallies_wrong": tallies_wrong,
         "page_tallies_wrong": page_wrong,
         "entries_still_pending": stuck,
-        "dead_letters": client.xlen(streams.DEAD_LETTER) if client.exists(streams.DEAD_LETTER) else 0,
+        "dead_letters": client.xlen(streams.DEAD_LETTER)
+        if client.exists(streams.DEAD_LETTER)
+        else 0,
     }
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     previous[name] = figures
@@ -227,7 +251,9 @@ def run_burst(system: System, faults: dict[float, Callable[[], None]]) -> Ledger
     return asyncio.run(main())
 
 
-def test_each_consumer_service_killed_mid_burst_and_restarted(system_factory: Callable[..., System]) -> None:
+def test_each_consumer_service_killed_mid_burst_and_restarted(
+    system_factory: Callable[..., System],
+) -> None:
     system = system_factory()
     register_doctors(system)
     ledger = run_burst(

@@ -15,7 +15,15 @@ import httpx
 import jwt
 import pytest
 
-from tests.support import JWT_SECRET, RedisServer, ServiceProcess, auth, running_services, token, wait_for
+from tests.support import (
+    JWT_SECRET,
+    RedisServer,
+    ServiceProcess,
+    auth,
+    running_services,
+    token,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +41,9 @@ def expired(sub: str, role: str) -> dict[str, str]:
 
 def bad_signature(sub: str, role: str) -> dict[str, str]:
     claims = {"sub": sub, "role": role, "name": sub, "exp": int(time.time()) + 600}
-    return {"Authorization": f"Bearer {jwt.encode(claims, 'another-secret-entirely-0123456789abc', algorithm='HS256')}"}
+    return {
+        "Authorization": f"Bearer {jwt.encode(claims, 'another-secret-entirely-0123456789abc', algorithm='HS256')}"
+    }
 
 
 @pytest.fixture(scope="module")
@@ -61,19 +71,42 @@ def world() -> Iterator[dict[str, Any]]:
             q = httpx.post(
                 f"{urls['questions']}/questions",
                 headers=auth("patient-sec"),
-                json={"title": "Acne scars and what to do", "body": SECRET_MARKERS["question_text"], "topics": ["acne"], "location": {"zip": "90012"}},
+                json={
+                    "title": "Acne scars and what to do",
+                    "body": SECRET_MARKERS["question_text"],
+                    "topics": ["acne"],
+                    "location": {"zip": "90012"},
+                },
             ).json()
-            wait_for(lambda: httpx.get(f"{urls['answers']}/questions/{q['id']}/answers").status_code == 200, what="projection")
+            wait_for(
+                lambda: (
+                    httpx.get(f"{urls['answers']}/questions/{q['id']}/answers").status_code == 200
+                ),
+                what="projection",
+            )
             answer = wait_for(
                 lambda: _post_answer(urls, q["id"]),
                 what="an answer (the doctor projection may lag)",
             )
-            wait_for(lambda: httpx.get(f"{urls['votes']}/answers/{answer['id']}/votes").status_code == 200, what="votes projection")
+            wait_for(
+                lambda: (
+                    httpx.get(f"{urls['votes']}/answers/{answer['id']}/votes").status_code == 200
+                ),
+                what="votes projection",
+            )
             inbox = wait_for(
-                lambda: httpx.get(f"{urls['notify']}/inbox", headers=auth("dr-sec-1", "doctor")).json()["items"],
+                lambda: httpx.get(
+                    f"{urls['notify']}/inbox", headers=auth("dr-sec-1", "doctor")
+                ).json()["items"],
                 what="an alert for dr-sec-1",
             )
-            yield {"urls": urls, "procs": procs, "question": q, "answer": answer, "notification": inbox[0]["id"]}
+            yield {
+                "urls": urls,
+                "procs": procs,
+                "question": q,
+                "answer": answer,
+                "notification": inbox[0]["id"],
+            }
     finally:
         server.cleanup()
 
@@ -97,29 +130,75 @@ def cases(w: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any] | None,
         ("questions", "POST", "/questions", q_body, ("patient-x", "patient")),
         ("answers", "POST", f"/questions/{qid}/answers", a_body, ("dr-sec-2", "doctor")),
         ("votes", "PUT", f"/answers/{aid}/vote", {"value": 1}, ("reader-1", "patient")),
-        ("notify", "PUT", "/doctors/dr-sec-2", {"name": "dr-sec-2", "specialties": ["dermatology"], "location": {"zip": "90012"}}, ("dr-sec-2", "doctor")),
+        (
+            "notify",
+            "PUT",
+            "/doctors/dr-sec-2",
+            {"name": "dr-sec-2", "specialties": ["dermatology"], "location": {"zip": "90012"}},
+            ("dr-sec-2", "doctor"),
+        ),
         ("notify", "GET", "/inbox", None, ("dr-sec-1", "doctor")),
         ("notify", "POST", f"/inbox/{nid}/read", None, ("dr-sec-1", "doctor")),
     ]
     rows = []
-    for service, method, path, body, (sub, role) in protected:
+    for service, method, path, body, (sub, _role) in protected:
         rows.append((service, method, path, body, sub, "none", 401))
         rows.append((service, method, path, body, sub, "expired", 401))
         rows.append((service, method, path, body, sub, "bad_signature", 401))
         rows.append((service, method, path, body, sub, "malformed", 401))
     rows += [
         ("questions", "POST", "/questions", q_body, "dr-sec-2", "wrong_role:doctor", 403),
-        ("answers", "POST", f"/questions/{qid}/answers", a_body, "patient-x", "wrong_role:patient", 403),
-        ("notify", "PUT", "/doctors/dr-sec-2", {"name": "x", "specialties": ["dermatology"], "location": {"zip": "90012"}}, "patient-x", "wrong_role:patient", 403),
+        (
+            "answers",
+            "POST",
+            f"/questions/{qid}/answers",
+            a_body,
+            "patient-x",
+            "wrong_role:patient",
+            403,
+        ),
+        (
+            "notify",
+            "PUT",
+            "/doctors/dr-sec-2",
+            {"name": "x", "specialties": ["dermatology"], "location": {"zip": "90012"}},
+            "patient-x",
+            "wrong_role:patient",
+            403,
+        ),
         # another user's resource
-        ("notify", "PUT", "/doctors/dr-sec-2", {"name": "x", "specialties": ["dermatology"], "location": {"zip": "90012"}}, "dr-sec-1", "valid:doctor", 403),
+        (
+            "notify",
+            "PUT",
+            "/doctors/dr-sec-2",
+            {"name": "x", "specialties": ["dermatology"], "location": {"zip": "90012"}},
+            "dr-sec-1",
+            "valid:doctor",
+            403,
+        ),
         ("notify", "POST", f"/inbox/{nid}/read", None, "dr-sec-2", "valid:doctor", 404),
         ("votes", "PUT", f"/answers/{aid}/vote", {"value": 1}, "dr-sec-1", "valid:doctor", 403),
-        ("answers", "POST", f"/questions/{qid}/answers", a_body, "dr-unlisted", "valid:doctor", 403),
+        (
+            "answers",
+            "POST",
+            f"/questions/{qid}/answers",
+            a_body,
+            "dr-unlisted",
+            "valid:doctor",
+            403,
+        ),
         # the owner gets in
         ("notify", "POST", f"/inbox/{nid}/read", None, "dr-sec-1", "valid:doctor", 200),
         ("votes", "PUT", f"/answers/{aid}/vote", {"value": 1}, "reader-9", "valid:patient", 200),
-        ("notify", "PUT", "/doctors/dr-sec-2", {"name": "dr-sec-2", "specialties": ["dermatology"], "location": {"zip": "90012"}}, "admin-1", "valid:admin", 200),
+        (
+            "notify",
+            "PUT",
+            "/doctors/dr-sec-2",
+            {"name": "dr-sec-2", "specialties": ["dermatology"], "location": {"zip": "90012"}},
+            "admin-1",
+            "valid:admin",
+            200,
+        ),
         # public reads need nothing
         ("questions", "GET", f"/questions/{qid}", None, "", "none", 200),
         ("questions", "GET", "/questions", None, "", "none", 200),
@@ -148,9 +227,17 @@ def test_authorization_matrix(world: dict[str, Any]) -> None:
     failures = []
     rows = cases(world)
     for service, method, path, body, sub, credential, expected in rows:
-        response = httpx.request(method, world["urls"][service] + path, headers=headers_for(credential, sub), json=body, timeout=10)
+        response = httpx.request(
+            method,
+            world["urls"][service] + path,
+            headers=headers_for(credential, sub),
+            json=body,
+            timeout=10,
+        )
         if response.status_code != expected:
-            failures.append(f"{method} {service}{path} as {credential}({sub}): {response.status_code} != {expected} {response.text[:120]}")
+            failures.append(
+                f"{method} {service}{path} as {credential}({sub}): {response.status_code} != {expected} {response.text[:120]}"
+            )
         else:
             assert response.headers["content-type"].startswith("application/json")
             if expected >= 400:
@@ -161,13 +248,24 @@ def test_authorization_matrix(world: dict[str, Any]) -> None:
 
 def test_writes_are_rate_limited_per_user_with_retry_after(tmp_path: Path) -> None:
     server = RedisServer().start()
-    service = ServiceProcess("votes", server.url, ASKDOC_RATE_LIMIT_WRITES="5", ASKDOC_RATE_LIMIT_WINDOW_S="60").start()
+    service = ServiceProcess(
+        "votes", server.url, ASKDOC_RATE_LIMIT_WRITES="5", ASKDOC_RATE_LIMIT_WINDOW_S="60"
+    ).start()
     try:
-        statuses = [httpx.put(f"{service.url}/answers/nope/vote", headers=auth("greedy"), json={"value": 1}).status_code for _ in range(7)]
+        statuses = [
+            httpx.put(
+                f"{service.url}/answers/nope/vote", headers=auth("greedy"), json={"value": 1}
+            ).status_code
+            for _ in range(7)
+        ]
         assert statuses[:5] == [404] * 5
-        limited = httpx.put(f"{service.url}/answers/nope/vote", headers=auth("greedy"), json={"value": 1})
+        limited = httpx.put(
+            f"{service.url}/answers/nope/vote", headers=auth("greedy"), json={"value": 1}
+        )
         assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
-        other = httpx.put(f"{service.url}/answers/nope/vote", headers=auth("someone-else"), json={"value": 1})
+        other = httpx.put(
+            f"{service.url}/answers/nope/vote", headers=auth("someone-else"), json={"value": 1}
+        )
         assert other.status_code == 404, "limits are per user"
     finally:
         service.terminate()
@@ -183,20 +281,33 @@ def test_logs_never_carry_emails_secrets_or_question_text(world: dict[str, Any])
 
 
 @pytest.mark.parametrize("service", ["questions", "answers", "votes", "notify"])
-def test_schemathesis_finds_no_server_errors(world: dict[str, Any], service: str, tmp_path: Path) -> None:
+def test_schemathesis_finds_no_server_errors(
+    world: dict[str, Any], service: str, tmp_path: Path
+) -> None:
     url = world["urls"][service]
     role = {"answers": "doctor", "notify": "doctor"}.get(service, "patient")
     report = tmp_path / "report.json"
     result = subprocess.run(
         [
-            str(Path(sys.executable).parent / "schemathesis"), "run", f"{url}/openapi.json",
-            "--checks", "not_a_server_error",
-            "--max-examples", "150",
-            "--seed", "1",
-            "--exclude-path", "/inbox/stream",
-            "--header", f"Authorization: Bearer {token('fuzzer', role)}",
-            "--report", "ndjson", "--report-ndjson-path", str(report),
-            "--request-timeout", "10",
+            str(Path(sys.executable).parent / "schemathesis"),
+            "run",
+            f"{url}/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "150",
+            "--seed",
+            "1",
+            "--exclude-path",
+            "/inbox/stream",
+            "--header",
+            f"Authorization: Bearer {token('fuzzer', role)}",
+            "--report",
+            "ndjson",
+            "--report-ndjson-path",
+            str(report),
+            "--request-timeout",
+            "10",
             "--no-color",
         ],
         capture_output=True,

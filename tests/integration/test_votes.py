@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-import redis
 import redis.asyncio
 
 from services.votes.domain import VALUES, Vote, apply_vote
