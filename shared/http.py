@@ -101,7 +101,8 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = dict(exc.headers)
         if exc.status == 401:
             headers.setdefault("WWW-Authenticate", "Bearer")
-        return JSONResponse(error_body(exc.code, exc.message), exc.status, headers=headers)
+        body = error_body(exc.code, exc.message, **exc.details)
+        return JSONResponse(body, exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

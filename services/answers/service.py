@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from shared.auth import Principal
 from shared.errors import ApiError
 from shared.events import AnswerPosted, DoctorCard, DoctorProfileChanged, QuestionPosted
-from shared.http import error_body, fingerprint, idempotency_record_key, replay, reply_record
+from shared.http import fingerprint, idempotency_record_key, replay, reply_record
 from shared.logging import current_correlation_id, get_logger
 from shared.metrics import EVENTS_PUBLISHED
 from shared.settings import Settings
@@ -94,7 +94,8 @@ class AnswersService:
             if result.failed_guard == QUESTION_GUARD:
                 raise _no_question(qid)
             existing = result.found or ""
-            return 409, error_body(
+            raise ApiError(
+                409,
                 "already_answered",
                 f"you have already answered this question (answer {existing})",
                 answer_id=existing,
