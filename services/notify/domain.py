@@ -11,6 +11,8 @@ import hashlib
 import hmac
 import ipaddress
 import math
+import re
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -66,9 +68,20 @@ class Match:
     rank: int
     widened: bool
     radius_used_km: float
+    located: bool = True
 
     def reason(self) -> dict[str, Any]:
         """The inbox item's `reason`: matched specialty, distance, rank and search radius."""
+        if not self.located:
+            # The asker gave no location: matched on specialty alone, ranked by rating.
+            return {
+                "specialty": self.specialty,
+                "distance_km": None,
+                "rank": self.rank,
+                "widened": False,
+                "radius_km": None,
+                "basis": "specialty_and_rating",
+            }
         return {
             "specialty": self.specialty,
             "distance_km": self.distance_km,
@@ -79,6 +92,8 @@ class Match:
 
     def reason_text(self) -> str:
         """A one-line explanation, e.g. 'plastic-surgery · 12.3 km · rank 1'."""
+        if not self.located:
+            return f"{self.specialty} · rank {self.rank} · asker gave no location"
         text = f"{self.specialty} · {self.distance_km:g} km · rank {self.rank}"
         if self.widened:
             text += f" · search widened to {round(self.radius_used_km, 1):g} km"
@@ -154,6 +169,36 @@ def match_doctors(
             radius_used_km=radius,
         )
         for rank, (c, specialty, widened, radius) in enumerate(ranked, start=1)
+    ]
+
+
+def match_by_rating(
+    question_specialties: Sequence[str],
+    candidates: Iterable[Candidate],
+    policy: MatchPolicy,
+) -> list[Match]:
+    """The doctors to alert for a question without a location: specialty only, best rated first.
+
+    Distance and radius mean nothing without the asker's place, so every doctor of a
+    matching specialty is eligible and the cap keeps the best rated (then most reviewed).
+    """
+    eligible: list[tuple[Candidate, str]] = []
+    for c in _merge_duplicates(candidates):
+        specialty = _first_shared(question_specialties, c.specialties)
+        if specialty is not None:
+            eligible.append((c, specialty))
+    eligible.sort(key=lambda item: (-item[0].rating, -item[0].review_count, item[0].doctor_id))
+    return [
+        Match(
+            doctor_id=c.doctor_id,
+            specialty=specialty,
+            distance_km=0.0,
+            rank=rank,
+            widened=False,
+            radius_used_km=0.0,
+            located=False,
+        )
+        for rank, (c, specialty) in enumerate(eligible[: policy.cap], start=1)
     ]
 
 
@@ -421,8 +466,8 @@ def is_public_address(ip: str) -> bool:
     return _public(addr)
 
 
-def check_webhook_url(url: str, resolved_ips: Sequence[str], allow_private: bool) -> str | None:
-    """Why a webhook URL may not be called (None when it may), given its resolved addresses."""
+def webhook_url_problem(url: str) -> str | None:
+    """Why a webhook URL is unusable on its face (None when it looks fine), before DNS."""
     if len(url) > 2048:
         return "webhook URL is too long (max 2048 characters)"
     if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
@@ -438,9 +483,18 @@ def check_webhook_url(url: str, resolved_ips: Sequence[str], allow_private: bool
         return "webhook URL must name a host"
     if parts.username is not None or parts.password is not None:
         return "webhook URL must not contain credentials"
+    return None
+
+
+def check_webhook_url(url: str, resolved_ips: Sequence[str], allow_private: bool) -> str | None:
+    """Why a webhook URL may not be called (None when it may), given its resolved addresses."""
+    problem = webhook_url_problem(url)
+    if problem is not None:
+        return problem
+    host = urlsplit(url).hostname or ""
     ips = list(resolved_ips)
     with contextlib.suppress(ValueError):  # an IP literal host checks itself
-        ips.append(str(ipaddress.ip_address(parts.hostname)))
+        ips.append(str(ipaddress.ip_address(host)))
     if not ips:
         return "webhook host did not resolve to any address"
     for ip in ips:
@@ -451,3 +505,126 @@ def check_webhook_url(url: str, resolved_ips: Sequence[str], allow_private: bool
         if not allow_private and not is_public_address(ip):
             return f"webhook host resolves to a non-public address: {ip}"
     return None
+
+
+def jittered(delay_s: float, unit_random: float) -> float:
+    """A retry delay spread over [delay/2, delay] so that many retries do not align."""
+    return delay_s * (0.5 + 0.5 * min(max(unit_random, 0.0), 1.0))
+
+
+# ---------------------------------------------------------------------------
+# 7. Held alerts: released after quiet hours, or together in a digest
+# ---------------------------------------------------------------------------
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+def parse_quiet_hours(start: str, end: str, tz: str) -> QuietHours:
+    """Quiet hours from 'HH:MM' strings and an IANA zone; ValueError when malformed."""
+    times = []
+    for label, text in (("start", start), ("end", end)):
+        m = _HHMM.match(text.strip())
+        if m is None:
+            raise ValueError(f"quiet_hours.{label} must be HH:MM (24-hour), got {text!r}")
+        times.append(time(int(m.group(1)), int(m.group(2))))
+    return QuietHours(times[0], times[1], tz.strip())
+
+
+@dataclass(frozen=True)
+class HeldAlert:
+    """A question alert waiting for a doctor's quiet hours to end or for the next digest."""
+
+    hold_id: str
+    release_at: datetime
+    reason: HoldReason
+
+
+@dataclass(frozen=True)
+class ReleasePlan:
+    """What to do now with a doctor's held alerts."""
+
+    deliver: tuple[HeldAlert, ...] = ()
+    digest: tuple[HeldAlert, ...] = ()
+    rehold: tuple[tuple[HeldAlert, DeliveryDecision], ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        """Whether nothing changes."""
+        return not (self.deliver or self.digest or self.rehold)
+
+
+def plan_release(
+    held: Iterable[HeldAlert],
+    *,
+    quiet_hours: QuietHours | None,
+    daily_cap: int | None,
+    sent_today: int,
+    now_utc: datetime,
+) -> ReleasePlan:
+    """Release a doctor's held alerts: due cap-held ones as one digest, the rest re-planned.
+
+    Alerts held over the daily cap go out together as one digest once their release time
+    (the doctor's local midnight, or the end of quiet hours after it) has come; the digest
+    counts as one alert of the new day. Every other held alert is planned again with
+    `plan_delivery` against today's count, so alerts released when quiet hours end go
+    out one by one only while the daily cap allows, and the rest wait for the digest.
+    Re-planning also honours a profile change (quiet hours lifted, cap raised) at once.
+    """
+    _require_aware(now_utc)
+    ordered = sorted(held, key=lambda h: (h.release_at, h.hold_id))
+    due_digest = [
+        h for h in ordered if h.reason is HoldReason.DAILY_CAP and h.release_at <= now_utc
+    ]
+    rehold: list[tuple[HeldAlert, DeliveryDecision]] = []
+    digest: list[HeldAlert] = []
+    sent = sent_today
+    if due_digest:
+        if quiet_hours is not None and in_quiet_hours(quiet_hours, now_utc):
+            # Quiet hours changed since the hold: the digest waits for them to end.
+            until = quiet_hours_end(quiet_hours, now_utc)
+            rehold.extend(
+                (h, DeliveryDecision.hold(until, HoldReason.DAILY_CAP)) for h in due_digest
+            )
+        else:
+            digest = due_digest
+            sent += 1
+    deliver: list[HeldAlert] = []
+    for h in ordered:
+        if h in due_digest:
+            continue
+        decision = plan_delivery(
+            urgent=False,
+            quiet_hours=quiet_hours,
+            daily_cap=daily_cap,
+            sent_today=sent,
+            now_utc=now_utc,
+        )
+        if decision.deliver_now:
+            deliver.append(h)
+            sent += 1
+        elif decision.hold_until != h.release_at or decision.reason is not h.reason:
+            rehold.append((h, decision))
+    return ReleasePlan(tuple(deliver), tuple(digest), tuple(rehold))
+
+
+# ---------------------------------------------------------------------------
+# 8. Notification ids
+# ---------------------------------------------------------------------------
+
+_NOTIFICATION_ID = re.compile(r"^n[0-9a-f]{12}[0-9a-f]{12}$")
+
+
+def new_notification_id(now_ms: int, random_hex: str | None = None) -> str:
+    """A notification id that sorts by creation time: 'n' + 12 hex ms + 12 random hex."""
+    suffix = random_hex if random_hex is not None else secrets.token_hex(6)
+    return f"n{now_ms:012x}{suffix}"
+
+
+def is_notification_id(text: str) -> bool:
+    """Whether `text` has the form of a notification id (for cursors and Last-Event-ID)."""
+    return _NOTIFICATION_ID.match(text) is not None
+
+
+def notification_id_floor(ms: int) -> str:
+    """The smallest possible id created at `ms`: ids below it are older."""
+    return f"n{ms:012x}"

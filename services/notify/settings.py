@@ -1,0 +1,43 @@
+"""Settings of the notify service (ASKDOC_* environment variables, on top of the shared ones)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import Settings
+
+
+class NotifySettings(Settings):
+    """The notifier's own knobs: matching, channels, inbox bounds."""
+
+    match_cap: int = Field(10, ge=0, le=10_000, description="most doctors alerted per question")
+    match_min: int = Field(3, ge=0, description="fewer matches than this widens the search")
+    max_radius_km: float = Field(
+        500, gt=0, le=5000, description="how far the directory is searched around the asker"
+    )
+    geo_search_count: int = Field(
+        200, ge=1, le=10_000, description="nearest doctors fetched per specialty and question"
+    )
+
+    webhook_allow_private: bool = Field(
+        False, description="allow webhooks to private/loopback addresses (tests, on-prem)"
+    )
+    webhook_timeout_s: float = Field(5, gt=0, le=60, description="one webhook attempt")
+    webhook_max_attempts: int = Field(5, ge=1, le=20, description="attempts per channel")
+    retry_base_s: float = Field(1.0, ge=0, description="first retry delay; doubles after")
+    retry_max_s: float = Field(60.0, ge=0, description="longest retry delay")
+
+    smtp_host: str | None = Field(None, description="SMTP relay; unset turns e-mail off")
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_from: str = Field("alerts@askdoc.example", description="sender of alert e-mails")
+    smtp_timeout_s: float = Field(10, gt=0, le=120)
+
+    inbox_max_items: int = Field(500, ge=1, description="per recipient; oldest read go first")
+    inbox_ttl_days: int = Field(90, ge=1, description="notifications expire after this")
+
+    delivery_concurrency: int = Field(32, ge=1, le=1000, description="deliveries in flight")
+    delivery_claim_idle_s: float = Field(
+        180, ge=1, description="a delivery idle this long (its worker died) is taken over"
+    )
+    held_release_interval_s: float = Field(1.0, gt=0, description="how often held alerts are due")
+    sse_heartbeat_s: float = Field(15.0, gt=0, description="comment line keeping SSE alive")
