@@ -9,7 +9,6 @@ question page as the seed shows it. `--keep` leaves everything running until Ctr
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
 import shutil
@@ -28,20 +27,11 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from demo.scenario import SEED, SeedPlayer, ranking_matches_seed, until
 from shared.auth import issue_token
 
 ROOT = Path(__file__).resolve().parents[1]
-SEED = json.loads((Path(__file__).parent / "seed_page.json").read_text())
 PORTS = {"questions": 8001, "answers": 8002, "votes": 8003, "notify": 8004}
-SPECIALTY_BY_NUCC = {
-    "208200000X": "plastic-surgery",
-    "207N00000X": "dermatology",
-    "207YS0123X": "facial-plastic-surgery",
-    "207NS0135X": "procedural-dermatology",
-    None: "physician",
-}
-# Helpful/unhelpful votes per answer, in page order: the ranking reproduces the page.
-VOTES = [(9, 0), (8, 1), (6, 1), (5, 1), (4, 1), (3, 1)]
 OTHER_QUESTIONS = [
     ("Can fillers fix a lopsided smile after Bell's palsy?", ["fillers", "bells-palsy"]),
     ("Is Sculptra better than fillers for a sunken cheek?", ["sculptra", "fillers"]),
@@ -58,13 +48,6 @@ def free_port(preferred: int) -> int:
             s.bind(("127.0.0.1", port))
             return int(s.getsockname()[1])
     raise RuntimeError("no free port")
-
-
-def doctor_id(name: str) -> str:
-    """A directory id from a doctor's name: 'Jon A. Perlman' -> 'dr-jon-a-perlman'."""
-    return "dr-" + "-".join(
-        "".join(c for c in part if c.isalnum()) for part in name.lower().split()
-    )
 
 
 class Demo:
@@ -162,126 +145,6 @@ class Demo:
             raise RuntimeError(f"{method} {path} -> {response.status_code}: {response.text}")
         return response.json()
 
-    def until(self, what: str, check: Any, timeout: float = 15) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = check()
-            if value:
-                return value
-            time.sleep(0.1)
-        raise RuntimeError(f"timed out waiting for {what}")
-
-
-def register_doctors(demo: Demo) -> list[dict[str, Any]]:
-    """The six seed doctors register in the directory."""
-    doctors = []
-    for answer in SEED["answers"]:
-        card = answer["doctor"]
-        did = doctor_id(card["name"])
-        profile = {
-            "name": card["name"],
-            "credentials": card["credentials"],
-            "specialties": [SPECIALTY_BY_NUCC[card["nucc_code"]]],
-            "location": {"city": card["city"], "state": card["state"]},
-            "radius_km": 50,
-            "rating": card["rating"],
-            "review_count": card["review_count"],
-        }
-        demo.call(
-            "PUT",
-            "notify",
-            f"/doctors/{did}",
-            json=profile,
-            headers=demo.token(did, "doctor", card["name"]),
-        )
-        doctors.append({"id": did, **card})
-    console.print(f"registered {len(doctors)} doctors: " + ", ".join(d["name"] for d in doctors))
-    return doctors
-
-
-def show_alerts(demo: Demo, doctors: list[dict[str, Any]], qid: str) -> None:
-    """Who was alerted of the question, and why."""
-    table = Table(title="Doctors alerted of the question (notify)")
-    for column in ("doctor", "city", "specialty matched", "distance", "rank", "note"):
-        table.add_column(column)
-    time.sleep(1.0)
-    for d in doctors:
-        inbox = demo.call("GET", "notify", "/inbox", headers=demo.token(d["id"], "doctor"))
-        items = [
-            i for i in inbox["items"] if i["kind"] == "question-match" and i["question_id"] == qid
-        ]
-        if not items:
-            table.add_row(d["name"], d["city"], "-", "-", "-", "not alerted (too far / no match)")
-            continue
-        reason = items[0]["reason"]
-        note = f"search widened to {reason.get('radius_km')} km" if reason.get("widened") else ""
-        table.add_row(
-            d["name"],
-            d["city"],
-            str(reason.get("specialty")),
-            f"{reason.get('distance_km')} km",
-            str(reason.get("rank")),
-            note,
-        )
-    console.print(table)
-
-
-def post_answers_and_votes(demo: Demo, doctors: list[dict[str, Any]], qid: str) -> None:
-    """Each doctor answers; readers vote."""
-    demo.until(
-        "the answers service to know the question and doctors", lambda: _answerable(demo, qid)
-    )
-    answer_ids = []
-    for d, answer in zip(doctors, SEED["answers"], strict=True):
-        posted = demo.call(
-            "POST",
-            "answers",
-            f"/questions/{qid}/answers",
-            json={"headline": answer["headline"], "body": answer["body"]},
-            headers={
-                **demo.token(d["id"], "doctor", d["name"]),
-                "Idempotency-Key": f"answer-{qid}-{d['id']}",
-            },
-        )
-        answer_ids.append(posted["id"])
-    console.print(f"{len(answer_ids)} answers posted")
-    reader = 0
-    for answer_id, (helpful, unhelpful) in zip(answer_ids, VOTES, strict=True):
-        demo.until(
-            "votes to know the answer",
-            lambda aid=answer_id: _status(demo, "votes", f"/answers/{aid}/votes") == 200,
-        )
-        for value, count in ((1, helpful), (-1, unhelpful)):
-            for _ in range(count):
-                reader += 1
-                demo.call(
-                    "PUT",
-                    "votes",
-                    f"/answers/{answer_id}/vote",
-                    json={"value": value},
-                    headers=demo.token(f"reader-{reader}", "patient"),
-                )
-    console.print(f"{reader} readers voted")
-    total = sum(h + u for h, u in VOTES)
-    demo.until("the page to show every vote", lambda: _page_votes(demo, qid) == total)
-
-
-def _answerable(demo: Demo, qid: str) -> bool:
-    return _status(demo, "answers", f"/questions/{qid}/answers") == 200
-
-
-def _status(demo: Demo, service: str, path: str) -> int:
-    return demo.http.get(demo.urls[service] + path).status_code
-
-
-def _page_votes(demo: Demo, qid: str) -> int:
-    page = demo.call("GET", "questions", f"/questions/{qid}")
-    return (
-        sum(a["helpful"] + a["unhelpful"] for a in page["answers"])
-        if len(page["answers"]) == 6
-        else -1
-    )
-
 
 def print_page(demo: Demo, qid: str) -> dict[str, Any]:
     """The question page, laid out as the seed page shows it."""
@@ -314,19 +177,51 @@ def print_page(demo: Demo, qid: str) -> dict[str, Any]:
     return page
 
 
+def show_alerts(player: SeedPlayer, doctors: list[str], qid: str) -> None:
+    """Who was alerted of the question, and why."""
+    found = until("notify to alert the nearby doctors", lambda: player.alerted(doctors, qid))
+    time.sleep(0.5)
+    found = player.alerted(doctors, qid)
+    table = Table(title="Doctors alerted of the question (notify)")
+    for column in ("doctor", "city", "specialty matched", "distance", "rank", "note"):
+        table.add_column(column)
+    for did, answer in zip(doctors, SEED["answers"], strict=True):
+        card = answer["doctor"]
+        reason = found.get(did)
+        if reason is None:
+            table.add_row(
+                card["name"], card["city"], "-", "-", "-", "not alerted: too far for any widening"
+            )
+            continue
+        note = f"search widened to {reason.get('radius_km')} km" if reason.get("widened") else ""
+        table.add_row(
+            card["name"],
+            card["city"],
+            str(reason.get("specialty")),
+            f"{reason.get('distance_km')} km",
+            str(reason.get("rank")),
+            note,
+        )
+    console.print(table)
+
+
 def run(keep: bool) -> None:
     secret = os.environ.get("ASKDOC_JWT_SECRET") or secrets.token_urlsafe(32)
     with ExitStack() as stack:
         demo = Demo(stack, secret)
-        logs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="askdoc-logs-")))
-        if keep:
-            logs = Path(tempfile.mkdtemp(prefix="askdoc-logs-"))
+        logs = (
+            Path(tempfile.mkdtemp(prefix="askdoc-logs-"))
+            if keep
+            else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="askdoc-logs-")))
+        )
         redis_url = demo.start_redis()
         demo.start_services(redis_url, logs)
-        doctors = register_doctors(demo)
-        patient = demo.token("patient-la-1", "patient", "A patient in Los Angeles")
+        player = SeedPlayer(demo.urls, lambda sub, role, name: issue_token(secret, sub, role, name))
+        doctors = player.register_doctors()
+        console.print(f"registered {len(doctors)} doctors in the directory")
+        patient = player.auth("patient-la", "patient", "A patient in Los Angeles")
         for title, topics in OTHER_QUESTIONS:
-            demo.call(
+            player.call(
                 "POST",
                 "questions",
                 "/questions",
@@ -338,27 +233,27 @@ def run(keep: bool) -> None:
                     "location": {"city": "Los Angeles", "state": "CA"},
                 },
             )
-        question = {**SEED["question"], "anonymous": True}
-        posted = demo.call(
-            "POST",
-            "questions",
-            "/questions",
-            json=question,
-            headers={**patient, "Idempotency-Key": "demo-seed-question"},
+        qid = player.ask("patient-la")
+        console.print(f"a patient in Los Angeles asked [bold]{qid}[/] (anonymously)")
+        show_alerts(player, doctors, qid)
+        answers = player.answer_all(doctors, qid)
+        console.print(f"{len(answers)} answers posted")
+        votes = player.vote(answers)
+        console.print(f"{votes} readers voted")
+        page = player.page_when_complete(qid, votes)
+        print_page(demo, qid)
+        inbox = until(
+            "the asker's new-answer alerts",
+            lambda: [
+                i
+                for i in player.call("GET", "notify", "/inbox?limit=50", headers=patient)["items"]
+                if i["kind"] == "new-answer"
+            ],
         )
-        qid = posted["id"]
-        console.print(f"patient in Los Angeles asked [bold]{qid}[/] (anonymous)")
-        show_alerts(demo, doctors, qid)
-        post_answers_and_votes(demo, doctors, qid)
-        page = print_page(demo, qid)
-        asker_inbox = demo.call("GET", "notify", "/inbox", headers=patient)
-        answered = [i for i in asker_inbox["items"] if i["kind"] == "new-answer"]
-        console.print(f"the asker's inbox has {len(answered)} new-answer alerts")
-        ranking = [a["doctor"]["name"] for a in page["answers"]]
-        expected = [a["doctor"]["name"] for a in SEED["answers"]]
-        ok = page["answer_count"] == 6 and ranking == expected
+        console.print(f"the asker's inbox has {len(inbox)} new-answer alerts")
+        ok = page["answer_count"] == len(SEED["answers"]) and ranking_matches_seed(page)
         console.print(
-            "[green]seed page reproduced[/]" if ok else f"[red]ranking differs: {ranking}[/]"
+            "[green]seed page reproduced[/]" if ok else "[red]the ranking differs from the seed[/]"
         )
         if keep:
             console.print(

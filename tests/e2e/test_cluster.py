@@ -34,7 +34,7 @@ def test_seed_page_reproduced_on_a_redis_cluster(
     assert [a["doctor"]["name"] for a in page["answers"]] == [
         a["doctor"]["name"] for a in SEED["answers"]
     ]
-    found = alerted(urls["notify"], played["doctors"], played["qid"])
+    found = alerted(urls, played["doctors"], played["qid"])
     assert "dr-jason-emer" in found
 
     client = RedisCluster.from_url(cluster.url, decode_responses=True)

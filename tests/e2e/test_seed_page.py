@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from shared import events, streams
-from tests.e2e.scenario import SEED, alerted, call, play_seed
+from tests.e2e.scenario import SEED, alerted, play_seed
 from tests.support import ROOT, RedisServer, ServiceProcess, auth, running_services, wait_for
 
 SNAPSHOTS = ROOT / "tests" / "contract" / "snapshots"
@@ -75,7 +75,9 @@ def test_the_asker_hears_of_each_answer(
     _, procs = system
 
     def new_answers() -> int:
-        inbox = call("GET", f"{procs['notify'].url}/inbox?limit=50", headers=seed_page["asker"])
+        inbox = httpx.get(
+            f"{procs['notify'].url}/inbox?limit=50", headers=seed_page["asker_headers"]
+        ).json()
         return len(
             [
                 i
@@ -91,7 +93,7 @@ def test_nearby_matching_doctors_were_alerted_with_reasons(
     seed_page: dict[str, Any], system: tuple[RedisServer, dict[str, ServiceProcess]]
 ) -> None:
     _, procs = system
-    found = alerted(procs["notify"].url, seed_page["doctors"], seed_page["qid"])
+    found = alerted({n: p.url for n, p in procs.items()}, seed_page["doctors"], seed_page["qid"])
     assert "dr-jason-emer" in found and "dr-jon-a-perlman" in found
     assert "dr-melvin-elson" not in found, "Nashville is far beyond any widening"
     for reason in found.values():

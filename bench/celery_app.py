@@ -1,0 +1,43 @@
+"""The peer users would pick instead: the same fan-out as a Celery task on a Redis broker.
+
+Each task runs exactly notify's handler (`on_question_posted`: matching, inbox writes,
+event publish) in the worker's own event loop, so the difference measured is dispatch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+BROKER = os.environ.get("BENCH_CELERY_BROKER", "redis://127.0.0.1:6379/1")
+app = Celery("askdoc_bench", broker=BROKER)
+app.conf.update(task_ignore_result=True, worker_prefetch_multiplier=16, task_acks_late=False)
+
+_state: dict[str, Any] = {}
+
+
+@worker_process_init.connect
+def _init_worker(**_: Any) -> None:
+    from services.notify.app import create_app
+    from services.notify.settings import NotifySettings
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    settings = NotifySettings()
+    _state["app"] = create_app(settings)
+    _state["loop"] = loop
+
+
+@app.task(name="fanout")
+def fanout(event_json: str) -> None:
+    """notify's question-posted handler as a Celery task."""
+    from shared.events import QuestionPosted
+
+    service = _state["app"].state.service
+    event = QuestionPosted.model_validate_json(event_json)
+    _state["loop"].run_until_complete(service.on_question_posted(event))
+    _state["loop"].run_until_complete(service.inbox.redis.incr("bench:celery:done"))
