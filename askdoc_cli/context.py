@@ -109,6 +109,8 @@ def run_redis(settings: CliSettings, work: Callable[[RedisClient], Awaitable[T]]
 
     try:
         return asyncio.run(main())
+    except BrokenPipeError:
+        raise  # our reader went away; not a Redis problem
     except (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError) as exc:
         fail(f"cannot reach Redis at {safe_url(settings.redis_url)}: {exc}")
     except RedisError as exc:

@@ -29,9 +29,16 @@ import httpx
 from rich.console import Console
 from rich.text import Text
 
+from shared.redis import safe_url
+
 SERVICES = ("questions", "answers", "votes", "notify")
-COLOURS = {"redis": "red", "questions": "cyan", "answers": "green", "votes": "magenta",
-           "notify": "yellow"}
+COLOURS = {
+    "redis": "red",
+    "questions": "cyan",
+    "answers": "green",
+    "votes": "magenta",
+    "notify": "yellow",
+}
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,7 +106,8 @@ class Supervisor:
 
     def spawn(self, name: str, argv: list[str], url: str, env: dict[str, str]) -> Child:
         """Start a child in its own session, its output piped to our prefixed log."""
-        proc = subprocess.Popen(
+        # argv is built here from sys.executable / redis-server and fixed module names.
+        proc = subprocess.Popen(  # noqa: S603
             argv,
             cwd=ROOT if (ROOT / "services").is_dir() else None,
             env=env,
@@ -116,7 +124,8 @@ class Supervisor:
         self._threads.append(thread)
         self.say(
             Text.assemble(
-                ("started ", "bold"), (f"{name:<9}", COLOURS.get(name, "white")),
+                ("started ", "bold"),
+                (f"{name:<9}", COLOURS.get(name, "white")),
                 f" pid {proc.pid}  {url}",
             )
         )
@@ -156,7 +165,9 @@ class Supervisor:
                     os.kill(child.proc.pid, signal.SIGKILL)
                 child.proc.wait()
             child.stopped = True
-            self.say(f"stopped {child.name:<9} pid {child.proc.pid} (exit {child.proc.returncode})")
+            code = child.proc.returncode
+            how = f"exit {code}" if code >= 0 else f"ended by {signal.Signals(-code).name}"
+            self.say(f"stopped {child.name:<9} pid {child.proc.pid} ({how})")
 
 
 def listening(host: str, port: int) -> bool:
@@ -166,7 +177,9 @@ def listening(host: str, port: int) -> bool:
     return False
 
 
-def start_redis(sup: Supervisor, url: str, data_dir: Path | None) -> tempfile.TemporaryDirectory[str] | None:
+def start_redis(
+    sup: Supervisor, url: str, data_dir: Path | None
+) -> tempfile.TemporaryDirectory[str] | None:
     """Start redis-server (AOF on) for `url` unless something already listens there."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 6379
@@ -177,18 +190,41 @@ def start_redis(sup: Supervisor, url: str, data_dir: Path | None) -> tempfile.Te
         raise DevError(f"nothing listens at {host}:{port}, and dev starts Redis only on loopback")
     binary = shutil.which("redis-server")
     if binary is None:
-        raise DevError("redis-server is not installed: run 'make install' or apt-get install redis-server")
+        raise DevError(
+            "redis-server is not installed: run 'make install' or apt-get install redis-server"
+        )
     tmp = None
     if data_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="askdoc-dev-redis-")
         data_dir = Path(tmp.name)
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [
-        binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
-        "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-        "--protected-mode", "no", "--loglevel", "warning",
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data_dir),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--protected-mode",
+        "no",
+        "--loglevel",
+        "warning",
     ]
-    child = sup.spawn("redis", argv, f"{url} (AOF in {data_dir})", dict(os.environ))
+    if parts.password:
+        # The services AUTH with the URL's password; a 0600 config file keeps it out of `ps`.
+        conf = data_dir / "askdoc-dev-redis.conf"
+        conf.touch(mode=0o600)
+        conf.write_text(f"requirepass {parts.password}\n")
+        argv.insert(1, str(conf))
+    where = f"{safe_url(url)} (AOF in {data_dir})"
+    child = sup.spawn("redis", argv, where, dict(os.environ))
     deadline = time.monotonic() + 10
     while not listening("127.0.0.1", port):
         if child.proc.poll() is not None:
@@ -225,7 +261,9 @@ def wait_ready(sup: Supervisor, services: list[Child], timeout: float) -> bool:
                 return False
             dead = sup.exited()
             if dead is not None:
-                raise DevError(f"{dead.name} exited with code {dead.proc.returncode} before it was ready")
+                raise DevError(
+                    f"{dead.name} exited with code {dead.proc.returncode} before it was ready"
+                )
             for name, child in list(waiting.items()):
                 with contextlib.suppress(httpx.HTTPError):
                     if client.get(f"{child.url}/readyz").status_code == 200:
@@ -233,7 +271,7 @@ def wait_ready(sup: Supervisor, services: list[Child], timeout: float) -> bool:
                         sup.say(Text.assemble(("ready   ", "bold green"), f"{name:<9} {child.url}"))
             if time.monotonic() > deadline:
                 raise DevError(f"not ready in {timeout:.0f} s: {', '.join(waiting)}")
-            sup.stopping.wait(0.2)
+            sup.stopping.wait(0.5)
     return True
 
 
@@ -272,8 +310,13 @@ def run(
             while not sup.stopping.wait(0.5):
                 dead = sup.exited()
                 if dead is not None:
-                    sup.say(Text(f"{dead.name} exited with code {dead.proc.returncode}; "
-                                 "stopping everything", style="bold red"))
+                    sup.say(
+                        Text(
+                            f"{dead.name} exited with code {dead.proc.returncode}; "
+                            "stopping everything",
+                            style="bold red",
+                        )
+                    )
                     code = 1
                     break
         except DevError as exc:

@@ -39,7 +39,9 @@ REQUIRED_COLUMNS = ("id", "name", "specialties")
 LOCATION_COLUMNS = ("zip", "city", "state", "lat", "lon")
 RETRY_STATUSES = {429, 502, 503, 504}
 MAX_ATTEMPTS = 4
-MAX_RATE_LIMITED_ATTEMPTS = 12
+# notify limits writes per user (admin too); its Retry-After says when to come back, and
+# every window lets some rows through, so a rate-limited row keeps waiting its turn.
+MAX_RATE_LIMITED_ATTEMPTS = 100
 MAX_WAIT_S = 60.0
 
 
@@ -101,7 +103,9 @@ def read_rows(path: Path) -> tuple[list[Row], list[Rejected]]:
                 parsed = parse_row(number, raw)
                 if isinstance(parsed, Row) and parsed.doctor_id in seen:
                     parsed = Rejected(
-                        number, parsed.doctor_id, f"duplicate id (first on row {seen[parsed.doctor_id]})"
+                        number,
+                        parsed.doctor_id,
+                        f"duplicate id (first on row {seen[parsed.doctor_id]})",
                     )
                 if isinstance(parsed, Row):
                     seen[parsed.doctor_id] = number
@@ -202,13 +206,16 @@ def _retry_after(response: httpx.Response | None, attempt: int) -> float:
         header = response.headers.get("retry-after", "")
         if header.isdigit():
             return min(float(header), MAX_WAIT_S)
-    return min(0.25 * 2**attempt, 5.0)
+    return min(0.25 * 2.0**attempt, 5.0)
 
 
-async def put_profile(client: httpx.AsyncClient, base_url: str, row: Row) -> Rejected | None:
+async def put_profile(
+    client: httpx.AsyncClient, base_url: str, row: Row, run_id: str
+) -> Rejected | None:
     """PUT one profile (idempotent, so retried on 429/5xx/transport errors); None on success."""
     url = f"{base_url.rstrip('/')}/doctors/{quote(row.doctor_id, safe='')}"
-    headers = {"X-Request-ID": f"askdoc-import-{uuid.uuid4().hex[:16]}"}
+    # The request id becomes the events' correlation_id: one import can be traced in logs.
+    headers = {"X-Request-ID": f"askdoc-import-{run_id}-row{row.number}"}
     attempt = 0
     while True:
         attempt += 1
@@ -231,31 +238,47 @@ async def put_profile(client: httpx.AsyncClient, base_url: str, row: Row) -> Rej
         await asyncio.sleep(_retry_after(response, attempt))
 
 
+@dataclass
+class ImportResult:
+    """What an import did: the rows notify rejected, and why it stopped early (if it did)."""
+
+    rejected: list[Rejected]
+    run_id: str = ""
+    token_refused: str | None = None
+
+
 async def import_rows(
     rows: list[Row],
     base_url: str,
     token: str,
     concurrency: int,
     advance: Callable[[Rejected | None], None],
-) -> list[Rejected]:
-    """PUT every row with at most `concurrency` requests in flight; the rejected rows."""
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> ImportResult:
+    """PUT every row with at most `concurrency` requests in flight (`transport`: for tests)."""
     limit = asyncio.Semaphore(concurrency)
-    rejected: list[Rejected] = []
+    result = ImportResult([], run_id=uuid.uuid4().hex[:12])
     headers = {"Authorization": f"Bearer {token}"}
     pool = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(headers=headers, timeout=15, limits=pool) as client:
+    async with httpx.AsyncClient(
+        headers=headers, timeout=15, limits=pool, transport=transport
+    ) as client:
 
         async def one(row: Row) -> None:
             async with limit:
-                outcome = await put_profile(client, base_url, row)
+                if result.token_refused is not None:
+                    return  # every further request would be refused too
+                try:
+                    outcome = await put_profile(client, base_url, row, result.run_id)
+                except TokenRefused as exc:
+                    result.token_refused = str(exc)
+                    return
             if outcome is not None:
-                rejected.append(outcome)
+                result.rejected.append(outcome)
             advance(outcome)
 
-        async with asyncio.TaskGroup() as group:
-            for row in rows:
-                group.create_task(one(row))
-    return rejected
+        await asyncio.gather(*(one(row) for row in rows))
+    return result
 
 
 async def check_reachable(base_url: str) -> str | None:

@@ -86,9 +86,7 @@ async def collect(redis: RedisClient) -> list[StreamLag]:
         first = info.get("first-entry")
         last = info.get("last-entry")
         first_id = first[0] if first else None
-        entry = StreamLag(
-            stream, True, int(info["length"]), first_id, last[0] if last else None
-        )
+        entry = StreamLag(stream, True, int(info["length"]), first_id, last[0] if last else None)
         for group in await redis.xinfo_groups(stream):
             entry.groups.append(
                 await _group_lag(redis, stream, group, entry.length, first_id, info)

@@ -30,8 +30,12 @@ def decode_entry(stream: str, entry_id: str, fields: dict[str, str]) -> dict[str
     """One entry as a JSON-able record: the event, or why it could not be read."""
     data = fields.get(WIRE_FIELD)
     if data is None:
-        return {"stream": stream, "entry_id": entry_id, "error": f"no {WIRE_FIELD} field",
-                "fields": fields}
+        return {
+            "stream": stream,
+            "entry_id": entry_id,
+            "error": f"no {WIRE_FIELD} field",
+            "fields": fields,
+        }
     try:
         event = json.loads(data)
     except ValueError as exc:

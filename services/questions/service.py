@@ -74,6 +74,7 @@ class QuestionsService:
             "anonymous": payload.anonymous,
             "asker_id": user.sub,
             "asker_name": user.name,
+            "asker_role": user.role,
             "urgent": flags.urgent,
             "red_flags": list(flags.flags),
         }
