@@ -35,6 +35,13 @@ class NotifySettings(Settings):
     inbox_max_items: int = Field(500, ge=1, description="per recipient; oldest read go first")
     inbox_ttl_days: int = Field(90, ge=1, description="notifications expire after this")
 
+    redis_concurrency: int = Field(
+        24,
+        ge=1,
+        le=80,
+        description="event handlers, and alert commits, in flight per replica (redis-py's "
+        "connection pool holds 100 connections)",
+    )
     delivery_concurrency: int = Field(32, ge=1, le=1000, description="deliveries in flight")
     delivery_claim_idle_s: float = Field(
         180, ge=1, description="a delivery idle this long (its worker died) is taken over"

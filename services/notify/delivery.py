@@ -1,0 +1,359 @@
+"""External channels (webhook, e-mail), drained from the delivery outbox.
+
+Every notification with an external channel gets an outbox entry in the same commit as
+its inbox item, so a crash between the commit and the HTTP call loses nothing: the
+entry stays pending in the outbox's consumer group and a live replica claims it after
+`delivery_claim_idle_s`. Each attempt carries the notification id as Idempotency-Key
+(webhook) or Message-ID (e-mail), so a receiver can drop a repeat; a channel already in
+a final state is not tried again. The status of each channel is kept on the inbox item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import socket
+import time
+from email.message import EmailMessage
+from email.utils import formatdate
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiosmtplib
+import httpx
+from redis.exceptions import RedisError
+
+from shared.logging import get_logger
+from shared.redis import RedisClient
+
+from . import domain
+from .metrics import DELIVERIES
+from .service import DELIVERY_FINAL
+from .settings import NotifySettings
+from .store import OUTBOX_GROUP, DirectoryStore, InboxStore
+
+log = get_logger("askdoc.notify.delivery")
+
+
+class _Retry(Exception):
+    """A failed attempt worth repeating."""
+
+
+class _GiveUp(Exception):
+    """A failed attempt that no repeat can fix."""
+
+
+class _Interrupted(Exception):
+    """Shutdown came while waiting to retry: leave the entry for another replica."""
+
+
+class DeliveryWorker:
+    """Drains the outbox: one task per notification, channels in parallel, with retries."""
+
+    def __init__(
+        self,
+        redis: RedisClient,
+        inbox: InboxStore,
+        directory: DirectoryStore,
+        settings: NotifySettings,
+    ) -> None:
+        self.redis = redis
+        self.inbox = inbox
+        self.directory = directory
+        self.settings = settings
+        self.consumer = settings.consumer_name
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._stop = asyncio.Event()
+        self._http: httpx.AsyncClient | None = None
+        # httpx logs every request's full URL at INFO; a webhook URL may carry a token.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The shared HTTP client (redirects are not followed: they could lead inside)."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                timeout=self.settings.webhook_timeout_s, follow_redirects=False
+            )
+        return self._http
+
+    # --- the loops ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Read new outbox entries and claim abandoned ones until stopped."""
+        await self._forever(self.inbox.ensure_outbox_group, once=True)
+        claimer = asyncio.create_task(self._forever(self._claim_once, pause_s=1.0))
+        try:
+            await self._forever(self._read_once)
+        finally:
+            claimer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await claimer
+
+    async def _forever(self, step: Any, pause_s: float = 0.0, once: bool = False) -> None:
+        delay = 0.5
+        while not self._stopping:
+            try:
+                await step()
+                delay = 0.5
+                if once:
+                    return
+            except (RedisError, OSError) as exc:
+                log.warning("delivery_loop_failed", error=str(exc)[:200], retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            if pause_s:
+                await asyncio.sleep(pause_s)
+
+    def _free(self) -> int:
+        return self.settings.delivery_concurrency - len(self._tasks)
+
+    async def _read_once(self) -> None:
+        free = self._free()
+        if free <= 0:
+            await asyncio.sleep(0.05)
+            return
+        reply = await self.redis.xreadgroup(
+            OUTBOX_GROUP, self.consumer, {self.inbox.outbox_key: ">"}, count=free, block=1000
+        )
+        for _, entries in reply or []:
+            for entry_id, fields in entries:
+                self._spawn(entry_id, fields)
+
+    async def _claim_once(self) -> None:
+        free = min(self._free(), 20)
+        if free <= 0:
+            return
+        idle_ms = int(self.settings.delivery_claim_idle_s * 1000)
+        _, entries, *_ = await self.redis.xautoclaim(
+            self.inbox.outbox_key, OUTBOX_GROUP, self.consumer, idle_ms, "0-0", count=free
+        )
+        if entries:
+            log.info("deliveries_claimed", count=len(entries))
+        for entry_id, fields in entries:
+            self._spawn(entry_id, fields)
+
+    def _spawn(self, entry_id: str, fields: dict[str, str]) -> None:
+        task = asyncio.create_task(self._deliver(entry_id, fields))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop taking entries; let deliveries in flight finish (up to `grace_s`)."""
+        self._stopping = True
+        self._stop.set()
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
+            for task in pending:
+                task.cancel()  # left pending in the outbox; another replica claims it
+        if self._http is not None:
+            await self._http.aclose()
+
+    # --- one notification ----------------------------------------------------------------
+
+    async def _deliver(self, entry_id: str, fields: dict[str, str]) -> None:
+        nid = fields.get("nid", "")
+        recipient = fields.get("recipient", "")
+        channels = [c for c in fields.get("channels", "").split(",") if c]
+        try:
+            [note] = await self.inbox.notes([nid]) if nid else [{}]
+            if note and "item" in note:
+                item = json.loads(note["item"])
+                outcomes = await asyncio.gather(
+                    *(
+                        self._channel(channel, nid, recipient, item, note.get(f"d:{channel}"))
+                        for channel in channels
+                    ),
+                    return_exceptions=True,
+                )
+                errors = [o for o in outcomes if isinstance(o, BaseException)]
+                if any(isinstance(e, _Interrupted) for e in errors):
+                    log.info("delivery_interrupted", notification_id=nid)
+                    return  # not acked: claimed by a live replica after the idle time
+                for error in errors:
+                    if not isinstance(error, RedisError | OSError):
+                        raise error
+                if errors:
+                    raise errors[0]
+            await self.redis.xack(self.inbox.outbox_key, OUTBOX_GROUP, entry_id)
+        except (RedisError, OSError) as exc:
+            # Not acked: the entry is claimed and tried again after the idle time.
+            log.warning("delivery_entry_failed", notification_id=nid, error=str(exc)[:200])
+
+    async def _channel(
+        self, channel: str, nid: str, recipient: str, item: dict[str, Any], status: str | None
+    ) -> None:
+        if status in DELIVERY_FINAL:
+            return  # done before a crash or a claim; never send twice on purpose
+        profile = await self.directory.get(recipient)
+        contact = profile[0] if profile else {}
+        if channel == "webhook":
+            url, secret = contact.get("webhook_url"), contact.get("webhook_secret")
+            if not url or not secret:
+                await self._final(nid, channel, "skipped", "webhook no longer configured")
+                return
+            attempt = self._webhook_attempt(url, secret, nid, recipient, item)
+        elif channel == "email":
+            address = contact.get("email")
+            if not address or not self.settings.smtp_host:
+                await self._final(nid, channel, "skipped", "e-mail no longer configured")
+                return
+            attempt = self._email_attempt(address, nid, item)
+        else:
+            await self._final(nid, channel, "skipped", "unknown channel")
+            return
+        await self._with_retries(channel, nid, attempt)
+
+    async def _with_retries(self, channel: str, nid: str, attempt: Any) -> None:
+        s = self.settings
+        delays = domain.backoff_delays(
+            s.webhook_max_attempts - 1, s.retry_base_s, 2.0, s.retry_max_s
+        )
+        for number in range(1, s.webhook_max_attempts + 1):
+            try:
+                await attempt()
+            except _GiveUp as exc:
+                status = "refused" if str(exc).startswith("refused:") else "failed"
+                await self._final(nid, channel, status, str(exc))
+                return
+            except _Retry as exc:
+                error = str(exc)
+            else:
+                await self._final(nid, channel, "delivered", None, attempts=number)
+                return
+            if number == s.webhook_max_attempts:
+                await self._final(nid, channel, "failed", error, attempts=number)
+                return
+            delay = domain.jittered(delays[number - 1], random.random())
+            await self.inbox.set_delivery(nid, channel, "retrying")
+            log.info(
+                "delivery_retrying",
+                notification_id=nid,
+                channel=channel,
+                attempt=number,
+                error=error[:200],
+                retry_in_s=round(delay, 2),
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+            if self._stopping:
+                raise _Interrupted
+
+    async def _final(
+        self, nid: str, channel: str, status: str, error: str | None, attempts: int = 0
+    ) -> None:
+        await self.inbox.set_delivery(nid, channel, status)
+        DELIVERIES.labels(channel, status).inc()
+        line = log.info if status == "delivered" else log.warning
+        line(
+            "delivery_finished",
+            notification_id=nid,
+            channel=channel,
+            status=status,
+            attempts=attempts or None,
+            error=error[:200] if error else None,
+        )
+
+    # --- webhook -------------------------------------------------------------------------
+
+    def _webhook_attempt(
+        self, url: str, secret: str, nid: str, recipient: str, item: dict[str, Any]
+    ) -> Any:
+        body = json.dumps(
+            {"recipient_id": recipient, "notification": item},
+            separators=(",", ":"),
+            sort_keys=True,
+        ).encode()
+
+        async def attempt() -> None:
+            await self._check_target(url)
+            timestamp = int(time.time())
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": "askdoc-notify/1.0",
+                "X-Askdoc-Signature": domain.sign_webhook(secret, timestamp, body),
+                "X-Askdoc-Event": item["kind"],
+                "Idempotency-Key": nid,
+            }
+            try:
+                response = await self.http.post(url, content=body, headers=headers)
+            except httpx.HTTPError as exc:
+                raise _Retry(f"{type(exc).__name__}") from None
+            code = response.status_code
+            if 200 <= code < 300:
+                return
+            if code in (408, 425, 429) or code >= 500:
+                raise _Retry(f"http {code}")
+            raise _GiveUp(f"http {code}")
+
+        return attempt
+
+    async def _check_target(self, url: str) -> None:
+        """Resolve the host now and refuse private targets (checked before every attempt)."""
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )
+        except OSError as exc:
+            raise _Retry(f"cannot resolve webhook host: {type(exc).__name__}") from None
+        ips = sorted({str(info[4][0]) for info in infos})
+        problem = domain.check_webhook_url(url, ips, self.settings.webhook_allow_private)
+        if problem is not None:
+            # The message names the host's address, never the URL (it may carry a token).
+            raise _GiveUp(f"refused: {problem}")
+
+    # --- e-mail --------------------------------------------------------------------------
+
+    def _email_attempt(self, address: str, nid: str, item: dict[str, Any]) -> Any:
+        s = self.settings
+        sender_domain = s.smtp_from.rpartition("@")[2] or "askdoc.example"
+        message = EmailMessage()
+        message["From"] = s.smtp_from
+        message["To"] = address
+        message["Subject"] = _subject(item)
+        message["Message-ID"] = f"<{nid}@{sender_domain}>"
+        message["Date"] = formatdate(localtime=False)
+        message["X-Askdoc-Notification-Id"] = nid
+        message.set_content(_email_text(item))
+
+        async def attempt() -> None:
+            try:
+                await aiosmtplib.send(
+                    message, hostname=s.smtp_host, port=s.smtp_port, timeout=s.smtp_timeout_s
+                )
+            except aiosmtplib.SMTPRecipientsRefused:
+                raise _GiveUp("recipient refused") from None
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                raise _Retry(type(exc).__name__) from None
+
+        return attempt
+
+
+def _subject(item: dict[str, Any]) -> str:
+    kind = item["kind"]
+    prefix = "[URGENT] " if item.get("urgent") else ""
+    if kind == "question-match":
+        return f"{prefix}New question for you ({item.get('reason_text', '')})"
+    if kind == "digest":
+        return str(item.get("title") or "Your askdoc digest")
+    if kind == "new-answer":
+        return "A doctor answered your question"
+    return f"askdoc: {item.get('reason_text', '')}"
+
+
+def _email_text(item: dict[str, Any]) -> str:
+    lines = [str(item.get("reason_text") or "")]
+    if item.get("title"):
+        lines.append(f"Question: {item['title']}")
+    for entry in item.get("items") or []:
+        lines.append(f"- {entry.get('title')} ({entry.get('reason_text')})")
+    lines += ["", f"Notification {item['id']}: see your askdoc inbox."]
+    return "\n".join(lines)

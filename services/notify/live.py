@@ -1,0 +1,152 @@
+"""Live inbox delivery over server-sent events, fed from the notification-sent stream.
+
+Each replica runs ONE reader (plain XREAD, no consumer group, so every replica sees
+every entry) on `askdoc.notification-sent` and fans entries out to the SSE connections
+it holds, by recipient. Whichever replica committed a notification, the replica a
+client is connected to sees it, so several replicas need no sticky routing and no
+pub/sub (which would drop messages while a reader reconnects). A client that was away
+resumes with `Last-Event-ID`: the items newer than that id are replayed from its inbox
+(ids sort by creation time) before live ones follow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from shared import streams
+from shared.events import WIRE_FIELD
+from shared.logging import get_logger
+from shared.redis import RedisClient
+
+log = get_logger("askdoc.notify.live")
+
+FetchItems = Callable[[list[str]], Awaitable[list[dict[str, Any] | None]]]
+QUEUE_SIZE = 256
+_CLOSED = None
+
+
+class LiveHub:
+    """One stream reader per replica, fanning notifications out to local SSE clients."""
+
+    def __init__(self, redis: RedisClient, fetch_items: FetchItems) -> None:
+        self.redis = redis
+        self.fetch_items = fetch_items
+        self._clients: dict[str, set[asyncio.Queue[dict[str, Any] | None]]] = {}
+        self.running = False
+
+    def subscribe(self, recipient: str) -> asyncio.Queue[dict[str, Any] | None]:
+        """A queue that receives the recipient's new notifications (None: reconnect)."""
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(QUEUE_SIZE)
+        self._clients.setdefault(recipient, set()).add(queue)
+        return queue
+
+    def unsubscribe(self, recipient: str, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
+        """Forget a closed connection's queue."""
+        queues = self._clients.get(recipient)
+        if queues is not None:
+            queues.discard(queue)
+            if not queues:
+                del self._clients[recipient]
+
+    async def run(self) -> None:
+        """Read the stream from its current end, forever, surviving Redis outages."""
+        last: str | None = None
+        delay = 0.5
+        while True:
+            try:
+                if last is None:
+                    # Pin the current end by id: re-reading from "$" on every call
+                    # would miss entries added between two calls.
+                    tail = await self.redis.xrevrange(streams.NOTIFICATION_SENT, count=1)
+                    last = tail[0][0] if tail else "0-0"
+                    self.running = True
+                reply = await self.redis.xread(
+                    {streams.NOTIFICATION_SENT: last}, count=200, block=2000
+                )
+                delay = 0.5
+                for _, entries in reply or []:
+                    last = entries[-1][0]
+                    await self._fan_out(entries)
+            except (RedisError, OSError) as exc:
+                log.warning("live_reader_failed", error=str(exc)[:200], retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _fan_out(self, entries: list[tuple[str, dict[str, str]]]) -> None:
+        wanted: list[tuple[str, str]] = []
+        for _, fields in entries:
+            if not self._clients:
+                return
+            try:
+                data = json.loads(fields.get(WIRE_FIELD, "{}"))
+                recipient, nid = data["recipient_id"], data["notification_id"]
+            except (ValueError, KeyError, TypeError):
+                continue  # not ours to judge; the stream's consumers dead-letter it
+            if recipient in self._clients:
+                wanted.append((recipient, nid))
+        if not wanted:
+            return
+        items = await self.fetch_items([nid for _, nid in wanted])
+        for (recipient, _), item in zip(wanted, items, strict=True):
+            if item is None:
+                continue
+            for queue in list(self._clients.get(recipient, ())):
+                try:
+                    queue.put_nowait(item)
+                except asyncio.QueueFull:
+                    # A client that cannot keep up is told to reconnect; it resumes
+                    # from its Last-Event-ID without losing anything.
+                    with contextlib.suppress(asyncio.QueueEmpty):
+                        queue.get_nowait()
+                    queue.put_nowait(_CLOSED)
+                    self.unsubscribe(recipient, queue)
+
+    def close(self) -> None:
+        """End every open stream (shutdown)."""
+        for recipient, queues in list(self._clients.items()):
+            for queue in list(queues):
+                with contextlib.suppress(asyncio.QueueFull):
+                    queue.put_nowait(_CLOSED)
+                self.unsubscribe(recipient, queue)
+
+
+def sse_event(item: dict[str, Any]) -> str:
+    """One SSE message: the notification id as the event id, the item as data."""
+    return f"id: {item['id']}\nevent: notification\ndata: {json.dumps(item)}\n\n"
+
+
+async def sse_stream(
+    hub: LiveHub,
+    recipient: str,
+    replay: Callable[[str], Awaitable[list[dict[str, Any]]]],
+    last_event_id: str | None,
+    heartbeat_s: float,
+) -> AsyncIterator[str]:
+    """The SSE body for one client: replay after Last-Event-ID, then live items."""
+    queue = hub.subscribe(recipient)  # before the replay, so nothing falls between
+    try:
+        yield "retry: 3000\n: connected\n\n"
+        sent: set[str] = set()
+        if last_event_id:
+            for item in await replay(last_event_id):
+                sent.add(item["id"])
+                yield sse_event(item)
+        while True:
+            try:
+                live = await asyncio.wait_for(queue.get(), heartbeat_s)
+            except TimeoutError:
+                yield ": heartbeat\n\n"
+                continue
+            if live is _CLOSED:
+                return
+            if live["id"] in sent:
+                continue  # already replayed
+            yield sse_event(live)
+    finally:
+        hub.unsubscribe(recipient, queue)
