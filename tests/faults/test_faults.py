@@ -148,10 +148,16 @@ def audit(system: System, ledger: Ledger, name: str) -> dict[str, Any]:
 
     expected_match = Counter({(d, q): 1 for q in ledger.questions for d in DOCTORS})
     got_match: Counter[tuple[str, str]] = Counter()
+    got_voted: Counter[tuple[str, str]] = Counter()
     for doctor in DOCTORS:
         for item in inbox(system, doctor, "doctor"):
             if item["kind"] == "question-match":
                 got_match[(doctor, item["question_id"])] += 1
+            elif item["kind"] == "answer-voted":
+                got_voted[(doctor, item["answer_id"])] += 1
+    # The first helpful vote on an answer alerts its doctor once (later ones are batched).
+    helped = {aid for (aid, _), value in ledger.votes.items() if value == 1}
+    expected_voted = Counter({(ledger.answers[a][1], a): 1 for a in helped})
     expected_answer = Counter({(ledger.questions[q], a): 1 for a, (q, _) in ledger.answers.items()})
     got_answer: Counter[tuple[str, str]] = Counter()
     for asker in set(ledger.questions.values()):
@@ -190,6 +196,7 @@ def audit(system: System, ledger: Ledger, name: str) -> dict[str, Any]:
 
     match_lost, match_dup = losses(expected_match, got_match)
     answer_lost, answer_dup = losses(expected_answer, got_answer)
+    voted_lost, voted_dup = losses(expected_voted, got_voted)
     figures = {
         "scenario": name,
         "writes_accepted": len(ledger.questions) + len(ledger.answers) + len(ledger.votes),

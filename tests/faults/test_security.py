@@ -3,7 +3,7 @@ and HTTP fuzzing of each service's OpenAPI with schemathesis (no 5xx)."""
 
 from __future__ import annotations
 
-import json
+import re
 import subprocess
 import sys
 import time
@@ -27,6 +27,9 @@ from tests.support import (
 
 pytestmark = pytest.mark.slow
 
+# Examples per operation: votes has few operations with small inputs, so it needs more
+# to reach 500 generated cases.
+MAX_EXAMPLES = {"questions": 60, "answers": 60, "votes": 250, "notify": 60}
 SECRET_MARKERS = {
     "email": "secret.doctor.mail@example.org",
     "webhook_secret": "whsec-do-not-log-0123456789",
@@ -286,7 +289,6 @@ def test_schemathesis_finds_no_server_errors(
 ) -> None:
     url = world["urls"][service]
     role = {"answers": "doctor", "notify": "doctor"}.get(service, "patient")
-    report = tmp_path / "report.json"
     result = subprocess.run(
         [
             str(Path(sys.executable).parent / "schemathesis"),
@@ -295,17 +297,13 @@ def test_schemathesis_finds_no_server_errors(
             "--checks",
             "not_a_server_error",
             "--max-examples",
-            "150",
+            str(MAX_EXAMPLES[service]),
             "--seed",
             "1",
             "--exclude-path",
             "/inbox/stream",
             "--header",
             f"Authorization: Bearer {token('fuzzer', role)}",
-            "--report",
-            "ndjson",
-            "--report-ndjson-path",
-            str(report),
             "--request-timeout",
             "10",
             "--no-color",
@@ -314,19 +312,8 @@ def test_schemathesis_finds_no_server_errors(
         text=True,
         timeout=600,
     )
-    cases_run = _count_cases(report)
+    generated = re.search(r"(\d+) generated", result.stdout)
+    cases_run = int(generated.group(1)) if generated else 0
     print(f"\nschemathesis {service}: {cases_run} cases, exit {result.returncode}")
     assert result.returncode == 0, result.stdout[-4000:]
     assert cases_run >= 500, f"only {cases_run} cases"
-
-
-def _count_cases(report: Path) -> int:
-    total = 0
-    if not report.exists():
-        return 0
-    for line in report.read_text().splitlines():
-        event = json.loads(line)
-        for key in ("ScenarioFinished", "scenario_finished"):
-            if key in event:
-                total += 1
-    return total

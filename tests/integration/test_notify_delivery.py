@@ -639,3 +639,28 @@ def test_logs_carry_no_personal_data(env: dict[str, Any]) -> None:
     private = (EMAIL, "dr.dir@example.org", SECRET, "Private question", "Private answer", "/flaky")
     for secret in private:
         assert secret not in logs, secret
+
+
+def test_sigterm_ends_open_streams_and_stops_promptly(env: dict[str, Any]) -> None:
+    """Runs last: stops the module's notify process with an SSE client attached."""
+    notify: ServiceProcess = env["notify"]
+    ended = threading.Event()
+
+    def listen() -> None:
+        with httpx.stream(
+            "GET",
+            f"{notify.url}/inbox/stream",
+            headers=auth("dr-live", "doctor"),
+            timeout=httpx.Timeout(30.0),
+        ) as r:
+            for _ in r.iter_lines():
+                pass
+        ended.set()
+
+    threading.Thread(target=listen, daemon=True).start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    # uvicorn re-raises the SIGTERM it handled once it is done, hence -15.
+    assert notify.terminate(30) in (0, -15)
+    assert time.monotonic() - started < 8  # not the 20 s grace period
+    assert ended.wait(5)
