@@ -207,11 +207,19 @@ def audit(system: System, ledger: Ledger, name: str) -> dict[str, Any]:
         "client_retries": ledger.retried,
         "writes_given_up": ledger.failed,
         "questions_missing": len(missing_questions),
-        "alerts_expected": sum(expected_match.values()) + sum(expected_answer.values()),
-        "alerts_delivered": sum(min(n, 1) for n in got_match.values())
-        + sum(min(n, 1) for n in got_answer.values()),
-        "alerts_lost": match_lost + answer_lost,
-        "alerts_duplicated": match_dup + answer_dup,
+        "alerts_expected": sum(
+            sum(c.values()) for c in (expected_match, expected_answer, expected_voted)
+        ),
+        "alerts_delivered": sum(
+            min(n, 1) for c in (got_match, got_answer, got_voted) for n in c.values()
+        ),
+        "alerts_lost": match_lost + answer_lost + voted_lost,
+        "alerts_duplicated": match_dup + answer_dup + voted_dup,
+        "alerts_by_kind (expected, lost, duplicated)": {
+            "question-match": [sum(expected_match.values()), match_lost, match_dup],
+            "new-answer": [sum(expected_answer.values()), answer_lost, answer_dup],
+            "answer-voted": [sum(expected_voted.values()), voted_lost, voted_dup],
+        },
         "tallies_wrong": tallies_wrong,
         "page_tallies_wrong": page_wrong,
         "entries_still_pending": stuck,
