@@ -19,7 +19,7 @@ router = APIRouter(tags=["notify"])
 
 Editor = Annotated[Principal, writer("doctor", "admin")]
 Reader = Annotated[Principal, writer()]
-DoctorId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:@-]+$")]
+DoctorId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:@|-]+$")]
 NotificationId = Annotated[str, Path(max_length=64)]
 
 

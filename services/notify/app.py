@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -71,6 +73,28 @@ class Background:
                 await task
 
 
+def end_streams_on_signal(hub: LiveHub) -> None:
+    """Close open SSE streams as soon as SIGTERM/SIGINT arrives.
+
+    uvicorn waits for open responses before it runs the lifespan shutdown, and an event
+    stream never ends by itself: without this a connected client would hold a stopping
+    replica for the whole grace period. Clients reconnect (to another replica) and
+    resume from their Last-Event-ID. uvicorn's own handler still runs afterwards.
+    """
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+        if not callable(previous):
+            continue
+
+        def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+            loop.call_soon_threadsafe(hub.close)
+            previous(signum, frame)
+
+        with contextlib.suppress(ValueError):  # not the main thread (an in-process test)
+            signal.signal(sig, handler)
+
+
 def create_app(settings: NotifySettings) -> FastAPI:
     """The notify service: directory and inbox API, matching consumers, delivery workers."""
     runtime = ServiceRuntime(SERVICE, settings)
@@ -120,6 +144,7 @@ def create_app(settings: NotifySettings) -> FastAPI:
     async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
         # Runtime first (Redis, consumers); our loops stop before it closes Redis.
         async with runtime_lifespan(app_):
+            end_streams_on_signal(hub)
             await background.start()
             try:
                 yield

@@ -175,15 +175,14 @@ class DeliveryWorker:
                 if any(isinstance(e, _Interrupted) for e in errors):
                     log.info("delivery_interrupted", notification_id=nid)
                     return  # not acked: claimed by a live replica after the idle time
-                for error in errors:
-                    if not isinstance(error, RedisError | OSError):
-                        raise error
                 if errors:
-                    raise errors[0]
+                    raise errors[0]  # not acked (below): tried again after a claim
             await self.redis.xack(self.inbox.outbox_key, OUTBOX_GROUP, entry_id)
         except (RedisError, OSError) as exc:
             # Not acked: the entry is claimed and tried again after the idle time.
             log.warning("delivery_entry_failed", notification_id=nid, error=str(exc)[:200])
+        except Exception:
+            log.exception("delivery_entry_crashed", notification_id=nid)
 
     async def _channel(
         self, channel: str, nid: str, recipient: str, item: dict[str, Any], status: str | None

@@ -38,11 +38,14 @@ class LiveHub:
         self.redis = redis
         self.fetch_items = fetch_items
         self._clients: dict[str, set[asyncio.Queue[dict[str, Any] | None]]] = {}
-        self.running = False
+        self.closed = False
 
     def subscribe(self, recipient: str) -> asyncio.Queue[dict[str, Any] | None]:
         """A queue that receives the recipient's new notifications (None: reconnect)."""
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(QUEUE_SIZE)
+        if self.closed:
+            queue.put_nowait(_CLOSED)  # shutting down: end at once, resume elsewhere
+            return queue
         self._clients.setdefault(recipient, set()).add(queue)
         return queue
 
@@ -65,7 +68,6 @@ class LiveHub:
                     # would miss entries added between two calls.
                     tail = await self.redis.xrevrange(streams.NOTIFICATION_SENT, count=1)
                     last = tail[0][0] if tail else "0-0"
-                    self.running = True
                 reply = await self.redis.xread(
                     {streams.NOTIFICATION_SENT: last}, count=200, block=2000
                 )
@@ -108,7 +110,8 @@ class LiveHub:
                     self.unsubscribe(recipient, queue)
 
     def close(self) -> None:
-        """End every open stream (shutdown)."""
+        """End every open stream, and any opened from now on (shutdown)."""
+        self.closed = True
         for recipient, queues in list(self._clients.items()):
             for queue in list(queues):
                 with contextlib.suppress(asyncio.QueueFull):

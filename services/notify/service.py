@@ -311,6 +311,7 @@ class NotifyService:
             candidates = [
                 domain.Candidate(d, tuple(found[d]), 0.0, 0.0, row.rating, row.review_count)
                 for d, row in rows.items()
+                if d != event.asker_id
             ]
             return domain.match_by_rating(specialties, candidates, self.policy), rows
         lat, lon = event.location.lat, event.location.lon
@@ -330,6 +331,7 @@ class NotifyService:
                 review_count=row.review_count,
             )
             for d, row in rows.items()
+            if d != event.asker_id  # a doctor asking is not alerted to their own question
         ]
         return domain.match_doctors(specialties, candidates, self.policy), rows
 

@@ -69,7 +69,9 @@ return 1
 # KEYS: the doctors' profile hashes.
 _MATCH_ROWS = """
 local out = {}
-for i, key in ipairs(KEYS) do out[i] = redis.call('HGET', key, 'm') or '' end
+for i, key in ipairs(KEYS) do
+  out[i] = redis.call('HMGET', key, 'lat', 'lon', 'radius_km', 'rating', 'review_count', 'tz')
+end
 return out
 """
 
@@ -143,20 +145,8 @@ class DirectoryStore:
         txn = Txn().absent(
             "version", self._version_key(doctor_id, event.profile_version), ttl_s=86400
         )
-        # "m" is what matching reads for every candidate, packed as plain text so one
-        # script returns it for all candidates at once and it parses cheaply:
-        # lat, lon, radius, rating, reviews, and the zone of the doctor's local day.
-        tz = (prefs.get("quiet_hours") or {}).get("tz") or ""
-        packed = ",".join(
-            repr(v)
-            for v in (
-                float(loc["lat"]),
-                float(loc["lon"]),
-                float(profile["radius_km"]),
-                float(profile.get("rating") or 0.0),
-                int(profile.get("review_count") or 0),
-            )
-        )
+        # What matching reads of every candidate (in one script call for all of them) is
+        # kept in plain fields; tz is the zone of the doctor's local day (caps, digests).
         txn.call(
             "HSET",
             self.doc_key(doctor_id),
@@ -164,10 +154,20 @@ class DirectoryStore:
             json.dumps(profile),
             "version",
             event.profile_version,
+            "lat",
+            repr(float(loc["lat"])),
+            "lon",
+            repr(float(loc["lon"])),
+            "radius_km",
+            repr(float(profile["radius_km"])),
+            "rating",
+            repr(float(profile.get("rating") or 0.0)),
+            "review_count",
+            int(profile.get("review_count") or 0),
+            "tz",
+            (prefs.get("quiet_hours") or {}).get("tz") or "",
             "prefs",
             json.dumps(prefs),
-            "m",
-            f"{packed},{tz}",
         )
         # Leave every index the doctor is no longer in (known vocabulary and the old
         # profile's slugs), so a changed specialty or place moves them.
@@ -219,19 +219,20 @@ class DirectoryStore:
         """Matching data of many doctors in one round trip (missing ones left out)."""
         if not doctor_ids:
             return {}
-        packed = await self._match_rows(keys=[self.doc_key(d) for d in doctor_ids])
+        replies = await self._match_rows(keys=[self.doc_key(d) for d in doctor_ids])
         rows: dict[str, DoctorRow] = {}
-        for doctor_id, raw in zip(doctor_ids, packed, strict=True):
-            if not raw:
+        for doctor_id, (lat, lon, radius, rating, reviews, tz) in zip(
+            doctor_ids, replies, strict=True
+        ):
+            if lat is None or lon is None:
                 continue  # removed between the index read and now
-            lat, lon, radius, rating, reviews, tz = raw.split(",")
             rows[doctor_id] = DoctorRow(
                 doctor_id=doctor_id,
                 lat=float(lat),
                 lon=float(lon),
-                radius_km=float(radius),
-                rating=float(rating),
-                review_count=int(reviews),
+                radius_km=float(radius or 0),
+                rating=float(rating or 0),
+                review_count=int(reviews or 0),
                 tz=tz or None,
             )
         return rows
