@@ -88,6 +88,9 @@ def configure_logging(service: str, fmt: str = "json", level: str = "INFO") -> N
     # FastStream's own INFO lines (task callbacks, per-batch access) are noise here: the
     # consumer logs what matters (failures, dead letters) as structured events.
     logging.getLogger("faststream").setLevel(logging.WARNING)
+    # httpx logs every request URL at INFO; webhook URLs can carry credentials.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
     logging.getLogger("faststream.access").setLevel(logging.WARNING)
 
 

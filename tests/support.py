@@ -262,3 +262,16 @@ def _cluster_ok(client: redis.Redis) -> bool:
         if isinstance(info, dict)
         else "cluster_state:ok" in str(info)
     )
+
+
+def _bus_safe_port() -> int:
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port

@@ -26,7 +26,12 @@ def consumed(url: str) -> float:
 def test_three_notify_replicas_share_the_work_and_alert_each_doctor_once(
     redis_server: RedisServer, redis_url: str
 ) -> None:
-    replicas = [ServiceProcess("notify", redis_url, ASKDOC_MAX_RECORDS="5") for _ in range(3)]
+    # No replica dies here, so a long claim time rules out a busy machine's slow handler
+    # being taken over (and run twice) by another replica: every entry runs exactly once.
+    replicas = [
+        ServiceProcess("notify", redis_url, ASKDOC_MAX_RECORDS="5", ASKDOC_CLAIM_IDLE_MS="30000")
+        for _ in range(3)
+    ]
     for replica in replicas:
         replica.start(wait_ready=False)
     try:
