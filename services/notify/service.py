@@ -315,25 +315,45 @@ class NotifyService:
             ]
             return domain.match_by_rating(specialties, candidates, self.policy), rows
         lat, lon = event.location.lat, event.location.lon
-        # Redis measures on a slightly larger sphere than shared.geo; the margin keeps a
-        # doctor right at the edge from being lost before the rules measure them.
-        found = await self.directory.near(
-            specialties, lat, lon, self.settings.max_radius_km * 1.01, count
-        )
-        rows = await self.directory.rows(list(found))
-        candidates = [
-            domain.Candidate(
-                doctor_id=d,
-                specialties=tuple(found[d]),
-                distance_km=geo.haversine_km(lat, lon, row.lat, row.lon),
-                radius_km=row.radius_km,
-                rating=row.rating,
-                review_count=row.review_count,
+        # Search outwards in rings, so the cost follows how many doctors are near, not how
+        # many there are: dense cities stop at the first ring, sparse areas widen. Rings
+        # are whole distance bands, so a doctor beyond the ring can never outrank one
+        # inside it; a ring whose nearest `count` were all taken is searched deeper.
+        radius = self.settings.first_search_km
+        limit = self.settings.max_radius_km
+        while True:
+            at_limit = radius >= limit
+            # Redis measures on a slightly larger sphere than shared.geo; the margin keeps
+            # a doctor right at the edge from being lost before the rules measure them.
+            found, truncated = await self.directory.near(
+                specialties, lat, lon, radius * 1.01, count
             )
-            for d, row in rows.items()
-            if d != event.asker_id  # a doctor asking is not alerted to their own question
-        ]
-        return domain.match_doctors(specialties, candidates, self.policy), rows
+            rows = await self.directory.rows(list(found))
+            candidates = [
+                domain.Candidate(
+                    doctor_id=d,
+                    specialties=tuple(found[d]),
+                    distance_km=distance,
+                    radius_km=row.radius_km,
+                    rating=row.rating,
+                    review_count=row.review_count,
+                )
+                for d, row in rows.items()
+                # a doctor asking is not alerted to their own question
+                if d != event.asker_id
+                and (
+                    (distance := geo.haversine_km(lat, lon, row.lat, row.lon)) <= radius or at_limit
+                )
+            ]
+            matches = domain.match_doctors(specialties, candidates, self.policy)
+            complete = len(matches) >= self.policy.cap and not any(m.widened for m in matches)
+            deeper = truncated and count < self.settings.geo_search_max
+            if complete or (at_limit and not deeper):
+                return matches, rows
+            if deeper:
+                count = min(count * 4, self.settings.geo_search_max)
+            else:
+                radius = min(radius * 3, limit)
 
     async def _alert_match(
         self,

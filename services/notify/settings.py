@@ -15,8 +15,14 @@ class NotifySettings(Settings):
     max_radius_km: float = Field(
         500, gt=0, le=5000, description="how far the directory is searched around the asker"
     )
+    first_search_km: float = Field(
+        10, gt=0, description="first ring of the outward search (a whole distance band)"
+    )
+    geo_search_max: int = Field(
+        800, ge=1, le=10_000, description="most doctors fetched per specialty in one ring"
+    )
     geo_search_count: int = Field(
-        200, ge=1, le=10_000, description="nearest doctors fetched per specialty and question"
+        40, ge=1, le=10_000, description="nearest doctors fetched per specialty per ring"
     )
 
     webhook_allow_private: bool = Field(

@@ -185,8 +185,9 @@ class DirectoryStore:
 
     async def near(
         self, specialties: Sequence[str], lat: float, lon: float, radius_km: float, count: int
-    ) -> dict[str, list[str]]:
-        """Per doctor, the given specialties under which they practise within `radius_km`."""
+    ) -> tuple[dict[str, list[str]], bool]:
+        """Per doctor, the specialties under which they practise within `radius_km` (the
+        `count` nearest per specialty); and whether any specialty had more than that."""
         pipe = self.redis.pipeline(transaction=False)
         for slug in specialties:
             pipe.geosearch(
@@ -199,10 +200,12 @@ class DirectoryStore:
                 count=count,
             )
         found: dict[str, list[str]] = {}
+        truncated = False
         for slug, ids in zip(specialties, await pipe.execute(), strict=True):
+            truncated = truncated or len(ids) >= count
             for doctor_id in ids:
                 found.setdefault(doctor_id, []).append(slug)
-        return found
+        return found, truncated
 
     async def best_rated(self, specialties: Sequence[str], count: int) -> dict[str, list[str]]:
         """Per doctor, the given specialties under which they are among the best rated."""
