@@ -16,46 +16,61 @@ from typing import Any
 from shared.events import Event
 from shared.redis import RedisClient
 
-_SCRIPT = """
-local spec = cjson.decode(ARGV[1])
-for i, g in ipairs(spec.g) do
-  local key = KEYS[g[2]]
-  if g[1] == 'limit' then
-    -- a fixed-window counter: counts every attempt, refuses past the limit
-    local n = redis.call('INCR', key)
-    if n == 1 then redis.call('EXPIRE', key, g[4]) end
-    if n > g[3] then return {'limited', tostring(i), tostring(redis.call('TTL', key))} end
-  elseif g[1] == 'absent' then
-    local v = redis.call('GET', key)
-    if v then return {'exists', tostring(i), v} end
-  elseif redis.call('EXISTS', key) == 0 then
-    return {'missing', tostring(i), ''}
-  end
-end
-for _, g in ipairs(spec.g) do
-  if g[1] == 'absent' then
-    if g[4] > 0 then
-      redis.call('SET', KEYS[g[2]], g[3], 'EX', g[4])
-    else
-      redis.call('SET', KEYS[g[2]], g[3])
+# One spec: check every guard first, then write. `apply(spec, base)` runs one Txn whose
+# key indexes are offset by `base` into KEYS, so one call can carry several Txns.
+_APPLY = """
+local function apply(spec, base)
+  for i, g in ipairs(spec.g) do
+    local key = KEYS[base + g[2]]
+    if g[1] == 'limit' then
+      -- a fixed-window counter: counts every attempt, refuses past the limit
+      local n = redis.call('INCR', key)
+      if n == 1 then redis.call('EXPIRE', key, g[4]) end
+      if n > g[3] then return {'limited', tostring(i), tostring(redis.call('TTL', key))} end
+    elseif g[1] == 'absent' then
+      local v = redis.call('GET', key)
+      if v then return {'exists', tostring(i), v} end
+    elseif redis.call('EXISTS', key) == 0 then
+      return {'missing', tostring(i), ''}
     end
   end
-end
-local out = {'ok'}
-for _, w in ipairs(spec.w) do
-  local args = {}
-  for j = 3, #w do args[#args + 1] = w[j] end
-  if w[1] == 'HSET_IF_NEWER' then
-    -- newest wins: args are version field, version, then field/value pairs
-    local current = tonumber(redis.call('HGET', KEYS[w[2]], args[1]) or '-1')
-    if tonumber(args[2]) > current then redis.call('HSET', KEYS[w[2]], unpack(args)) end
-  else
-    local r = redis.call(w[1], KEYS[w[2]], unpack(args))
-    if w[1] == 'XADD' then out[#out + 1] = r end
+  for _, g in ipairs(spec.g) do
+    if g[1] == 'absent' then
+      if g[4] > 0 then
+        redis.call('SET', KEYS[base + g[2]], g[3], 'EX', g[4])
+      else
+        redis.call('SET', KEYS[base + g[2]], g[3])
+      end
+    end
   end
+  local out = {'ok'}
+  for _, w in ipairs(spec.w) do
+    local args = {}
+    for j = 3, #w do args[#args + 1] = w[j] end
+    local key = KEYS[base + w[2]]
+    if w[1] == 'HSET_IF_NEWER' then
+      -- newest wins: args are version field, version, then field/value pairs
+      local current = tonumber(redis.call('HGET', key, args[1]) or '-1')
+      if tonumber(args[2]) > current then redis.call('HSET', key, unpack(args)) end
+    else
+      local r = redis.call(w[1], key, unpack(args))
+      if w[1] == 'XADD' then out[#out + 1] = r end
+    end
+  end
+  return out
 end
-return out
 """
+_SCRIPT = _APPLY + "return apply(cjson.decode(ARGV[1]), 0)\n"
+# Several independent Txns in one round trip: each is all-or-nothing on its own.
+_MANY_SCRIPT = (
+    _APPLY
+    + """
+local specs = cjson.decode(ARGV[1])
+local results = {}
+for _, spec in ipairs(specs) do results[#results + 1] = apply(spec, spec.b) end
+return results
+"""
+)
 
 
 @dataclass(frozen=True)
@@ -130,16 +145,34 @@ class Committer:
 
     def __init__(self, redis: RedisClient) -> None:
         self._script = redis.register_script(_SCRIPT)
+        self._many = redis.register_script(_MANY_SCRIPT)
 
     async def commit(self, txn: Txn) -> CommitResult:
         """Apply `txn` if every guard holds; otherwise change nothing."""
         spec = json.dumps({"g": txn.guards, "w": txn.writes}, separators=(",", ":"))
         reply = await self._script(keys=txn.keys, args=[spec])
-        status = _text(reply[0])
-        if status == "ok":
-            return CommitResult(True, entry_ids=tuple(_text(r) for r in reply[1:]))
-        index = int(_text(reply[1])) - 1
-        return CommitResult(False, failed_guard=txn.guard_names[index], found=_text(reply[2]))
+        return _result(txn, reply)
+
+    async def commit_many(self, txns: list[Txn]) -> list[CommitResult]:
+        """Apply several Txns in one round trip; each stands or falls on its own guards."""
+        if not txns:
+            return []
+        keys: list[str] = []
+        specs = []
+        for txn in txns:
+            specs.append({"b": len(keys), "g": txn.guards, "w": txn.writes})
+            keys.extend(txn.keys)
+        spec = json.dumps(specs, separators=(",", ":"))
+        replies = await self._many(keys=keys, args=[spec])
+        return [_result(txn, reply) for txn, reply in zip(txns, replies, strict=True)]
+
+
+def _result(txn: Txn, reply: Any) -> CommitResult:
+    status = _text(reply[0])
+    if status == "ok":
+        return CommitResult(True, entry_ids=tuple(_text(r) for r in reply[1:]))
+    index = int(_text(reply[1])) - 1
+    return CommitResult(False, failed_guard=txn.guard_names[index], found=_text(reply[2]))
 
 
 def _text(value: Any) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -280,12 +281,16 @@ class NotifyService:
                 ]
             ),
         )
-        outcomes = await asyncio.gather(
-            *(
-                self._alert_match(event, m, p, day, sent, now)
-                for (m, _), p, day, sent in zip(chosen, prefs, days, counts, strict=True)
-            )
-        )
+        planned = [
+            self._plan_alert(event, m, p, day, sent, now)
+            for (m, _), p, day, sent in zip(chosen, prefs, days, counts, strict=True)
+        ]
+        # All of a question's alerts in one round trip; each commits or not on its own.
+        async with self._commits:
+            results = await self.inbox.committer.commit_many([txn for txn, _ in planned])
+        outcomes = [
+            after(result.applied) for (_, after), result in zip(planned, results, strict=True)
+        ]
         MATCH_SECONDS.observe(asyncio.get_running_loop().time() - started)
         log.info(
             "question_matched",
@@ -307,13 +312,13 @@ class NotifyService:
         if event.location is None:
             # No place to measure from: the best rated doctors of the specialties.
             found = await self.directory.best_rated(specialties, count)
-            rows = await self.directory.rows(list(found))
+            rated = await self.directory.rows(list(found))
             candidates = [
                 domain.Candidate(d, tuple(found[d]), 0.0, 0.0, row.rating, row.review_count)
-                for d, row in rows.items()
+                for d, row in rated.items()
                 if d != event.asker_id
             ]
-            return domain.match_by_rating(specialties, candidates, self.policy), rows
+            return domain.match_by_rating(specialties, candidates, self.policy), rated
         lat, lon = event.location.lat, event.location.lon
         # Search outwards in rings, so the cost follows how many doctors are near, not how
         # many there are: dense cities stop at the first ring, sparse areas widen. Rings
@@ -321,6 +326,7 @@ class NotifyService:
         # inside it; a ring whose nearest `count` were all taken is searched deeper.
         radius = self.settings.first_search_km
         limit = self.settings.max_radius_km
+        rows: dict[str, DoctorRow] = {}
         while True:
             at_limit = radius >= limit
             # Redis measures on a slightly larger sphere than shared.geo; the margin keeps
@@ -328,7 +334,8 @@ class NotifyService:
             found, truncated = await self.directory.near(
                 specialties, lat, lon, radius * 1.01, count
             )
-            rows = await self.directory.rows(list(found))
+            # Each ring fetches only the doctors the inner rings did not.
+            rows.update(await self.directory.rows([d for d in found if d not in rows]))
             candidates = [
                 domain.Candidate(
                     doctor_id=d,
@@ -338,9 +345,10 @@ class NotifyService:
                     rating=row.rating,
                     review_count=row.review_count,
                 )
-                for d, row in rows.items()
+                for d in found
+                if (row := rows.get(d)) is not None
                 # a doctor asking is not alerted to their own question
-                if d != event.asker_id
+                and d != event.asker_id
                 and (
                     (distance := geo.haversine_km(lat, lon, row.lat, row.lon)) <= radius or at_limit
                 )
@@ -355,7 +363,7 @@ class NotifyService:
             else:
                 radius = min(radius * 3, limit)
 
-    async def _alert_match(
+    def _plan_alert(
         self,
         event: QuestionPosted,
         match: domain.Match,
@@ -363,8 +371,8 @@ class NotifyService:
         day: str,
         sent_today: int,
         now: datetime,
-    ) -> str:
-        """Deliver or hold one doctor's alert; 'delivered', 'held' or 'duplicate'."""
+    ) -> tuple[Txn, Callable[[bool], str]]:
+        """One doctor's alert as a Txn (deliver or hold), and what to do once committed."""
         decision = domain.plan_delivery(
             urgent=event.urgent,
             quiet_hours=_quiet_hours(prefs),
@@ -390,10 +398,14 @@ class NotifyService:
             txn = Txn().absent("alert", guard, nid, ttl)
             self._notify(txn, match.doctor_id, item, prefs)
             self.inbox.count_sent(txn, match.doctor_id, day)
-            if not (await self._commit(txn)).applied:
-                return "duplicate"
-            self._delivered(match.doctor_id, item)
-            return "delivered"
+
+            def delivered(applied: bool) -> str:
+                if not applied:
+                    return "duplicate"
+                self._delivered(match.doctor_id, item)
+                return "delivered"
+
+            return txn, delivered
         assert decision.hold_until is not None and decision.reason is not None
         hold_id = secrets.token_hex(8)
         hold = {
@@ -410,17 +422,23 @@ class NotifyService:
         txn = Txn().absent("alert", guard, f"held:{hold_id}", ttl)
         txn.call("ZADD", self.inbox.held_key(match.doctor_id), release_ms, json.dumps(hold))
         txn.call("ZADD", self.inbox.due_key, "LT", release_ms, match.doctor_id)
-        if not (await self._commit(txn)).applied:
-            return "duplicate"
-        ALERTS.labels("question-match", "held").inc()
-        log.info(
-            "alert_held",
-            question_id=event.question_id,
-            doctor_id=match.doctor_id,
-            hold_reason=decision.reason.value,
-            release_at=decision.hold_until.isoformat(),
-        )
-        return "held"
+        reason = decision.reason.value
+        until = decision.hold_until.isoformat()
+
+        def held(applied: bool) -> str:
+            if not applied:
+                return "duplicate"
+            ALERTS.labels("question-match", "held").inc()
+            log.info(
+                "alert_held",
+                question_id=event.question_id,
+                doctor_id=match.doctor_id,
+                hold_reason=reason,
+                release_at=until,
+            )
+            return "held"
+
+        return txn, held
 
     # --- other alerts ------------------------------------------------------------------------
 

@@ -1,0 +1,72 @@
+"""Guarded commits against a real redis-server: all or nothing, one or many per call."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+from shared.atomic import Committer, Txn
+from shared.events import QuestionPosted
+
+
+def event(n: int) -> QuestionPosted:
+    return QuestionPosted(
+        correlation_id="c",
+        producer="questions",
+        question_id=f"q{n}",
+        title="A title long enough",
+        body="b",
+        topics=["botox"],
+        specialties=["dermatology"],
+        asker_id="a",
+    )
+
+
+async def test_a_failed_guard_leaves_no_trace(redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    committer = Committer(client)
+    await client.set("{t}:seen", "first")
+    txn = (
+        Txn()
+        .absent("dedupe", "{t}:seen", "second")
+        .call("SET", "{t}:state", "x")
+        .publish(event(1), 1000)
+    )
+    result = await committer.commit(txn)
+    assert not result.applied and result.failed_guard == "dedupe" and result.found == "first"
+    assert await client.get("{t}:state") is None
+    assert await client.exists("askdoc.question-posted") == 0
+    await client.aclose()
+
+
+async def test_commit_many_applies_each_txn_on_its_own_guards(redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    committer = Committer(client)
+    await client.set("{t}:once:2", "taken")
+    txns = [
+        Txn()
+        .absent("once", f"{{t}}:once:{n}", str(n))
+        .call("RPUSH", "{t}:log", n)
+        .publish(event(n), 1000)
+        for n in range(1, 4)
+    ]
+    results = await committer.commit_many(txns)
+    assert [r.applied for r in results] == [True, False, True]
+    assert results[1].failed_guard == "once" and results[1].found == "taken"
+    assert await client.lrange("{t}:log", 0, -1) == ["1", "3"]
+    assert await client.xlen("askdoc.question-posted") == 2
+    assert all(r.entry_ids for r in (results[0], results[2]))
+    assert await committer.commit_many([]) == []
+    await client.aclose()
+
+
+async def test_write_limit_counts_attempts_and_refuses_past_the_limit(redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    committer = Committer(client)
+    outcomes = []
+    for n in range(4):
+        txn = Txn().limit("rate_limit", "{t}:rl", 3, 60).call("RPUSH", "{t}:writes", n)
+        outcomes.append(await committer.commit(txn))
+    assert [o.applied for o in outcomes] == [True, True, True, False]
+    assert outcomes[3].failed_guard == "rate_limit" and 0 < int(outcomes[3].found or 0) <= 60
+    assert await client.llen("{t}:writes") == 3
+    await client.aclose()
