@@ -40,9 +40,27 @@ def redis_benchmark_xadd(port: int, requests: int = 100_000, clients: int = 50) 
     if binary is None:
         raise RuntimeError("redis-benchmark is missing (Debian's redis-tools/redis-server)")
     out = subprocess.run(
-        [binary, "-p", str(port), "-n", str(requests), "-c", str(clients), "-q",
-         "XADD", "bench.ceiling", "MAXLEN", "~", "100000", "*", "__data__", "x" * 400],
-        capture_output=True, text=True, check=True,
+        [
+            binary,
+            "-p",
+            str(port),
+            "-n",
+            str(requests),
+            "-c",
+            str(clients),
+            "-q",
+            "XADD",
+            "bench.ceiling",
+            "MAXLEN",
+            "~",
+            "100000",
+            "*",
+            "__data__",
+            "x" * 400,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     rates = re.findall(r"([\d.]+) requests per second", out)
     return float(rates[-1])
@@ -83,4 +101,9 @@ def hop_latency(url: str, rate: float, seconds: float = 5.0) -> dict[str, Any]:
             time.sleep(pause)
     stop.set()
     thread.join(30)
-    return {"rate_per_s": rate, "samples": len(latencies), "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99)}
+    return {
+        "rate_per_s": rate,
+        "samples": len(latencies),
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
+    }

@@ -40,7 +40,17 @@ def start_uvicorn(module: str, redis_url: str) -> tuple[subprocess.Popen[bytes],
     port = free_port()
     env = {**os.environ, "ASKDOC_REDIS_URL": redis_url}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", module, "--port", str(port), "--log-level", "warning", "--no-access-log"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            module,
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -103,7 +113,9 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    redis_version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.strip()
+    redis_version = subprocess.run(
+        ["redis-server", "--version"], capture_output=True, text=True
+    ).stdout.strip()
     return {
         "cores": os.cpu_count(),
         "cpu": cpu,

@@ -76,7 +76,11 @@ def notify_rate(server: RedisServer, events: list[QuestionPosted]) -> tuple[floa
     client = server.client()
     notify = ServiceProcess("notify", server.url, ASKDOC_LOG_LEVEL="WARNING").start()
     try:
-        before = client.xlen(streams.NOTIFICATION_SENT) if client.exists(streams.NOTIFICATION_SENT) else 0
+        before = (
+            client.xlen(streams.NOTIFICATION_SENT)
+            if client.exists(streams.NOTIFICATION_SENT)
+            else 0
+        )
         started = time.perf_counter()
         fill(client, streams.QUESTION_POSTED, events)
         while not drained(client, streams.QUESTION_POSTED, "notify"):
@@ -99,8 +103,27 @@ def celery_rate(server: RedisServer, events: list[QuestionPosted]) -> float:
         "ASKDOC_LOG_LEVEL": "WARNING",
     }
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "bench.celery_app", "worker", "-P", "prefork", "-c", "2", "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "bench.celery_app",
+            "worker",
+            "-P",
+            "prefork",
+            "-c",
+            "2",
+            "--loglevel",
+            "WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     client = server.client()
     try:
@@ -128,18 +151,26 @@ def celery_rate(server: RedisServer, events: list[QuestionPosted]) -> float:
 
 def latency(server: RedisServer, rate: float, seconds: float) -> dict[str, Any]:
     """POST /questions -> the first notification-sent of that question, at a fixed rate."""
-    questions = ServiceProcess("questions", server.url, ASKDOC_LOG_LEVEL="WARNING", ASKDOC_RATE_LIMIT_WRITES="100000000").start()
+    questions = ServiceProcess(
+        "questions", server.url, ASKDOC_LOG_LEVEL="WARNING", ASKDOC_RATE_LIMIT_WRITES="100000000"
+    ).start()
     notify = ServiceProcess("notify", server.url, ASKDOC_LOG_LEVEL="WARNING").start()
     sent_at: dict[str, float] = {}
     first_alert: dict[str, float] = {}
     stop = threading.Event()
     listener = redis.Redis(port=server.port, decode_responses=True)
-    last = listener.xinfo_stream(streams.NOTIFICATION_SENT)["last-generated-id"] if listener.exists(streams.NOTIFICATION_SENT) else "0-0"
+    last = (
+        listener.xinfo_stream(streams.NOTIFICATION_SENT)["last-generated-id"]
+        if listener.exists(streams.NOTIFICATION_SENT)
+        else "0-0"
+    )
 
     def listen() -> None:
         cursor = last
         while not stop.is_set():
-            for _, entries in listener.xread({streams.NOTIFICATION_SENT: cursor}, block=200, count=500) or []:
+            for _, entries in (
+                listener.xread({streams.NOTIFICATION_SENT: cursor}, block=200, count=500) or []
+            ):
                 now = time.perf_counter()
                 for entry_id, fields in entries:
                     cursor = entry_id
@@ -150,7 +181,21 @@ def latency(server: RedisServer, rate: float, seconds: float) -> dict[str, Any]:
     thread = threading.Thread(target=listen)
     thread.start()
     rng = random.Random(5)
-    places = [{"zip": z} for z in ("90012", "10001", "60601", "77002", "33101", "98101", "85004", "30303", "02108", "80202")]
+    places = [
+        {"zip": z}
+        for z in (
+            "90012",
+            "10001",
+            "60601",
+            "77002",
+            "33101",
+            "98101",
+            "85004",
+            "30303",
+            "02108",
+            "80202",
+        )
+    ]
 
     async def post_all() -> None:
         async with httpx.AsyncClient(timeout=10) as client:
@@ -162,7 +207,16 @@ def latency(server: RedisServer, rate: float, seconds: float) -> dict[str, Any]:
 
             async def one(i: int) -> None:
                 before = time.perf_counter()
-                r = await client.post(f"{questions.url}/questions", headers=headers, json={"title": "Is there a treatment for facial asymmetry?", "body": f"Question {i}", "topics": ["facial-asymmetry", "botox"], "location": rng.choice(places)})
+                r = await client.post(
+                    f"{questions.url}/questions",
+                    headers=headers,
+                    json={
+                        "title": "Is there a treatment for facial asymmetry?",
+                        "body": f"Question {i}",
+                        "topics": ["facial-asymmetry", "botox"],
+                        "location": rng.choice(places),
+                    },
+                )
                 if r.status_code == 201:
                     sent_at[r.json()["id"]] = before
 
@@ -184,7 +238,13 @@ def latency(server: RedisServer, rate: float, seconds: float) -> dict[str, Any]:
         questions.terminate()
         notify.terminate()
     samples = [(first_alert[q] - t) * 1000 for q, t in sent_at.items() if q in first_alert]
-    return {"rate_per_s": rate, "posted": len(sent_at), "alerted": len(samples), "p50_ms": percentile(samples, 50), "p99_ms": percentile(samples, 99)}
+    return {
+        "rate_per_s": rate,
+        "posted": len(sent_at),
+        "alerted": len(samples),
+        "p50_ms": percentile(samples, 50),
+        "p99_ms": percentile(samples, 99),
+    }
 
 
 def run(quick: bool = False) -> dict[str, Any]:

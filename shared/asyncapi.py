@@ -21,10 +21,13 @@ SERVICES = ("questions", "answers", "votes", "notify")
 
 def build() -> dict[str, Any]:
     """The AsyncAPI 3.0 document as a JSON-able dict (builds apps, connects to nothing)."""
-    settings = Settings(jwt_secret="x" * 32, consumer_name="<replica>")  # type: ignore[arg-type]
     brokers = []
     for name in SERVICES:
         module = importlib.import_module(f"services.{name}.app")
+        # Pinned values, so the document does not depend on the environment it is built in.
+        settings = _settings_class(name)(
+            redis_url="redis://localhost:6379/0", jwt_secret="x" * 32, consumer_name="<replica>"
+        )
         app = module.create_app(settings)
         brokers.append(app.state.runtime.broker)
     spec = AsyncAPI(
@@ -39,6 +42,18 @@ def build() -> dict[str, Any]:
     )
     doc: dict[str, Any] = spec.to_specification().to_jsonable()
     return doc
+
+
+def _settings_class(service: str) -> type[Settings]:
+    """The service's own Settings subclass, if it has one."""
+    try:
+        module = importlib.import_module(f"services.{service}.settings")
+    except ModuleNotFoundError:
+        return Settings
+    for value in vars(module).values():
+        if isinstance(value, type) and issubclass(value, Settings) and value is not Settings:
+            return value
+    return Settings
 
 
 def render() -> str:
