@@ -224,8 +224,12 @@ class RedisClusterProcesses:
     """A local Redis Cluster of three masters on free loopback ports."""
 
     def __init__(self, nodes: int = 3) -> None:
+        # A node's cluster bus listens on its port + 10000, which must exist and be free.
         self.nodes = [
-            RedisServer(extra=["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+            RedisServer(
+                port=_bus_safe_port(),
+                extra=["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"],
+            )
             for _ in range(nodes)
         ]
         for node in self.nodes:
