@@ -50,6 +50,7 @@ asyncapi: install ## regenerate docs/asyncapi.json from the code
 	$(PY) -m shared.asyncapi docs/asyncapi.json
 
 bench: install ## benchmarks with same-run baselines -> bench/results/latest.json
+	@bash scripts/ensure-redis.sh --with-wrk
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) -m bench
 

@@ -142,9 +142,7 @@ def relatedness(
 
 def public_question(doc: dict[str, Any]) -> dict[str, Any]:
     """The public view of a stored question: the asker's id never shows when anonymous."""
-    public = {
-        k: v for k, v in doc.items() if k not in ("asker_id", "asker_name", "asker_role")
-    }
+    public = {k: v for k, v in doc.items() if k not in ("asker_id", "asker_name", "asker_role")}
     public["asker"] = (
         None if doc.get("anonymous") else {"id": doc["asker_id"], "name": doc.get("asker_name")}
     )
