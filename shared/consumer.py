@@ -213,6 +213,35 @@ class EventConsumer:
             error=error[:300],
         )
 
+    async def finish_own_pending(self) -> int:
+        """Handle what this consumer was given but had not handled when it was stopped.
+
+        A reader stopped mid-XREADGROUP may already own a batch it never processed; left
+        alone, those entries would wait out the claim time and be delivered again.
+        """
+        finished = 0
+        for sub in self.subscriptions:
+            reply = await self.redis.xreadgroup(
+                self.group, self.settings.consumer_name, {sub.stream: "0"}, count=1000
+            )
+            for _, entries in reply or []:
+                done = []
+                for entry_id, fields in entries:
+                    if not fields:
+                        continue  # trimmed away while pending: nothing left to handle
+                    raw = {
+                        k.encode() if isinstance(k, str) else k: v.encode()
+                        if isinstance(v, str)
+                        else v
+                        for k, v in fields.items()
+                    }
+                    deliveries = await self._delivery_count(sub.stream, entry_id)
+                    if await self._process(sub, entry_id, raw, deliveries):
+                        done.append(entry_id)
+                await self._ack(done, sub.stream)
+                finished += len(done)
+        return finished
+
     async def ensure_groups(self) -> None:
         """Create the service's groups at the start of each stream (not at `$`)."""
         for sub in self.subscriptions_streams():

@@ -147,6 +147,12 @@ class ServiceRuntime:
         if self._broker_started:
             # FastStream waits up to graceful_timeout for running handlers to finish.
             await self.broker.stop()
+            try:
+                finished = await self.consumer.finish_own_pending()
+                if finished:
+                    log.info("pending_finished_on_stop", entries=finished)
+            except (RedisError, OSError) as exc:
+                log.warning("pending_not_finished_on_stop", error=str(exc)[:200])
         await self.redis.aclose()
         log.info("service_stopped")
 
