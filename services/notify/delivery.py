@@ -270,7 +270,8 @@ class DeliveryWorker:
         ).encode()
 
         async def attempt() -> None:
-            await self._check_target(url)
+            address = await self._check_target(url)
+            pinned, extensions, host_header = _pin(url, address)
             timestamp = int(time.time())
             headers = {
                 "Content-Type": "application/json",
@@ -278,9 +279,12 @@ class DeliveryWorker:
                 "X-Askdoc-Signature": domain.sign_webhook(secret, timestamp, body),
                 "X-Askdoc-Event": item["kind"],
                 "Idempotency-Key": nid,
+                "Host": host_header,
             }
             try:
-                response = await self.http.post(url, content=body, headers=headers)
+                response = await self.http.post(
+                    pinned, content=body, headers=headers, extensions=extensions
+                )
             except httpx.HTTPError as exc:
                 raise _Retry(f"{type(exc).__name__}") from None
             code = response.status_code
@@ -292,8 +296,9 @@ class DeliveryWorker:
 
         return attempt
 
-    async def _check_target(self, url: str) -> None:
-        """Resolve the host now and refuse private targets (checked before every attempt)."""
+    async def _check_target(self, url: str) -> str:
+        """Resolve the host now and refuse private targets (checked before every attempt);
+        the address that passed, which the request is then sent to."""
         parts = urlsplit(url)
         host = parts.hostname or ""
         port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -308,6 +313,7 @@ class DeliveryWorker:
         if problem is not None:
             # The message names the host's address, never the URL (it may carry a token).
             raise _GiveUp(f"refused: {problem}")
+        return ips[0]
 
     # --- e-mail --------------------------------------------------------------------------
 
@@ -356,3 +362,19 @@ def _email_text(item: dict[str, Any]) -> str:
         lines.append(f"- {entry.get('title')} ({entry.get('reason_text')})")
     lines += ["", f"Notification {item['id']}: see your askdoc inbox."]
     return "\n".join(lines)
+
+
+def _pin(url: str, address: str) -> tuple[str, dict[str, Any], str]:
+    """The URL aimed at the checked address, its TLS server name, and the Host header.
+
+    Connecting to the address that passed the SSRF check (not resolving the name again)
+    closes the DNS-rebinding gap; TLS still verifies the certificate for the host name.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc_host = f"[{address}]" if ":" in address else address
+    netloc = netloc_host + (f":{parts.port}" if parts.port else "")
+    pinned = parts._replace(netloc=netloc).geturl()
+    host_header = host + (f":{parts.port}" if parts.port else "")
+    extensions: dict[str, Any] = {"sni_hostname": host} if parts.scheme == "https" else {}
+    return pinned, extensions, host_header
