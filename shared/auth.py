@@ -96,6 +96,17 @@ async def require_user(request: Request) -> Principal:
     return user
 
 
+async def require_stream_user(request: Request) -> Principal:
+    """The signed-in user of a streaming route: bearer header, or `access_token` in the
+    query for a browser's EventSource, which cannot send headers."""
+    if request.headers.get("authorization"):
+        return await require_user(request)
+    token = request.query_params.get("access_token")
+    if not token:
+        raise ApiError(401, "unauthenticated", "sign in: a bearer token is required")
+    return decode_token(request.app.state.settings.jwt_secret.get_secret_value(), token)
+
+
 def require_role(*roles: Role) -> object:
     """A dependency that admits only the given roles (403 otherwise)."""
 
@@ -109,6 +120,7 @@ def require_role(*roles: Role) -> object:
 
 
 User = Annotated[Principal, Depends(require_user)]
+StreamUser = Annotated[Principal, Depends(require_stream_user)]
 MaybeUser = Annotated[Principal | None, Depends(optional_user)]
 Patient = Annotated[Principal, require_role("patient", "admin")]
 Doctor = Annotated[Principal, require_role("doctor")]

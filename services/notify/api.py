@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.auth import MaybeUser, Principal, User
+from shared.auth import MaybeUser, Principal, StreamUser, User
 from shared.errors import ApiError
 from shared.http import IdempotencyKey, writer
 
@@ -126,7 +126,7 @@ async def mark_read(
 )
 async def inbox_stream(
     request: Request,
-    user: User,
+    user: StreamUser,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
 ) -> StreamingResponse:
     """`id:` is the notification id; reconnect with Last-Event-ID to get what you missed."""

@@ -641,6 +641,16 @@ def test_logs_carry_no_personal_data(env: dict[str, Any]) -> None:
         assert secret not in logs, secret
 
 
+def test_a_browser_eventsource_can_sign_in_with_an_access_token_query(env: dict[str, Any]) -> None:
+    url = f"{env['notify'].url}/inbox/stream"
+    bearer = auth("dr-browser", "doctor")["Authorization"].removeprefix("Bearer ")
+    with httpx.stream("GET", url, params={"access_token": bearer}, timeout=10) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+    assert httpx.get(url, params={"access_token": "not-a-token"}).status_code == 401
+    assert httpx.get(url).status_code == 401
+
+
 def test_sigterm_ends_open_streams_and_stops_promptly(env: dict[str, Any]) -> None:
     """Runs last: stops the module's notify process with an SSE client attached."""
     notify: ServiceProcess = env["notify"]
