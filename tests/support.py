@@ -207,6 +207,18 @@ def running_services(
             p.terminate(10)
 
 
+@contextlib.contextmanager
+def service_on_own_redis(name: str, **env: str) -> Iterator[tuple[RedisServer, ServiceProcess]]:
+    """One service on its own redis-server (so no other test flushes it under the service)."""
+    server = RedisServer().start()
+    service = ServiceProcess(name, server.url, **env).start()
+    try:
+        yield server, service
+    finally:
+        service.terminate(10)
+        server.cleanup()
+
+
 def wait_for(
     predicate: Any, timeout: float = 15, interval: float = 0.05, what: str = "condition"
 ) -> Any:

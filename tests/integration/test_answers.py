@@ -15,21 +15,15 @@ import pytest
 from shared import streams
 from shared.events import AnswerPosted, DoctorProfileChanged, Event, Location, QuestionPosted
 from shared.redis import RedisClient
-from tests.support import RedisServer, ServiceProcess, auth, wait_for
+from tests.support import RedisServer, ServiceProcess, auth, service_on_own_redis, wait_for
 
 BODY = "Botox in the depressor muscles can soften the pull on the stronger side of the face."
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[tuple[RedisServer, ServiceProcess]]:
-    """Its own redis-server (so no other test flushes it under the service) and answers."""
-    server = RedisServer().start()
-    service = ServiceProcess("answers", server.url).start()
-    try:
-        yield server, service
-    finally:
-        service.terminate(10)
-        server.cleanup()
+    with service_on_own_redis("answers") as pair:
+        yield pair
 
 
 @pytest.fixture

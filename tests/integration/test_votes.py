@@ -19,19 +19,13 @@ from services.votes.store import VoteOutcome, VoteStore
 from shared import streams
 from shared.events import AnswerPosted, DoctorCard, VoteCast
 from shared.redis import RedisClient
-from tests.support import RedisServer, ServiceProcess, auth, wait_for
+from tests.support import RedisServer, ServiceProcess, auth, service_on_own_redis, wait_for
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[tuple[RedisServer, ServiceProcess]]:
-    """Its own redis-server (so no other test flushes it under the service) and votes."""
-    server = RedisServer().start()
-    service = ServiceProcess("votes", server.url).start()
-    try:
-        yield server, service
-    finally:
-        service.terminate(10)
-        server.cleanup()
+    with service_on_own_redis("votes") as pair:
+        yield pair
 
 
 @pytest.fixture
