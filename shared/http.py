@@ -199,6 +199,15 @@ def fingerprint(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def idempotency_guard(
+    tag: str, user: str, key: str | None, status: int, body: Any, request_fp: str, ttl_s: int
+) -> tuple[str, str, int] | None:
+    """What a commit stores under an Idempotency-Key: (record key, reply record, ttl)."""
+    if not key:
+        return None
+    return idempotency_record_key(tag, user, key), reply_record(status, body, request_fp), ttl_s
+
+
 def replay(found: str, request_fp: str) -> tuple[int, Any]:
     """The stored reply (status, body) for a repeated Idempotency-Key (422 if the body differs)."""
     record = json.loads(found)

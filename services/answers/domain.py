@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
-import unicodedata
 from collections.abc import Mapping
 from typing import Any
+
+from shared.text import clean_text
 
 MIN_BODY = 20
 MAX_BODY = 10_000
 MAX_HEADLINE = 200
 
-# The same cleaning as the questions service: both are user text shown as plain text.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
 
 class InvalidAnswer(ValueError):
     """An answer that is blank, too short or too long once cleaned."""
-
-
-def clean_text(text: str) -> str:
-    """Normalise user text: NFC, no control characters, trimmed. Markup stays literal text."""
-    return _CONTROL.sub("", unicodedata.normalize("NFC", text)).strip()
 
 
 def clean_answer(headline: str | None, body: str) -> tuple[str | None, str]:

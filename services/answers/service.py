@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from shared.auth import Principal
 from shared.errors import ApiError
 from shared.events import AnswerPosted, DoctorCard, DoctorProfileChanged, QuestionPosted
-from shared.http import fingerprint, idempotency_record_key, replay, reply_record
+from shared.http import fingerprint, idempotency_guard, replay
 from shared.logging import current_correlation_id, get_logger
 from shared.metrics import EVENTS_PUBLISHED
 from shared.settings import Settings
@@ -50,7 +50,9 @@ class AnswersService:
         credentials, specialty or location to show. A doctor not (yet) projected gets
         403 ``doctor_not_in_directory`` rather than an answer with an empty card.
         """
-        request_fp = fingerprint({"question_id": qid, **payload.model_dump()})
+        request_fp = (
+            fingerprint({"question_id": qid, **payload.model_dump()}) if idempotency_key else ""
+        )
         try:
             headline, body = domain.clean_answer(payload.headline, payload.body)
         except domain.InvalidAnswer as exc:
@@ -80,13 +82,15 @@ class AnswersService:
             created_at=now,
             occurred_at=now,
         )
-        idempotency = None
-        if idempotency_key:
-            idempotency = (
-                idempotency_record_key(self.store.tag, user.sub, idempotency_key),
-                reply_record(201, answer, request_fp),
-                self.settings.idempotency_ttl_s,
-            )
+        idempotency = idempotency_guard(
+            self.store.tag,
+            user.sub,
+            idempotency_key,
+            201,
+            answer,
+            request_fp,
+            self.settings.idempotency_ttl_s,
+        )
         result = await self.store.post(answer, created_ms, event, idempotency)
         if not result.applied:
             if result.failed_guard == IDEMPOTENCY_GUARD:

@@ -6,7 +6,6 @@ import math
 import re
 import secrets
 import time
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +17,6 @@ DISCLAIMER = (
     "patient/doctor relationship."
 )
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = frozenset(
     [
@@ -63,11 +61,6 @@ _STOP = frozenset(
         "any",
     ]
 )
-
-
-def clean_text(text: str) -> str:
-    """Normalise user text: NFC, no control characters, trimmed. Markup stays literal text."""
-    return _CONTROL.sub("", unicodedata.normalize("NFC", text)).strip()
 
 
 def new_question_id(now_ms: int | None = None) -> str:

@@ -11,14 +11,14 @@ from shared.errors import ApiError
 from shared.events import AnswerPosted, Location, QuestionPosted, VoteCast
 from shared.http import (
     fingerprint,
-    idempotency_record_key,
+    idempotency_guard,
     rate_limited,
     replay,
-    reply_record,
 )
 from shared.logging import current_correlation_id, get_logger
 from shared.metrics import EVENTS_PUBLISHED
 from shared.settings import Settings
+from shared.text import clean_text
 
 from . import domain, triage
 from .store import LIST_SCAN_LIMIT, QuestionStore, decode_cursor
@@ -42,7 +42,8 @@ class QuestionsService:
         self, user: Principal, payload: QuestionIn, idempotency_key: str | None
     ) -> tuple[int, dict[str, Any]]:
         """Validate, store and announce a question; replay on a repeated Idempotency-Key."""
-        request_fp = fingerprint(payload.model_dump())
+        # Only a repeatable request needs its fingerprint (saves work on the hot path).
+        request_fp = fingerprint(payload.model_dump()) if idempotency_key else ""
         topics = self._slugs("topics", payload.topics, taxonomy.is_topic)
         named = self._slugs("specialties", payload.specialties or [], taxonomy.is_specialty)
         place = None
@@ -53,8 +54,8 @@ class QuestionsService:
                 place = geo.geocode(loc.zip, loc.city, loc.state, loc.lat, loc.lon)
             except geo.UnknownPlace as exc:
                 raise ApiError(422, "unknown_place", str(exc)) from None
-        title = domain.clean_text(payload.title)
-        body = domain.clean_text(payload.body)
+        title = clean_text(payload.title)
+        body = clean_text(payload.body)
         if not title or not body:
             raise ApiError(422, "invalid_request", "title and body must not be blank")
         flags = triage.triage(title, body)
@@ -94,13 +95,15 @@ class QuestionsService:
             occurred_at=now,
         )
         reply = self._public(doc)
-        idempotency = None
-        if idempotency_key:
-            idempotency = (
-                idempotency_record_key(self.store.tag, user.sub, idempotency_key),
-                reply_record(201, reply, request_fp),
-                self.settings.idempotency_ttl_s,
-            )
+        idempotency = idempotency_guard(
+            self.store.tag,
+            user.sub,
+            idempotency_key,
+            201,
+            reply,
+            request_fp,
+            self.settings.idempotency_ttl_s,
+        )
         result = await self.store.post(doc, event, idempotency, self.settings)
         if result.failed_guard == "rate_limit":
             raise rate_limited(self.settings, result.found or 1)

@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +13,7 @@ import jsonschema
 import pytest
 import redis
 
+from demo.scenario import VOTE_PLAN
 from shared import events, streams
 from tests.e2e.scenario import SEED, alerted, play_seed
 from tests.support import ROOT, RedisServer, ServiceProcess, auth, running_services, wait_for
@@ -175,6 +175,10 @@ def test_events_validate_as_models_too(
 ) -> None:
     server, _ = system
     client = redis.Redis(port=server.port, decode_responses=True)
-    for _, fields in client.xrange(streams.VOTE_CAST):
-        events.VoteCast.model_validate_json(fields["__data__"])
-    assert Path(SNAPSHOTS).is_dir()
+    entries = client.xrange(streams.VOTE_CAST)
+    assert len(entries) == sum(h + u for h, u in VOTE_PLAN)
+    versions = {}
+    for _, fields in entries:
+        vote = events.VoteCast.model_validate_json(fields["__data__"])
+        assert vote.tally_version > versions.get(vote.answer_id, 0), "tally versions increase"
+        versions[vote.answer_id] = vote.tally_version
