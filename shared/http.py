@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.atomic import Txn
 from shared.auth import Principal, Role, require_user
-from shared.errors import ApiError
+from shared.errors import ApiError, DomainError, RateLimited, status_for
 from shared.logging import bind_correlation_id, get_logger
 from shared.metrics import HTTP_REQUESTS, HTTP_SECONDS
 from shared.service import ServiceRuntime
@@ -93,8 +93,23 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, list[dict[str
     return f"{first['field']}: {first['message']}", details
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Render every error as JSON with a clear message, never a stack trace."""
+def install_error_handlers(
+    app: FastAPI, statuses: Mapping[type[DomainError], int] | None = None
+) -> None:
+    """Render every error as JSON with a clear message, never a stack trace.
+
+    `statuses` is the service's one table from domain exception types to HTTP statuses
+    (added to `shared.errors.BASE_STATUS`).
+    """
+    table = dict(statuses or {})
+
+    @app.exception_handler(DomainError)
+    async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
+        headers = {}
+        if isinstance(exc, RateLimited):
+            headers["Retry-After"] = str(exc.retry_after_s)
+        body = error_body(exc.code, exc.message, **exc.details)
+        return JSONResponse(body, status_for(exc, table), headers=headers)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -134,6 +149,7 @@ def create_http_app(
     runtime: ServiceRuntime,
     routers: list[APIRouter],
     description: str,
+    statuses: Mapping[type[DomainError], int] | None = None,
 ) -> FastAPI:
     """A FastAPI app for a service: its routes plus health, readiness and metrics."""
 
@@ -153,7 +169,7 @@ def create_http_app(
     )
     app.state.settings = runtime.settings
     app.state.runtime = runtime
-    install_error_handlers(app)
+    install_error_handlers(app, statuses)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness: the process serves HTTP")
     async def healthz() -> dict[str, str]:
