@@ -37,6 +37,7 @@ from askdoc_cli.context import (
     stream_name,
     usage_error,
 )
+from askdoc_cli.launcher import SERVICES
 from shared.auth import issue_token
 from shared.redis import RedisClient, safe_url
 
@@ -439,8 +440,8 @@ def dev(
     stop_timeout: Annotated[float, typer.Option(help="Seconds from SIGTERM to SIGKILL")] = 25,
 ) -> None:
     """Run Redis (if none listens) and the services as children, logs prefixed; Ctrl-C stops all."""
-    names = list(dict.fromkeys(service or dev_stack.SERVICES))
-    unknown = [n for n in names if n not in dev_stack.SERVICES]
+    names = list(dict.fromkeys(service or SERVICES))
+    unknown = [n for n in names if n not in SERVICES]
     if unknown:
         usage_error(f"unknown service {', '.join(unknown)}", "--service")
     if redis_url and redis_port:
