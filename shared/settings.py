@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     dedupe_ttl_s: int = Field(14 * 86400, description="how long processed-event markers live")
     idempotency_ttl_s: int = Field(86400, description="how long Idempotency-Key replies live")
     max_entry_bytes: int = Field(256 * 1024, description="larger stream entries are poison")
+    max_body_bytes: int = Field(
+        64 * 1024, ge=1024, description="larger request bodies get 413 before any parsing"
+    )
     shutdown_grace_s: float = Field(20.0, description="time to finish in-flight work")
 
     rate_limit_writes: int = Field(60, ge=1, description="writes per user per window")
