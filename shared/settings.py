@@ -27,6 +27,17 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr = Field(
         min_length=32, description="HS256 secret for bearer tokens (required, >= 32 chars)"
     )
+    jwt_max_lifetime_s: int = Field(
+        24 * 3600, ge=60, description="tokens whose exp - iat is longer (or without iat) fail"
+    )
+    jwt_issuer: str | None = Field(None, description="when set, every token's iss must match")
+    jwt_audience: str | None = Field(None, description="when set, every token's aud must hold it")
+    jwt_jwks_file: str | None = Field(
+        None, description="the identity provider's public keys (JWKS JSON) for RS256 tokens"
+    )
+    jwt_jwks_url: str | None = Field(
+        None, description="where to fetch the identity provider's JWKS for RS256 tokens"
+    )
     log_format: Literal["json", "console"] = "json"
     log_level: str = "INFO"
     http_host: str = "0.0.0.0"
