@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install redis demo test test-unit test-integration test-e2e test-contract test-faults lint format bench asyncapi clean
+.PHONY: install redis demo test test-unit test-integration test-e2e test-contract test-faults lint format bench asyncapi monitoring clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "askdoc needs Python 3.11 or newer")'
@@ -48,6 +48,9 @@ format: install
 
 asyncapi: install ## regenerate docs/asyncapi.json from the code
 	$(PY) -m shared.asyncapi docs/asyncapi.json
+
+monitoring: install ## regenerate the PrometheusRule and the Grafana dashboard from their sources
+	$(PY) scripts/monitoring.py
 
 bench: install ## benchmarks with same-run baselines -> bench/results/latest.json
 	@bash scripts/ensure-redis.sh --with-wrk
