@@ -37,10 +37,14 @@ test-e2e: install
 test-faults: install
 	$(PY) -m pytest -q tests/faults
 
-lint: install ## ruff (lint + format check) and mypy strict
+LUA_FILES = $(shell find . -name '*.lua' -not -path './.venv/*' -not -path './build/*' -not -path '*/node_modules/*')
+
+lint: install ## ruff (lint + format check), mypy strict, luacheck over every .lua file
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	@bash scripts/ensure-apt.sh luacheck lua-check
+	luacheck --config .luacheckrc $(LUA_FILES)
 
 format: install
 	$(VENV)/bin/ruff format .
