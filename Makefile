@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install redis demo test test-unit test-integration test-e2e test-contract test-faults lint format bench asyncapi clean
+.PHONY: install redis demo test test-unit test-component test-integration test-e2e test-contract test-faults lint format bench asyncapi clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "askdoc needs Python 3.11 or newer")'
@@ -27,6 +27,9 @@ test: install ## the whole suite: unit, contract, integration, e2e, faults, depl
 
 test-unit: install
 	$(PY) -m pytest -q tests/unit tests/contract
+
+test-component: install ## each service in process (create_app + ASGI) on a real redis-server
+	$(PY) -m pytest -q tests/component
 
 test-integration: install
 	$(PY) -m pytest -q tests/integration
