@@ -11,12 +11,12 @@ from fastapi import FastAPI
 
 from services.answers.app import create_app
 from shared import streams
-from shared.events import AnswerPosted, DoctorProfileChanged, Location, QuestionPosted
+from shared.events import AnswerPosted
 from shared.redis import RedisClient
 from tests.component.harness import in_process, publish_and_wait
+from tests.factories import ANSWER_BODY as BODY
+from tests.factories import doctor_profile_changed, question_posted
 from tests.support import auth
-
-BODY = "Botox in the depressor muscles can soften the pull on the stronger side of the face."
 
 
 @pytest.fixture
@@ -31,35 +31,14 @@ def uid(prefix: str) -> str:
 
 async def a_question(redis: RedisClient) -> str:
     qid = uid("q")
-    event = QuestionPosted(
-        correlation_id="c",
-        producer="questions",
-        question_id=qid,
-        title="Is there an injection that can pull my cheek towards my ear?",
-        body="My face is asymmetrical.",
-        topics=["facial-asymmetry"],
-        specialties=["plastic-surgery"],
-        asker_id="pat",
-    )
+    event = question_posted(qid)
     await publish_and_wait(redis, event, "answers")
     return qid
 
 
 async def a_doctor(redis: RedisClient) -> str:
     doctor_id = uid("doc")
-    event = DoctorProfileChanged(
-        correlation_id="c",
-        producer="notify",
-        doctor_id=doctor_id,
-        name="Jon A. Perlman",
-        credentials="MD, FACS",
-        specialties=["plastic-surgery"],
-        location=Location(city="Beverly Hills", state="CA", zip="90210", lat=34.09, lon=-118.41),
-        radius_km=50,
-        rating=4.9,
-        review_count=187,
-        profile_version=1,
-    )
+    event = doctor_profile_changed(doctor_id)
     await publish_and_wait(redis, event, "answers")
     return doctor_id
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -12,8 +11,9 @@ from fastapi import FastAPI
 
 from services.questions.app import create_app
 from shared import streams
-from shared.events import AnswerPosted, DoctorCard, QuestionPosted, VoteCast
+from shared.events import QuestionPosted
 from tests.component.harness import in_process, publish_and_wait
+from tests.factories import answer_posted, vote_cast
 from tests.support import auth
 
 QUESTION: dict[str, Any] = {
@@ -63,31 +63,8 @@ async def test_the_page_follows_answers_and_votes(
     redis = app.state.runtime.redis
     qid = (await http.post("/questions", json=QUESTION, headers=auth("pat"))).json()["id"]
     for aid, minute in (("a1", 1), ("a2", 2)):
-        answer = AnswerPosted(
-            correlation_id="c",
-            producer="answers",
-            answer_id=aid,
-            question_id=qid,
-            headline=None,
-            body="An answer long enough to be an answer.",
-            doctor=DoctorCard(id=f"doc-{aid}", name="Dr A", credentials="MD"),
-            created_at=datetime(2026, 1, 1, 0, minute, tzinfo=UTC),
-        )
-        await publish_and_wait(redis, answer, "questions")
-    vote = VoteCast(
-        correlation_id="c",
-        producer="votes",
-        answer_id="a2",
-        question_id=qid,
-        doctor_id="doc-a2",
-        voter_id="v",
-        value=1,
-        previous_value=0,
-        helpful=3,
-        unhelpful=0,
-        tally_version=3,
-    )
-    await publish_and_wait(redis, vote, "questions")
+        await publish_and_wait(redis, answer_posted(qid, aid, f"doc-{aid}", minute), "questions")
+    await publish_and_wait(redis, vote_cast(qid, "a2", "doc-a2", 3, 0, 3), "questions")
     page = (await http.get(f"/questions/{qid}")).json()
     assert [a["id"] for a in page["answers"]] == ["a2", "a1"]
     assert page["answer_count"] == 2 and page["status"] == "answered"

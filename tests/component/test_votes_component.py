@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -12,9 +11,10 @@ from fastapi import FastAPI
 
 from services.votes.app import create_app
 from shared import streams
-from shared.events import AnswerPosted, DoctorCard, VoteCast
+from shared.events import VoteCast
 from shared.redis import RedisClient
 from tests.component.harness import in_process, publish_and_wait
+from tests.factories import answer_posted
 from tests.support import auth
 
 
@@ -26,16 +26,7 @@ async def votes(redis_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, FastAP
 
 async def an_answer(redis: RedisClient) -> str:
     aid = f"a-{uuid.uuid4().hex[:8]}"
-    event = AnswerPosted(
-        correlation_id="c",
-        producer="answers",
-        answer_id=aid,
-        question_id="q1",
-        headline=None,
-        body="An answer long enough to be an answer.",
-        doctor=DoctorCard(id="doc1", name="Dr A", credentials="MD"),
-        created_at=datetime(2026, 1, 1, tzinfo=UTC),
-    )
+    event = answer_posted("q1", aid, "doc1")
     await publish_and_wait(redis, event, "votes")
     return aid
 

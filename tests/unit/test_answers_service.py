@@ -13,42 +13,14 @@ from services.answers.service import (
     PostAnswer,
     QuestionNotFound,
 )
-from shared.events import AnswerPosted, DoctorProfileChanged, Location, QuestionPosted
+from shared.events import AnswerPosted
 from shared.idempotency import IdempotencyKeyReused
 from shared.settings import Settings
+from tests.factories import ANSWER_BODY as BODY
+from tests.factories import doctor_profile_changed as profile
+from tests.factories import question_posted
 from tests.support import JWT_SECRET
 from tests.unit.fakes import FakeAnswerStore
-
-BODY = "Botox in the depressor muscles can soften the pull on the stronger side of the face."
-
-
-def question_posted(qid: str) -> QuestionPosted:
-    return QuestionPosted(
-        correlation_id="c",
-        producer="questions",
-        question_id=qid,
-        title="Is there an injection that can pull my cheek towards my ear?",
-        body="My face is asymmetrical.",
-        topics=["facial-asymmetry"],
-        specialties=["plastic-surgery"],
-        asker_id="pat",
-    )
-
-
-def profile(doctor_id: str, version: int, name: str) -> DoctorProfileChanged:
-    return DoctorProfileChanged(
-        correlation_id="c",
-        producer="notify",
-        doctor_id=doctor_id,
-        name=name,
-        credentials="MD, FACS",
-        specialties=["plastic-surgery", "facial-plastic-surgery"],
-        location=Location(city="Beverly Hills", state="CA", zip="90210", lat=34.09, lon=-118.41),
-        radius_km=50,
-        rating=4.9,
-        review_count=187,
-        profile_version=version,
-    )
 
 
 async def build() -> tuple[AnswersService, FakeAnswerStore]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -19,10 +18,11 @@ from services.questions.service import (
     UnknownLocation,
 )
 from shared.errors import RateLimited
-from shared.events import AnswerPosted, DoctorCard, QuestionPosted, VoteCast
+from shared.events import QuestionPosted
 from shared.idempotency import IdempotencyKeyReused
 from shared.ratelimit import WriteLimit
 from shared.settings import Settings
+from tests.factories import answer_posted, vote_cast
 from tests.support import JWT_SECRET
 from tests.unit.fakes import FakeQuestionStore
 
@@ -46,35 +46,6 @@ def ask(**fields: object) -> PostQuestion:
         **fields,
     }
     return PostQuestion(**command)  # type: ignore[arg-type]
-
-
-def answer_posted(qid: str, aid: str, minute: int) -> AnswerPosted:
-    return AnswerPosted(
-        correlation_id="c",
-        producer="answers",
-        answer_id=aid,
-        question_id=qid,
-        headline=None,
-        body="An answer long enough to be an answer.",
-        doctor=DoctorCard(id=f"doc-{aid}", name="Dr A", credentials="MD"),
-        created_at=datetime(2026, 1, 1, 0, minute, tzinfo=UTC),
-    )
-
-
-def vote_cast(qid: str, aid: str, helpful: int, unhelpful: int, version: int) -> VoteCast:
-    return VoteCast(
-        correlation_id="c",
-        producer="votes",
-        answer_id=aid,
-        question_id=qid,
-        doctor_id=f"doc-{aid}",
-        voter_id="v",
-        value=1,
-        previous_value=0,
-        helpful=helpful,
-        unhelpful=unhelpful,
-        tally_version=version,
-    )
 
 
 async def test_a_question_is_stored_routed_and_announced_once() -> None:
@@ -157,11 +128,13 @@ async def test_writes_past_the_limit_are_refused_but_not_an_admins() -> None:
 async def test_the_page_ranks_answers_by_votes_and_counts_them() -> None:
     service, _ = build()
     qid = (await service.post_question(ask()))["id"]
-    await service.on_answer_posted(answer_posted(qid, "a1", 1))
-    await service.on_answer_posted(answer_posted(qid, "a2", 2))
-    await service.on_vote_cast(vote_cast(qid, "a2", 40, 5, 2))
-    await service.on_vote_cast(vote_cast(qid, "a2", 1, 0, 1))  # an older tally arrives late
-    await service.on_vote_cast(vote_cast(qid, "a1", 1, 0, 1))
+    await service.on_answer_posted(answer_posted(qid, "a1", "doc-a1", minute=1))
+    await service.on_answer_posted(answer_posted(qid, "a2", "doc-a2", minute=2))
+    await service.on_vote_cast(vote_cast(qid, "a2", "doc-a2", 40, 5, 2))
+    await service.on_vote_cast(
+        vote_cast(qid, "a2", "doc-a2", 1, 0, 1)
+    )  # an older tally arrives late
+    await service.on_vote_cast(vote_cast(qid, "a1", "doc-a1", 1, 0, 1))
     page = await service.page(qid)
     assert [a["id"] for a in page["answers"]] == ["a2", "a1"]
     assert (page["answers"][0]["helpful"], page["answers"][0]["unhelpful"]) == (40, 5)

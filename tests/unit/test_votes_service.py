@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
 from services.votes.service import AnswerNotFound, CastVote, OwnAnswer, VotesService
-from shared.events import AnswerPosted, DoctorCard
+from tests.factories import answer_posted
 from tests.unit.fakes import FakeVoteStore
 
 
 async def build() -> tuple[VotesService, FakeVoteStore]:
     store = FakeVoteStore()
     service = VotesService(store)
-    await service.on_answer_posted(
-        AnswerPosted(
-            correlation_id="c",
-            producer="answers",
-            answer_id="a1",
-            question_id="q1",
-            headline=None,
-            body="An answer long enough to be an answer.",
-            doctor=DoctorCard(id="doc1", name="Dr A", credentials="MD"),
-            created_at=datetime(2026, 1, 1, tzinfo=UTC),
-        )
-    )
+    await service.on_answer_posted(answer_posted("q1", "a1", "doc1"))
     return service, store
 
 
