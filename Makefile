@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install redis demo test test-unit test-integration test-e2e test-contract test-faults lint format bench asyncapi monitoring clean
+.PHONY: install redis demo test test-unit test-component test-integration test-e2e test-contract test-faults lint format bench asyncapi monitoring clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "askdoc needs Python 3.11 or newer")'
@@ -28,6 +28,9 @@ test: install ## the whole suite: unit, contract, integration, e2e, faults, depl
 test-unit: install
 	$(PY) -m pytest -q tests/unit tests/contract
 
+test-component: install ## each service in process (create_app + ASGI) on a real redis-server
+	$(PY) -m pytest -q tests/component
+
 test-integration: install
 	$(PY) -m pytest -q tests/integration
 
@@ -37,10 +40,14 @@ test-e2e: install
 test-faults: install
 	$(PY) -m pytest -q tests/faults
 
-lint: install ## ruff (lint + format check) and mypy strict
+LUA_FILES = $(shell find . -name '*.lua' -not -path './.venv/*' -not -path './build/*' -not -path '*/node_modules/*')
+
+lint: install ## ruff (lint + format check), mypy strict, luacheck over every .lua file
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	@bash scripts/ensure-apt.sh luacheck lua-check
+	luacheck --config .luacheckrc $(LUA_FILES)
 
 format: install
 	$(VENV)/bin/ruff format .
