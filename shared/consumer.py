@@ -256,5 +256,34 @@ class EventConsumer:
         return list(dict.fromkeys(s.stream for s in self.subscriptions))
 
 
+class PollWatch:
+    """When each consumer loop of a broker last finished a poll (read, then handle)."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, float] = {}
+
+    def watch(self, broker: RedisBroker) -> None:
+        """Stamp every subscriber's polls from now on (call before the broker starts)."""
+        now = time.monotonic()
+        for index, subscriber in enumerate(broker.subscribers):
+            stream = getattr(getattr(subscriber, "stream_sub", None), "name", "?")
+            loop = f"{stream}#{index}"
+            self.last[loop] = now
+            # FastStream's loop calls `_get_msgs` once per poll; it returns after the
+            # read (empty or not) and the handling. Pinned FastStream 0.7: see pyproject.
+            poll = subscriber._get_msgs  # type: ignore[attr-defined]
+
+            async def stamped(*args: Any, _poll: Any = poll, _loop: str = loop) -> None:
+                await _poll(*args)
+                self.last[_loop] = time.monotonic()
+
+            subscriber._get_msgs = stamped  # type: ignore[attr-defined]
+
+    def stalled(self, limit_s: float) -> list[str]:
+        """The loops that have not finished a poll for `limit_s` seconds."""
+        now = time.monotonic()
+        return [loop for loop, at in self.last.items() if now - at > limit_s]
+
+
 def _text(value: bytes | str) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else value
