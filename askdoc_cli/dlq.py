@@ -166,11 +166,10 @@ async def all_letters(redis: RedisClient, group: str | None) -> list[Letter]:
     return await _with_replays(redis, found)
 
 
-async def replay(redis: RedisClient, letter: Letter, maxlen: int) -> str:
+async def replay(redis: RedisClient, letter: Letter) -> str:
     """XADD the original fields to the source stream, then record the replay; the new id."""
-    new_id = str(
-        await redis.xadd(letter.source_stream, letter.fields, maxlen=maxlen, approximate=True)
-    )
+    # Untrimmed, as every event: retention is the services' trimmer's (shared/retention.py).
+    new_id = str(await redis.xadd(letter.source_stream, letter.fields))
     record = {
         "new_entry_id": new_id,
         "source_stream": letter.source_stream,

@@ -124,6 +124,9 @@ def lag(
         print_table(
             f"askdoc streams at {safe_url(settings.redis_url)}", lag_report.COLUMNS, rows, styles
         )
+    if not as_json:
+        for line in lag_report.ceiling_lines(report):
+            err().print(Text(line, style="bold red"))
     behind = [f"{g.group} on {g.stream}" for s in report for g in s.groups if g.behind_retention]
     if behind and not as_json:
         err().print(
@@ -292,7 +295,7 @@ def dlq_replay(
             if dry_run:
                 outcome["replayed"].append({**base, "new_entry_id": None, "dry_run": True})
                 continue
-            new_id = await dead_letters.replay(redis, letter, settings.stream_maxlen)
+            new_id = await dead_letters.replay(redis, letter)
             outcome["replayed"].append({**base, "new_entry_id": new_id})
         if not dry_run:
             await dead_letters.prune_records(redis)

@@ -203,7 +203,7 @@ class EventConsumer:
         # The marker makes a dead letter unique per (group, entry) even if we die before XACK.
         marker = f"{streams.slot_tag(streams.DEAD_LETTER)}:dlq:{self.group}:{stream}:{entry_id}"
         txn = Txn().absent("dead_letter", marker, ttl_s=self.settings.dedupe_ttl_s)
-        await self.committer.commit(txn.publish(letter, self.settings.stream_maxlen))
+        await self.committer.commit(txn.publish(letter))
         EVENTS_DEAD_LETTERED.labels(self.group, stream).inc()
         log.error(
             "event_dead_lettered",

@@ -20,6 +20,7 @@ from shared.events import EVENT_BY_STREAM
 from shared.logging import configure_logging, get_logger
 from shared.metrics import GROUP_LAG, GROUP_PENDING, READY, STREAM_LENGTH
 from shared.redis import connection_options, make_redis, safe_url
+from shared.retention import Trimmer
 from shared.settings import Settings
 
 log = get_logger("askdoc.service")
@@ -112,6 +113,7 @@ class ServiceRuntime:
         READY.labels(self.service).set(1)
         log.info("service_ready", consumer=self.settings.consumer_name)
         self._tasks.append(asyncio.create_task(self._watch_streams(), name="watch"))
+        self._tasks.append(asyncio.create_task(self._trim_streams(), name="trim"))
 
     async def _watch_streams(self) -> None:
         """Export stream lengths, pending and lag of this service's groups."""
@@ -128,6 +130,19 @@ class ServiceRuntime:
             except (RedisError, OSError) as exc:
                 log.warning("stream_watch_failed", error=str(exc)[:200])
             await asyncio.sleep(5)
+
+    async def _trim_streams(self) -> None:
+        """Trim the streams this service writes, never past what a group has to read."""
+        trimmer = Trimmer(self.redis)
+        owned = (*streams.PUBLISHES.get(self.service, ()), streams.DEAD_LETTER)
+        s = self.settings
+        while True:
+            for stream in owned:
+                try:
+                    await trimmer.trim(stream, s.stream_maxlen, s.stream_max_bytes)
+                except (RedisError, OSError) as exc:
+                    log.warning("stream_trim_failed", stream=stream, error=str(exc)[:200])
+            await asyncio.sleep(s.trim_interval_s)
 
     async def is_ready(self) -> bool:
         """Redis reachable now and every consumer loop polled lately."""
