@@ -248,7 +248,12 @@ def dlq_replay(
         str | None, typer.Option(help="Only the letters of this consumer group")
     ] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Replay named letters even if replayed before.")
+        bool,
+        typer.Option(
+            "--force",
+            help="Replay named letters even if replayed before, and events older than the "
+            "dedupe window.",
+        ),
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be replayed.")] = False,
     as_json: JsonOut = False,
@@ -259,7 +264,9 @@ def dlq_replay(
     Each replay is a new entry on the source stream (consumers are idempotent, so groups
     that already processed the event skip it). Letters stay in askdoc.dead-letter and are
     marked replayed in the hash {askdoc.dead-letter}:replayed, so --all never replays a
-    letter twice; naming a replayed letter again needs --force.
+    letter twice; naming a replayed letter again needs --force. An event older than the
+    dedupe window ($ASKDOC_DEDUPE_TTL_S) is skipped unless --force: the markers that make
+    consumers skip what they already did have expired.
     """
     ids = entry_ids or []
     if bool(ids) == replay_all:
@@ -287,6 +294,10 @@ def dlq_replay(
                 if not replay_all:
                     reason += " (--force replays it again)"
                 outcome["skipped"].append({**base, "reason": reason})
+                continue
+            stale = dead_letters.stale_problem(letter, settings.dedupe_ttl_s)
+            if stale is not None and not force:
+                outcome["skipped"].append({**base, "reason": stale})
                 continue
             problem = dead_letters.replay_problem(letter)
             if problem is not None:

@@ -243,13 +243,32 @@ class EventConsumer:
         return finished
 
     async def ensure_groups(self) -> None:
-        """Create the service's groups at the start of each stream (not at `$`)."""
-        for sub in self.subscriptions_streams():
+        """Create the service's missing groups, skipping events older than the dedupe window.
+
+        Handlers are idempotent only while their dedupe markers live (`dedupe_ttl_s`); a
+        new or renamed group that read the whole retained history would redo (re-alert)
+        everything older. Events within the window are read: their markers, if any, are
+        still there. Not `$`: events published before the group's first start (a deploy
+        where the producer starts first) would be lost.
+        """
+        for stream in self.subscriptions_streams():
+            start = await self.first_start_id(stream)
             try:
-                await self.redis.xgroup_create(sub, self.group, id="0", mkstream=True)
+                await self.redis.xgroup_create(stream, self.group, id=start, mkstream=True)
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
+                continue
+            log.info("consumer_group_created", stream=stream, group=self.group, start_id=start)
+
+    async def first_start_id(self, stream: str) -> str:
+        """Where a new group starts: just before the dedupe window, or 0 if nothing is older."""
+        window_start = int(time.time() * 1000) - self.settings.dedupe_ttl_s * 1000
+        oldest = await self.redis.xrange(stream, "-", "+", count=1)
+        if not oldest or int(_text(oldest[0][0]).split("-")[0]) >= window_start:
+            # Nothing to skip: from 0, Redis can count the group's lag.
+            return "0"
+        return f"{window_start}-0"
 
     def subscriptions_streams(self) -> list[str]:
         """The streams this service consumes."""
