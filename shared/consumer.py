@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from faststream import AckPolicy, Context
 from faststream.redis import RedisBroker, StreamSub
 from pydantic import ValidationError
+from redis import exceptions as redis_errors
 from redis.exceptions import ResponseError
 
 from shared import streams
@@ -43,6 +44,16 @@ E = TypeVar("E", bound=Event)
 Handler = Callable[[Any], Awaitable[None]]
 
 log = get_logger("askdoc.consumer")
+
+# Redis full (noeviction at maxmemory), unreachable or loading is no fault of the entry:
+# it stays pending and is retried, never dead-lettered for it (a near-full Redis could
+# refuse the handler's write yet take the dead letter's).
+_REDIS_UNAVAILABLE = (
+    redis_errors.OutOfMemoryError,
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.BusyLoadingError,
+)
 
 
 class PoisonEntry(Exception):
@@ -153,7 +164,8 @@ class EventConsumer:
         except Exception as exc:
             HANDLER_FAILURES.labels(self.group, sub.stream).inc()
             error = f"{type(exc).__name__}: {exc}"
-            if deliveries >= self.settings.max_deliveries:
+            unavailable = isinstance(exc, _REDIS_UNAVAILABLE)
+            if deliveries >= self.settings.max_deliveries and not unavailable:
                 await self._dead_letter(sub.stream, entry_id, fields, error, deliveries)
                 return True
             log.warning(
