@@ -40,12 +40,15 @@ test-e2e: install
 test-faults: install
 	$(PY) -m pytest -q tests/faults
 
+# The fakes must keep the service layers' store ports: mypy checks them where they are used.
+FAKES_AND_THEIR_TESTS = tests/unit/fakes.py $(addprefix tests/unit/test_,$(addsuffix _service.py,questions answers votes))
 LUA_FILES = $(shell find . -name '*.lua' -not -path './.venv/*' -not -path './build/*' -not -path '*/node_modules/*')
 
 lint: install ## ruff (lint + format check), mypy strict, luacheck over every .lua file
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --follow-imports=silent $(FAKES_AND_THEIR_TESTS)
 	@bash scripts/ensure-apt.sh luacheck lua-check
 	luacheck --config .luacheckrc $(LUA_FILES)
 

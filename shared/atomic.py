@@ -4,7 +4,8 @@ Redis MULTI/EXEC has no rollback, so a transaction is only all-or-nothing when n
 can fail once it writes. A `Txn` therefore checks every guard first (a dedupe marker or
 Idempotency-Key that must be absent, a record that must exist) and only then writes,
 including the XADD of the event with an auto id. Every key is declared, so the call is
-also valid on Redis Cluster when the keys share a hash tag.
+also valid on Redis Cluster when the keys share a hash tag. The script is atomic.lua
+beside this module; guards and writes reach it as JSON with named fields.
 """
 
 from __future__ import annotations

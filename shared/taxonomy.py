@@ -8,10 +8,13 @@ from __future__ import annotations
 import re
 import tomllib
 import unicodedata
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 from typing import Any
+
+from shared.errors import Invalid
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +112,33 @@ def normalize_slug(text: str) -> str:
     # display names and slugs agree.
     ascii_text = ascii_text.replace("'", "").replace("&", " and ")
     return re.sub(r"[^a-z0-9]+", "-", ascii_text.casefold()).strip("-")
+
+
+class UnknownSlugs(Invalid):
+    """Topics or specialties outside the controlled vocabulary."""
+
+    def __init__(self, kind: str, unknown: Sequence[str]) -> None:
+        message = f"unknown {kind}: {', '.join(unknown)} (see GET /taxonomy)"
+        super().__init__(message, code=f"unknown_{kind}")
+
+
+def check_topics(values: Iterable[str]) -> list[str]:
+    """Topic names or slugs as slugs, in order without repeats; UnknownSlugs names the rest."""
+    return _check("topics", values, is_topic)
+
+
+def check_specialties(values: Iterable[str]) -> list[str]:
+    """Specialty names or slugs as slugs, in order without repeats; UnknownSlugs names the rest."""
+    return _check("specialties", values, is_specialty)
+
+
+def _check(kind: str, values: Iterable[str], known: Callable[[str], bool]) -> list[str]:
+    given = list(values)
+    slugs = [normalize_slug(v) for v in given]
+    unknown = [v for v, s in zip(given, slugs, strict=True) if not known(s)]
+    if unknown:
+        raise UnknownSlugs(kind, unknown)
+    return list(dict.fromkeys(slugs))
 
 
 def as_dict() -> dict[str, list[dict[str, Any]]]:

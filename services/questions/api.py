@@ -14,8 +14,8 @@ from shared.errors import DomainError
 from shared.http import IdempotencyKey, writer
 from shared.idempotency import IdempotencyKeyReused
 from shared.schemas import LocationIn
+from shared.taxonomy import UnknownSlugs
 
-from .domain import UnknownSlugs
 from .service import (
     BadCursor,
     BlankQuestion,

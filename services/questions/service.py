@@ -146,8 +146,8 @@ class QuestionsService:
     async def post_question(self, command: PostQuestion) -> dict[str, Any]:
         """Validate, store and announce a question; replay on a repeated Idempotency-Key."""
         write = IdempotentWrite.of(command.idempotency_key, command.request())
-        topics = domain.check_slugs("topics", command.topics, taxonomy.is_topic)
-        named = domain.check_slugs("specialties", command.specialties or (), taxonomy.is_specialty)
+        topics = taxonomy.check_topics(command.topics)
+        named = taxonomy.check_specialties(command.specialties or ())
         place = None
         if command.location is not None:
             loc = command.location

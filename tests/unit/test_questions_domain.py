@@ -7,28 +7,11 @@ import math
 import pytest
 
 from services.questions import domain
-from services.questions.domain import UnknownSlugs
 from shared import taxonomy
-from shared.errors import Invalid
 
 
 def answer(aid: str, created_at: str = "2026-01-01T00:00:00+00:00") -> dict[str, str]:
     return {"id": aid, "created_at": created_at}
-
-
-def test_check_slugs_normalises_names_and_drops_repeats_in_order() -> None:
-    slugs = domain.check_slugs("topics", ["Botox", "Facial Asymmetry", "botox"], taxonomy.is_topic)
-    assert slugs == ["botox", "facial-asymmetry"]
-
-
-def test_check_slugs_names_every_unknown_value_as_given() -> None:
-    with pytest.raises(UnknownSlugs) as caught:
-        domain.check_slugs(
-            "specialties", ["Astrology", "dermatology", "Wizardry"], taxonomy.is_specialty
-        )
-    assert isinstance(caught.value, Invalid)
-    assert caught.value.code == "unknown_specialties"
-    assert caught.value.message == ("unknown specialties: Astrology, Wizardry (see GET /taxonomy)")
 
 
 def test_specialties_for_puts_named_first_and_deduplicates() -> None:

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from services.questions.domain import UnknownSlugs
 from services.questions.service import (
     BadCursor,
     BlankQuestion,
@@ -22,6 +21,7 @@ from shared.events import QuestionPosted
 from shared.idempotency import IdempotencyKeyReused
 from shared.ratelimit import WriteLimit
 from shared.settings import Settings
+from shared.taxonomy import UnknownSlugs
 from tests.factories import answer_posted, vote_cast
 from tests.support import JWT_SECRET
 from tests.unit.fakes import FakeQuestionStore

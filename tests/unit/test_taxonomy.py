@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from shared import taxonomy
+from shared.errors import Invalid
 
 SEED = Path("/work/shared/seed/seed-page.json")
 
@@ -169,3 +170,16 @@ def test_a_slug_listed_twice_is_refused() -> None:
     entry = '[[specialties]]\nslug = "dermatology"\nname = "D"\nnucc_code = "207N00000X"\n'
     with pytest.raises(ValueError, match="twice"):
         taxonomy.parse("topics = []\n" + entry + entry)
+
+
+def test_check_topics_normalises_names_and_drops_repeats_in_order() -> None:
+    slugs = taxonomy.check_topics(["Botox", "Facial Asymmetry", "botox"])
+    assert slugs == ["botox", "facial-asymmetry"]
+
+
+def test_check_specialties_names_every_unknown_value_as_given() -> None:
+    with pytest.raises(taxonomy.UnknownSlugs) as caught:
+        taxonomy.check_specialties(["Astrology", "dermatology", "Wizardry"])
+    assert isinstance(caught.value, Invalid)
+    assert caught.value.code == "unknown_specialties"
+    assert caught.value.message == "unknown specialties: Astrology, Wizardry (see GET /taxonomy)"
