@@ -223,6 +223,9 @@ def test_compose_redis_requires_credentials(tmp_path: Path) -> None:
     assert "--aclfile" in command and "user default off" in command
     assert "user askdoc on >%s" in command and "$$ASKDOC_REDIS_PASSWORD" in command
     assert REDIS_PASSWORD not in command
+    # Through the image's entrypoint, which drops from root to the redis user.
+    assert "chown redis:redis /tmp/users.acl" in command
+    assert "exec docker-entrypoint.sh redis-server --aclfile /tmp/users.acl" in command
     assert redis["environment"]["ASKDOC_REDIS_PASSWORD"] == REDIS_PASSWORD
     health = " ".join(redis["healthcheck"]["test"])
     assert "REDISCLI_AUTH=" in health and "--user askdoc" in health and "ping" in health
