@@ -44,6 +44,7 @@ CONSUMED_STREAMS = {
 
 SETTINGS = {
     "ASKDOC_REDIS_URL",
+    "ASKDOC_REDIS_PASSWORD",
     "ASKDOC_JWT_SECRET",
     "ASKDOC_LOG_FORMAT",
     "ASKDOC_HTTP_PORT",
@@ -57,9 +58,18 @@ SETTINGS = {
     "ASKDOC_SMTP_PORT",
     "ASKDOC_SMTP_FROM",
 }
-SECRET_SETTINGS = {"ASKDOC_JWT_SECRET"}
+SECRET_SETTINGS = {"ASKDOC_JWT_SECRET", "ASKDOC_REDIS_PASSWORD"}
 
 SECRET_MESSAGE = "set ASKDOC_JWT_SECRET in .env"
+REDIS_PASSWORD_MESSAGE = "set ASKDOC_REDIS_PASSWORD in .env"
+REDIS_PASSWORD = "0123456789abcdef0123456789abcdef"
+# Kubernetes builds ASKDOC_REDIS_URL per Deployment from these (ConfigMap) and the
+# Secret askdoc-redis; the services themselves read only the URL.
+REDIS_URL_PARTS = {"ASKDOC_REDIS_SCHEME", "ASKDOC_REDIS_ADDRESS"}
+REDIS_URL_TEMPLATE = (
+    "$(ASKDOC_REDIS_SCHEME)://$(ASKDOC_REDIS_USERNAME):$(ASKDOC_REDIS_PASSWORD)"
+    "@$(ASKDOC_REDIS_ADDRESS)/0"
+)
 TOOL_TIMEOUT = 120
 
 
@@ -156,6 +166,7 @@ def compose_config(tmp_path: Path, *files: str) -> dict[str, Any]:
         "json",
         files=files,
         ASKDOC_JWT_SECRET="test-secret-not-for-production",
+        ASKDOC_REDIS_PASSWORD=REDIS_PASSWORD,
     )
     assert result.returncode == 0, result.stderr
     config: dict[str, Any] = json.loads(result.stdout)
@@ -168,21 +179,59 @@ def compose_config(tmp_path: Path, *files: str) -> dict[str, Any]:
     ids=["base", "with-override"],
 )
 def test_compose_config_is_valid(tmp_path: Path, files: tuple[str, ...]) -> None:
-    result = compose(tmp_path, "config", "-q", files=files, ASKDOC_JWT_SECRET="x" * 32)
+    result = compose(
+        tmp_path,
+        "config",
+        "-q",
+        files=files,
+        ASKDOC_JWT_SECRET="x" * 32,
+        ASKDOC_REDIS_PASSWORD=REDIS_PASSWORD,
+    )
     assert result.returncode == 0, result.stderr
 
 
 def test_compose_fails_fast_without_jwt_secret(tmp_path: Path) -> None:
-    result = compose(tmp_path, "config", "-q")
+    result = compose(tmp_path, "config", "-q", ASKDOC_REDIS_PASSWORD=REDIS_PASSWORD)
     assert result.returncode != 0
     assert SECRET_MESSAGE in result.stderr
 
 
 def test_compose_fails_fast_with_empty_jwt_secret(tmp_path: Path) -> None:
     # .env.example ships `ASKDOC_JWT_SECRET=` empty; copying it unedited must fail too.
-    result = compose(tmp_path, "config", "-q", ASKDOC_JWT_SECRET="")
+    result = compose(
+        tmp_path, "config", "-q", ASKDOC_JWT_SECRET="", ASKDOC_REDIS_PASSWORD=REDIS_PASSWORD
+    )
     assert result.returncode != 0
     assert SECRET_MESSAGE in result.stderr
+
+
+@pytest.mark.parametrize("password", [None, ""], ids=["unset", "empty"])
+def test_compose_fails_fast_without_redis_password(tmp_path: Path, password: str | None) -> None:
+    env = {"ASKDOC_JWT_SECRET": "x" * 32}
+    if password is not None:
+        env["ASKDOC_REDIS_PASSWORD"] = password
+    result = compose(tmp_path, "config", "-q", **env)
+    assert result.returncode != 0
+    assert REDIS_PASSWORD_MESSAGE in result.stderr
+
+
+def test_compose_redis_requires_credentials(tmp_path: Path) -> None:
+    config = compose_config(tmp_path, "docker-compose.yml")
+    redis = config["services"]["redis"]
+    command = " ".join(redis["command"])
+    # An ACL user with the password, the passwordless default user off, and the
+    # password read from the environment, never written on the command line.
+    assert "--aclfile" in command and "user default off" in command
+    assert "user askdoc on >%s" in command and "$$ASKDOC_REDIS_PASSWORD" in command
+    assert REDIS_PASSWORD not in command
+    # Through the image's entrypoint, which drops from root to the redis user.
+    assert "chown redis:redis /tmp/users.acl" in command
+    assert "exec docker-entrypoint.sh redis-server --aclfile /tmp/users.acl" in command
+    assert redis["environment"]["ASKDOC_REDIS_PASSWORD"] == REDIS_PASSWORD
+    health = " ".join(redis["healthcheck"]["test"])
+    assert "REDISCLI_AUTH=" in health and "--user askdoc" in health and "ping" in health
+    exporter = config["services"]["redis-exporter"]["environment"]
+    assert (exporter["REDIS_USER"], exporter["REDIS_PASSWORD"]) == ("askdoc", REDIS_PASSWORD)
 
 
 def test_compose_redis_is_durable_and_healthchecked(tmp_path: Path) -> None:
@@ -195,8 +244,8 @@ def test_compose_redis_is_durable_and_healthchecked(tmp_path: Path) -> None:
     mounts = [v for v in redis["volumes"] if v["target"] == "/data"]
     assert mounts and mounts[0]["type"] == "volume"
     assert mounts[0]["source"] in config["volumes"]
-    assert "redis-cli" in redis["healthcheck"]["test"]
-    assert "ping" in redis["healthcheck"]["test"]
+    assert "redis-cli" in " ".join(redis["healthcheck"]["test"])
+    assert "ping" in " ".join(redis["healthcheck"]["test"])
     assert redis["restart"] == "unless-stopped"
     assert redis["deploy"]["resources"]["limits"]["memory"]
     assert "ports" not in redis, "Redis must not be published outside development"
@@ -214,7 +263,9 @@ def redis_bytes(value: str) -> int:
     return number * scale[unit]
 
 
-def maxmemory_of(args: list[str]) -> int:
+def maxmemory_of(command: list[str]) -> int:
+    """The --maxmemory of a Redis command line (also inside a `sh -c` string)."""
+    args = " ".join(command).split()
     assert args.count("--maxmemory") == 1, "Redis needs a maxmemory"
     assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
     return redis_bytes(args[args.index("--maxmemory") + 1])
@@ -250,7 +301,7 @@ def test_compose_service_invariants(tmp_path: Path, name: str) -> None:
 
     env = service["environment"]
     assert env["ASKDOC_HTTP_PORT"] == str(port)
-    assert env["ASKDOC_REDIS_URL"] == "redis://redis:6379/0"
+    assert env["ASKDOC_REDIS_URL"] == f"redis://askdoc:{REDIS_PASSWORD}@redis:6379/0"
     assert env["ASKDOC_JWT_SECRET"] == "test-secret-not-for-production"
 
     test = " ".join(service["healthcheck"]["test"])
@@ -289,7 +340,8 @@ def test_env_example_documents_every_setting() -> None:
     documented = set(re.findall(r"^#?\s*(ASKDOC_[A-Z_]+)=", text, flags=re.MULTILINE))
     assert documented >= SETTINGS, f"undocumented: {sorted(SETTINGS - documented)}"
     # The example never carries a real secret.
-    assert re.search(r"^ASKDOC_JWT_SECRET=\s*$", text, flags=re.MULTILINE)
+    for secret in SECRET_SETTINGS:
+        assert re.search(rf"^{secret}=\s*$", text, flags=re.MULTILINE), secret
 
 
 # ---------------------------------------------------------------------- Dockerfile
@@ -612,8 +664,12 @@ def test_no_secret_values_are_shipped(rendered: tuple[str, list[dict[str, Any]]]
     assert not by_kind(docs, "Secret"), "the Secret askdoc-secrets is created out of band"
     config = by_kind(docs, "ConfigMap")["askdoc-config"]["data"]
     assert not set(config) & SECRET_SETTINGS
-    assert set(config) <= SETTINGS - {"ASKDOC_HTTP_PORT"}
+    assert set(config) <= (SETTINGS | REDIS_URL_PARTS) - {"ASKDOC_HTTP_PORT", "ASKDOC_REDIS_URL"}
     assert all(isinstance(v, str) for v in config.values())
+
+
+def _env(deployment: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in _container(deployment)["env"]}
 
 
 def _container(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -639,6 +695,15 @@ def test_deployment_is_probed_limited_and_locked_down(
     assert container["command"] == ["python", "-m", f"services.{name}"]
     assert container["ports"] == [{"name": "http", "containerPort": port}]
     assert {"name": "ASKDOC_HTTP_PORT", "value": str(port)} in container["env"]
+    # The Redis URL is built from the Secret askdoc-redis; the variables it refers to
+    # come before it (Kubernetes expands $(VAR) only from earlier entries).
+    names = [e["name"] for e in container["env"]]
+    url_at = names.index("ASKDOC_REDIS_URL")
+    assert container["env"][url_at]["value"] == REDIS_URL_TEMPLATE
+    for part, key in (("ASKDOC_REDIS_USERNAME", "username"), ("ASKDOC_REDIS_PASSWORD", "password")):
+        assert names.index(part) < url_at
+        ref = container["env"][names.index(part)]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "askdoc-redis", "key": key}
     # The Secret comes last so it can override a ConfigMap key (e.g. a Redis URL
     # with a password).
     assert container["envFrom"] == [
@@ -708,7 +773,15 @@ def test_base_runs_a_durable_non_root_redis(base_docs: list[dict[str, Any]]) -> 
     assert pod["securityContext"]["runAsUser"] == 999
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
-        assert container[probe]["exec"]["command"] == ["redis-cli", "ping"]
+        ping = " ".join(container[probe]["exec"]["command"])
+        assert 'REDISCLI_AUTH="$REDIS_PASSWORD"' in ping and "redis-cli" in ping and "ping" in ping
+    # Credentials from the Secret; an ACL user, the default user off, no password on
+    # the command line.
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+    assert env["REDIS_USERNAME"] == {"name": "askdoc-redis", "key": "username"}
+    assert env["REDIS_PASSWORD"] == {"name": "askdoc-redis", "key": "password"}
+    assert "--aclfile /tmp/users.acl" in args and "user default off" in args
+    assert "--requirepass" not in args
     assert {"cpu", "memory"} <= set(container["resources"]["limits"])
     (claim,) = statefulset["spec"]["volumeClaimTemplates"]
     assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
@@ -718,13 +791,16 @@ def test_base_runs_a_durable_non_root_redis(base_docs: list[dict[str, Any]]) -> 
     )
 
     limit = redis_bytes(container["resources"]["limits"]["memory"])
-    assert 0.75 <= maxmemory_of(container["args"]) / limit <= 0.85
+    assert 0.75 <= maxmemory_of(container["command"]) / limit <= 0.85
 
     service = by_kind(base_docs, "Service")["redis"]
     assert service["spec"]["clusterIP"] == "None"
     assert statefulset["spec"]["serviceName"] == "redis"
     config = by_kind(base_docs, "ConfigMap")["askdoc-config"]["data"]
-    assert config["ASKDOC_REDIS_URL"].startswith("redis://redis.askdoc.svc:6379")
+    assert (config["ASKDOC_REDIS_SCHEME"], config["ASKDOC_REDIS_ADDRESS"]) == (
+        "redis",
+        "redis.askdoc.svc:6379",
+    )
 
 
 def test_base_redis_has_a_locked_down_exporter_sidecar(base_docs: list[dict[str, Any]]) -> None:
@@ -750,8 +826,8 @@ def test_production_uses_external_redis_and_json_logs(
     assert "redis" not in by_kind(production_docs, "Service")
     config = by_kind(production_docs, "ConfigMap")["askdoc-config"]["data"]
     assert config["ASKDOC_LOG_FORMAT"] == "json"
-    assert "redis.askdoc.svc" not in config["ASKDOC_REDIS_URL"]
-    assert config["ASKDOC_REDIS_URL"].startswith(("redis://", "rediss://"))
+    assert config["ASKDOC_REDIS_SCHEME"] == "rediss"
+    assert "redis.askdoc.svc" not in config["ASKDOC_REDIS_ADDRESS"]
 
     base_limits = _container(by_kind(render(BASE), "Deployment")["questions"])["resources"]
     for deployment in by_kind(production_docs, "Deployment").values():
@@ -774,6 +850,22 @@ def test_scaledobjects_match_schema(rendered: tuple[str, list[dict[str, Any]]]) 
         assert not errors, (name, errors)
 
 
+def test_keda_authenticates_to_redis_with_the_secret(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is in the dev extra")
+    schema = json.loads((HERE / "triggerauthentication.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    auth = by_kind(rendered[1], "TriggerAuthentication")["askdoc-redis"]
+    errors = [e.message for e in jsonschema.Draft202012Validator(schema).iter_errors(auth)]
+    assert not errors
+    refs = {r["parameter"]: (r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
+    assert refs == {
+        "username": ("askdoc-redis", "username"),
+        "password": ("askdoc-redis", "password"),
+    }
+
+
 def _triggers(doc: dict[str, Any]) -> Iterator[dict[str, str]]:
     for trigger in doc["spec"]["triggers"]:
         assert trigger["type"] == "redis-streams"
@@ -792,6 +884,8 @@ def test_scaledobject_scales_each_service_on_its_own_group(
     triggers = list(_triggers(scaled))
     streams = [t["stream"] for t in triggers]
     assert sorted(streams) == sorted(CONSUMED_STREAMS[name]), "one trigger per consumed stream"
+    for raw in scaled["spec"]["triggers"]:
+        assert raw["authenticationRef"] == {"name": "askdoc-redis"}
     for trigger in triggers:
         assert trigger["consumerGroup"] == name
         assert trigger["pendingEntriesCount"] == "50"
@@ -821,3 +915,127 @@ def test_no_scaledobject_for_a_stream_nobody_consumes(
     }
     assert "askdoc.notification-sent" not in streams
     assert streams == set().union(*CONSUMED_STREAMS.values())
+
+
+# ------------------------------------------------------------------ NetworkPolicies
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a Kubernetes label selector (matchLabels, matchExpressions) matches."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator = expression["key"], expression["operator"]
+        values = set(expression.get("values", []))
+        present = key in labels
+        if operator == "In" and not (present and labels[key] in values):
+            return False
+        if operator == "NotIn" and present and labels[key] in values:
+            return False
+        if operator == "Exists" and not present:
+            return False
+        if operator == "DoesNotExist" and present:
+            return False
+    return True
+
+
+ASKDOC_POD = {"app.kubernetes.io/name": "votes", "app.kubernetes.io/part-of": "askdoc"}
+WEB_POD = {"app.kubernetes.io/name": "web", "app.kubernetes.io/part-of": "askdoc"}
+STRANGER_POD = {"app.kubernetes.io/name": "something-else"}
+INGRESS_NS = {"kubernetes.io/metadata.name": "ingress-nginx"}
+INGRESS_POD = {"app.kubernetes.io/name": "ingress-nginx"}
+MONITORING_NS = {"kubernetes.io/metadata.name": "monitoring"}
+KEDA_NS = {"kubernetes.io/metadata.name": "keda"}
+KEDA_POD = {"app": "keda-operator"}
+
+
+def admits(
+    policy: dict[str, Any], pod: dict[str, str], namespace: dict[str, str] | None, port: str
+) -> bool:
+    """Whether a policy lets a pod (namespace None: askdoc's own) connect on a named port."""
+    for rule in policy["spec"].get("ingress", []):
+        if port not in {p["port"] for p in rule.get("ports", [])}:
+            continue
+        for peer in rule.get("from", []):
+            if "namespaceSelector" in peer:
+                if namespace is None or not selects(peer["namespaceSelector"], namespace):
+                    continue
+            elif namespace is not None:
+                continue  # a bare podSelector means pods of the policy's own namespace
+            if selects(peer.get("podSelector", {}), pod):
+                return True
+    return False
+
+
+def pod_labels(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, str]:
+    labels: dict[str, str] = by_kind(docs, kind)[name]["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def test_network_policies_deny_by_default(base_docs: list[dict[str, Any]]) -> None:
+    policies = by_kind(base_docs, "NetworkPolicy")
+    deny = policies["default-deny-ingress"]["spec"]
+    assert deny["podSelector"] == {} and deny["policyTypes"] == ["Ingress"]
+    assert not deny.get("ingress")
+    for policy in policies.values():
+        assert policy["spec"]["policyTypes"] == ["Ingress"], "egress stays open for webhooks"
+
+
+def test_only_askdoc_pods_reach_redis(base_docs: list[dict[str, Any]]) -> None:
+    policies = by_kind(base_docs, "NetworkPolicy")
+    redis_pod = pod_labels(base_docs, "StatefulSet", "redis")
+    mine = [p for p in policies.values() if selects(p["spec"]["podSelector"], redis_pod)]
+    assert {p["metadata"]["name"] for p in mine} == {"default-deny-ingress", "redis"}
+    redis = policies["redis"]
+    for name in SERVICES:
+        assert admits(redis, pod_labels(base_docs, "Deployment", name), None, "redis")
+    assert admits(redis, WEB_POD, None, "redis")  # an askdoc pod (it has no reason to)
+    assert admits(redis, KEDA_POD, KEDA_NS, "redis")  # KEDA's scaler reads XPENDING
+    assert not admits(redis, STRANGER_POD, None, "redis")
+    assert not admits(redis, INGRESS_POD, INGRESS_NS, "redis")
+    assert not admits(redis, {}, MONITORING_NS, "redis")
+    assert admits(redis, {}, MONITORING_NS, "metrics")  # Prometheus scrapes the exporter
+    ports = {
+        p["name"]
+        for c in by_kind(base_docs, "StatefulSet")["redis"]["spec"]["template"]["spec"][
+            "containers"
+        ]
+        for p in c["ports"]
+    }
+    assert {"redis", "metrics"} <= ports
+
+
+def test_only_ingress_and_web_reach_the_services(base_docs: list[dict[str, Any]]) -> None:
+    policies = by_kind(base_docs, "NetworkPolicy")
+    services = policies["services"]
+    for name in SERVICES:
+        pod = pod_labels(base_docs, "Deployment", name)
+        mine = {
+            p["metadata"]["name"]
+            for p in policies.values()
+            if selects(p["spec"]["podSelector"], pod)
+        }
+        assert mine == {"default-deny-ingress", "services"}, name
+        assert admits(services, WEB_POD, None, "http")
+        assert admits(services, INGRESS_POD, INGRESS_NS, "http")
+        assert admits(services, {}, MONITORING_NS, "http")  # /metrics
+        assert not admits(services, ASKDOC_POD, None, "http"), "services do not call each other"
+        assert not admits(services, STRANGER_POD, None, "http")
+        assert not admits(services, INGRESS_POD, {"kubernetes.io/metadata.name": "default"}, "http")
+    assert not selects(
+        services["spec"]["podSelector"], pod_labels(base_docs, "StatefulSet", "redis")
+    )
+    assert not selects(services["spec"]["podSelector"], WEB_POD)
+
+
+def test_only_the_ingress_reaches_web(base_docs: list[dict[str, Any]]) -> None:
+    web = by_kind(base_docs, "NetworkPolicy")["web"]
+    deployments = by_kind(base_docs, "Deployment")
+    # The web Deployment is labelled like the services, with the name web.
+    pod = pod_labels(base_docs, "Deployment", "web") if "web" in deployments else WEB_POD
+    assert selects(web["spec"]["podSelector"], pod)
+    assert admits(web, INGRESS_POD, INGRESS_NS, "http")
+    assert admits(web, {}, MONITORING_NS, "http")
+    for name in SERVICES:
+        assert not admits(web, pod_labels(base_docs, "Deployment", name), None, "http")
+    assert not admits(web, STRANGER_POD, None, "http")

@@ -165,18 +165,23 @@ def test_every_alert_has_a_runbook_section() -> None:
 
 
 def exported_metrics() -> dict[str, set[str]]:
-    """Every sample name the services export, with its label names (public API only)."""
+    """Every sample name the services export, with its label names."""
+    probed = []
     for module in (shared_metrics, notify_metrics):
         for metric in vars(module).values():
-            if isinstance(metric, MetricWrapperBase):
+            if isinstance(metric, MetricWrapperBase) and metric._labelnames:
                 # A labelled metric shows its samples once a child exists.
-                names = metric._labelnames
-                if names:
-                    metric.labels(*["probe"] * len(names))
+                values = ["probe"] * len(metric._labelnames)
+                metric.labels(*values)
+                probed.append((metric, values))
     exported: dict[str, set[str]] = {}
-    for family in text_string_to_metric_families(generate_latest(REGISTRY).decode()):
-        for sample in family.samples:
-            exported.setdefault(sample.name, set()).update(sample.labels)
+    try:
+        for family in text_string_to_metric_families(generate_latest(REGISTRY).decode()):
+            for sample in family.samples:
+                exported.setdefault(sample.name, set()).update(sample.labels)
+    finally:
+        for metric, values in probed:
+            metric.remove(*values)
     return exported
 
 

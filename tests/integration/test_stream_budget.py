@@ -47,7 +47,7 @@ def configured() -> list[tuple[str, int, int]]:
     return [
         ("compose", compose_maxlen, compose_max),
         (".env.example", example, compose_max),
-        ("k8s base", int(config["ASKDOC_STREAM_MAXLEN"]), maxmemory_of(redis["args"])),
+        ("k8s base", int(config["ASKDOC_STREAM_MAXLEN"]), maxmemory_of(redis["command"])),
     ]
 
 
