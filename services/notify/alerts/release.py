@@ -10,7 +10,7 @@ from redis.exceptions import RedisError
 
 from shared.logging import get_logger
 
-from ..inbox.domain import Notification, new_item, new_notification_id
+from ..inbox.domain import Notification, fresh_item
 from ..inbox.service import InboxService
 from ..settings import NotifySettings
 from . import domain
@@ -96,8 +96,7 @@ class HeldAlerts:
         for h in plan.deliver:
             entry = holds[h.hold_id]
             data = entry.data
-            item = new_item(
-                new_notification_id(now_ms(now)),
+            item = fresh_item(
                 "question-match",
                 now,
                 question_id=data["question_id"],
@@ -150,8 +149,7 @@ def _digest(listed: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
     """One inbox item listing the question alerts held over the daily cap."""
     n = len(listed)
     plural = "s" if n != 1 else ""
-    return new_item(
-        new_notification_id(now_ms(now)),
+    return fresh_item(
         "digest",
         now,
         title=f"{n} question{plural} held over your daily cap",

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from shared.events import AnswerPosted, QuestionPosted, VoteCast
 from shared.logging import get_logger
 
-from ..inbox.domain import new_item, new_notification_id
+from ..inbox.domain import fresh_item
 from ..inbox.service import InboxService
 from ..matching.domain import Match
 from ..matching.service import Matcher
@@ -138,8 +138,7 @@ class AlertService:
         )
         guard = ("qm", event.question_id, match.doctor_id)
         if decision.deliver_now:
-            item = new_item(
-                new_notification_id(now_ms(now)),
+            item = fresh_item(
                 "question-match",
                 now,
                 question_id=event.question_id,
@@ -209,8 +208,7 @@ class AlertService:
         now = datetime.now(UTC)
         doctor = event.doctor
         who = f"{doctor.name}, {doctor.credentials}" if doctor.credentials else doctor.name
-        item = new_item(
-            new_notification_id(now_ms(now)),
+        item = fresh_item(
             "new-answer",
             now,
             question_id=event.question_id,
@@ -247,8 +245,7 @@ class AlertService:
         now = datetime.now(UTC)
         question = await self.store.question(event.question_id)
         votes = "vote" if milestone == 1 else "votes"
-        item = new_item(
-            new_notification_id(now_ms(now)),
+        item = fresh_item(
             "answer-voted",
             now,
             question_id=event.question_id,

@@ -64,6 +64,11 @@ def new_item(nid: str, kind: str, now: datetime, **fields: Any) -> dict[str, Any
     return base
 
 
+def fresh_item(kind: str, now: datetime, **fields: Any) -> dict[str, Any]:
+    """A new inbox item created at `now`, with a fresh notification id."""
+    return new_item(new_notification_id(int(now.timestamp() * 1000)), kind, now, **fields)
+
+
 def item_view(note: dict[str, str]) -> dict[str, Any] | None:
     """A stored notification hash as the inbox shows it (None for an expired one)."""
     if not note or "item" not in note:
