@@ -11,6 +11,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from services.notify.alerts.ports import AlertPort, AlertPrefs
+from services.notify.alerts.store import AlertChange, HeldEntry
 from services.notify.directory.domain import DoctorRow
 from services.notify.directory.service import ProfileStore
 from services.notify.inbox.service import InboxPort
@@ -179,11 +181,111 @@ class FakeFrozenMatches:
         return self.stored.setdefault(question_id, matches_json)
 
 
+class FakeAlertStore:
+    """Alert guards, counters, holds and projections; notifications go to a FakeInbox."""
+
+    def __init__(self, inbox: FakeInbox) -> None:
+        self.inbox = inbox
+        self.guards: dict[tuple[str, ...], str] = {}
+        self.sent: dict[tuple[str, str], int] = {}
+        self.holds: dict[str, dict[str, float]] = {}  # doctor -> member -> release ms
+        self.due: dict[str, float] = {}
+        self.questions: dict[str, dict[str, str]] = {}
+        self.tallies: dict[str, dict[str, int]] = {}
+        self.locked: set[str] = set()
+
+    async def commit(self, change: AlertChange) -> bool:
+        guards = [args[1] for kind, args in change.steps if kind == "once"]
+        if any(tuple(g) in self.guards for g in guards):
+            return False
+        for kind, args in change.steps:
+            if kind == "once":
+                self.guards[tuple(args[1])] = args[0]
+            elif kind == "notify":
+                self.inbox.put(args[0].recipient, args[0].item)
+            elif kind == "count":
+                doctor_id, day, n = args
+                self.sent[(doctor_id, day)] = self.sent.get((doctor_id, day), 0) + n
+            elif kind in ("hold", "rehold"):
+                doctor_id, release_ms, member = args
+                self.holds.setdefault(doctor_id, {})[member] = release_ms
+                if kind == "hold":
+                    self.due[doctor_id] = min(self.due.get(doctor_id, release_ms), release_ms)
+            elif kind == "unhold":
+                self.holds.get(args[0], {}).pop(args[1], None)
+            elif kind == "tally":
+                answer_id, version, fields = args
+                seen = self.tallies.setdefault(answer_id, {"version": 0})
+                if version > seen["version"]:
+                    seen.update(version=version, **fields)
+        return True
+
+    async def commit_many(self, changes: Sequence[AlertChange]) -> list[bool]:
+        return [await self.commit(c) for c in changes]
+
+    async def sent_counts(self, doctor_days: Sequence[tuple[str, str]]) -> list[int]:
+        return [self.sent.get(pair, 0) for pair in doctor_days]
+
+    async def remember_question(
+        self, question_id: str, asker_id: str, title: str, ttl_s: int
+    ) -> None:
+        self.questions[question_id] = {"asker_id": asker_id, "title": title}
+
+    async def question(self, question_id: str) -> dict[str, str]:
+        return dict(self.questions.get(question_id, {}))
+
+    async def vote_state(self, answer_id: str) -> tuple[int, int]:
+        seen = self.tallies.get(answer_id, {})
+        return seen.get("version", 0), seen.get("notified", 0)
+
+    async def due_doctors(self, now_ms: int, count: int) -> list[str]:
+        return sorted(d for d, at in self.due.items() if at <= now_ms)[:count]
+
+    async def held(self, doctor_id: str) -> list[HeldEntry]:
+        pairs = sorted(self.holds.get(doctor_id, {}).items(), key=lambda kv: kv[1])
+        return [HeldEntry(member, at, json.loads(member)) for member, at in pairs]
+
+    async def lock_release(self, doctor_id: str, ttl_s: int) -> bool:
+        if doctor_id in self.locked:
+            return False
+        self.locked.add(doctor_id)
+        return True
+
+    async def unlock_release(self, doctor_id: str) -> None:
+        self.locked.discard(doctor_id)
+
+    async def refresh_due(self, doctor_id: str) -> None:
+        holds = self.holds.get(doctor_id)
+        if holds:
+            self.due[doctor_id] = min(holds.values())
+        else:
+            self.due.pop(doctor_id, None)
+
+    async def nudge(self, doctor_id: str, now_ms: int) -> None:
+        if self.holds.get(doctor_id):
+            self.due[doctor_id] = now_ms
+
+
+class FakePrefs:
+    """Alert preferences by doctor id."""
+
+    def __init__(self) -> None:
+        self.by_doctor: dict[str, dict[str, Any]] = {}
+
+    async def prefs(self, doctor_id: str) -> dict[str, Any]:
+        return dict(self.by_doctor.get(doctor_id, {}))
+
+    async def prefs_many(self, doctor_ids: Sequence[str]) -> list[dict[str, Any]]:
+        return [dict(self.by_doctor.get(d, {})) for d in doctor_ids]
+
+
 # The fakes follow the ports the service layers name: `mypy tests/unit/notify_fakes.py`
 # checks them against the Protocols here.
-_ports: tuple[ProfileStore, InboxPort, DoctorIndex, FrozenMatches] = (
+_ports: tuple[ProfileStore, InboxPort, DoctorIndex, FrozenMatches, AlertPort, AlertPrefs] = (
     FakeProfileStore(),
     FakeInbox(),
     FakeDoctorIndex(),
     FakeFrozenMatches(),
+    FakeAlertStore(FakeInbox()),
+    FakePrefs(),
 )

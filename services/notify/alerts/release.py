@@ -14,8 +14,9 @@ from ..inbox.domain import Notification, fresh_item
 from ..inbox.service import InboxService
 from ..settings import NotifySettings
 from . import domain
-from .service import AlertPrefs, now_ms, quiet_hours
-from .store import AlertChange, AlertStore, HeldEntry
+from .ports import AlertPort, AlertPrefs
+from .service import now_ms, quiet_hours
+from .store import AlertChange, HeldEntry
 
 log = get_logger("askdoc.notify")
 
@@ -28,7 +29,7 @@ class HeldAlerts:
 
     def __init__(
         self,
-        store: AlertStore,
+        store: AlertPort,
         directory: AlertPrefs,
         inbox: InboxService,
         settings: NotifySettings,

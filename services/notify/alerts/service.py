@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from shared.events import AnswerPosted, QuestionPosted, VoteCast
 from shared.logging import get_logger
@@ -18,7 +18,8 @@ from ..matching.service import Matcher
 from ..metrics import ALERTS, MATCH_SECONDS
 from ..settings import NotifySettings
 from . import domain
-from .store import AlertChange, AlertStore
+from .ports import AlertPort, AlertPrefs
+from .store import AlertChange
 
 log = get_logger("askdoc.notify")
 
@@ -27,18 +28,6 @@ QUESTION_PROJECTION_TTL_S = 365 * 86400
 
 class QuestionNotSeenYet(Exception):
     """An answer arrived before its question; the entry is retried until it has."""
-
-
-class AlertPrefs(Protocol):
-    """What the alerts read of the directory: each doctor's alert preferences."""
-
-    async def prefs(self, doctor_id: str) -> dict[str, Any]:
-        """A doctor's alert preferences and channels ({} for someone not listed)."""
-        ...
-
-    async def prefs_many(self, doctor_ids: Sequence[str]) -> list[dict[str, Any]]:
-        """The alert preferences of several doctors."""
-        ...
 
 
 def now_ms(at: datetime) -> int:
@@ -59,7 +48,7 @@ class AlertService:
 
     def __init__(
         self,
-        store: AlertStore,
+        store: AlertPort,
         matcher: Matcher,
         directory: AlertPrefs,
         inbox: InboxService,
