@@ -37,7 +37,7 @@ def fanout(event_json: str) -> None:
     """notify's question-posted handler as a Celery task."""
     from shared.events import QuestionPosted
 
-    service = _state["app"].state.service
+    parts = _state["app"].state.parts
     event = QuestionPosted.model_validate_json(event_json)
-    _state["loop"].run_until_complete(service.on_question_posted(event))
-    _state["loop"].run_until_complete(service.inbox.redis.incr("bench:celery:done"))
+    _state["loop"].run_until_complete(parts.alerts.on_question_posted(event))
+    _state["loop"].run_until_complete(parts.stores.inbox.redis.incr("bench:celery:done"))

@@ -67,7 +67,7 @@ def load_directory(server: RedisServer) -> None:
     from services.notify.settings import NotifySettings
 
     app = create_app(NotifySettings(redis_url=server.url, jwt_secret=JWT_SECRET))  # type: ignore[arg-type]
-    bulk_load(server.port, app.state.service.directory, doctors(DOCTORS))
+    bulk_load(server.port, app.state.parts.stores.directory, doctors(DOCTORS))
 
 
 def notify_rate(server: RedisServer, events: list[QuestionPosted]) -> tuple[float, float]:

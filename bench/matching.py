@@ -13,7 +13,8 @@ from typing import Any
 import zipcodes
 
 from bench.common import JWT_SECRET, RedisServer
-from services.notify import domain
+from services.notify.directory.domain import DoctorRow
+from services.notify.matching import domain
 from shared import geo
 from shared.events import Location, QuestionPosted
 
@@ -82,25 +83,9 @@ def bulk_load(
     """Write the directory keys notify reads (profile hash + GEO set) with redis-cli --pipe."""
     chunks = []
     for doctor_id, lat, lon, radius, rating, reviews, specialty in rows:
-        chunks.append(
-            _resp(
-                "HSET",
-                store.doc_key(doctor_id),
-                "lat",
-                repr(lat),
-                "lon",
-                repr(lon),
-                "radius_km",
-                repr(radius),
-                "rating",
-                repr(rating),
-                "review_count",
-                str(reviews),
-                "prefs",
-                "{}",
-            )
-        )
-        chunks.append(_resp("GEOADD", store.geo_key(specialty), repr(lon), repr(lat), doctor_id))
+        row = DoctorRow(doctor_id, lat, lon, radius, rating, reviews, None)
+        for command in store.bulk_index_commands(row, specialty):
+            chunks.append(_resp(*command))
     subprocess.run(
         ["redis-cli", "-p", str(port), "--pipe"],
         input=b"".join(chunks),
@@ -147,13 +132,13 @@ def run(quick: bool = False) -> dict[str, Any]:
         try:
             settings = NotifySettings(redis_url=server.url, jwt_secret=JWT_SECRET)  # type: ignore[arg-type]
             app = create_app(settings)
-            service = app.state.service
+            parts = app.state.parts
             before = int(server.client().info("memory")["used_memory"])
             rows = all_rows[:size]
-            bulk_load(server.port, service.directory, rows)
+            bulk_load(server.port, parts.stores.directory, rows)
             used = int(server.client().info("memory")["used_memory"]) - before
 
-            async def select_all(service: Any = service) -> list[float]:
+            async def select_all(matcher: Any = parts.matcher) -> list[float]:
                 timings = []
                 for n, (lat, lon) in enumerate(askers):
                     event = QuestionPosted(
@@ -168,16 +153,16 @@ def run(quick: bool = False) -> dict[str, Any]:
                         asker_id="a",
                     )
                     started = time.perf_counter()
-                    await service._match(event)
+                    await matcher.search(event)
                     timings.append((time.perf_counter() - started) * 1000)
-                await service.directory.redis.aclose()
+                await matcher.index.redis.aclose()
                 return timings
 
             index_ms = asyncio.run(select_all())
             scan_ms = []
             for lat, lon in askers[: 5 if size >= 1_000_000 else 10]:
                 started = time.perf_counter()
-                scan(rows, lat, lon, service.policy)
+                scan(rows, lat, lon, parts.matcher.policy)
                 scan_ms.append((time.perf_counter() - started) * 1000)
             results["by_size"][str(size)] = {
                 "index_ms": statistics.median(index_ms),

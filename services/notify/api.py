@@ -1,7 +1,12 @@
-"""HTTP routes of the notify service: the doctor directory and inboxes."""
+"""HTTP routes of the notify service: the doctor directory and inboxes.
+
+Routes turn requests into commands for the service layer, and its domain exceptions
+into statuses through the one table `STATUSES`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request
@@ -9,30 +14,29 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.auth import MaybeUser, Principal, StreamUser, User
-from shared.errors import ApiError
+from shared.errors import DomainError
 from shared.http import IdempotencyKey, writer
+from shared.schemas import LocationIn
 
-from .live import LiveHub, sse_stream
-from .service import NotifyService
+from .directory.service import (
+    DirectoryService,
+    PracticeLocation,
+    QuietWindow,
+    SaveDoctorProfile,
+)
+from .inbox.live import LiveHub, sse_stream
+from .inbox.service import BadCursor, InboxService, ListInbox, MarkRead
+from .parts import NotifyParts
 
 router = APIRouter(tags=["notify"])
+
+#: Domain exceptions whose status is not the base one of their kind (shared.errors).
+STATUSES: Mapping[type[DomainError], int] = {BadCursor: 400}
 
 Editor = Annotated[Principal, writer("doctor", "admin")]
 Reader = Annotated[Principal, writer()]
 DoctorId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:@|-]+$")]
 NotificationId = Annotated[str, Path(max_length=64)]
-
-
-class LocationIn(BaseModel):
-    """Where the doctor practises: a ZIP code, a city and state, or coordinates."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    zip: str | None = Field(None, pattern=r"^\d{5}(-\d{4})?$", examples=["90210"])
-    city: str | None = Field(None, min_length=1, max_length=100, examples=["Beverly Hills"])
-    state: str | None = Field(None, min_length=2, max_length=40, examples=["CA"])
-    lat: float | None = Field(None, ge=-90, le=90)
-    lon: float | None = Field(None, ge=-180, le=180)
 
 
 class QuietHoursIn(BaseModel):
@@ -72,10 +76,44 @@ class DoctorIn(BaseModel):
     quiet_hours: QuietHoursIn | None = None
     daily_cap: int | None = Field(None, ge=1, le=1000, description="Routine alerts per local day")
 
+    def command(self, doctor_id: str, actor: Principal) -> SaveDoctorProfile:
+        """The service layer's command for this body, sent by `actor`."""
+        loc, qh = self.location, self.quiet_hours
+        return SaveDoctorProfile(
+            doctor_id=doctor_id,
+            actor_id=actor.sub,
+            actor_is_admin=actor.role == "admin",
+            name=self.name,
+            credentials=self.credentials,
+            specialties=tuple(self.specialties),
+            location=PracticeLocation(loc.zip, loc.city, loc.state, loc.lat, loc.lon),
+            radius_km=self.radius_km,
+            rating=self.rating,
+            review_count=self.review_count,
+            email=self.email,
+            webhook_url=self.webhook_url,
+            webhook_secret=self.webhook_secret,
+            # The secret is write-only: a body without it keeps the stored one.
+            keep_webhook_secret="webhook_secret" not in self.model_fields_set,
+            quiet_hours=QuietWindow(qh.start, qh.end, qh.tz) if qh is not None else None,
+            daily_cap=self.daily_cap,
+        )
 
-def _app(request: Request) -> NotifyService:
-    svc: NotifyService = request.app.state.service
-    return svc
+
+def notify_parts(request: Request) -> NotifyParts:
+    """The notifier's use cases, built by create_app."""
+    parts: NotifyParts = request.app.state.parts
+    return parts
+
+
+def directory_service(request: Request) -> DirectoryService:
+    """The doctor directory's use cases."""
+    return notify_parts(request).directory
+
+
+def inbox_service(request: Request) -> InboxService:
+    """The inboxes' use cases."""
+    return notify_parts(request).inbox
 
 
 @router.put("/doctors/{doctor_id}", summary="Create or replace a doctor's profile")
@@ -83,16 +121,15 @@ async def put_doctor(
     doctor_id: DoctorId, payload: DoctorIn, request: Request, user: Editor
 ) -> dict[str, Any]:
     """The doctor themself or an admin; publishes doctor-profile-changed atomically."""
-    return await _app(request).put_doctor(user, doctor_id, payload)
+    return await directory_service(request).save_profile(payload.command(doctor_id, user))
 
 
 @router.get("/doctors/{doctor_id}", summary="A doctor's public card")
 async def get_doctor(doctor_id: DoctorId, request: Request, user: MaybeUser) -> dict[str, Any]:
     """No contact data, unless the doctor themself (or an admin) asks."""
-    card = await _app(request).get_doctor(doctor_id, user)
-    if card is None:
-        raise ApiError(404, "not_found", f"no doctor {doctor_id!r}")
-    return card
+    viewer_id = user.sub if user is not None else None
+    is_admin = user is not None and user.role == "admin"
+    return await directory_service(request).profile(doctor_id, viewer_id, is_admin)
 
 
 @router.get("/inbox", summary="Your notifications, newest first")
@@ -104,7 +141,7 @@ async def get_inbox(
     unread: bool = False,
 ) -> dict[str, Any]:
     """Items with why each was sent (`reason`) and per-channel delivery status."""
-    return await _app(request).inbox_page(user, limit, cursor, unread)
+    return await inbox_service(request).page(ListInbox(user.sub, limit, cursor, unread))
 
 
 @router.post("/inbox/{notification_id}/read", summary="Mark a notification read")
@@ -115,7 +152,7 @@ async def mark_read(
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Idempotent by nature: repeating it (with or without Idempotency-Key) changes nothing."""
-    return await _app(request).mark_read(user, notification_id)
+    return await inbox_service(request).mark_read(MarkRead(user.sub, notification_id))
 
 
 @router.get(
@@ -131,13 +168,13 @@ async def inbox_stream(
 ) -> StreamingResponse:
     """`id:` is the notification id; reconnect with Last-Event-ID to get what you missed."""
     hub: LiveHub = request.app.state.hub
-    service = _app(request)
+    inbox = inbox_service(request)
     body = sse_stream(
         hub,
         user.sub,
-        lambda after: service.items_after(user.sub, after),
+        lambda after: inbox.items_after(user.sub, after),
         last_event_id,
-        service.settings.sse_heartbeat_s,
+        inbox.settings.sse_heartbeat_s,
     )
     return StreamingResponse(
         body,

@@ -5,20 +5,20 @@ from __future__ import annotations
 from shared.consumer import EventConsumer
 from shared.events import AnswerPosted, QuestionPosted, VoteCast
 
-from .service import NotifyService
+from .alerts.service import AlertService
 
 
-def register(consumer: EventConsumer, service: NotifyService) -> None:
+def register(consumer: EventConsumer, alerts: AlertService) -> None:
     """Subscribe the notifier to questions, answers and votes."""
 
     @consumer.on(QuestionPosted)
     async def on_question_posted(event: QuestionPosted) -> None:
-        await service.on_question_posted(event)
+        await alerts.on_question_posted(event)
 
     @consumer.on(AnswerPosted)
     async def on_answer_posted(event: AnswerPosted) -> None:
-        await service.on_answer_posted(event)
+        await alerts.on_answer_posted(event)
 
     @consumer.on(VoteCast)
     async def on_vote_cast(event: VoteCast) -> None:
-        await service.on_vote_cast(event)
+        await alerts.on_vote_cast(event)

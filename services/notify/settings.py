@@ -54,3 +54,8 @@ class NotifySettings(Settings):
     )
     held_release_interval_s: float = Field(1.0, gt=0, description="how often held alerts are due")
     sse_heartbeat_s: float = Field(15.0, gt=0, description="comment line keeping SSE alive")
+    delivery_in_process: bool = Field(
+        True,
+        description="drain the delivery outbox (webhook, e-mail) in this process; set false "
+        "when `python -m services.notify.delivery` runs as its own deployable",
+    )

@@ -25,10 +25,8 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from services.notify.api import DoctorIn
-from services.notify.delivery import DeliveryWorker
-from services.notify.service import NotifyService
+from services.notify.parts import build_delivery, build_parts
 from services.notify.settings import NotifySettings
-from services.notify.store import DirectoryStore, InboxStore
 from shared import geo, streams
 from shared.atomic import Committer
 from shared.auth import Principal
@@ -448,9 +446,7 @@ def test_webhook_to_a_private_address_is_refused_when_not_allowed() -> None:
         )
         client = make_redis(settings)
         committer = Committer(client)
-        directory = DirectoryStore(client, committer, 1000)
-        store = InboxStore(client, committer, TAG, 1000, 3600)
-        service = NotifyService(directory, store, settings)
+        parts = build_parts(client, committer, TAG, settings)
         profile = DoctorIn(
             name="Dr Local",
             specialties=["dermatology"],
@@ -458,15 +454,16 @@ def test_webhook_to_a_private_address_is_refused_when_not_allowed() -> None:
             webhook_url=f"http://localhost:{port}/hook",
             webhook_secret=SECRET,
         )
-        await service.put_doctor(Principal("root", "admin", "root"), "dr-voted", profile)
-        await service.on_vote_cast(vote("a-local", 1, 1))
-        worker = DeliveryWorker(client, store, directory, settings)
-        await store.ensure_outbox_group()
+        admin = Principal("root", "admin", "root")
+        await parts.directory.save_profile(profile.command("dr-voted", admin))
+        await parts.alerts.on_vote_cast(vote("a-local", 1, 1))
+        worker = build_delivery(client, committer, TAG, settings)
+        await parts.stores.outbox.ensure_group()
         await worker._read_once()
         await asyncio.gather(*worker._tasks)
-        [nid] = await store.page("dr-voted", False, None, 10)
-        [note] = await store.notes([nid])
-        pending = await client.xpending(store.outbox_key, "notify")
+        [nid] = await parts.stores.inbox.page("dr-voted", False, None, 10)
+        [note] = await parts.stores.inbox.notes([nid])
+        pending = await client.xpending(f"{TAG}:outbox", "notify")
         await worker.stop(1)
         await client.aclose()
         return {**note, "pending": str(pending["pending"])}

@@ -22,9 +22,8 @@ import pytest
 import zipcodes
 
 from services.notify.api import DoctorIn
-from services.notify.service import NotifyService
+from services.notify.parts import build_parts
 from services.notify.settings import NotifySettings
-from services.notify.store import DirectoryStore, InboxStore
 from services.questions.domain import specialties_for
 from shared import geo, streams, taxonomy
 from shared.atomic import Committer
@@ -129,16 +128,14 @@ async def register_in_process(url: str, profiles: list[tuple[str, dict[str, Any]
     settings = NotifySettings(redis_url=url, jwt_secret=JWT_SECRET)  # type: ignore[call-arg]
     client = make_redis(settings)
     committer = Committer(client)
-    service = NotifyService(
-        DirectoryStore(client, committer, settings.stream_maxlen),
-        InboxStore(client, committer, "{askdoc.notification-sent}", settings.stream_maxlen, 3600),
-        settings,
-    )
+    directory = build_parts(client, committer, "{askdoc.notification-sent}", settings).directory
     admin = Principal("admin", "admin", "admin")
     try:
         for start in range(0, len(profiles), 50):
             chunk = profiles[start : start + 50]
-            await asyncio.gather(*(service.put_doctor(admin, i, DoctorIn(**p)) for i, p in chunk))
+            await asyncio.gather(
+                *(directory.save_profile(DoctorIn(**p).command(i, admin)) for i, p in chunk)
+            )
     finally:
         await client.aclose()
 

@@ -7,26 +7,30 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.notify.domain import (
+from services.notify.alerts.domain import (
     VOTE_MILESTONES,
-    Candidate,
     DeliveryDecision,
     HoldReason,
-    Match,
-    MatchPolicy,
     QuietHours,
-    backoff_delays,
-    check_webhook_url,
     day_key,
     in_quiet_hours,
-    is_public_address,
-    match_doctors,
     next_local_midnight,
     plan_delivery,
     quiet_hours_end,
+    vote_milestone_crossed,
+)
+from services.notify.delivery.domain import (
+    backoff_delays,
+    check_webhook_url,
+    is_public_address,
     sign_webhook,
     verify_webhook,
-    vote_milestone_crossed,
+)
+from services.notify.matching.domain import (
+    Candidate,
+    Match,
+    MatchPolicy,
+    match_doctors,
 )
 
 LA = ZoneInfo("America/Los_Angeles")

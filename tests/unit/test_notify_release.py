@@ -6,21 +6,27 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from services.notify.domain import (
-    Candidate,
+from services.notify.alerts.domain import (
     DeliveryDecision,
     HeldAlert,
     HoldReason,
-    MatchPolicy,
     QuietHours,
-    is_notification_id,
-    jittered,
-    match_by_rating,
-    new_notification_id,
-    notification_id_floor,
     parse_quiet_hours,
     plan_release,
+)
+from services.notify.delivery.domain import (
+    jittered,
     webhook_url_problem,
+)
+from services.notify.inbox.domain import (
+    is_notification_id,
+    new_notification_id,
+    notification_id_floor,
+)
+from services.notify.matching.domain import (
+    Candidate,
+    MatchPolicy,
+    match_by_rating,
 )
 
 NOW = datetime(2025, 6, 10, 15, 0, tzinfo=UTC)

@@ -15,35 +15,43 @@ import contextlib
 import json
 import logging
 import random
-import socket
-import time
-from email.message import EmailMessage
-from email.utils import formatdate
-from typing import Any
-from urllib.parse import urlsplit
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
-import aiosmtplib
 import httpx
 from redis.exceptions import RedisError
 
 from shared.logging import get_logger
-from shared.redis import RedisClient
 
+from ..metrics import DELIVERIES
+from ..settings import NotifySettings
 from . import domain
-from .metrics import DELIVERIES
-from .service import DELIVERY_FINAL
-from .settings import NotifySettings
-from .store import OUTBOX_GROUP, DirectoryStore, InboxStore
+from .attempts import Attempt, GiveUp, Retry
+from .mail import email_attempt
+from .store import Entry, OutboxStore
+from .webhook import webhook_attempt
 
 log = get_logger("askdoc.notify.delivery")
 
 
-class _Retry(Exception):
-    """A failed attempt worth repeating."""
+class Notes(Protocol):
+    """What delivery reads and writes of the inboxes: the item and its channel status."""
+
+    async def notes(self, nids: Sequence[str]) -> list[dict[str, str]]:
+        """The stored hashes of several notifications ({} for an expired one)."""
+        ...
+
+    async def set_delivery(self, nid: str, channel: str, status: str) -> None:
+        """Record a channel's delivery status on the notification."""
+        ...
 
 
-class _GiveUp(Exception):
-    """A failed attempt that no repeat can fix."""
+class Contacts(Protocol):
+    """What delivery reads of the directory: the recipient's current contact data."""
+
+    async def get(self, doctor_id: str) -> tuple[dict[str, Any], int] | None:
+        """A stored profile (private fields included) and its version, or None."""
+        ...
 
 
 class _Interrupted(Exception):
@@ -55,12 +63,12 @@ class DeliveryWorker:
 
     def __init__(
         self,
-        redis: RedisClient,
-        inbox: InboxStore,
-        directory: DirectoryStore,
+        outbox: OutboxStore,
+        inbox: Notes,
+        directory: Contacts,
         settings: NotifySettings,
     ) -> None:
-        self.redis = redis
+        self.outbox = outbox
         self.inbox = inbox
         self.directory = directory
         self.settings = settings
@@ -85,7 +93,7 @@ class DeliveryWorker:
 
     async def run(self) -> None:
         """Read new outbox entries and claim abandoned ones until stopped."""
-        await self._forever(self.inbox.ensure_outbox_group, once=True)
+        await self._forever(self.outbox.ensure_group, once=True)
         claimer = asyncio.create_task(self._forever(self._claim_once, pause_s=1.0))
         try:
             await self._forever(self._read_once)
@@ -94,7 +102,9 @@ class DeliveryWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await claimer
 
-    async def _forever(self, step: Any, pause_s: float = 0.0, once: bool = False) -> None:
+    async def _forever(
+        self, step: Callable[[], Awaitable[None]], pause_s: float = 0.0, once: bool = False
+    ) -> None:
         delay = 0.5
         while not self._stopping:
             try:
@@ -118,21 +128,15 @@ class DeliveryWorker:
         if free <= 0:
             await asyncio.sleep(0.05)
             return
-        reply = await self.redis.xreadgroup(
-            OUTBOX_GROUP, self.consumer, {self.inbox.outbox_key: ">"}, count=free, block=1000
-        )
-        for _, entries in reply or []:
-            for entry_id, fields in entries:
-                self._spawn(entry_id, fields)
+        for entry_id, fields in await self.outbox.read(self.consumer, free, block_ms=1000):
+            self._spawn(entry_id, fields)
 
     async def _claim_once(self) -> None:
         free = min(self._free(), 20)
         if free <= 0:
             return
         idle_ms = int(self.settings.delivery_claim_idle_s * 1000)
-        _, entries, *_ = await self.redis.xautoclaim(
-            self.inbox.outbox_key, OUTBOX_GROUP, self.consumer, idle_ms, "0-0", count=free
-        )
+        entries: list[Entry] = await self.outbox.claim(self.consumer, idle_ms, free)
         if entries:
             log.info("deliveries_claimed", count=len(entries))
         for entry_id, fields in entries:
@@ -177,7 +181,7 @@ class DeliveryWorker:
                     return  # not acked: claimed by a live replica after the idle time
                 if errors:
                     raise errors[0]  # not acked (below): tried again after a claim
-            await self.redis.xack(self.inbox.outbox_key, OUTBOX_GROUP, entry_id)
+            await self.outbox.ack(entry_id)
         except (RedisError, OSError) as exc:
             # Not acked: the entry is claimed and tried again after the idle time.
             log.warning("delivery_entry_failed", notification_id=nid, error=str(exc)[:200])
@@ -187,7 +191,7 @@ class DeliveryWorker:
     async def _channel(
         self, channel: str, nid: str, recipient: str, item: dict[str, Any], status: str | None
     ) -> None:
-        if status in DELIVERY_FINAL:
+        if status in domain.DELIVERY_FINAL:
             return  # done before a crash or a claim; never send twice on purpose
         profile = await self.directory.get(recipient)
         contact = profile[0] if profile else {}
@@ -196,19 +200,21 @@ class DeliveryWorker:
             if not url or not secret:
                 await self._final(nid, channel, "skipped", "webhook no longer configured")
                 return
-            attempt = self._webhook_attempt(url, secret, nid, recipient, item)
+            attempt = webhook_attempt(
+                self.http, self.settings.webhook_allow_private, url, secret, nid, recipient, item
+            )
         elif channel == "email":
             address = contact.get("email")
             if not address or not self.settings.smtp_host:
                 await self._final(nid, channel, "skipped", "e-mail no longer configured")
                 return
-            attempt = self._email_attempt(address, nid, item)
+            attempt = email_attempt(self.settings, address, nid, item)
         else:
             await self._final(nid, channel, "skipped", "unknown channel")
             return
         await self._with_retries(channel, nid, attempt)
 
-    async def _with_retries(self, channel: str, nid: str, attempt: Any) -> None:
+    async def _with_retries(self, channel: str, nid: str, attempt: Attempt) -> None:
         s = self.settings
         delays = domain.backoff_delays(
             s.webhook_max_attempts - 1, s.retry_base_s, 2.0, s.retry_max_s
@@ -216,11 +222,11 @@ class DeliveryWorker:
         for number in range(1, s.webhook_max_attempts + 1):
             try:
                 await attempt()
-            except _GiveUp as exc:
+            except GiveUp as exc:
                 status = "refused" if str(exc).startswith("refused:") else "failed"
                 await self._final(nid, channel, status, str(exc))
                 return
-            except _Retry as exc:
+            except Retry as exc:
                 error = str(exc)
             else:
                 await self._final(nid, channel, "delivered", None, attempts=number)
@@ -257,124 +263,3 @@ class DeliveryWorker:
             attempts=attempts or None,
             error=error[:200] if error else None,
         )
-
-    # --- webhook -------------------------------------------------------------------------
-
-    def _webhook_attempt(
-        self, url: str, secret: str, nid: str, recipient: str, item: dict[str, Any]
-    ) -> Any:
-        body = json.dumps(
-            {"recipient_id": recipient, "notification": item},
-            separators=(",", ":"),
-            sort_keys=True,
-        ).encode()
-
-        async def attempt() -> None:
-            address = await self._check_target(url)
-            pinned, extensions, host_header = _pin(url, address)
-            timestamp = int(time.time())
-            headers = {
-                "Content-Type": "application/json",
-                "User-Agent": "askdoc-notify/1.0",
-                "X-Askdoc-Signature": domain.sign_webhook(secret, timestamp, body),
-                "X-Askdoc-Event": item["kind"],
-                "Idempotency-Key": nid,
-                "Host": host_header,
-            }
-            try:
-                response = await self.http.post(
-                    pinned, content=body, headers=headers, extensions=extensions
-                )
-            except httpx.HTTPError as exc:
-                raise _Retry(f"{type(exc).__name__}") from None
-            code = response.status_code
-            if 200 <= code < 300:
-                return
-            if code in (408, 425, 429) or code >= 500:
-                raise _Retry(f"http {code}")
-            raise _GiveUp(f"http {code}")
-
-        return attempt
-
-    async def _check_target(self, url: str) -> str:
-        """Resolve the host now and refuse private targets (checked before every attempt);
-        the address that passed, which the request is then sent to."""
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                host, port, type=socket.SOCK_STREAM
-            )
-        except OSError as exc:
-            raise _Retry(f"cannot resolve webhook host: {type(exc).__name__}") from None
-        ips = sorted({str(info[4][0]) for info in infos})
-        problem = domain.check_webhook_url(url, ips, self.settings.webhook_allow_private)
-        if problem is not None:
-            # The message names the host's address, never the URL (it may carry a token).
-            raise _GiveUp(f"refused: {problem}")
-        return ips[0]
-
-    # --- e-mail --------------------------------------------------------------------------
-
-    def _email_attempt(self, address: str, nid: str, item: dict[str, Any]) -> Any:
-        s = self.settings
-        sender_domain = s.smtp_from.rpartition("@")[2] or "askdoc.example"
-        message = EmailMessage()
-        message["From"] = s.smtp_from
-        message["To"] = address
-        message["Subject"] = _subject(item)
-        message["Message-ID"] = f"<{nid}@{sender_domain}>"
-        message["Date"] = formatdate(localtime=False)
-        message["X-Askdoc-Notification-Id"] = nid
-        message.set_content(_email_text(item))
-
-        async def attempt() -> None:
-            try:
-                await aiosmtplib.send(
-                    message, hostname=s.smtp_host, port=s.smtp_port, timeout=s.smtp_timeout_s
-                )
-            except aiosmtplib.SMTPRecipientsRefused:
-                raise _GiveUp("recipient refused") from None
-            except (aiosmtplib.SMTPException, OSError) as exc:
-                raise _Retry(type(exc).__name__) from None
-
-        return attempt
-
-
-def _subject(item: dict[str, Any]) -> str:
-    kind = item["kind"]
-    prefix = "[URGENT] " if item.get("urgent") else ""
-    if kind == "question-match":
-        return f"{prefix}New question for you ({item.get('reason_text', '')})"
-    if kind == "digest":
-        return str(item.get("title") or "Your askdoc digest")
-    if kind == "new-answer":
-        return "A doctor answered your question"
-    return f"askdoc: {item.get('reason_text', '')}"
-
-
-def _email_text(item: dict[str, Any]) -> str:
-    lines = [str(item.get("reason_text") or "")]
-    if item.get("title"):
-        lines.append(f"Question: {item['title']}")
-    for entry in item.get("items") or []:
-        lines.append(f"- {entry.get('title')} ({entry.get('reason_text')})")
-    lines += ["", f"Notification {item['id']}: see your askdoc inbox."]
-    return "\n".join(lines)
-
-
-def _pin(url: str, address: str) -> tuple[str, dict[str, Any], str]:
-    """The URL aimed at the checked address, its TLS server name, and the Host header.
-
-    Connecting to the address that passed the SSRF check (not resolving the name again)
-    closes the DNS-rebinding gap; TLS still verifies the certificate for the host name.
-    """
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc_host = f"[{address}]" if ":" in address else address
-    netloc = netloc_host + (f":{parts.port}" if parts.port else "")
-    pinned = parts._replace(netloc=netloc).geturl()
-    host_header = host + (f":{parts.port}" if parts.port else "")
-    extensions: dict[str, Any] = {"sni_hostname": host} if parts.scheme == "https" else {}
-    return pinned, extensions, host_header

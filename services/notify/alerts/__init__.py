@@ -1,0 +1,1 @@
+"""Alerts: question matches (delivered or held), digests, answer and vote milestones."""

@@ -1,0 +1,74 @@
+"""What the alert use cases need from their store and from the directory (ports)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from .store import AlertChange, HeldEntry
+
+
+class AlertPrefs(Protocol):
+    """What the alerts read of the directory: each doctor's alert preferences."""
+
+    async def prefs(self, doctor_id: str) -> dict[str, Any]:
+        """A doctor's alert preferences and channels ({} for someone not listed)."""
+        ...
+
+    async def prefs_many(self, doctor_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The alert preferences of several doctors."""
+        ...
+
+
+class AlertPort(Protocol):
+    """What the alert use cases need from their store."""
+
+    async def commit(self, change: AlertChange) -> bool:
+        """Apply the change if every guard holds; whether it was applied."""
+        ...
+
+    async def commit_many(self, changes: Sequence[AlertChange]) -> list[bool]:
+        """Several changes at once; each stands or falls on its own guards."""
+        ...
+
+    async def sent_counts(self, doctor_days: Sequence[tuple[str, str]]) -> list[int]:
+        """Alerts delivered to each (doctor, local day)."""
+        ...
+
+    async def remember_question(
+        self, question_id: str, asker_id: str, title: str, ttl_s: int
+    ) -> None:
+        """Keep who asked a question and its title."""
+        ...
+
+    async def question(self, question_id: str) -> dict[str, str]:
+        """The projected question ({} when not seen yet)."""
+        ...
+
+    async def vote_state(self, answer_id: str) -> tuple[int, int]:
+        """(tally version seen, helpful count last alerted on) of an answer."""
+        ...
+
+    async def due_doctors(self, now_ms: int, count: int) -> list[str]:
+        """Doctors whose earliest held alert is due."""
+        ...
+
+    async def held(self, doctor_id: str) -> list[HeldEntry]:
+        """A doctor's held alerts, earliest first."""
+        ...
+
+    async def lock_release(self, doctor_id: str, ttl_s: int) -> bool:
+        """Take the per-doctor release lock."""
+        ...
+
+    async def unlock_release(self, doctor_id: str) -> None:
+        """Give the release lock back."""
+        ...
+
+    async def refresh_due(self, doctor_id: str) -> None:
+        """Point the due index at the doctor's earliest held alert, or drop the doctor."""
+        ...
+
+    async def nudge(self, doctor_id: str, now_ms: int) -> None:
+        """Have the releaser look at a doctor's held alerts now."""
+        ...

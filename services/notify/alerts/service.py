@@ -1,0 +1,258 @@
+"""Use cases of the alerts: who hears of a question, an answer, a vote, and when."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.events import AnswerPosted, QuestionPosted, VoteCast
+from shared.logging import get_logger
+
+from ..inbox.domain import fresh_item
+from ..inbox.service import InboxService
+from ..matching.domain import Match
+from ..matching.service import Matcher
+from ..metrics import ALERTS, MATCH_SECONDS
+from ..settings import NotifySettings
+from . import domain
+from .ports import AlertPort, AlertPrefs
+from .store import AlertChange
+
+log = get_logger("askdoc.notify")
+
+QUESTION_PROJECTION_TTL_S = 365 * 86400
+
+
+class QuestionNotSeenYet(Exception):
+    """An answer arrived before its question; the entry is retried until it has."""
+
+
+def now_ms(at: datetime) -> int:
+    """Epoch milliseconds of an instant (scores of held alerts, notification ids)."""
+    return int(at.timestamp() * 1000)
+
+
+def quiet_hours(prefs: dict[str, Any]) -> domain.QuietHours | None:
+    """A doctor's quiet hours from their stored preferences."""
+    qh = prefs.get("quiet_hours")
+    if not qh:
+        return None
+    return domain.parse_quiet_hours(qh["start"], qh["end"], qh["tz"])
+
+
+class AlertService:
+    """Question matches (delivered or held), new-answer and vote-milestone alerts."""
+
+    def __init__(
+        self,
+        store: AlertPort,
+        matcher: Matcher,
+        directory: AlertPrefs,
+        inbox: InboxService,
+        settings: NotifySettings,
+    ) -> None:
+        self.store = store
+        self.matcher = matcher
+        self.directory = directory
+        self.inbox = inbox
+        self.settings = settings
+        # The consumer runs a whole batch of handlers at once: bounded so the Redis
+        # connection pool never runs dry.
+        self._handlers = asyncio.Semaphore(settings.redis_concurrency)
+
+    # --- a question ----------------------------------------------------------------------
+
+    async def on_question_posted(self, event: QuestionPosted) -> None:
+        """Alert the matching doctors: at most once each, within caps and quiet hours."""
+        async with self._handlers:
+            await self._on_question_posted(event)
+
+    async def _on_question_posted(self, event: QuestionPosted) -> None:
+        started = asyncio.get_running_loop().time()
+        qid = event.question_id
+        _, (matches, rows) = await asyncio.gather(
+            self.store.remember_question(
+                qid, event.asker_id, event.title, QUESTION_PROJECTION_TTL_S
+            ),
+            self.matcher.matches_for(event),
+        )
+        now = datetime.now(UTC)
+        chosen = [m for m in matches if m.doctor_id in rows]
+        days = [domain.day_key(rows[m.doctor_id].tz, now) for m in chosen]
+        # Preferences and today's counts only for the chosen few, both at once.
+        prefs, counts = await asyncio.gather(
+            self.directory.prefs_many([m.doctor_id for m in chosen]),
+            self.store.sent_counts(
+                [(m.doctor_id, day) for m, day in zip(chosen, days, strict=True)]
+            ),
+        )
+        planned = [
+            self._plan_alert(event, m, p, day, sent, now)
+            for m, p, day, sent in zip(chosen, prefs, days, counts, strict=True)
+        ]
+        # All of a question's alerts in one round trip; each commits or not on its own.
+        applied = await self.store.commit_many([change for change, _ in planned])
+        outcomes = [after(ok) for (_, after), ok in zip(planned, applied, strict=True)]
+        MATCH_SECONDS.observe(asyncio.get_running_loop().time() - started)
+        log.info(
+            "question_matched",
+            question_id=qid,
+            matches=len(matches),
+            delivered=outcomes.count("delivered"),
+            held=outcomes.count("held"),
+            duplicates=outcomes.count("duplicate"),
+            urgent=event.urgent,
+            located=event.location is not None,
+        )
+
+    def _plan_alert(
+        self,
+        event: QuestionPosted,
+        match: Match,
+        prefs: dict[str, Any],
+        day: str,
+        sent_today: int,
+        now: datetime,
+    ) -> tuple[AlertChange, Callable[[bool], str]]:
+        """One doctor's alert (deliver or hold), and what to do once committed."""
+        decision = domain.plan_delivery(
+            urgent=event.urgent,
+            quiet_hours=quiet_hours(prefs),
+            daily_cap=prefs.get("daily_cap"),
+            sent_today=sent_today,
+            now_utc=now,
+        )
+        guard = ("qm", event.question_id, match.doctor_id)
+        if decision.deliver_now:
+            item = fresh_item(
+                "question-match",
+                now,
+                question_id=event.question_id,
+                title=event.title,
+                reason=match.reason(),
+                reason_text=match.reason_text(),
+                urgent=event.urgent,
+                red_flags=list(event.red_flags),
+            )
+            note = self.inbox.notification(match.doctor_id, item, prefs)
+            change = AlertChange().once(item["id"], *guard).notify(note)
+            change.count_sent(match.doctor_id, day)
+
+            def delivered(applied: bool) -> str:
+                if not applied:
+                    return "duplicate"
+                self.inbox.delivered(note)
+                return "delivered"
+
+            return change, delivered
+        assert decision.hold_until is not None and decision.reason is not None
+        hold_id = secrets.token_hex(8)
+        hold = {
+            "hold_id": hold_id,
+            "reason": decision.reason.value,
+            "question_id": event.question_id,
+            "title": event.title,
+            "match": match.reason(),
+            "reason_text": match.reason_text(),
+            "held_at": now.isoformat(),
+            "correlation_id": event.correlation_id,
+        }
+        change = AlertChange().once(f"held:{hold_id}", *guard)
+        change.hold(match.doctor_id, now_ms(decision.hold_until), hold)
+        reason = decision.reason.value
+        until = decision.hold_until.isoformat()
+
+        def held(applied: bool) -> str:
+            if not applied:
+                return "duplicate"
+            ALERTS.labels("question-match", "held").inc()
+            log.info(
+                "alert_held",
+                question_id=event.question_id,
+                doctor_id=match.doctor_id,
+                hold_reason=reason,
+                release_at=until,
+            )
+            return "held"
+
+        return change, held
+
+    # --- an answer, a vote -------------------------------------------------------------
+
+    async def on_answer_posted(self, event: AnswerPosted) -> None:
+        """Tell the asker a doctor answered (once per answer)."""
+        async with self._handlers:
+            await self._on_answer_posted(event)
+
+    async def _on_answer_posted(self, event: AnswerPosted) -> None:
+        question = await self.store.question(event.question_id)
+        if not question:
+            raise QuestionNotSeenYet(f"question {event.question_id} not projected yet")
+        asker = question["asker_id"]
+        if asker == event.doctor.id:
+            return
+        now = datetime.now(UTC)
+        doctor = event.doctor
+        who = f"{doctor.name}, {doctor.credentials}" if doctor.credentials else doctor.name
+        item = fresh_item(
+            "new-answer",
+            now,
+            question_id=event.question_id,
+            answer_id=event.answer_id,
+            title=question.get("title"),
+            reason={
+                "doctor_id": doctor.id,
+                "doctor_name": doctor.name,
+                "specialty": doctor.specialty,
+            },
+            reason_text=f"{who} answered your question",
+        )
+        note = self.inbox.notification(asker, item, await self.directory.prefs(asker))
+        if await self.store.commit(
+            AlertChange().once(item["id"], "na", event.answer_id).notify(note)
+        ):
+            self.inbox.delivered(note)
+
+    async def on_vote_cast(self, event: VoteCast) -> None:
+        """Tell a doctor their answer crossed a helpful-vote milestone (never once per vote)."""
+        async with self._handlers:
+            await self._on_vote_cast(event)
+
+    async def _on_vote_cast(self, event: VoteCast) -> None:
+        version, notified = await self.store.vote_state(event.answer_id)
+        if event.tally_version <= version:
+            log.info("vote_tally_stale", answer_id=event.answer_id, version=event.tally_version)
+            return
+        milestone = domain.vote_milestone_crossed(notified, event.helpful)
+        seen = AlertChange().tally(event.answer_id, event.tally_version, {"helpful": event.helpful})
+        if milestone is None:
+            await self.store.commit(seen)
+            return
+        now = datetime.now(UTC)
+        question = await self.store.question(event.question_id)
+        votes = "vote" if milestone == 1 else "votes"
+        item = fresh_item(
+            "answer-voted",
+            now,
+            question_id=event.question_id,
+            answer_id=event.answer_id,
+            title=question.get("title"),
+            reason={"milestone": milestone, "helpful": event.helpful},
+            reason_text=f"your answer reached {milestone} helpful {votes}",
+        )
+        prefs = await self.directory.prefs(event.doctor_id)
+        note = self.inbox.notification(event.doctor_id, item, prefs)
+        change = AlertChange().once(item["id"], "av", event.answer_id, str(milestone))
+        change.tally(
+            event.answer_id,
+            event.tally_version,
+            {"helpful": event.helpful, "notified": event.helpful},
+        )
+        if await self.store.commit(change.notify(note)):
+            self.inbox.delivered(note)
+        else:
+            # This milestone was alerted by a concurrent vote; still record the tally.
+            await self.store.commit(seen)

@@ -1,0 +1,1 @@
+"""The doctor directory: profiles, and the indexes that find doctors by specialty and place."""

@@ -1,0 +1,256 @@
+"""Use cases of the doctor directory: save a profile, show a card."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from shared import geo, taxonomy
+from shared.atomic import CommitResult
+from shared.errors import Conflict, Forbidden, Invalid, NotFound
+from shared.events import DoctorProfileChanged, Location
+from shared.logging import current_correlation_id, get_logger
+from shared.metrics import EVENTS_PUBLISHED
+
+from ..alerts.domain import parse_quiet_hours
+from ..delivery.domain import webhook_url_problem
+from .domain import alert_prefs, profile_view
+
+log = get_logger("askdoc.notify.directory")
+
+SERVICE = "notify"
+SAVE_ATTEMPTS = 5
+
+
+class NotYourProfile(Forbidden):
+    """Only the doctor themself or an admin may edit a profile."""
+
+
+class DoctorNotFound(NotFound):
+    """No such doctor in the directory."""
+
+
+class UnknownSpecialties(Invalid):
+    """A specialty slug outside the vocabulary."""
+
+    code = "unknown_specialties"
+
+
+class UnknownPlace(Invalid):
+    """The practice location could not be geocoded."""
+
+    code = "unknown_place"
+
+
+class InvalidQuietHours(Invalid):
+    """Quiet hours that are not HH:MM times in a known time zone."""
+
+    code = "invalid_quiet_hours"
+
+
+class InvalidWebhookUrl(Invalid):
+    """A webhook URL that can never be called."""
+
+    code = "invalid_webhook_url"
+
+
+class WebhookSecretRequired(Invalid):
+    """A webhook needs a secret to sign its deliveries."""
+
+    code = "webhook_secret_required"
+
+
+class ProfileChangedConcurrently(Conflict):
+    """Other writers kept changing the profile; the client should retry."""
+
+
+@dataclass(frozen=True)
+class PracticeLocation:
+    """Where a doctor practises, as given: a ZIP code, a city and state, or coordinates."""
+
+    zip: str | None = None
+    city: str | None = None
+    state: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+
+
+@dataclass(frozen=True)
+class QuietWindow:
+    """Quiet hours as given: 'HH:MM' start and end in an IANA time zone."""
+
+    start: str
+    end: str
+    tz: str
+
+
+@dataclass(frozen=True)
+class SaveDoctorProfile:
+    """Create or replace a doctor's profile (the whole profile).
+
+    `webhook_secret` is write-only: with `keep_webhook_secret` (the client did not send
+    one) the stored secret stays.
+    """
+
+    doctor_id: str
+    actor_id: str
+    actor_is_admin: bool
+    name: str
+    credentials: str
+    specialties: tuple[str, ...]
+    location: PracticeLocation
+    radius_km: float
+    rating: float | None = None
+    review_count: int | None = None
+    email: str | None = None
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    keep_webhook_secret: bool = False
+    quiet_hours: QuietWindow | None = None
+    daily_cap: int | None = None
+
+
+class ProfileStore(Protocol):
+    """What the directory's use cases need from its store."""
+
+    async def get(self, doctor_id: str) -> tuple[dict[str, Any], int] | None:
+        """A stored profile and its version, or None."""
+        ...
+
+    async def save(
+        self,
+        profile: dict[str, Any],
+        previous_specialties: list[str],
+        all_specialties: list[str],
+        prefs: dict[str, Any],
+        event: DoctorProfileChanged,
+    ) -> CommitResult:
+        """Store a profile version, move the doctor in the indexes and publish, atomically."""
+        ...
+
+
+#: Told when a doctor's alert preferences may have changed (the alerts re-plan holds).
+ProfileSaved = Callable[[str, datetime], Awaitable[None]]
+
+
+class DirectoryService:
+    """Doctor profiles: validated, versioned, announced with doctor-profile-changed."""
+
+    def __init__(self, store: ProfileStore, on_saved: ProfileSaved | None = None) -> None:
+        self.store = store
+        self.on_saved = on_saved
+
+    async def save_profile(self, cmd: SaveDoctorProfile) -> dict[str, Any]:
+        """Create or replace a doctor's profile; index it and announce it in one step."""
+        if not cmd.actor_is_admin and cmd.actor_id != cmd.doctor_id:
+            raise NotYourProfile("a doctor may only edit their own profile")
+        specialties = _specialties(cmd.specialties)
+        place = await _geocode(cmd.location)
+        quiet_hours = None
+        if cmd.quiet_hours is not None:
+            qh = cmd.quiet_hours
+            try:
+                parse_quiet_hours(qh.start, qh.end, qh.tz)
+            except ValueError as exc:
+                raise InvalidQuietHours(str(exc)) from None
+            quiet_hours = {"start": qh.start, "end": qh.end, "tz": qh.tz}
+        if cmd.webhook_url is not None:
+            problem = webhook_url_problem(cmd.webhook_url)
+            if problem is not None:
+                raise InvalidWebhookUrl(problem)
+        location = {
+            "city": place.city,
+            "state": place.state,
+            "zip": place.zip,
+            "lat": place.lat,
+            "lon": place.lon,
+        }
+        all_slugs = [s.slug for s in taxonomy.specialties()]
+        for _ in range(SAVE_ATTEMPTS):
+            stored = await self.store.get(cmd.doctor_id)
+            old, version = stored if stored else ({}, 0)
+            # The secret is never shown, so a client that GETs and PUTs its profile back
+            # cannot resend it: leaving the field out keeps the stored one.
+            secret = old.get("webhook_secret") if cmd.keep_webhook_secret else cmd.webhook_secret
+            if cmd.webhook_url is not None and not secret:
+                raise WebhookSecretRequired(
+                    "a webhook_url needs a webhook_secret (>= 16 characters) to sign deliveries"
+                )
+            now = datetime.now(UTC)
+            profile: dict[str, Any] = {
+                "id": cmd.doctor_id,
+                "name": cmd.name,
+                "credentials": cmd.credentials,
+                "specialties": specialties,
+                "location": location,
+                "radius_km": cmd.radius_km,
+                "rating": cmd.rating,
+                "review_count": cmd.review_count or 0,
+                "email": cmd.email,
+                "webhook_url": cmd.webhook_url,
+                "webhook_secret": secret if cmd.webhook_url is not None else None,
+                "quiet_hours": quiet_hours,
+                "daily_cap": cmd.daily_cap,
+                "profile_version": version + 1,
+                "updated_at": now.isoformat(),
+            }
+            event = DoctorProfileChanged(
+                correlation_id=current_correlation_id(),
+                producer=SERVICE,
+                doctor_id=cmd.doctor_id,
+                name=cmd.name,
+                credentials=cmd.credentials,
+                specialties=specialties,
+                location=Location(**location),
+                radius_km=cmd.radius_km,
+                rating=cmd.rating,
+                review_count=cmd.review_count or 0,
+                profile_version=version + 1,
+                occurred_at=now,
+            )
+            result = await self.store.save(
+                profile, old.get("specialties", []), all_slugs, alert_prefs(profile), event
+            )
+            if result.applied:
+                break
+        else:
+            raise ProfileChangedConcurrently("the profile changed concurrently; try again")
+        EVENTS_PUBLISHED.labels(SERVICE, event.stream).inc()
+        if self.on_saved is not None:
+            await self.on_saved(cmd.doctor_id, now)
+        log.info(
+            "doctor_profile_saved",
+            doctor_id=cmd.doctor_id,
+            profile_version=version + 1,
+            specialties=specialties,
+        )
+        return profile_view(profile, private=True)
+
+    async def profile(
+        self, doctor_id: str, viewer_id: str | None, viewer_is_admin: bool
+    ) -> dict[str, Any]:
+        """A doctor's card; private fields only for the doctor themself or an admin."""
+        stored = await self.store.get(doctor_id)
+        if stored is None:
+            raise DoctorNotFound(f"no doctor {doctor_id!r}")
+        private = viewer_is_admin or (viewer_id is not None and viewer_id == doctor_id)
+        return profile_view(stored[0], private=private)
+
+
+def _specialties(values: tuple[str, ...]) -> list[str]:
+    slugs = [taxonomy.normalize_slug(v) for v in values]
+    unknown = [v for v, s in zip(values, slugs, strict=True) if not taxonomy.is_specialty(s)]
+    if unknown:
+        raise UnknownSpecialties(f"unknown specialties: {', '.join(unknown)} (see GET /taxonomy)")
+    return list(dict.fromkeys(slugs))
+
+
+async def _geocode(loc: PracticeLocation) -> geo.Place:
+    try:
+        # Cold gazetteer indexes take a second to build; keep the loop free.
+        return await asyncio.to_thread(geo.geocode, loc.zip, loc.city, loc.state, loc.lat, loc.lon)
+    except geo.UnknownPlace as exc:
+        raise UnknownPlace(str(exc)) from None

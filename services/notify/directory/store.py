@@ -1,0 +1,202 @@
+"""Redis persistence of the doctor directory: profiles and the indexes that find doctors.
+
+The directory shares the hash slot of ``askdoc.doctor-profile-changed``, so a profile
+change, its index moves and its event commit in one script.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from shared import streams
+from shared.atomic import CommitResult, Committer, Txn
+from shared.events import DoctorProfileChanged
+from shared.redis import RedisClient
+
+from ..scripts import lua
+from .domain import DoctorRow, rating_score
+
+DIRECTORY_TAG = streams.slot_tag(streams.DOCTOR_PROFILE_CHANGED)
+_ROW_FIELDS = ("lat", "lon", "radius_km", "rating", "review_count", "tz")
+
+
+class DirectoryStore:
+    """Doctor profiles and the per-specialty GEO and rating indexes."""
+
+    def __init__(self, redis: RedisClient, committer: Committer, maxlen: int) -> None:
+        self.redis = redis
+        self.committer = committer
+        self.maxlen = maxlen
+        self._tag = DIRECTORY_TAG
+        self._match_rows = redis.register_script(lua(__package__, "match_rows.lua"))
+
+    def _doc_key(self, doctor_id: str) -> str:
+        return f"{self._tag}:doc:{doctor_id}"
+
+    def _geo_key(self, specialty: str) -> str:
+        return f"{self._tag}:geo:{specialty}"
+
+    def _rated_key(self, specialty: str) -> str:
+        return f"{self._tag}:rated:{specialty}"
+
+    def _version_key(self, doctor_id: str, version: int) -> str:
+        return f"{self._tag}:docver:{doctor_id}:{version}"
+
+    async def get(self, doctor_id: str) -> tuple[dict[str, Any], int] | None:
+        """A stored profile (private fields included) and its version, or None."""
+        raw, version = await self.redis.hmget(self._doc_key(doctor_id), "profile", "version")
+        if not raw:
+            return None
+        return json.loads(raw), int(version or 0)
+
+    async def save(
+        self,
+        profile: dict[str, Any],
+        previous_specialties: Iterable[str],
+        all_specialties: Iterable[str],
+        prefs: dict[str, Any],
+        event: DoctorProfileChanged,
+    ) -> CommitResult:
+        """Store a profile version, move the doctor in the indexes and publish, atomically.
+
+        The guard on the version marker makes concurrent writers of one profile
+        serialise: the loser's commit changes nothing and it retries on the new version.
+        """
+        doctor_id = event.doctor_id
+        loc = profile["location"]
+        specialties = list(profile["specialties"])
+        txn = Txn().absent(
+            "version", self._version_key(doctor_id, event.profile_version), ttl_s=86400
+        )
+        # What matching reads of every candidate (in one script call for all of them) is
+        # kept in plain fields; tz is the zone of the doctor's local day (caps, digests).
+        txn.call(
+            "HSET",
+            self._doc_key(doctor_id),
+            *_row_fields(profile, prefs, event.profile_version),
+        )
+        # Leave every index the doctor is no longer in (known vocabulary and the old
+        # profile's slugs), so a changed specialty or place moves them.
+        stale = dict.fromkeys([*previous_specialties, *all_specialties])
+        for slug in specialties:
+            stale.pop(slug, None)
+        for slug in stale:
+            txn.call("ZREM", self._geo_key(slug), doctor_id)
+            txn.call("ZREM", self._rated_key(slug), doctor_id)
+        score = rating_score(profile.get("rating"), profile.get("review_count") or 0)
+        for slug in specialties:
+            txn.call("GEOADD", self._geo_key(slug), loc["lon"], loc["lat"], doctor_id)
+            txn.call("ZADD", self._rated_key(slug), score, doctor_id)
+        return await self.committer.commit(txn.publish(event, self.maxlen))
+
+    def bulk_index_commands(self, row: DoctorRow, specialty: str) -> list[list[str]]:
+        """The writes that put a bare matching row in the indexes (bench bulk loads only)."""
+        return [
+            [
+                "HSET",
+                self._doc_key(row.doctor_id),
+                "lat",
+                repr(row.lat),
+                "lon",
+                repr(row.lon),
+                "radius_km",
+                repr(row.radius_km),
+                "rating",
+                repr(row.rating),
+                "review_count",
+                str(row.review_count),
+                "prefs",
+                "{}",
+            ],
+            ["GEOADD", self._geo_key(specialty), repr(row.lon), repr(row.lat), row.doctor_id],
+        ]
+
+    async def near(
+        self, specialties: Sequence[str], lat: float, lon: float, radius_km: float, count: int
+    ) -> tuple[dict[str, list[str]], bool]:
+        """Per doctor, the specialties under which they practise within `radius_km` (the
+        `count` nearest per specialty); and whether any specialty had more than that."""
+        pipe = self.redis.pipeline(transaction=False)
+        for slug in specialties:
+            pipe.geosearch(
+                self._geo_key(slug),
+                longitude=lon,
+                latitude=lat,
+                radius=radius_km,
+                unit="km",
+                sort="ASC",
+                count=count,
+            )
+        found: dict[str, list[str]] = {}
+        truncated = False
+        for slug, ids in zip(specialties, await pipe.execute(), strict=True):
+            truncated = truncated or len(ids) >= count
+            for doctor_id in ids:
+                found.setdefault(doctor_id, []).append(slug)
+        return found, truncated
+
+    async def best_rated(self, specialties: Sequence[str], count: int) -> dict[str, list[str]]:
+        """Per doctor, the given specialties under which they are among the best rated."""
+        pipe = self.redis.pipeline(transaction=False)
+        for slug in specialties:
+            pipe.zrange(self._rated_key(slug), 0, count - 1, desc=True)
+        found: dict[str, list[str]] = {}
+        for slug, ids in zip(specialties, await pipe.execute(), strict=True):
+            for doctor_id in ids:
+                found.setdefault(doctor_id, []).append(slug)
+        return found
+
+    async def rows(self, doctor_ids: Sequence[str]) -> dict[str, DoctorRow]:
+        """Matching data of many doctors in one round trip (missing ones left out)."""
+        if not doctor_ids:
+            return {}
+        reply = await self._match_rows(
+            keys=[self._doc_key(d) for d in doctor_ids],
+            args=[json.dumps({"fields": _ROW_FIELDS})],
+        )
+        rows: dict[str, DoctorRow] = {}
+        for doctor_id, row in zip(doctor_ids, json.loads(reply), strict=True):
+            if not row.get("lat") or not row.get("lon"):
+                continue  # removed between the index read and now
+            rows[doctor_id] = DoctorRow(
+                doctor_id=doctor_id,
+                lat=float(row["lat"]),
+                lon=float(row["lon"]),
+                radius_km=float(row.get("radius_km") or 0),
+                rating=float(row.get("rating") or 0),
+                review_count=int(row.get("review_count") or 0),
+                tz=row.get("tz") or None,
+            )
+        return rows
+
+    async def prefs(self, doctor_id: str) -> dict[str, Any]:
+        """A doctor's alert preferences and channels ({} for someone not in the directory)."""
+        raw = await self.redis.hget(self._doc_key(doctor_id), "prefs")
+        return json.loads(raw) if raw else {}
+
+    async def prefs_many(self, doctor_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The alert preferences of several doctors in one round trip."""
+        if not doctor_ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for doctor_id in doctor_ids:
+            pipe.hget(self._doc_key(doctor_id), "prefs")
+        return [json.loads(raw) if raw else {} for raw in await pipe.execute()]
+
+
+def _row_fields(profile: dict[str, Any], prefs: dict[str, Any], version: int) -> list[Any]:
+    loc = profile["location"]
+    fields: dict[str, Any] = {
+        "profile": json.dumps(profile),
+        "version": version,
+        "lat": repr(float(loc["lat"])),
+        "lon": repr(float(loc["lon"])),
+        "radius_km": repr(float(profile["radius_km"])),
+        "rating": repr(float(profile.get("rating") or 0.0)),
+        "review_count": int(profile.get("review_count") or 0),
+        "tz": (prefs.get("quiet_hours") or {}).get("tz") or "",
+        "prefs": json.dumps(prefs),
+    }
+    return [part for item in fields.items() for part in item]

@@ -1,0 +1,1 @@
+"""Inboxes: notifications by recipient, read over HTTP and the live SSE stream."""

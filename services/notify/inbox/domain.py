@@ -1,0 +1,79 @@
+"""Inbox items and notification ids: pure, unit-tested without Redis."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from shared.events import NotificationSent
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One alert ready to commit: the inbox item, its event, its external channels."""
+
+    recipient: str
+    item: dict[str, Any]
+    external: tuple[str, ...]
+    event: NotificationSent
+
+    @property
+    def id(self) -> str:
+        """The notification id (also the event's and every delivery's idempotency key)."""
+        return str(self.item["id"])
+
+
+_NOTIFICATION_ID = re.compile(r"^n[0-9a-f]{12}[0-9a-f]{12}$")
+
+
+def new_notification_id(now_ms: int, random_hex: str | None = None) -> str:
+    """A notification id that sorts by creation time: 'n' + 12 hex ms + 12 random hex."""
+    suffix = random_hex if random_hex is not None else secrets.token_hex(6)
+    return f"n{now_ms:012x}{suffix}"
+
+
+def is_notification_id(text: str) -> bool:
+    """Whether `text` has the form of a notification id (for cursors and Last-Event-ID)."""
+    return _NOTIFICATION_ID.match(text) is not None
+
+
+def notification_id_floor(ms: int) -> str:
+    """The smallest possible id created at `ms`: ids below it are older."""
+    return f"n{ms:012x}"
+
+
+def new_item(nid: str, kind: str, now: datetime, **fields: Any) -> dict[str, Any]:
+    """An inbox item: no question or answer body text, ever."""
+    base: dict[str, Any] = {
+        "id": nid,
+        "kind": kind,
+        "question_id": None,
+        "answer_id": None,
+        "created_at": now.isoformat(),
+        "urgent": False,
+        "reason": {},
+        "reason_text": "",
+        "title": None,
+    }
+    base.update(fields)
+    base.setdefault("summary", base["reason_text"])
+    return base
+
+
+def fresh_item(kind: str, now: datetime, **fields: Any) -> dict[str, Any]:
+    """A new inbox item created at `now`, with a fresh notification id."""
+    return new_item(new_notification_id(int(now.timestamp() * 1000)), kind, now, **fields)
+
+
+def item_view(note: dict[str, str]) -> dict[str, Any] | None:
+    """A stored notification hash as the inbox shows it (None for an expired one)."""
+    if not note or "item" not in note:
+        return None
+    item: dict[str, Any] = json.loads(note["item"])
+    item["read"] = note.get("read") == "1"
+    item["delivery"] = {k[2:]: v for k, v in note.items() if k.startswith("d:")}
+    return item

@@ -1,0 +1,203 @@
+"""Use cases of the inboxes: list, mark read, replay for the live stream, keep bounded."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from redis.exceptions import RedisError
+
+from shared.errors import Invalid, NotFound
+from shared.events import NotificationSent
+from shared.logging import current_correlation_id, get_logger
+from shared.metrics import EVENTS_PUBLISHED
+
+from ..metrics import ALERTS
+from ..settings import NotifySettings
+from .domain import Notification, is_notification_id, item_view, notification_id_floor
+
+log = get_logger("askdoc.notify.inbox")
+
+SERVICE = "notify"
+
+
+class BadCursor(Invalid):
+    """A paging cursor that is not a notification id."""
+
+    code = "bad_cursor"
+
+
+class NotificationNotFound(NotFound):
+    """No such notification in the caller's inbox."""
+
+
+@dataclass(frozen=True)
+class ListInbox:
+    """One page of a recipient's notifications, newest first."""
+
+    recipient: str
+    limit: int
+    cursor: str | None = None
+    unread_only: bool = False
+
+
+@dataclass(frozen=True)
+class MarkRead:
+    """Mark one of the recipient's notifications read."""
+
+    recipient: str
+    notification_id: str
+
+
+class InboxPort(Protocol):
+    """What the inbox use cases need from their store."""
+
+    async def page(
+        self, recipient: str, unread_only: bool, before: str | None, count: int
+    ) -> list[str]:
+        """Ids newest first, strictly older than `before` when given."""
+        ...
+
+    async def newer(self, recipient: str, after: str, count: int) -> list[str]:
+        """Ids strictly newer than `after`, oldest first."""
+        ...
+
+    async def notes(self, nids: Sequence[str]) -> list[dict[str, str]]:
+        """The stored hashes of several notifications ({} for an expired one)."""
+        ...
+
+    async def unread_count(self, recipient: str) -> int:
+        """How many notifications the recipient has not read."""
+        ...
+
+    async def mark_read(self, recipient: str, nid: str) -> bool:
+        """Mark one notification read; False when it no longer exists."""
+        ...
+
+    async def trim(self, recipient: str, max_items: int, floor_id: str) -> int:
+        """Expire old and drop surplus notifications; how many went."""
+        ...
+
+
+class InboxService:
+    """Everyone's notifications: written by the alerts, read over HTTP and SSE."""
+
+    def __init__(self, store: InboxPort, settings: NotifySettings) -> None:
+        self.store = store
+        self.settings = settings
+        self._to_trim: set[str] = set()
+
+    # --- what the alerts call ----------------------------------------------------------
+
+    def notification(
+        self,
+        recipient: str,
+        item: dict[str, Any],
+        prefs: dict[str, Any],
+        correlation_id: str | None = None,
+    ) -> Notification:
+        """An item for `recipient`, with its event and the external channels they chose."""
+        external = self._external(prefs)
+        event = NotificationSent(
+            correlation_id=correlation_id or current_correlation_id(),
+            producer=SERVICE,
+            notification_id=item["id"],
+            recipient_id=recipient,
+            kind=item["kind"],
+            question_id=item.get("question_id"),
+            answer_id=item.get("answer_id"),
+            channels=["inbox", "stream", *external],
+            reason=item.get("reason") or {},
+            urgent=bool(item.get("urgent")),
+        )
+        return Notification(recipient, item, tuple(external), event)
+
+    def _external(self, prefs: dict[str, Any]) -> list[str]:
+        channels = [c for c in prefs.get("channels", []) if c in ("webhook", "email")]
+        if self.settings.smtp_host is None and "email" in channels:
+            channels.remove("email")
+        return channels
+
+    def delivered(self, note: Notification) -> None:
+        """Count and log a committed notification; its inbox is trimmed soon."""
+        item = note.item
+        EVENTS_PUBLISHED.labels(SERVICE, NotificationSent.stream).inc()
+        ALERTS.labels(item["kind"], "delivered").inc()
+        self._to_trim.add(note.recipient)
+        log.info(
+            "notification_sent",
+            notification_id=item["id"],
+            recipient_id=note.recipient,
+            kind=item["kind"],
+            question_id=item.get("question_id"),
+            urgent=item.get("urgent", False),
+        )
+
+    # --- reading -----------------------------------------------------------------------
+
+    async def page(self, query: ListInbox) -> dict[str, Any]:
+        """The recipient's notifications, newest first, with a cursor."""
+        if query.cursor is not None and not is_notification_id(query.cursor):
+            raise BadCursor("cursor is not valid; start without one")
+        ids = await self.store.page(
+            query.recipient, query.unread_only, query.cursor, query.limit + 1
+        )
+        more = len(ids) > query.limit
+        ids = ids[: query.limit]
+        items = [item for item in await self.items(ids) if item is not None]
+        return {
+            "items": items,
+            "next_cursor": ids[-1] if more and ids else None,
+            "unread_count": await self.store.unread_count(query.recipient),
+        }
+
+    async def items(self, nids: list[str]) -> list[dict[str, Any] | None]:
+        """Inbox items as shown (None for an expired one), with read flag and delivery."""
+        return [item_view(note) for note in await self.store.notes(nids)]
+
+    async def items_after(self, recipient: str, after: str) -> list[dict[str, Any]]:
+        """The recipient's items newer than `after`, oldest first (SSE resume)."""
+        if not is_notification_id(after):
+            return []
+        ids = await self.store.newer(recipient, after, self.settings.inbox_max_items)
+        return [item for item in await self.items(ids) if item is not None]
+
+    async def mark_read(self, cmd: MarkRead) -> dict[str, Any]:
+        """Mark one of the recipient's notifications read; NotFound for anyone else's."""
+        nid = cmd.notification_id
+        missing = NotificationNotFound(f"no notification {nid!r} in your inbox")
+        if not is_notification_id(nid):
+            raise missing
+        [note] = await self.store.notes([nid])
+        if not note or note.get("recipient") != cmd.recipient:
+            raise missing
+        if not await self.store.mark_read(cmd.recipient, nid):
+            raise missing
+        item = item_view({**note, "read": "1"})
+        assert item is not None
+        return item
+
+    # --- bounds ------------------------------------------------------------------------
+
+    async def trim_inboxes(self, now: datetime | None = None) -> int:
+        """Bound the inboxes written since the last call; how many items went."""
+        recipients, self._to_trim = self._to_trim, set()
+        now_ms = int((now or datetime.now(UTC)).timestamp() * 1000)
+        floor_ms = now_ms - self.settings.inbox_ttl_days * 86400 * 1000
+        floor = notification_id_floor(max(floor_ms, 0))
+        dropped = 0
+        for recipient in recipients:
+            dropped += await self.store.trim(recipient, self.settings.inbox_max_items, floor)
+        return dropped
+
+    async def run_trimmer(self) -> None:
+        """Background loop: keep inboxes within their bounds."""
+        while True:
+            try:
+                await self.trim_inboxes()
+            except (RedisError, OSError) as exc:
+                log.warning("inbox_trim_failed", error=str(exc)[:200])
+            await asyncio.sleep(1.0)

@@ -1,0 +1,134 @@
+"""Redis persistence of inboxes: notifications, their indexes and delivery status.
+
+Inboxes share the slot of ``askdoc.notification-sent`` (the runtime tag), so a
+notification, its event and its outbox entry commit together.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from shared.atomic import CommitResult, Committer, Txn
+from shared.redis import RedisClient
+
+from ..delivery.store import OutboxStore
+from ..scripts import lua
+from .domain import Notification
+
+
+class InboxStore:
+    """Notifications by recipient: all, unread and read indexes, and the item hashes."""
+
+    def __init__(
+        self,
+        redis: RedisClient,
+        committer: Committer,
+        tag: str,
+        maxlen: int,
+        ttl_s: int,
+        outbox: OutboxStore,
+    ) -> None:
+        self.redis = redis
+        self.committer = committer
+        self.maxlen = maxlen
+        self.ttl_s = ttl_s
+        self.outbox = outbox
+        self._tag = tag
+        self._trim = redis.register_script(lua(__package__, "trim.lua"))
+
+    def _note_key(self, nid: str) -> str:
+        # item JSON, recipient, read flag, and `d:<channel>` delivery status
+        return f"{self._tag}:n:{nid}"
+
+    def _inbox_key(self, recipient: str) -> str:
+        # every id of the recipient, score 0: ids sort by creation time
+        return f"{self._tag}:inbox:{recipient}"
+
+    def _unread_key(self, recipient: str) -> str:
+        return f"{self._tag}:unread:{recipient}"
+
+    def _readset_key(self, recipient: str) -> str:
+        # read ids, trimmed first
+        return f"{self._tag}:readset:{recipient}"
+
+    # --- writing ----------------------------------------------------------------------
+
+    def add(self, txn: Txn, note: Notification) -> Txn:
+        """Add to `txn`: the inbox item, its event and (if any channel) its outbox entry."""
+        nid = note.id
+        status: list[str] = ["d:inbox", "delivered"]
+        for channel in note.external:
+            status += [f"d:{channel}", "pending"]
+        key = self._note_key(nid)
+        item = json.dumps(note.item)
+        txn.call("HSET", key, "item", item, "recipient", note.recipient, "read", 0, *status)
+        txn.call("EXPIRE", key, self.ttl_s)
+        for index in (self._inbox_key(note.recipient), self._unread_key(note.recipient)):
+            txn.call("ZADD", index, 0, nid)
+            txn.call("EXPIRE", index, self.ttl_s)
+        txn.publish(note.event, self.maxlen)
+        if note.external:
+            self.outbox.enqueue(txn, nid, note.recipient, note.external)
+        return txn
+
+    async def mark_read(self, recipient: str, nid: str) -> bool:
+        """Mark one notification read; False when it no longer exists."""
+        txn = Txn().present("notification", self._note_key(nid))
+        txn.call("HSET", self._note_key(nid), "read", 1)
+        txn.call("ZREM", self._unread_key(recipient), nid)
+        txn.call("ZADD", self._readset_key(recipient), 0, nid)
+        txn.call("EXPIRE", self._readset_key(recipient), self.ttl_s)
+        result: CommitResult = await self.committer.commit(txn)
+        return result.applied
+
+    async def set_delivery(self, nid: str, channel: str, status: str) -> None:
+        """Record a channel's delivery status on the notification (if it still exists)."""
+        txn = Txn().present("notification", self._note_key(nid))
+        await self.committer.commit(txn.call("HSET", self._note_key(nid), f"d:{channel}", status))
+
+    async def trim(self, recipient: str, max_items: int, floor_id: str) -> int:
+        """Expire old and drop surplus notifications (oldest read first); how many went."""
+        keys = [
+            self._inbox_key(recipient),
+            self._unread_key(recipient),
+            self._readset_key(recipient),
+        ]
+        args = json.dumps({"max_items": max_items, "floor": floor_id})
+        dropped = await self._trim(keys=keys, args=[args])
+        if dropped:
+            await self.redis.unlink(*[self._note_key(nid) for nid in dropped])
+        return len(dropped)
+
+    # --- reading ----------------------------------------------------------------------
+
+    async def page(
+        self, recipient: str, unread_only: bool, before: str | None, count: int
+    ) -> list[str]:
+        """Ids newest first, strictly older than `before` when given."""
+        key = self._unread_key(recipient) if unread_only else self._inbox_key(recipient)
+        start = f"({before}" if before else "+"
+        ids: list[str] = await self.redis.zrange(
+            key, start, "-", desc=True, bylex=True, offset=0, num=count
+        )
+        return ids
+
+    async def newer(self, recipient: str, after: str, count: int) -> list[str]:
+        """Ids strictly newer than `after`, oldest first (to replay a missed stream)."""
+        ids: list[str] = await self.redis.zrange(
+            self._inbox_key(recipient), f"({after}", "+", bylex=True, offset=0, num=count
+        )
+        return ids
+
+    async def notes(self, nids: Sequence[str]) -> list[dict[str, str]]:
+        """The stored hashes of several notifications ({} for an expired one)."""
+        if not nids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for nid in nids:
+            pipe.hgetall(self._note_key(nid))
+        return list(await pipe.execute())
+
+    async def unread_count(self, recipient: str) -> int:
+        """How many notifications the recipient has not read."""
+        return int(await self.redis.zcard(self._unread_key(recipient)))

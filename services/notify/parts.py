@@ -1,0 +1,84 @@
+"""How notify's parts are put together on one Redis client (the app and tests use this)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.atomic import Committer
+from shared.redis import RedisClient
+
+from .alerts.release import HeldAlerts
+from .alerts.service import AlertService
+from .alerts.store import AlertStore
+from .delivery.store import OutboxStore
+from .delivery.worker import DeliveryWorker
+from .directory.service import DirectoryService
+from .directory.store import DirectoryStore
+from .inbox.service import InboxService
+from .inbox.store import InboxStore
+from .matching.service import Matcher
+from .matching.store import MatchStore
+from .settings import NotifySettings
+
+
+@dataclass(frozen=True)
+class Stores:
+    """The notifier's stores on one Redis client."""
+
+    directory: DirectoryStore
+    inbox: InboxStore
+    outbox: OutboxStore
+    alerts: AlertStore
+    matches: MatchStore
+
+
+def build_stores(
+    redis: RedisClient, committer: Committer, tag: str, settings: NotifySettings
+) -> Stores:
+    """Every store; `tag` is the notification-sent slot (the runtime tag)."""
+    outbox = OutboxStore(redis, tag, settings.stream_maxlen)
+    ttl_s = settings.inbox_ttl_days * 86400
+    inbox = InboxStore(redis, committer, tag, settings.stream_maxlen, ttl_s, outbox)
+    return Stores(
+        directory=DirectoryStore(redis, committer, settings.stream_maxlen),
+        inbox=inbox,
+        outbox=outbox,
+        alerts=AlertStore(
+            redis, committer, tag, inbox, settings.dedupe_ttl_s, settings.redis_concurrency
+        ),
+        matches=MatchStore(redis, tag),
+    )
+
+
+@dataclass(frozen=True)
+class NotifyParts:
+    """The use cases of the notifier, wired to each other by plain calls."""
+
+    stores: Stores
+    directory: DirectoryService
+    matcher: Matcher
+    inbox: InboxService
+    alerts: AlertService
+    held: HeldAlerts
+
+
+def build_parts(
+    redis: RedisClient, committer: Committer, tag: str, settings: NotifySettings
+) -> NotifyParts:
+    """The directory, matching, inbox and alert use cases on one Redis client."""
+    stores = build_stores(redis, committer, tag, settings)
+    inbox = InboxService(stores.inbox, settings)
+    matcher = Matcher(stores.directory, stores.matches, settings)
+    alerts = AlertService(stores.alerts, matcher, stores.directory, inbox, settings)
+    held = HeldAlerts(stores.alerts, stores.directory, inbox, settings)
+    # A saved profile may change quiet hours or the cap: held alerts are re-planned.
+    directory = DirectoryService(stores.directory, on_saved=held.nudge)
+    return NotifyParts(stores, directory, matcher, inbox, alerts, held)
+
+
+def build_delivery(
+    redis: RedisClient, committer: Committer, tag: str, settings: NotifySettings
+) -> DeliveryWorker:
+    """The outbox worker (webhook, e-mail) on its own Redis client."""
+    stores = build_stores(redis, committer, tag, settings)
+    return DeliveryWorker(stores.outbox, stores.inbox, stores.directory, settings)

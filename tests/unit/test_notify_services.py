@@ -1,0 +1,190 @@
+"""notify's directory and inbox use cases against hand-written fakes of their stores."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from services.notify.directory.service import (
+    DirectoryService,
+    DoctorNotFound,
+    InvalidQuietHours,
+    InvalidWebhookUrl,
+    NotYourProfile,
+    PracticeLocation,
+    ProfileChangedConcurrently,
+    QuietWindow,
+    SaveDoctorProfile,
+    UnknownSpecialties,
+    WebhookSecretRequired,
+)
+from services.notify.inbox.domain import new_item, new_notification_id
+from services.notify.inbox.service import (
+    BadCursor,
+    InboxService,
+    ListInbox,
+    MarkRead,
+    NotificationNotFound,
+)
+from services.notify.settings import NotifySettings
+from tests.unit.notify_fakes import FakeInbox, FakeProfileStore
+
+SETTINGS = NotifySettings(jwt_secret="x" * 32, inbox_max_items=3)  # type: ignore[call-arg]
+SECRET = "s" * 24
+
+
+def profile(**changes: Any) -> SaveDoctorProfile:
+    base = SaveDoctorProfile(
+        doctor_id="dr-1",
+        actor_id="dr-1",
+        actor_is_admin=False,
+        name="Dr One",
+        credentials="MD",
+        specialties=("Dermatology",),
+        location=PracticeLocation(lat=34.05, lon=-118.24),
+        radius_km=50,
+    )
+    return replace(base, **changes)
+
+
+def directory() -> tuple[DirectoryService, FakeProfileStore, list[str]]:
+    store = FakeProfileStore()
+    nudged: list[str] = []
+
+    async def on_saved(doctor_id: str, now: datetime) -> None:
+        nudged.append(doctor_id)
+
+    return DirectoryService(store, on_saved=on_saved), store, nudged
+
+
+def test_a_saved_profile_is_versioned_announced_and_held_alerts_replanned() -> None:
+    service, store, nudged = directory()
+    view = asyncio.run(service.save_profile(profile(email="one@example.org")))
+    assert view["specialties"] == ["dermatology"]
+    assert view["profile_version"] == 1 and view["email"] == "one@example.org"
+    assert [e.profile_version for e in store.events] == [1]
+    assert store.prefs["dr-1"]["channels"] == ["email"]
+    assert nudged == ["dr-1"]
+    again = asyncio.run(service.save_profile(profile(name="Dr One Again")))
+    assert again["profile_version"] == 2
+
+
+def test_only_the_doctor_or_an_admin_edits_a_profile() -> None:
+    service, store, _ = directory()
+    with pytest.raises(NotYourProfile):
+        asyncio.run(service.save_profile(profile(actor_id="dr-2")))
+    assert store.events == []
+    view = asyncio.run(service.save_profile(profile(actor_id="root", actor_is_admin=True)))
+    assert view["id"] == "dr-1"
+
+
+@pytest.mark.parametrize(
+    ("changes", "error"),
+    [
+        ({"specialties": ("astrology",)}, UnknownSpecialties),
+        ({"quiet_hours": QuietWindow("25:00", "07:00", "UTC")}, InvalidQuietHours),
+        ({"quiet_hours": QuietWindow("22:00", "07:00", "Mars/Olympus")}, InvalidQuietHours),
+        ({"webhook_url": "ftp://example.org/hook", "webhook_secret": SECRET}, InvalidWebhookUrl),
+        ({"webhook_url": "https://example.org/hook"}, WebhookSecretRequired),
+    ],
+)
+def test_invalid_profiles_are_refused_with_their_own_error(
+    changes: dict[str, Any], error: type[Exception]
+) -> None:
+    service, store, _ = directory()
+    with pytest.raises(error):
+        asyncio.run(service.save_profile(profile(**changes)))
+    assert store.events == []
+
+
+def test_a_profile_sent_back_without_its_secret_keeps_the_stored_one() -> None:
+    service, store, _ = directory()
+    hook = {"webhook_url": "https://example.org/hook"}
+    asyncio.run(service.save_profile(profile(**hook, webhook_secret=SECRET)))
+    view = asyncio.run(service.save_profile(profile(**hook, keep_webhook_secret=True)))
+    assert view["has_webhook_secret"] is True
+    assert store.profiles["dr-1"][0]["webhook_secret"] == SECRET
+    # Sent explicitly as null, the secret is cleared, and a webhook then needs one.
+    with pytest.raises(WebhookSecretRequired):
+        asyncio.run(service.save_profile(profile(**hook, webhook_secret=None)))
+
+
+def test_a_save_retries_on_a_concurrent_write_and_gives_up_after_a_few() -> None:
+    service, store, _ = directory()
+    store.interleaved_writes = 2
+    view = asyncio.run(service.save_profile(profile()))
+    assert view["profile_version"] == 3
+    store.interleaved_writes = 100
+    with pytest.raises(ProfileChangedConcurrently):
+        asyncio.run(service.save_profile(profile()))
+
+
+def test_a_card_shows_private_fields_only_to_its_owner_or_an_admin() -> None:
+    service, _, _ = directory()
+    asyncio.run(service.save_profile(profile(email="one@example.org")))
+    public = asyncio.run(service.profile("dr-1", None, False))
+    other = asyncio.run(service.profile("dr-1", "dr-2", False))
+    own = asyncio.run(service.profile("dr-1", "dr-1", False))
+    admin = asyncio.run(service.profile("dr-1", "root", True))
+    assert "email" not in public and "email" not in other
+    assert own["email"] == admin["email"] == "one@example.org"
+    with pytest.raises(DoctorNotFound):
+        asyncio.run(service.profile("nobody", None, False))
+
+
+def filled_inbox(n: int) -> tuple[InboxService, FakeInbox, list[str]]:
+    store = FakeInbox()
+    now = datetime.now(UTC)
+    ids = []
+    for i in range(n):
+        nid = new_notification_id(int(now.timestamp() * 1000) + i)
+        store.put("dr-1", new_item(nid, "question-match", now, reason_text=f"alert {i}"))
+        ids.append(nid)
+    return InboxService(store, SETTINGS), store, ids
+
+
+def test_an_inbox_pages_newest_first_with_a_cursor() -> None:
+    service, _, ids = filled_inbox(3)
+    first = asyncio.run(service.page(ListInbox("dr-1", limit=2)))
+    assert [i["id"] for i in first["items"]] == [ids[2], ids[1]]
+    assert first["next_cursor"] == ids[1] and first["unread_count"] == 3
+    rest = asyncio.run(service.page(ListInbox("dr-1", limit=2, cursor=first["next_cursor"])))
+    assert [i["id"] for i in rest["items"]] == [ids[0]] and rest["next_cursor"] is None
+    with pytest.raises(BadCursor):
+        asyncio.run(service.page(ListInbox("dr-1", limit=2, cursor="not-an-id")))
+
+
+def test_only_the_recipient_marks_a_notification_read() -> None:
+    service, _, ids = filled_inbox(2)
+    with pytest.raises(NotificationNotFound):
+        asyncio.run(service.mark_read(MarkRead("dr-2", ids[0])))
+    with pytest.raises(NotificationNotFound):
+        asyncio.run(service.mark_read(MarkRead("dr-1", "n" + "0" * 24)))
+    item = asyncio.run(service.mark_read(MarkRead("dr-1", ids[0])))
+    assert item["read"] is True
+    unread = asyncio.run(service.page(ListInbox("dr-1", limit=10, unread_only=True)))
+    assert [i["id"] for i in unread["items"]] == [ids[1]]
+
+
+def test_a_notification_names_only_the_channels_that_can_deliver() -> None:
+    service, _, _ = filled_inbox(0)
+    item = new_item(new_notification_id(0), "new-answer", datetime.now(UTC))
+    # No SMTP relay configured: e-mail is left out, the webhook stays.
+    note = service.notification("p1", item, {"channels": ["webhook", "email", "sms"]})
+    assert note.external == ("webhook",)
+    assert note.event.channels == ["inbox", "stream", "webhook"]
+    assert note.event.recipient_id == "p1" and note.id == item["id"]
+
+
+def test_delivered_inboxes_are_trimmed_to_their_bound_read_items_first() -> None:
+    service, store, ids = filled_inbox(5)
+    asyncio.run(service.mark_read(MarkRead("dr-1", ids[3])))
+    for nid in ids:
+        service.delivered(service.notification("dr-1", {"id": nid, "kind": "digest"}, {}))
+    assert asyncio.run(service.trim_inboxes()) == 2
+    assert sorted(store.ids["dr-1"]) == [ids[1], ids[2], ids[4]]
+    assert asyncio.run(service.trim_inboxes()) == 0  # nothing written since
