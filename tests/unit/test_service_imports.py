@@ -17,9 +17,6 @@ EDGE = {"api", "app", "__main__"}
 HTTP_PACKAGES = {"fastapi", "starlette"}
 # The web service is all edge (a backend-for-frontend): it is skipped as a whole.
 ALL_EDGE_SERVICES = {"web"}
-NOT_YET = {
-    "notify": "notify's split into parts lands on the notify helper's branch (issue 13)",
-}
 
 
 def service_names() -> list[str]:
@@ -94,16 +91,8 @@ def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def params() -> list[object]:
-    return [
-        pytest.param(
-            name,
-            marks=[pytest.mark.xfail(strict=False, reason=NOT_YET[name])]
-            if name in NOT_YET
-            else [],
-        )
-        for name in service_names()
-    ]
+def params() -> list[str]:
+    return service_names()
 
 
 def test_the_walk_sees_every_service() -> None:
