@@ -37,6 +37,7 @@ from askdoc_cli.context import (
     stream_name,
     usage_error,
 )
+from askdoc_cli.launcher import SERVICES
 from shared.auth import issue_token
 from shared.redis import RedisClient, safe_url
 
@@ -86,10 +87,19 @@ def token(
     ttl: Annotated[int, typer.Option(min=1, help="Lifetime in seconds")] = 3600,
 ) -> None:
     """Print a signed development token (HS256 with $ASKDOC_JWT_SECRET)."""
-    secret = jwt_secret(load_settings())
+    settings = load_settings()
+    secret = jwt_secret(settings)
     if not sub.strip():
         usage_error("must not be empty", "--sub")
-    print(issue_token(secret, sub, role.value, name, ttl))
+    if ttl > settings.jwt_max_lifetime_s:
+        usage_error(
+            f"the services refuse tokens living over {settings.jwt_max_lifetime_s} s "
+            "(ASKDOC_JWT_MAX_LIFETIME_S)",
+            "--ttl",
+        )
+    print(
+        issue_token(secret, sub, role.value, name, ttl, settings.jwt_issuer, settings.jwt_audience)
+    )
 
 
 # --- lag --------------------------------------------------------------------------------
@@ -350,8 +360,15 @@ def doctors_import(
         rows, rejected = directory.read_rows(file)
     except directory.CsvError as exc:
         fail(str(exc), code=2)  # the file does not fit the command: a usage error
+    settings = load_settings()
     bearer = token_ or issue_token(
-        jwt_secret(load_settings()), "askdoc-cli", "admin", "askdoc doctors import", 6 * 3600
+        jwt_secret(settings),
+        "askdoc-cli",
+        "admin",
+        "askdoc doctors import",
+        min(6 * 3600, settings.jwt_max_lifetime_s),
+        settings.jwt_issuer,
+        settings.jwt_audience,
     )
     total = len(rows) + len(rejected)
     progress = Progress(
@@ -439,8 +456,8 @@ def dev(
     stop_timeout: Annotated[float, typer.Option(help="Seconds from SIGTERM to SIGKILL")] = 25,
 ) -> None:
     """Run Redis (if none listens) and the services as children, logs prefixed; Ctrl-C stops all."""
-    names = list(dict.fromkeys(service or dev_stack.SERVICES))
-    unknown = [n for n in names if n not in dev_stack.SERVICES]
+    names = list(dict.fromkeys(service or SERVICES))
+    unknown = [n for n in names if n not in SERVICES]
     if unknown:
         usage_error(f"unknown service {', '.join(unknown)}", "--service")
     if redis_url and redis_port:

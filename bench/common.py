@@ -16,10 +16,10 @@ from typing import Any
 
 import httpx
 
+from askdoc_cli.launcher import ROOT, Child
 from tests.support import JWT_SECRET, RedisServer, ServiceProcess, free_port, token
 
-ROOT = Path(__file__).resolve().parents[1]
-__all__ = ["JWT_SECRET", "RedisServer", "ServiceProcess", "free_port", "token"]
+__all__ = ["JWT_SECRET", "ROOT", "Child", "RedisServer", "ServiceProcess", "free_port", "token"]
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -35,34 +35,23 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def start_uvicorn(module: str, redis_url: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_uvicorn(module: str, redis_url: str) -> tuple[Child, str]:
     """Run a bare ASGI app (the baseline) with uvicorn in its own process."""
     port = free_port()
-    env = {**os.environ, "ASKDOC_REDIS_URL": redis_url}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            module,
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    child = Child(
+        module,
+        [sys.executable, "-m", "uvicorn", module, "--port", str(port), "--no-access-log"],
+        {**os.environ, "ASKDOC_REDIS_URL": redis_url},
     )
+    child.spawn()
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and child.running():
         with suppress(httpx.HTTPError):
             httpx.get(url + "/docs", timeout=1)
-            return proc, url
+            return child, url
         time.sleep(0.1)
+    child.terminate(5)
     raise RuntimeError(f"{module} did not start")
 
 

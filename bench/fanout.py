@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import random
-import subprocess
 import sys
 import threading
 import time
@@ -17,7 +16,7 @@ import httpx
 import redis
 
 from bench.baselines import hop_latency, raw_loop_rate, redis_benchmark_xadd
-from bench.common import JWT_SECRET, ROOT, RedisServer, ServiceProcess, percentile, token
+from bench.common import JWT_SECRET, Child, RedisServer, ServiceProcess, percentile, token
 from bench.matching import QUESTION_SPECIALTIES, _zip_points, bulk_load, doctors
 from shared import streams
 from shared.events import Location, QuestionPosted
@@ -102,7 +101,8 @@ def celery_rate(server: RedisServer, events: list[QuestionPosted]) -> float:
         "ASKDOC_JWT_SECRET": JWT_SECRET,
         "ASKDOC_LOG_LEVEL": "WARNING",
     }
-    worker = subprocess.Popen(
+    worker = Child(
+        "celery",
         [
             sys.executable,
             "-m",
@@ -120,11 +120,9 @@ def celery_rate(server: RedisServer, events: list[QuestionPosted]) -> float:
             "--without-mingle",
             "--without-heartbeat",
         ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        env,
     )
+    worker.spawn()
     client = server.client()
     try:
         from bench.celery_app import app, fanout
@@ -145,8 +143,7 @@ def celery_rate(server: RedisServer, events: list[QuestionPosted]) -> float:
             time.sleep(0.02)
         return len(rest) / (time.perf_counter() - started)
     finally:
-        worker.terminate()
-        worker.wait(20)
+        worker.terminate(20)
 
 
 def latency(server: RedisServer, rate: float, seconds: float) -> dict[str, Any]:

@@ -27,8 +27,7 @@ def run(seconds: int = 10) -> dict[str, Any]:
             wrk_post(f"{url}/questions", "unused", seconds=2)
             baseline = wrk_post(f"{url}/questions", "unused", seconds=seconds)
         finally:
-            proc.terminate()
-            proc.wait(10)
+            proc.terminate(10)
     finally:
         server.cleanup()
     return {

@@ -11,10 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,11 +24,11 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from askdoc_cli import launcher
+from askdoc_cli.launcher import SERVICES
 from demo.scenario import SEED, SeedPlayer, ranking_matches_seed, until
 from shared.auth import issue_token
 
-ROOT = Path(__file__).resolve().parents[1]
-PORTS = {"questions": 8001, "answers": 8002, "votes": 8003, "notify": 8004}
 OTHER_QUESTIONS = [
     ("Can fillers fix a lopsided smile after Bell's palsy?", ["fillers", "bells-palsy"]),
     ("Is Sculptra better than fillers for a sunken cheek?", ["sculptra", "fillers"]),
@@ -39,15 +36,6 @@ OTHER_QUESTIONS = [
 ]
 
 console = Console()
-
-
-def free_port(preferred: int) -> int:
-    """`preferred` if it is free on loopback, else any free port."""
-    for port in (preferred, 0):
-        with socket.socket() as s, suppress(OSError):
-            s.bind(("127.0.0.1", port))
-            return int(s.getsockname()[1])
-    raise RuntimeError("no free port")
 
 
 class Demo:
@@ -58,86 +46,47 @@ class Demo:
         self.secret = secret
         self.http = stack.enter_context(httpx.Client(timeout=10))
         self.urls: dict[str, str] = {}
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.children: list[launcher.Child] = []
+        self.data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="askdoc-demo-")))
+        # Registered after the directories, so everything stops before they go.
+        stack.callback(lambda: launcher.stop_all(self.children, timeout=15))
 
     def token(self, sub: str, role: str, name: str = "") -> dict[str, str]:
         return {"Authorization": f"Bearer {issue_token(self.secret, sub, role, name or sub)}"}
 
     def start_redis(self) -> str:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            sys.exit(
-                "redis-server is missing: run 'make install' (it installs Debian's redis-server)."
+        try:
+            server = launcher.RedisProcess(
+                port=launcher.free_port(6390), data_dir=self.data, appendonly=True, own_session=True
             )
-        port = free_port(6390)
-        data = self.stack.enter_context(tempfile.TemporaryDirectory(prefix="askdoc-demo-"))
-        proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                data,
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-                "--save",
-                "",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        self._own(proc)
-        url = f"redis://127.0.0.1:{port}/0"
-        console.print(f"[bold]redis[/] AOF on, {url} (pid {proc.pid})")
-        return url
+            self.children.append(server)
+            server.start()
+        except launcher.LaunchError as exc:
+            sys.exit(str(exc))
+        console.print(f"[bold]redis[/] AOF on, {server.url} (pid {server.pid})")
+        return server.url
 
     def start_services(self, redis_url: str, logs: Path) -> None:
-        for name, preferred in PORTS.items():
-            port = free_port(preferred)
-            env = {
-                **os.environ,
-                "ASKDOC_REDIS_URL": redis_url,
-                "ASKDOC_JWT_SECRET": self.secret,
-                "ASKDOC_HTTP_PORT": str(port),
-                "ASKDOC_HTTP_HOST": "127.0.0.1",
-                "ASKDOC_LOG_FORMAT": "json",
-            }
-            log = (logs / f"{name}.log").open("ab")
-            proc = subprocess.Popen(
-                [sys.executable, "-m", f"services.{name}"],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=log,
+        ports = {name: launcher.free_port(spec.port) for name, spec in SERVICES.items()}
+        services = launcher.start_services(
+            SERVICES,
+            redis_url,
+            self.secret,
+            ports,
+            env={"ASKDOC_LOG_FORMAT": "json"},
+            output=lambda name: logs / f"{name}.log",
+            own_session=True,
+        )
+        self.children.extend(services.values())
+        self.urls = {name: service.url for name, service in services.items()}
+        try:
+            launcher.wait_ready(
+                services.values(),
+                timeout=60,
+                on_ready=lambda s: console.print(f"[bold]{s.name}[/] ready at {s.url}"),
             )
-            self._own(proc)
-            self.urls[name] = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        for name, url in self.urls.items():
-            while True:
-                with suppress(httpx.HTTPError):
-                    if self.http.get(f"{url}/readyz").status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    sys.exit(f"{name} did not become ready; see {logs / (name + '.log')}")
-                time.sleep(0.2)
-            console.print(f"[bold]{name}[/] ready at {url}")
-
-    def _own(self, proc: subprocess.Popen[bytes]) -> None:
-        self.procs.append(proc)
-
-        def stop() -> None:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-
-        self.stack.callback(stop)
+        except launcher.LaunchError as exc:
+            sys.exit(f"{str(exc).splitlines()[0]}; see the logs in {logs}")
 
     def call(self, method: str, service: str, path: str, **kwargs: Any) -> Any:
         response = self.http.request(method, self.urls[service] + path, **kwargs)
@@ -208,12 +157,12 @@ def show_alerts(player: SeedPlayer, doctors: list[str], qid: str) -> None:
 def run(keep: bool) -> None:
     secret = os.environ.get("ASKDOC_JWT_SECRET") or secrets.token_urlsafe(32)
     with ExitStack() as stack:
-        demo = Demo(stack, secret)
         logs = (
             Path(tempfile.mkdtemp(prefix="askdoc-logs-"))
             if keep
             else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="askdoc-logs-")))
         )
+        demo = Demo(stack, secret)
         redis_url = demo.start_redis()
         demo.start_services(redis_url, logs)
         player = SeedPlayer(demo.urls, lambda sub, role, name: issue_token(secret, sub, role, name))

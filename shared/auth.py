@@ -1,15 +1,21 @@
-"""Bearer JWT (HS256) authentication and role checks."""
+"""Bearer JWT authentication (HS256 with the shared secret, RS256 with an identity
+provider's keys) and role checks."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
-from typing import Annotated, Literal, get_args
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
 
 import jwt
 from fastapi import Depends, Request
+from jwt import PyJWKClient, PyJWKSet
+from jwt.exceptions import PyJWKClientConnectionError
 
 from shared.errors import ApiError
+from shared.settings import Settings
 
 Role = Literal["patient", "doctor", "admin"]
 ROLES: tuple[str, ...] = get_args(Role)
@@ -24,50 +30,178 @@ class Principal:
     name: str
 
 
-def issue_token(secret: str, sub: str, role: str, name: str = "", ttl_s: int = 3600) -> str:
+def issue_token(
+    secret: str,
+    sub: str,
+    role: str,
+    name: str = "",
+    ttl_s: int = 3600,
+    issuer: str | None = None,
+    audience: str | None = None,
+) -> str:
     """A signed HS256 token (for development, tests and the CLI)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     now = int(time.time())
-    claims = {"sub": sub, "role": role, "name": name or sub, "iat": now, "exp": now + ttl_s}
+    claims: dict[str, Any] = {
+        "sub": sub,
+        "role": role,
+        "name": name or sub,
+        "iat": now,
+        "exp": now + ttl_s,
+    }
+    if issuer:
+        claims["iss"] = issuer
+    if audience:
+        claims["aud"] = audience
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-def decode_token(secret: str, token: str) -> Principal:
-    """The principal of a valid token; ApiError 401 for any bad token."""
-    cached = _verified.get((secret, token))
-    if cached is not None:
-        principal, exp = cached
-        if exp > time.time():
-            return principal
-        raise ApiError(401, "token_expired", "the bearer token has expired")
-    principal, exp = _verify(secret, token)
-    if len(_verified) >= _CACHE_SIZE:
-        _verified.pop(next(iter(_verified)))
-    _verified[(secret, token)] = (principal, exp)
-    return principal
+@dataclass(frozen=True)
+class TokenPolicy:
+    """What a token must carry beyond a good signature."""
+
+    max_lifetime_s: int = 24 * 3600
+    issuer: str | None = None
+    audience: str | None = None
 
 
-# A verified token stays valid until it expires, so its signature is checked once: HMAC
-# and JSON decoding were a tenth of a write request's CPU.
-_CACHE_SIZE = 4096
-_verified: dict[tuple[str, str], tuple[Principal, float]] = {}
+class TokenVerifier:
+    """Verifies bearer tokens: HS256 with the shared secret, RS256 with the identity
+    provider's public keys (a JWKS file, or a URL fetched and cached)."""
 
+    # A verified token stays valid until it expires, so its signature is checked once:
+    # HMAC and JSON decoding were a tenth of a write request's CPU.
+    CACHE_SIZE = 4096
 
-def _verify(secret: str, token: str) -> tuple[Principal, float]:
-    try:
-        claims = jwt.decode(
-            token, secret, algorithms=["HS256"], options={"require": ["sub", "role", "exp"]}
+    def __init__(
+        self,
+        secret: str,
+        policy: TokenPolicy | None = None,
+        jwks: PyJWKSet | None = None,
+        jwks_url: str | None = None,
+    ) -> None:
+        self._secret = secret
+        self.policy = policy or TokenPolicy()
+        self._jwks = jwks
+        self._jwks_client = (
+            PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=5) if jwks_url else None
         )
-    except jwt.ExpiredSignatureError:
-        raise ApiError(401, "token_expired", "the bearer token has expired") from None
-    except jwt.InvalidTokenError as exc:
-        raise ApiError(401, "invalid_token", f"the bearer token is not valid: {exc}") from None
-    role = claims.get("role")
-    sub = claims.get("sub")
-    if role not in ROLES or not isinstance(sub, str) or not sub:
-        raise ApiError(401, "invalid_token", "the bearer token has no valid sub and role")
-    return Principal(sub=sub, role=role, name=str(claims.get("name") or sub)), float(claims["exp"])
+        self._verified: dict[str, tuple[Principal, float]] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TokenVerifier:
+        """The verifier a service's settings describe (reads the JWKS file now)."""
+        jwks = None
+        if settings.jwt_jwks_file:
+            jwks = PyJWKSet.from_json(Path(settings.jwt_jwks_file).read_text())
+        policy = TokenPolicy(
+            settings.jwt_max_lifetime_s, settings.jwt_issuer, settings.jwt_audience
+        )
+        return cls(settings.jwt_secret.get_secret_value(), policy, jwks, settings.jwt_jwks_url)
+
+    def fetches_keys(self, token: str) -> bool:
+        """Whether verifying `token` may fetch the provider's keys over the network."""
+        return self._jwks_client is not None and token not in self._verified
+
+    def verify(self, token: str) -> Principal:
+        """The principal of a valid token; ApiError 401 for any bad token."""
+        cached = self._verified.get(token)
+        if cached is not None:
+            principal, exp = cached
+            if exp > time.time():
+                return principal
+            raise ApiError(401, "token_expired", "the bearer token has expired")
+        principal, exp = self._verify(token)
+        if len(self._verified) >= self.CACHE_SIZE:
+            self._verified.pop(next(iter(self._verified)))
+        self._verified[token] = (principal, exp)
+        return principal
+
+    def _key(self, token: str) -> tuple[Any, str]:
+        header = jwt.get_unverified_header(token)
+        alg = header.get("alg")
+        if alg == "HS256":
+            return self._secret, alg
+        if alg != "RS256":
+            raise jwt.InvalidAlgorithmError(f"algorithm {alg!r} is not accepted")
+        kid = header.get("kid")
+        if self._jwks is not None:
+            keys = [k for k in self._jwks.keys if kid is None or k.key_id == kid]
+            if len(keys) != 1:
+                raise jwt.InvalidKeyError(f"no single key of the identity provider for kid {kid!r}")
+            return keys[0].key, alg
+        if self._jwks_client is not None:
+            return self._jwks_client.get_signing_key_from_jwt(token).key, alg
+        raise jwt.InvalidAlgorithmError("RS256 tokens need ASKDOC_JWT_JWKS_FILE or _URL")
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
+        policy = self.policy
+        required = ["sub", "role", "exp", "iat"]
+        required += ["iss"] if policy.issuer else []
+        required += ["aud"] if policy.audience else []
+        try:
+            key, alg = self._key(token)
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                issuer=policy.issuer,
+                audience=policy.audience,
+                options={"require": required, "verify_aud": bool(policy.audience)},
+            )
+        except jwt.ExpiredSignatureError:
+            raise ApiError(401, "token_expired", "the bearer token has expired") from None
+        except PyJWKClientConnectionError:
+            raise ApiError(
+                503, "unavailable", "the identity provider's keys cannot be fetched; retry shortly"
+            ) from None
+        except jwt.InvalidTokenError as exc:
+            raise ApiError(401, "invalid_token", f"the bearer token is not valid: {exc}") from None
+        except (jwt.PyJWTError, ValueError, TypeError) as exc:
+            raise ApiError(401, "invalid_token", f"the bearer token is not valid: {exc}") from None
+        lifetime = float(claims["exp"]) - float(claims["iat"])
+        if lifetime > policy.max_lifetime_s:
+            raise ApiError(
+                401,
+                "invalid_token",
+                f"the bearer token lives {lifetime:.0f} s; at most {policy.max_lifetime_s} s "
+                "are accepted",
+            )
+        role = claims.get("role")
+        sub = claims.get("sub")
+        if role not in ROLES or not isinstance(sub, str) or not sub:
+            raise ApiError(401, "invalid_token", "the bearer token has no valid sub and role")
+        principal = Principal(sub=sub, role=role, name=str(claims.get("name") or sub))
+        return principal, float(claims["exp"])
+
+
+_by_secret: dict[str, TokenVerifier] = {}
+
+
+def decode_token(secret: str, token: str) -> Principal:
+    """The principal of a valid HS256 token under the default policy; ApiError 401 if bad."""
+    verifier = _by_secret.get(secret)
+    if verifier is None:
+        verifier = _by_secret[secret] = TokenVerifier(secret)
+    return verifier.verify(token)
+
+
+def token_verifier(request: Request) -> TokenVerifier:
+    """The app's verifier, built once from its settings."""
+    state = request.app.state
+    verifier: TokenVerifier | None = getattr(state, "token_verifier", None)
+    if verifier is None:
+        verifier = state.token_verifier = TokenVerifier.from_settings(state.settings)
+    return verifier
+
+
+async def principal_of(request: Request, token: str) -> Principal:
+    """Verify `token` for this app; a key fetch, if needed, runs off the event loop."""
+    verifier = token_verifier(request)
+    if verifier.fetches_keys(token):
+        return await asyncio.to_thread(verifier.verify, token)
+    return verifier.verify(token)
 
 
 def _bearer(request: Request) -> str | None:
@@ -85,7 +219,7 @@ async def optional_user(request: Request) -> Principal | None:
     token = _bearer(request)
     if token is None:
         return None
-    return decode_token(request.app.state.settings.jwt_secret.get_secret_value(), token)
+    return await principal_of(request, token)
 
 
 async def require_user(request: Request) -> Principal:
@@ -104,7 +238,7 @@ async def require_stream_user(request: Request) -> Principal:
     token = request.query_params.get("access_token")
     if not token:
         raise ApiError(401, "unauthenticated", "sign in: a bearer token is required")
-    return decode_token(request.app.state.settings.jwt_secret.get_secret_value(), token)
+    return await principal_of(request, token)
 
 
 def require_role(*roles: Role) -> object:

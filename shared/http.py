@@ -84,6 +84,81 @@ class RequestContextMiddleware:
                 )
 
 
+class _BodyTooLarge(Exception):
+    """Raised into the app from `receive` once a streamed body passes the limit."""
+
+
+class BodyLimitMiddleware:
+    """413 with a JSON error for a body over `limit` bytes, by Content-Length or as streamed.
+
+    A declared length over the limit is refused before the app runs; a chunked body is
+    counted as it arrives, and the app's reading fails at the first byte over, so no
+    route ever parses an oversized body.
+    """
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                declared = int(value) if value.isdigit() else None
+                if declared is None:
+                    await self._reply(send, 400, "invalid_request", "invalid Content-Length")
+                    return
+                if declared > self.limit:
+                    await self._refuse(send)
+                    return
+        received = 0
+        refused = False
+        response_started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    refused = True
+                    raise _BodyTooLarge
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal response_started
+            if refused:  # whatever the app makes of a cut-off body, the client gets the 413
+                return
+            response_started = response_started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except Exception:
+            if not refused:
+                raise
+        if refused and not response_started:
+            await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        message = f"request body over {self.limit} bytes"
+        await self._reply(send, 413, "payload_too_large", message, limit_bytes=self.limit)
+
+    @staticmethod
+    async def _reply(send: Send, status: int, code: str, message: str, **extra: Any) -> None:
+        body = json.dumps(error_body(code, message, **extra)).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            # The rest of the body is never read, so this connection cannot carry another.
+            (b"connection", b"close"),
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
 def _validation_message(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
     details = []
     for err in exc.errors()[:20]:
@@ -187,6 +262,8 @@ def create_http_app(
 
     for router in routers:
         app.include_router(router)
+    # Added last runs first: the request id and metrics also cover the 413s.
+    app.add_middleware(BodyLimitMiddleware, limit=runtime.settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, service=runtime.service)
     return app
 

@@ -27,6 +27,17 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr = Field(
         min_length=32, description="HS256 secret for bearer tokens (required, >= 32 chars)"
     )
+    jwt_max_lifetime_s: int = Field(
+        24 * 3600, ge=60, description="tokens whose exp - iat is longer (or without iat) fail"
+    )
+    jwt_issuer: str | None = Field(None, description="when set, every token's iss must match")
+    jwt_audience: str | None = Field(None, description="when set, every token's aud must hold it")
+    jwt_jwks_file: str | None = Field(
+        None, description="the identity provider's public keys (JWKS JSON) for RS256 tokens"
+    )
+    jwt_jwks_url: str | None = Field(
+        None, description="where to fetch the identity provider's JWKS for RS256 tokens"
+    )
     log_format: Literal["json", "console"] = "json"
     log_level: str = "INFO"
     http_host: str = "0.0.0.0"
@@ -41,6 +52,9 @@ class Settings(BaseSettings):
     dedupe_ttl_s: int = Field(14 * 86400, description="how long processed-event markers live")
     idempotency_ttl_s: int = Field(86400, description="how long Idempotency-Key replies live")
     max_entry_bytes: int = Field(256 * 1024, description="larger stream entries are poison")
+    max_body_bytes: int = Field(
+        64 * 1024, ge=1024, description="larger request bodies get 413 before any parsing"
+    )
     shutdown_grace_s: float = Field(20.0, description="time to finish in-flight work")
 
     rate_limit_writes: int = Field(60, ge=1, description="writes per user per window")

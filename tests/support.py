@@ -3,33 +3,35 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import httpx
 import redis
 
+from askdoc_cli import launcher
+from askdoc_cli.launcher import ROOT, SERVICES
 from shared.auth import issue_token
 
-ROOT = Path(__file__).resolve().parents[1]
+__all__ = ["ROOT", "SERVICES"]
+
 JWT_SECRET = "test-secret-please-change-0123456789abcdef"
-SERVICES = {"questions": 8001, "answers": 8002, "votes": 8003, "notify": 8004}
+# Fast claims and polling, no write limit, webhooks to loopback receivers.
+TEST_ENV = {
+    "ASKDOC_LOG_FORMAT": "json",
+    "ASKDOC_CLAIM_IDLE_MS": "1500",
+    "ASKDOC_POLLING_INTERVAL_MS": "50",
+    "ASKDOC_RATE_LIMIT_WRITES": "100000",
+    "ASKDOC_WEBHOOK_ALLOW_PRIVATE": "true",
+}
 
 
 def free_port() -> int:
     """A TCP port free on loopback right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return launcher.free_port()
 
 
 def token(sub: str, role: str = "patient", name: str = "", ttl_s: int = 3600) -> str:
@@ -42,152 +44,20 @@ def auth(sub: str, role: str = "patient", name: str = "") -> dict[str, str]:
     return {"Authorization": f"Bearer {token(sub, role, name)}"}
 
 
-class RedisServer:
+class RedisServer(launcher.RedisProcess):
     """A redis-server child process on a free loopback port, stopped by its pid."""
 
     def __init__(
         self, appendonly: bool = False, port: int | None = None, extra: list[str] | None = None
     ) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError(
-                "redis-server is not installed: run 'make install' (apt-get install redis-server)"
-            )
-        self.binary = binary
-        self.port = port or free_port()
-        self.dir = tempfile.mkdtemp(prefix="askdoc-redis-")
-        self.appendonly = appendonly
-        self.extra = extra or []
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        args = [
-            self.binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            self.dir,
-            "--save",
-            "",
-            "--appendonly",
-            "yes" if self.appendonly else "no",
-            "--appendfsync",
-            "everysec",
-            "--protected-mode",
-            "no",
-            *self.extra,
-        ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        while time.monotonic() < deadline:
-            try:
-                if client.ping():
-                    # AOF loading answers pings with LOADING errors until done.
-                    client.dbsize()
-                    return self
-            except redis.exceptions.RedisError:
-                time.sleep(0.05)
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
-
-    def client(self, **kwargs: Any) -> redis.Redis:
-        return redis.Redis(port=self.port, decode_responses=True, **kwargs)
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def cleanup(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        super().__init__(port=port, appendonly=appendonly, extra=extra)
 
 
-class ServiceProcess:
-    """One askdoc service run as `python -m services.<name>` with its own settings."""
+class ServiceProcess(launcher.ServiceProcess):
+    """One askdoc service run as `python -m services.<name>` with the tests' settings."""
 
     def __init__(self, name: str, redis_url: str, port: int | None = None, **env: str) -> None:
-        self.name = name
-        self.port = port or free_port()
-        self.redis_url = redis_url
-        self.env = env
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = Path(tempfile.mkstemp(prefix=f"askdoc-{name}-", suffix=".log")[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, wait_ready: bool = True) -> ServiceProcess:
-        env = {
-            **os.environ,
-            "ASKDOC_REDIS_URL": self.redis_url,
-            "ASKDOC_JWT_SECRET": JWT_SECRET,
-            "ASKDOC_HTTP_PORT": str(self.port),
-            "ASKDOC_HTTP_HOST": "127.0.0.1",
-            "ASKDOC_LOG_FORMAT": "json",
-            "ASKDOC_CLAIM_IDLE_MS": "1500",
-            "ASKDOC_POLLING_INTERVAL_MS": "50",
-            "ASKDOC_RATE_LIMIT_WRITES": "100000",
-            "ASKDOC_WEBHOOK_ALLOW_PRIVATE": "true",
-            **self.env,
-        }
-        self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", f"services.{self.name}"],
-            cwd=ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        if wait_ready:
-            self.wait_ready()
-        return self
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited early:\n{self.logs()[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} not ready in {timeout}s:\n{self.logs()[-3000:]}")
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def kill(self) -> None:
-        """SIGKILL: no chance to finish or ack anything."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def terminate(self, timeout: float = 30) -> int:
-        """SIGTERM and wait: a graceful stop."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                return self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        return self.proc.returncode if self.proc else 0
+        super().__init__(name, redis_url, JWT_SECRET, port, env={**TEST_ENV, **env})
 
 
 @contextlib.contextmanager
@@ -195,16 +65,18 @@ def running_services(
     redis_url: str, names: list[str] | None = None, **env: str
 ) -> Iterator[dict[str, ServiceProcess]]:
     """Start services (in parallel) and stop them all at the end."""
-    procs = {n: ServiceProcess(n, redis_url, **env) for n in (names or list(SERVICES))}
+    ports = {n: free_port() for n in names or SERVICES}
+    urls = {n: f"http://{launcher.HOST}:{port}" for n, port in ports.items()}
+    procs = {n: ServiceProcess(n, redis_url, port, **env) for n, port in ports.items()}
+    for name, proc in procs.items():
+        proc.env.update(launcher.peer_env(name, urls))
     try:
         for p in procs.values():
             p.start(wait_ready=False)
-        for p in procs.values():
-            p.wait_ready()
+        launcher.wait_ready(procs.values(), timeout=30)
         yield procs
     finally:
-        for p in procs.values():
-            p.terminate(10)
+        launcher.stop_all(procs.values(), timeout=10)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,40 @@
+"""The one launcher: Redis with flags and a password, peers' URLs, stops by pid."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from askdoc_cli import launcher
+from askdoc_cli.launcher import LaunchError, RedisProcess, ServiceSpec
+
+
+def test_redis_with_a_password_refuses_clients_without_it() -> None:
+    server = RedisProcess(password="s3cret-launcher", extra=["--maxmemory", "10mb"]).start()
+    try:
+        assert server.client().config_get("maxmemory")["maxmemory"] == str(10 * 1024 * 1024)
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=server.port).ping()
+        assert redis.Redis.from_url(server.url).ping()
+    finally:
+        server.cleanup()
+    assert not server.running()
+
+
+def test_a_service_learns_its_peers_urls(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = ServiceSpec("front", 8000, peers={"ASKDOC_QUESTIONS_URL": "questions"})
+    monkeypatch.setitem(launcher.SERVICES, "front", spec)
+    urls = {"questions": "http://127.0.0.1:1234", "front": "http://127.0.0.1:1235"}
+    assert launcher.peer_env("front", urls) == {"ASKDOC_QUESTIONS_URL": "http://127.0.0.1:1234"}
+    with pytest.raises(LaunchError, match="needs questions"):
+        launcher.peer_env("front", {"front": urls["front"]})
+
+
+def test_a_child_that_exits_before_ready_is_reported_with_its_logs(redis_url: str) -> None:
+    service = launcher.ServiceProcess("votes", redis_url, "too-short-secret")
+    service.spawn()
+    try:
+        with pytest.raises(LaunchError, match="votes exited"):
+            launcher.wait_ready([service], timeout=30)
+    finally:
+        service.terminate(5)

@@ -1,0 +1,165 @@
+"""Token verification: lifetime cap, issuer and audience, RS256 with a provider's JWKS."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+
+from shared.auth import TokenPolicy, TokenVerifier, issue_token
+from shared.errors import ApiError
+
+SECRET = "unit-secret-0123456789abcdef0123456789"
+
+
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def jwks_of(*pairs: tuple[str, rsa.RSAPrivateKey]) -> dict[str, Any]:
+    keys = []
+    for kid, key in pairs:
+        jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
+        keys.append({**jwk, "kid": kid, "alg": "RS256", "use": "sig"})
+    return {"keys": keys}
+
+
+def claims(lifetime_s: int = 3600, **extra: Any) -> dict[str, Any]:
+    now = int(time.time())
+    return {"sub": "u-1", "role": "patient", "iat": now, "exp": now + lifetime_s, **extra}
+
+
+def rs256(key: rsa.RSAPrivateKey, kid: str, body: dict[str, Any]) -> str:
+    return jwt.encode(body, key, algorithm="RS256", headers={"kid": kid})
+
+
+def refused(verifier: TokenVerifier, token: str, code: str = "invalid_token") -> str:
+    with pytest.raises(ApiError) as caught:
+        verifier.verify(token)
+    assert caught.value.status == 401 and caught.value.code == code
+    return caught.value.message
+
+
+@pytest.fixture(scope="module")
+def idp_key() -> rsa.RSAPrivateKey:
+    return rsa_key()
+
+
+def test_a_token_within_the_lifetime_cap_is_accepted() -> None:
+    verifier = TokenVerifier(SECRET, TokenPolicy(max_lifetime_s=86400))
+    assert verifier.verify(issue_token(SECRET, "u-1", "doctor", ttl_s=86400)).role == "doctor"
+
+
+def test_a_token_living_longer_than_the_cap_is_refused() -> None:
+    verifier = TokenVerifier(SECRET, TokenPolicy(max_lifetime_s=86400))
+    message = refused(verifier, issue_token(SECRET, "u-1", "patient", ttl_s=86401))
+    assert "at most 86400 s" in message
+
+
+def test_a_token_without_iat_is_refused() -> None:
+    body = claims()
+    del body["iat"]
+    refused(TokenVerifier(SECRET), jwt.encode(body, SECRET, algorithm="HS256"))
+
+
+def test_issuer_and_audience_are_checked_when_set() -> None:
+    verifier = TokenVerifier(SECRET, TokenPolicy(issuer="https://id.example", audience="askdoc"))
+    good = issue_token(SECRET, "u-1", "patient", issuer="https://id.example", audience="askdoc")
+    assert verifier.verify(good).sub == "u-1"
+    refused(verifier, issue_token(SECRET, "u-1", "patient"))  # neither
+    refused(
+        verifier, issue_token(SECRET, "u-1", "patient", issuer="https://other", audience="askdoc")
+    )
+    refused(
+        verifier, issue_token(SECRET, "u-1", "patient", issuer="https://id.example", audience="x")
+    )
+
+
+def test_without_issuer_and_audience_settings_tokens_need_neither() -> None:
+    verifier = TokenVerifier(SECRET)
+    assert verifier.verify(issue_token(SECRET, "u-1", "patient", audience="anything")).sub == "u-1"
+
+
+def test_rs256_with_the_providers_jwks_beside_hs256(idp_key: rsa.RSAPrivateKey) -> None:
+    other = rsa_key()
+    jwks = jwt.PyJWKSet.from_dict(jwks_of(("k1", idp_key), ("k2", other)))
+    verifier = TokenVerifier(SECRET, jwks=jwks)
+    assert verifier.verify(rs256(idp_key, "k1", claims())).sub == "u-1"
+    assert verifier.verify(rs256(other, "k2", claims(sub="u-2"))).sub == "u-2"
+    assert verifier.verify(issue_token(SECRET, "u-3", "admin")).role == "admin"
+    # Signed by a key the provider does not publish, or claiming another key's id.
+    refused(verifier, rs256(rsa_key(), "k1", claims()))
+    refused(verifier, rs256(idp_key, "k9", claims()))
+    # The lifetime cap holds for the provider's tokens too.
+    refused(verifier, rs256(idp_key, "k1", claims(lifetime_s=3 * 86400)))
+
+
+def test_rs256_is_refused_without_keys_and_other_algorithms_always(
+    idp_key: rsa.RSAPrivateKey,
+) -> None:
+    verifier = TokenVerifier(SECRET)
+    refused(verifier, rs256(idp_key, "k1", claims()))
+    refused(verifier, jwt.encode(claims(), SECRET * 2, algorithm="HS512"))
+    refused(verifier, jwt.encode(claims(), None, algorithm="none"))
+
+
+def test_an_hs256_token_signed_with_the_public_key_is_refused(idp_key: rsa.RSAPrivateKey) -> None:
+    """Algorithm confusion: the provider's public key is never an HMAC secret."""
+    jwks_dict = jwks_of(("k1", idp_key))
+    verifier = TokenVerifier(SECRET, jwks=jwt.PyJWKSet.from_dict(jwks_dict))
+    public_json = json.dumps(jwks_dict["keys"][0]).encode()
+    # PyJWT will not sign this way, so the forgery is built by hand.
+    signing_input = b".".join(
+        _b64(json.dumps(part).encode())
+        for part in ({"alg": "HS256", "typ": "JWT", "kid": "k1"}, claims())
+    )
+    signature = hmac.new(public_json, signing_input, hashlib.sha256).digest()
+    refused(verifier, (signing_input + b"." + _b64(signature)).decode())
+
+
+def _b64(raw: bytes) -> bytes:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=")
+
+
+@pytest.fixture
+def jwks_url(idp_key: rsa.RSAPrivateKey) -> Iterator[str]:
+    body = json.dumps(jwks_of(("k1", idp_key))).encode()
+
+    class Keys(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Keys)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_rs256_keys_fetched_from_a_jwks_url(jwks_url: str, idp_key: rsa.RSAPrivateKey) -> None:
+    verifier = TokenVerifier(SECRET, jwks_url=jwks_url)
+    token = rs256(idp_key, "k1", claims())
+    assert verifier.fetches_keys(token)
+    assert verifier.verify(token).sub == "u-1"
+    assert not verifier.fetches_keys(token)  # verified once, cached until it expires
+    refused(verifier, rs256(rsa_key(), "k1", claims()))
