@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install redis demo test test-unit test-integration test-e2e test-contract test-faults lint format bench asyncapi clean
+.PHONY: install redis browser demo test test-unit test-integration test-e2e test-browser test-contract test-faults lint format bench asyncapi clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "askdoc needs Python 3.11 or newer")'
@@ -14,12 +14,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-install: $(STAMP) redis ## venv with askdoc and its dev tools, and a redis-server
+install: $(STAMP) redis browser ## venv with askdoc and its dev tools, redis-server, chromium, axe-core
 
 redis: ## make sure a redis-server binary exists (Debian's package)
 	@bash scripts/ensure-redis.sh
 
-demo: install ## Redis, the four services and the seed scenario end to end
+browser: ## Debian's chromium and axe-core (npm) for the browser tests
+	@bash scripts/ensure-browser.sh
+
+demo: install ## Redis, the five services and the seed scenario end to end
 	$(PY) -m demo
 
 test: install ## the whole suite: unit, contract, integration, e2e, faults, deploy
@@ -33,6 +36,9 @@ test-integration: install
 
 test-e2e: install
 	$(PY) -m pytest -q tests/e2e
+
+test-browser: install ## the web in Chromium: five services on a real Redis
+	$(PY) -m pytest -q tests/browser
 
 test-faults: install
 	$(PY) -m pytest -q tests/faults
@@ -55,4 +61,4 @@ bench: install ## benchmarks with same-run baselines -> bench/results/latest.jso
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/browser/node_modules

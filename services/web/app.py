@@ -14,14 +14,15 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.http import RequestContextMiddleware
+from shared.errors import ApiError
+from shared.http import BodyLimitMiddleware, RequestContextMiddleware
 from shared.logging import get_logger
 
 from . import routes
 from .clients import ApiProblem, BackendUnavailable, Services
 from .context import HERE, CsrfRefused, SignInRequired, Web, templates
 from .live import LiveRelays
-from .session import Sessions
+from .session import Session, Sessions
 from .settings import WebSettings
 
 log = get_logger("askdoc.web")
@@ -71,8 +72,13 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, with_headers)
 
 
-def _error_page(web: Web, request: Request, status: int, title: str, message: str) -> Response:
-    session = web.sessions.read(request)
+async def _error_page(
+    web: Web, request: Request, status: int, title: str, message: str
+) -> Response:
+    try:
+        session = await web.sessions.read(request)
+    except ApiError:
+        session = Session(csrf="")  # the page shows signed out; no cookie is written
     return web.render("error.html", session, status, title=title, message=message)
 
 
@@ -86,7 +92,7 @@ def install_error_pages(app: FastAPI, web: Web) -> None:
     @app.exception_handler(CsrfRefused)
     async def csrf(request: Request, exc: CsrfRefused) -> Response:
         log.warning("csrf_refused", path=request.url.path)
-        return _error_page(
+        return await _error_page(
             web,
             request,
             403,
@@ -98,7 +104,7 @@ def install_error_pages(app: FastAPI, web: Web) -> None:
     @app.exception_handler(BackendUnavailable)
     async def unavailable(request: Request, exc: BackendUnavailable) -> Response:
         log.warning("backend_unavailable", status=exc.status, code=exc.code)
-        return _error_page(
+        return await _error_page(
             web, request, 503, "Something is not available", "Please try again in a moment."
         )
 
@@ -108,18 +114,26 @@ def install_error_pages(app: FastAPI, web: Web) -> None:
             return RedirectResponse(f"/signin?next={quote(request.url.path)}", status_code=303)
         titles = {403: "Not allowed", 404: "Not found", 409: "Already done", 429: "Slow down"}
         title = titles.get(exc.status, "That did not work")
-        return _error_page(web, request, exc.status, title, exc.message)
+        return await _error_page(web, request, exc.status, title, exc.message)
+
+    @app.exception_handler(ApiError)
+    async def sign_in_failed(request: Request, exc: ApiError) -> Response:
+        # Only verifying a session's token raises these (e.g. the identity provider's
+        # keys cannot be fetched right now).
+        return await _error_page(web, request, exc.status, "Signing in failed", exc.message)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 404:
-            return _error_page(web, request, 404, "Not found", "There is no page here.")
-        return _error_page(web, request, exc.status_code, "That did not work", str(exc.detail))
+            return await _error_page(web, request, 404, "Not found", "There is no page here.")
+        return await _error_page(
+            web, request, exc.status_code, "That did not work", str(exc.detail)
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled_error", error_type=type(exc).__name__)
-        return _error_page(
+        return await _error_page(
             web, request, 500, "Something went wrong", "It has been logged. Please try again."
         )
 
@@ -183,6 +197,7 @@ def create_app(settings: WebSettings) -> FastAPI:
 
     app.include_router(routes.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, service=SERVICE)
     app.add_middleware(SecurityHeadersMiddleware)
     return app

@@ -41,7 +41,7 @@ WebDep = Annotated[Web, Depends(_web)]
 
 
 async def _session(request: Request, web: WebDep) -> Session:
-    return web.sessions.read(request)
+    return await web.sessions.read(request)
 
 
 SessionDep = Annotated[Session, Depends(_session)]
@@ -574,9 +574,11 @@ async def signin_dev(
         user["sub"],
         user["role"],
         user["name"],
-        settings.dev_token_ttl_s,
+        min(settings.dev_token_ttl_s, settings.jwt_max_lifetime_s),
+        settings.jwt_issuer,
+        settings.jwt_audience,
     )
-    web.sessions.sign_in(session, token)
+    await web.sessions.sign_in(session, token)
     log.info("signed_in", method="dev", role=user["role"])
     return web.redirect(_local(next), session)
 
@@ -607,7 +609,7 @@ async def create_session(
             headers={"WWW-Authenticate": "Bearer"},
         )
     try:
-        user = web.sessions.sign_in(session, token.strip())
+        user = await web.sessions.sign_in(session, token.strip())
     except ApiError as exc:
         return JSONResponse(
             {"error": {"code": exc.code, "message": exc.message}},

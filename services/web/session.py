@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 from fastapi import Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from shared.auth import Principal, decode_token
+from shared.auth import Principal, TokenVerifier
 from shared.errors import ApiError
 
 from .settings import WebSettings
@@ -37,17 +38,23 @@ class Sessions:
 
     def __init__(self, settings: WebSettings) -> None:
         self.settings = settings
-        self.jwt_secret = settings.jwt_secret.get_secret_value()
+        # The services' own verifier: HS256 or the identity provider's RS256, same policy.
+        self.verifier = TokenVerifier.from_settings(settings)
         if settings.session_secret is not None:
             key = settings.session_secret.get_secret_value()
         else:
             # A key of its own, derived one-way: a session cookie can never pass for a token.
-            key = hmac.new(
-                self.jwt_secret.encode(), b"askdoc-web-session", hashlib.sha256
-            ).hexdigest()
+            jwt_secret = settings.jwt_secret.get_secret_value().encode()
+            key = hmac.new(jwt_secret, b"askdoc-web-session", hashlib.sha256).hexdigest()
         self.serializer = URLSafeTimedSerializer(key, salt="askdoc-session")
 
-    def read(self, request: Request) -> Session:
+    async def verify(self, token: str) -> Principal:
+        """The token's user (ApiError 401 if bad); a key fetch runs off the event loop."""
+        if self.verifier.fetches_keys(token):
+            return await asyncio.to_thread(self.verifier.verify, token)
+        return self.verifier.verify(token)
+
+    async def read(self, request: Request) -> Session:
         """The request's session; a fresh visitor session if the cookie is absent or bad."""
         raw = request.cookies.get(COOKIE)
         if raw:
@@ -60,16 +67,18 @@ class Sessions:
                 token = data.get("t")
                 if isinstance(token, str):
                     try:
-                        session.user = decode_token(self.jwt_secret, token)
+                        session.user = await self.verify(token)
                         session.token = token
-                    except ApiError:
+                    except ApiError as exc:
+                        if exc.status != 401:
+                            raise  # the identity provider's keys are unreachable: not a sign-out
                         session.changed = True  # expired or foreign: signed out from now on
                 return session
         return Session(csrf=secrets.token_urlsafe(24), changed=True)
 
-    def sign_in(self, session: Session, token: str) -> Principal:
+    async def sign_in(self, session: Session, token: str) -> Principal:
         """Put a valid bearer token in the session (ApiError 401 otherwise)."""
-        user = decode_token(self.jwt_secret, token)
+        user = await self.verify(token)
         session.token, session.user, session.changed = token, user, True
         # A new identity gets a new CSRF token, so a token seen before sign-in is useless.
         session.csrf = secrets.token_urlsafe(24)

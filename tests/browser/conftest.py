@@ -13,6 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Playwright, sync_playwright
 
+from askdoc_cli import launcher
 from tests.e2e.scenario import play_seed
 from tests.support import ROOT, SERVICES, RedisServer, ServiceProcess, auth
 
@@ -60,7 +61,7 @@ def _wait_ready(procs: list[ServiceProcess], timeout: float = 120) -> None:
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
     server = RedisServer().start()
-    procs = {name: ServiceProcess(name, server.url) for name in SERVICES}
+    procs = {name: ServiceProcess(name, server.url) for name in SERVICES if name != "web"}
     web: ServiceProcess | None = None
     try:
         for proc in procs.values():
@@ -68,10 +69,7 @@ def stack() -> Iterator[Stack]:
         _wait_ready(list(procs.values()))
         urls = {name: proc.url for name, proc in procs.items()}
         web = ServiceProcess(
-            "web",
-            server.url,
-            ASKDOC_WEB_DEV_LOGIN="true",
-            **{f"ASKDOC_{name.upper()}_URL": url for name, url in urls.items()},
+            "web", server.url, ASKDOC_WEB_DEV_LOGIN="true", **launcher.peer_env("web", urls)
         ).start(wait_ready=False)
         _wait_ready([web])
         for title, topics in RELATED:

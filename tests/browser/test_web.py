@@ -418,3 +418,25 @@ def test_a_doctor_edits_their_alert_settings_and_keeps_their_rating(
     card = stack.api("GET", "notify", "/doctors/dr-melvin-elson")
     assert card["radius_km"] == 80
     assert (card["rating"], card["review_count"]) == (5.0, 7), "a doctor's save keeps the rating"
+
+
+def test_the_live_stream_needs_a_session_and_resumes_after_last_event_id(stack: Stack) -> None:
+    asker = auth(stack.seed["asker"], "patient")
+    items = stack.api("GET", "notify", "/inbox?limit=100", headers=asker)["items"]
+    assert len(items) >= 6
+    oldest, newer = items[-1]["id"], [i["id"] for i in reversed(items[:-1])]
+    with httpx.Client(base_url=stack.web, timeout=10) as client:
+        assert client.get("/inbox/stream").status_code == 401
+        assert client.post("/session", headers=asker).status_code == 200
+        replayed: list[str] = []
+        with client.stream("GET", "/inbox/stream", headers={"Last-Event-ID": oldest}) as stream:
+            assert stream.status_code == 200
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            for line in stream.iter_lines():
+                if line.startswith("id: "):
+                    replayed.append(line.removeprefix("id: "))
+                if line.startswith("data: <li") and replayed:
+                    assert f'id="n-{replayed[-1]}"' in line, "each item arrives rendered"
+                if len(replayed) == len(newer):
+                    break
+    assert replayed == newer, "everything after Last-Event-ID, oldest first"
