@@ -158,17 +158,16 @@ def show_alerts(player: SeedPlayer, doctors: list[str], qid: str) -> None:
 
 def show_web(web: str, qid: str, keep: bool) -> None:
     """Where to see it all in a browser: the seed page, and a seed doctor's live inbox."""
-    table = Table(title="In your browser (the web, development sign-in on)")
-    table.add_column("page")
-    table.add_column("URL")
-    table.add_row("the seed question page", f"{web}/questions/{qid}")
-    table.add_row(
-        "Jason Emer's live inbox (press 'Sign in as Jason Emer')", f"{web}/signin?next=/inbox"
-    )
-    table.add_row(
-        "ask a question (press 'Sign in as A patient in Los Angeles')", f"{web}/signin?next=/ask"
-    )
-    console.print(table)
+    lines = [
+        "[bold]In your browser[/] (the web, with its development sign-in):",
+        f"  the seed question page   {web}/questions/{qid}",
+        f"  Jason Emer's live inbox  {web}/signin?next=/inbox  (press 'Sign in as Jason Emer')",
+        f"  ask a question           {web}/signin?next=/ask  "
+        "(press 'Sign in as A patient in Los Angeles')",
+    ]
+    for line in lines:
+        # Whole URLs on one line, whatever the terminal's width.
+        console.print(line, soft_wrap=True, highlight=False)
     if not keep:
         console.print("[dim]run `.venv/bin/python -m demo --keep` to leave them up[/]")
 
