@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -121,6 +122,13 @@ def install_error_pages(app: FastAPI, web: Web) -> None:
         # Only verifying a session's token raises these (e.g. the identity provider's
         # keys cannot be fetched right now).
         return await _error_page(web, request, exc.status, "Signing in failed", exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        # Only a hand-made request gets here: the pages' own forms always validate.
+        return await _error_page(
+            web, request, 422, "That did not work", "The request was incomplete or malformed."
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

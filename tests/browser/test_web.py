@@ -440,3 +440,29 @@ def test_the_live_stream_needs_a_session_and_resumes_after_last_event_id(stack: 
                 if len(replayed) == len(newer):
                     break
     assert replayed == newer, "everything after Last-Event-ID, oldest first"
+
+
+def test_the_home_page_lists_questions_with_answer_counts_and_filters_by_topic(
+    stack: Stack, browser: Browser
+) -> None:
+    urgent = _post_question(
+        stack, "patient-h", "Sudden facial droop and slurred speech this morning", ["bells-palsy"]
+    )
+    with person(browser, stack) as visitor:
+        page = visitor.new_page()
+        page.goto("/")
+        seed = page.get_by_role("listitem").filter(
+            has=page.get_by_role("link", name=SEED["question"]["title"])
+        )
+        expect(seed).to_contain_text("6 doctor answers")
+        page.get_by_label("Topic").select_option(label="Dermal fillers")
+        page.get_by_role("button", name="Filter").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Questions about Dermal fillers")
+        expect(page.get_by_role("link", name=SEED["question"]["title"])).to_be_visible()
+        expect(page.get_by_role("link", name="Is a thread lift worth it for jowls?")).to_have_count(
+            0
+        )
+
+        page.goto(f"/questions/{urgent}")
+        expect(page.get_by_role("alert")).to_contain_text("This may be an emergency")
+        expect(page.get_by_role("alert")).to_contain_text("call 911")
