@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install redis browser demo test test-unit test-integration test-e2e test-browser test-contract test-faults lint format bench asyncapi clean
+.PHONY: install redis browser demo test test-unit test-component test-integration test-e2e test-browser test-contract test-faults lint format bench asyncapi monitoring clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "askdoc needs Python 3.11 or newer")'
@@ -31,6 +31,9 @@ test: install ## the whole suite: unit, contract, integration, e2e, faults, depl
 test-unit: install
 	$(PY) -m pytest -q tests/unit tests/contract
 
+test-component: install ## each service in process (create_app + ASGI) on a real redis-server
+	$(PY) -m pytest -q tests/component
+
 test-integration: install
 	$(PY) -m pytest -q tests/integration
 
@@ -43,10 +46,14 @@ test-browser: install ## the web in Chromium: five services on a real Redis
 test-faults: install
 	$(PY) -m pytest -q tests/faults
 
-lint: install ## ruff (lint + format check) and mypy strict
+LUA_FILES = $(shell find . -name '*.lua' -not -path './.venv/*' -not -path './build/*' -not -path '*/node_modules/*')
+
+lint: install ## ruff (lint + format check), mypy strict, luacheck over every .lua file
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	@bash scripts/ensure-apt.sh luacheck lua-check
+	luacheck --config .luacheckrc $(LUA_FILES)
 
 format: install
 	$(VENV)/bin/ruff format .
@@ -54,6 +61,9 @@ format: install
 
 asyncapi: install ## regenerate docs/asyncapi.json from the code
 	$(PY) -m shared.asyncapi docs/asyncapi.json
+
+monitoring: install ## regenerate the PrometheusRule and the Grafana dashboard from their sources
+	$(PY) scripts/monitoring.py
 
 bench: install ## benchmarks with same-run baselines -> bench/results/latest.json
 	@bash scripts/ensure-redis.sh --with-wrk

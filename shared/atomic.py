@@ -14,63 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.events import Event
+from shared.lua import script
 from shared.redis import RedisClient
-
-# One spec: check every guard first, then write. `apply(spec, base)` runs one Txn whose
-# key indexes are offset by `base` into KEYS, so one call can carry several Txns.
-_APPLY = """
-local function apply(spec, base)
-  for i, g in ipairs(spec.g) do
-    local key = KEYS[base + g[2]]
-    if g[1] == 'limit' then
-      -- a fixed-window counter: counts every attempt, refuses past the limit
-      local n = redis.call('INCR', key)
-      if n == 1 then redis.call('EXPIRE', key, g[4]) end
-      if n > g[3] then return {'limited', tostring(i), tostring(redis.call('TTL', key))} end
-    elseif g[1] == 'absent' then
-      local v = redis.call('GET', key)
-      if v then return {'exists', tostring(i), v} end
-    elseif redis.call('EXISTS', key) == 0 then
-      return {'missing', tostring(i), ''}
-    end
-  end
-  for _, g in ipairs(spec.g) do
-    if g[1] == 'absent' then
-      if g[4] > 0 then
-        redis.call('SET', KEYS[base + g[2]], g[3], 'EX', g[4])
-      else
-        redis.call('SET', KEYS[base + g[2]], g[3])
-      end
-    end
-  end
-  local out = {'ok'}
-  for _, w in ipairs(spec.w) do
-    local args = {}
-    for j = 3, #w do args[#args + 1] = w[j] end
-    local key = KEYS[base + w[2]]
-    if w[1] == 'HSET_IF_NEWER' then
-      -- newest wins: args are version field, version, then field/value pairs
-      local current = tonumber(redis.call('HGET', key, args[1]) or '-1')
-      if tonumber(args[2]) > current then redis.call('HSET', key, unpack(args)) end
-    else
-      local r = redis.call(w[1], key, unpack(args))
-      if w[1] == 'XADD' then out[#out + 1] = r end
-    end
-  end
-  return out
-end
-"""
-_SCRIPT = _APPLY + "return apply(cjson.decode(ARGV[1]), 0)\n"
-# Several independent Txns in one round trip: each is all-or-nothing on its own.
-_MANY_SCRIPT = (
-    _APPLY
-    + """
-local specs = cjson.decode(ARGV[1])
-local results = {}
-for _, spec in ipairs(specs) do results[#results + 1] = apply(spec, spec.b) end
-return results
-"""
-)
 
 
 @dataclass(frozen=True)
@@ -88,9 +33,9 @@ class Txn:
     """A set of guards and writes to apply atomically."""
 
     keys: list[str] = field(default_factory=list)
-    guards: list[list[Any]] = field(default_factory=list)
+    guards: list[dict[str, Any]] = field(default_factory=list)
     guard_names: list[str] = field(default_factory=list)
-    writes: list[list[Any]] = field(default_factory=list)
+    writes: list[dict[str, Any]] = field(default_factory=list)
 
     def _index(self, key: str) -> int:
         try:
@@ -101,25 +46,28 @@ class Txn:
 
     def absent(self, name: str, key: str, value: str = "1", ttl_s: int = 0) -> Txn:
         """Stop unless `key` is absent; on success set it to `value` (a dedupe marker)."""
-        self.guards.append(["absent", self._index(key), value, ttl_s])
+        self.guards.append(
+            {"kind": "absent", "key": self._index(key), "value": value, "ttl_s": ttl_s}
+        )
         self.guard_names.append(name)
         return self
 
     def limit(self, name: str, key: str, limit: int, window_s: int) -> Txn:
         """Count this attempt in a fixed window; stop past `limit` (found = seconds left)."""
-        self.guards.insert(0, ["limit", self._index(key), limit, window_s])
+        guard = {"kind": "limit", "key": self._index(key), "limit": limit, "window_s": window_s}
+        self.guards.insert(0, guard)
         self.guard_names.insert(0, name)
         return self
 
     def present(self, name: str, key: str) -> Txn:
         """Stop unless `key` exists."""
-        self.guards.append(["present", self._index(key)])
+        self.guards.append({"kind": "present", "key": self._index(key)})
         self.guard_names.append(name)
         return self
 
     def call(self, command: str, key: str, *args: str | int | float) -> Txn:
         """Add a write command whose first argument is `key`."""
-        self.writes.append([command.upper(), self._index(key), *args])
+        self.writes.append({"command": command.upper(), "key": self._index(key), "args": args})
         return self
 
     def set_if_newer(
@@ -144,14 +92,12 @@ class Committer:
     """Runs `Txn`s on one Redis client through a cached script."""
 
     def __init__(self, redis: RedisClient) -> None:
-        self._script = redis.register_script(_SCRIPT)
-        self._many = redis.register_script(_MANY_SCRIPT)
+        self._script = redis.register_script(script("shared", "atomic.lua"))
 
     async def commit(self, txn: Txn) -> CommitResult:
         """Apply `txn` if every guard holds; otherwise change nothing."""
-        spec = json.dumps({"g": txn.guards, "w": txn.writes}, separators=(",", ":"))
-        reply = await self._script(keys=txn.keys, args=[spec])
-        return _result(txn, reply)
+        [result] = await self.commit_many([txn])
+        return result
 
     async def commit_many(self, txns: list[Txn]) -> list[CommitResult]:
         """Apply several Txns in one round trip; each stands or falls on its own guards."""
@@ -160,10 +106,10 @@ class Committer:
         keys: list[str] = []
         specs = []
         for txn in txns:
-            specs.append({"b": len(keys), "g": txn.guards, "w": txn.writes})
+            specs.append({"base": len(keys), "guards": txn.guards, "writes": txn.writes})
             keys.extend(txn.keys)
         spec = json.dumps(specs, separators=(",", ":"))
-        replies = await self._many(keys=keys, args=[spec])
+        replies = await self._script(keys=keys, args=[spec])
         return [_result(txn, reply) for txn, reply in zip(txns, replies, strict=True)]
 
 

@@ -30,7 +30,12 @@ from shared import streams
 from shared.atomic import Committer, Txn
 from shared.events import WIRE_FIELD, DeadLetter, Event
 from shared.logging import bind_correlation_id, get_logger
-from shared.metrics import EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, HANDLER_SECONDS
+from shared.metrics import (
+    EVENTS_CONSUMED,
+    EVENTS_DEAD_LETTERED,
+    HANDLER_FAILURES,
+    HANDLER_SECONDS,
+)
 from shared.redis import RedisClient
 from shared.settings import Settings
 
@@ -146,6 +151,7 @@ class EventConsumer:
         try:
             await sub.handler(event)
         except Exception as exc:
+            HANDLER_FAILURES.labels(self.group, sub.stream).inc()
             error = f"{type(exc).__name__}: {exc}"
             if deliveries >= self.settings.max_deliveries:
                 await self._dead_letter(sub.stream, entry_id, fields, error, deliveries)

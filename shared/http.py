@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
@@ -16,11 +15,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.atomic import Txn
 from shared.auth import Principal, Role, require_user
 from shared.errors import ApiError, DomainError, RateLimited, status_for
 from shared.logging import bind_correlation_id, get_logger
 from shared.metrics import HTTP_REQUESTS, HTTP_SECONDS
+from shared.ratelimit import WriteLimit
 from shared.service import ServiceRuntime
 
 log = get_logger("askdoc.http")
@@ -268,7 +267,7 @@ def create_http_app(
     return app
 
 
-# --- Idempotency-Key and rate limits -------------------------------------------------
+# --- Idempotency-Key and the write limit ----------------------------------------------
 
 
 IdempotencyKey = Annotated[
@@ -281,85 +280,11 @@ IdempotencyKey = Annotated[
 ]
 
 
-def idempotency_record_key(tag: str, principal: str, key: str) -> str:
-    """The Redis key that remembers the reply to one Idempotency-Key of one user."""
-    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
-    return f"{tag}:idem:{principal}:{digest}"
-
-
-def fingerprint(payload: Any) -> str:
-    """A stable hash of a request body, to tell a replay from a reuse of the key."""
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def idempotency_guard(
-    tag: str, user: str, key: str | None, status: int, body: Any, request_fp: str, ttl_s: int
-) -> tuple[str, str, int] | None:
-    """What a commit stores under an Idempotency-Key: (record key, reply record, ttl)."""
-    if not key:
-        return None
-    return idempotency_record_key(tag, user, key), reply_record(status, body, request_fp), ttl_s
-
-
-def replay(found: str, request_fp: str) -> tuple[int, Any]:
-    """The stored reply (status, body) for a repeated Idempotency-Key (422 if the body differs)."""
-    record = json.loads(found)
-    if record.get("fp") != request_fp:
-        raise ApiError(
-            422,
-            "idempotency_key_reused",
-            "this Idempotency-Key was used with a different request body",
-        )
-    return int(record["status"]), record["body"]
-
-
-def reply_record(status: int, body: Any, request_fp: str) -> str:
-    """What is stored under an Idempotency-Key: the reply and the request's fingerprint."""
-    return json.dumps({"status": status, "body": body, "fp": request_fp}, default=str)
-
-
-def rate_limit_key(tag: str, user: str, window_s: int) -> str:
-    """The counter of one user's writes in the current fixed window."""
-    return f"{tag}:rl:{user}:{int(time.time()) // window_s}"
-
-
-def rate_limited(settings: Any, retry_after: str | int) -> ApiError:
-    """The 429 for a user over the write limit."""
-    return ApiError(
-        429,
-        "rate_limited",
-        f"too many writes: at most {settings.rate_limit_writes} "
-        f"per {settings.rate_limit_window_s} s",
-        headers={"Retry-After": str(max(1, int(retry_after)))},
-    )
-
-
-def limit_writes(txn: Txn, tag: str, user: str, settings: Any) -> Txn:
-    """Add the per-user write limit to a commit, saving a round trip (guard 'rate_limit')."""
-    window = settings.rate_limit_window_s
-    key = rate_limit_key(tag, user, window)
-    return txn.limit("rate_limit", key, settings.rate_limit_writes, window)
-
-
-async def enforce_rate_limit(request: Request, user: Principal) -> None:
-    """Fixed-window limit on writes per user; 429 with Retry-After when over."""
-    runtime: ServiceRuntime = request.app.state.runtime
-    settings = runtime.settings
-    window = settings.rate_limit_window_s
-    key = rate_limit_key(runtime.tag, user.sub, window)
-    pipe = runtime.redis.pipeline(transaction=False)
-    pipe.incr(key)
-    pipe.expire(key, window * 2)
-    count, _ = await pipe.execute()
-    if int(count) > settings.rate_limit_writes:
-        raise rate_limited(settings, window - int(time.time()) % window)
-
-
 def writer(*roles: Role, limit_in_commit: bool = False) -> Any:
     """A dependency for write routes: signed in, one of `roles` (any if none), rate limited.
 
-    With `limit_in_commit` the route's own commit carries the limit (`limit_writes`), so
-    the limit costs no extra round trip.
+    With `limit_in_commit` the route's own commit carries the limit
+    (`shared.ratelimit.WriteLimit.add_to`), so the limit costs no extra round trip.
     """
 
     async def check(
@@ -367,9 +292,10 @@ def writer(*roles: Role, limit_in_commit: bool = False) -> Any:
     ) -> Principal:
         if roles and user.role not in roles:
             raise ApiError(403, "forbidden", f"this needs the role {' or '.join(roles)}")
-        # Admins run bulk operations (e.g. `askdoc doctors import`): not rate limited.
-        if not limit_in_commit and user.role != "admin":
-            await enforce_rate_limit(request, user)
+        if not limit_in_commit:
+            runtime: ServiceRuntime = request.app.state.runtime
+            limit = WriteLimit.of(runtime.tag, runtime.settings)
+            await limit.count(runtime.committer, user.sub, user.role)
         return user
 
     return Depends(check)

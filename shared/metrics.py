@@ -21,6 +21,11 @@ EVENTS_DEAD_LETTERED = Counter(
     "Entries moved to the dead-letter stream",
     ["group", "stream"],
 )
+HANDLER_FAILURES = Counter(
+    "askdoc_event_handler_failures_total",
+    "Handler runs that raised (the entry is retried, or dead-lettered after the last try)",
+    ["group", "stream"],
+)
 HANDLER_SECONDS = Histogram(
     "askdoc_event_handler_seconds", "Event handler latency", ["group", "stream"]
 )

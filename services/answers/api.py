@@ -9,10 +9,19 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.auth import Principal
+from shared.errors import DomainError
 from shared.http import IdempotencyKey, writer
+from shared.idempotency import IdempotencyKeyReused
 
 from . import domain
-from .service import AnswersService
+from .service import (
+    AlreadyAnswered,
+    AnswerNotFound,
+    AnswersService,
+    DoctorNotInDirectory,
+    PostAnswer,
+    QuestionNotFound,
+)
 
 router = APIRouter(tags=["answers"])
 
@@ -30,7 +39,19 @@ class AnswerIn(BaseModel):
     body: str = Field(min_length=domain.MIN_BODY, max_length=domain.MAX_BODY)
 
 
-def _app(request: Request) -> AnswersService:
+#: How the answers service layer's refusals read over HTTP.
+STATUSES: dict[type[DomainError], int] = {
+    domain.InvalidAnswer: 422,
+    IdempotencyKeyReused: 422,
+    QuestionNotFound: 404,
+    AnswerNotFound: 404,
+    DoctorNotInDirectory: 403,
+    AlreadyAnswered: 409,
+}
+
+
+def answers_service(request: Request) -> AnswersService:
+    """The answers service layer this app was built with."""
     svc: AnswersService = request.app.state.service
     return svc
 
@@ -46,17 +67,23 @@ async def post_answer(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Store the answer and publish answer-posted in one atomic step; one per doctor."""
-    status, body = await _app(request).post_answer(user, question_id, payload, idempotency_key)
-    return JSONResponse(body, status_code=status)
+    command = PostAnswer(
+        question_id=question_id,
+        doctor_id=user.sub,
+        headline=payload.headline,
+        body=payload.body,
+        idempotency_key=idempotency_key,
+    )
+    return JSONResponse(await answers_service(request).post_answer(command), status_code=201)
 
 
 @router.get("/questions/{question_id}/answers", summary="A question's answers, oldest first")
 async def list_answers(question_id: QuestionId, request: Request) -> dict[str, Any]:
     """The answers with each doctor's card, and the answer count."""
-    return await _app(request).answers_of(question_id)
+    return await answers_service(request).answers_of(question_id)
 
 
 @router.get("/answers/{answer_id}", summary="One answer")
 async def get_answer(answer_id: AnswerId, request: Request) -> dict[str, Any]:
     """The answer with its doctor's card."""
-    return await _app(request).get_answer(answer_id)
+    return await answers_service(request).get_answer(answer_id)

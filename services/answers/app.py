@@ -25,6 +25,7 @@ def create_app(settings: Settings) -> FastAPI:
         runtime,
         [api.router],
         "Doctors' answers to questions, each with the doctor's public card.",
+        statuses=api.STATUSES,
     )
     app.state.service = service
     return app

@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from shared.errors import Invalid
 from shared.text import clean_text
 
 MIN_BODY = 20
@@ -14,7 +15,7 @@ MAX_BODY = 10_000
 MAX_HEADLINE = 200
 
 
-class InvalidAnswer(ValueError):
+class InvalidAnswer(Invalid):
     """An answer that is blank, too short or too long once cleaned."""
 
 

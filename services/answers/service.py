@@ -2,70 +2,133 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from shared.auth import Principal
-from shared.errors import ApiError
+from shared import idempotency
+from shared.atomic import CommitResult
+from shared.errors import Conflict, Forbidden, NotFound
 from shared.events import AnswerPosted, DoctorCard, DoctorProfileChanged, QuestionPosted
-from shared.http import fingerprint, idempotency_guard, replay
+from shared.idempotency import IdempotentWrite, ReplyRecord
 from shared.logging import current_correlation_id, get_logger
 from shared.metrics import EVENTS_PUBLISHED
 from shared.settings import Settings
 
 from . import domain
-from .store import IDEMPOTENCY_GUARD, QUESTION_GUARD, AnswerStore
-
-if TYPE_CHECKING:
-    from .api import AnswerIn
+from .store import QUESTION_GUARD
 
 log = get_logger("askdoc.answers")
 
 SERVICE = "answers"
 
 
-def _no_question(qid: str) -> ApiError:
-    return ApiError(
-        404,
-        "not_found",
-        f"no question {qid!r} (a question just posted can take a moment to appear here)",
-    )
+@dataclass(frozen=True)
+class PostAnswer:
+    """A doctor answers a question (at most once per question)."""
+
+    question_id: str
+    doctor_id: str
+    body: str
+    headline: str | None = None
+    idempotency_key: str | None = None
+
+    def request(self) -> dict[str, Any]:
+        """What the doctor asks for, as an Idempotency-Key fingerprints it."""
+        return {"question_id": self.question_id, "headline": self.headline, "body": self.body}
+
+
+class QuestionNotFound(NotFound):
+    """The question is not (yet) known to the answers service."""
+
+    def __init__(self, qid: str) -> None:
+        super().__init__(
+            f"no question {qid!r} (a question just posted can take a moment to appear here)"
+        )
+
+
+class AnswerNotFound(NotFound):
+    """No answer has this id."""
+
+
+class DoctorNotInDirectory(Forbidden):
+    """The answering doctor has no profile in the directory (yet)."""
+
+    code = "doctor_not_in_directory"
+
+
+class AlreadyAnswered(Conflict):
+    """The doctor has answered this question before (`answer_id` is that answer)."""
+
+    code = "already_answered"
+
+
+class AnswerStorePort(Protocol):
+    """What the answers service layer needs from its store."""
+
+    tag: str
+
+    async def post(
+        self,
+        answer: dict[str, Any],
+        created_ms: int,
+        event: AnswerPosted,
+        reply: ReplyRecord | None,
+    ) -> CommitResult:
+        """Store an answer and publish its event atomically, behind its guards."""
+        ...
+
+    async def get(self, aid: str) -> dict[str, Any] | None:
+        """A stored answer, or None."""
+        ...
+
+    async def answers_of(self, qid: str) -> list[dict[str, Any]] | None:
+        """A question's answers, oldest first; None if the question is unknown."""
+        ...
+
+    async def question_known(self, qid: str) -> bool:
+        """Whether the question has reached this service's projection."""
+        ...
+
+    async def doctor_card(self, doctor_id: str) -> dict[str, Any] | None:
+        """A doctor's projected public card, or None."""
+        ...
+
+    async def add_question(self, qid: str, asker_id: str) -> None:
+        """Project a question."""
+        ...
+
+    async def set_doctor(self, doctor_id: str, version: int, card: dict[str, Any]) -> None:
+        """Project a doctor's card (newest version wins)."""
+        ...
 
 
 class AnswersService:
     """Posting and reading answers; keeping the question and doctor projections."""
 
-    def __init__(self, store: AnswerStore, settings: Settings) -> None:
+    def __init__(self, store: AnswerStorePort, settings: Settings) -> None:
         self.store = store
         self.settings = settings
 
-    async def post_answer(
-        self, user: Principal, qid: str, payload: AnswerIn, idempotency_key: str | None
-    ) -> tuple[int, dict[str, Any]]:
+    async def post_answer(self, command: PostAnswer) -> dict[str, Any]:
         """Validate, store and announce a doctor's answer; replay on a repeated Idempotency-Key.
 
         The answering doctor must be in the directory (a profile saved with
         ``PUT /doctors/{id}`` on notify, projected here from doctor-profile-changed):
         an answer shows the doctor's public card, and a bare token carries no
-        credentials, specialty or location to show. A doctor not (yet) projected gets
-        403 ``doctor_not_in_directory`` rather than an answer with an empty card.
+        credentials, specialty or location to show. A doctor not (yet) projected is
+        refused with ``DoctorNotInDirectory`` rather than given an answer with an empty card.
         """
-        request_fp = (
-            fingerprint({"question_id": qid, **payload.model_dump()}) if idempotency_key else ""
-        )
-        try:
-            headline, body = domain.clean_answer(payload.headline, payload.body)
-        except domain.InvalidAnswer as exc:
-            raise ApiError(422, "invalid_request", str(exc)) from None
+        qid, doctor_id = command.question_id, command.doctor_id
+        write = IdempotentWrite.of(command.idempotency_key, command.request())
+        headline, body = domain.clean_answer(command.headline, command.body)
         if not await self.store.question_known(qid):
-            raise _no_question(qid)
-        card = await self.store.doctor_card(user.sub)
+            raise QuestionNotFound(qid)
+        card = await self.store.doctor_card(doctor_id)
         if card is None:
-            raise ApiError(
-                403,
-                "doctor_not_in_directory",
+            raise DoctorNotInDirectory(
                 "you are not in the doctor directory yet: register your profile with "
-                f"PUT /doctors/{user.sub} first",
+                f"PUT /doctors/{doctor_id} first"
             )
         now = datetime.now(UTC)
         created_ms = int(now.timestamp() * 1000)
@@ -82,44 +145,37 @@ class AnswersService:
             created_at=now,
             occurred_at=now,
         )
-        idempotency = idempotency_guard(
-            self.store.tag,
-            user.sub,
-            idempotency_key,
-            201,
-            answer,
-            request_fp,
-            self.settings.idempotency_ttl_s,
+        reply = idempotency.reply_record(
+            self.store.tag, doctor_id, write, answer, self.settings.idempotency_ttl_s
         )
-        result = await self.store.post(answer, created_ms, event, idempotency)
+        result = await self.store.post(answer, created_ms, event, reply)
         if not result.applied:
-            if result.failed_guard == IDEMPOTENCY_GUARD:
-                return replay(result.found or "{}", request_fp)
+            if result.failed_guard == idempotency.GUARD:
+                replayed: dict[str, Any] = idempotency.replay(result.found or "{}", write)
+                return replayed
             if result.failed_guard == QUESTION_GUARD:
-                raise _no_question(qid)
+                raise QuestionNotFound(qid)
             existing = result.found or ""
-            raise ApiError(
-                409,
-                "already_answered",
+            raise AlreadyAnswered(
                 f"you have already answered this question (answer {existing})",
                 answer_id=existing,
             )
         EVENTS_PUBLISHED.labels(SERVICE, event.stream).inc()
-        log.info("answer_posted", answer_id=aid, question_id=qid, doctor_id=user.sub)
-        return 201, answer
+        log.info("answer_posted", answer_id=aid, question_id=qid, doctor_id=doctor_id)
+        return answer
 
     async def answers_of(self, qid: str) -> dict[str, Any]:
         """A question's answers, oldest first, and their count."""
         items = await self.store.answers_of(qid)
         if items is None:
-            raise _no_question(qid)
+            raise QuestionNotFound(qid)
         return {"question_id": qid, "items": items, "answer_count": len(items)}
 
     async def get_answer(self, aid: str) -> dict[str, Any]:
         """One answer."""
         answer = await self.store.get(aid)
         if answer is None:
-            raise ApiError(404, "not_found", f"no answer {aid!r}")
+            raise AnswerNotFound(f"no answer {aid!r}")
         return answer
 
     async def on_question_posted(self, event: QuestionPosted) -> None:

@@ -8,7 +8,7 @@ Keys (``T`` is ``runtime.tag``, the slot of ``askdoc.answer-posted``):
 * ``T:answer:{aid}``: an answer as JSON.
 * ``T:doctor:{doctor_id}``: projection of a doctor's card, ``card`` (JSON) and
   ``profile_version`` (newest wins).
-* ``T:idem:...``: Idempotency-Key replies (see ``shared.http``).
+* ``T:idem:...``: Idempotency-Key replies (see ``shared.idempotency``).
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from shared import idempotency
 from shared.atomic import CommitResult, Committer, Txn
 from shared.events import AnswerPosted
+from shared.idempotency import ReplyRecord
 from shared.redis import RedisClient
 
 QUESTION_GUARD = "question"
 UNIQUE_GUARD = "one_answer_per_doctor"
-IDEMPOTENCY_GUARD = "idempotency"
 
 
 class AnswerStore:
@@ -54,7 +55,7 @@ class AnswerStore:
         answer: dict[str, Any],
         created_ms: int,
         event: AnswerPosted,
-        idempotency: tuple[str, str, int] | None,
+        reply: ReplyRecord | None,
     ) -> CommitResult:
         """Store an answer and publish its event in one atomic step.
 
@@ -63,9 +64,8 @@ class AnswerStore:
         """
         qid = answer["question_id"]
         txn = Txn()
-        if idempotency:
-            key, reply, ttl = idempotency
-            txn.absent(IDEMPOTENCY_GUARD, key, reply, ttl)
+        if reply is not None:
+            txn.absent(idempotency.GUARD, reply.key, reply.value, reply.ttl_s)
         txn.present(QUESTION_GUARD, self._question(qid))
         txn.absent(UNIQUE_GUARD, self._by_doctor(qid, answer["doctor"]["id"]), answer["id"])
         txn.call("SET", self._answer(answer["id"]), json.dumps(answer))

@@ -10,26 +10,25 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared import taxonomy
 from shared.auth import Principal
-from shared.errors import ApiError
+from shared.errors import DomainError
 from shared.http import IdempotencyKey, writer
+from shared.idempotency import IdempotencyKeyReused
+from shared.schemas import LocationIn
 
-from .service import QuestionsService
+from .domain import UnknownSlugs
+from .service import (
+    BadCursor,
+    BlankQuestion,
+    PlaceQuery,
+    PostQuestion,
+    QuestionNotFound,
+    QuestionsService,
+    UnknownLocation,
+)
 
 router = APIRouter(tags=["questions"])
 
 Asker = Annotated[Principal, writer("patient", "admin", limit_in_commit=True)]
-
-
-class LocationIn(BaseModel):
-    """Where the asker is: a ZIP code, a city and state, or coordinates."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    zip: str | None = Field(None, pattern=r"^\d{5}(-\d{4})?$", examples=["90012"])
-    city: str | None = Field(None, min_length=1, max_length=100, examples=["Los Angeles"])
-    state: str | None = Field(None, min_length=2, max_length=40, examples=["CA"])
-    lat: float | None = Field(None, ge=-90, le=90)
-    lon: float | None = Field(None, ge=-180, le=180)
 
 
 class QuestionIn(BaseModel):
@@ -49,9 +48,40 @@ class QuestionIn(BaseModel):
     anonymous: bool = False
 
 
-def _app(request: Request) -> QuestionsService:
+#: How the questions service layer's refusals read over HTTP.
+STATUSES: dict[type[DomainError], int] = {
+    UnknownSlugs: 422,
+    UnknownLocation: 422,
+    BlankQuestion: 422,
+    IdempotencyKeyReused: 422,
+    BadCursor: 400,
+    QuestionNotFound: 404,
+}
+
+
+def questions_service(request: Request) -> QuestionsService:
+    """The questions service layer this app was built with."""
     svc: QuestionsService = request.app.state.service
     return svc
+
+
+def post_question_command(
+    payload: QuestionIn, user: Principal, idempotency_key: str | None
+) -> PostQuestion:
+    """The command a POST /questions asks for."""
+    loc = payload.location
+    return PostQuestion(
+        asker_id=user.sub,
+        asker_name=user.name,
+        asker_role=user.role,
+        title=payload.title,
+        body=payload.body,
+        topics=tuple(payload.topics),
+        specialties=tuple(payload.specialties) if payload.specialties is not None else None,
+        location=PlaceQuery(loc.zip, loc.city, loc.state, loc.lat, loc.lon) if loc else None,
+        anonymous=payload.anonymous,
+        idempotency_key=idempotency_key,
+    )
 
 
 @router.post("/questions", status_code=201, summary="Ask a question")
@@ -59,8 +89,8 @@ async def post_question(
     payload: QuestionIn, request: Request, user: Asker, idempotency_key: IdempotencyKey = None
 ) -> JSONResponse:
     """Store the question and publish question-posted in one atomic step."""
-    status, body = await _app(request).post_question(user, payload, idempotency_key)
-    return JSONResponse(body, status_code=status)
+    command = post_question_command(payload, user, idempotency_key)
+    return JSONResponse(await questions_service(request).post_question(command), status_code=201)
 
 
 @router.get("/questions/{question_id}", summary="The question page")
@@ -68,10 +98,7 @@ async def get_question(
     question_id: Annotated[str, Field(max_length=64)], request: Request
 ) -> dict[str, Any]:
     """The question with its answers ranked best first, answer count and disclaimer."""
-    page = await _app(request).page(question_id)
-    if page is None:
-        raise ApiError(404, "not_found", f"no question {question_id!r}")
-    return page
+    return await questions_service(request).page(question_id)
 
 
 @router.get("/questions", summary="List questions, newest first")
@@ -83,7 +110,7 @@ async def list_questions(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> dict[str, Any]:
     """Questions filtered by topic and/or specialty, with an opaque cursor."""
-    return await _app(request).list_questions(topic, specialty, limit, cursor)
+    return await questions_service(request).list_questions(topic, specialty, limit, cursor)
 
 
 @router.get("/questions/{question_id}/related", summary="Related questions")
@@ -93,9 +120,7 @@ async def related_questions(
     limit: Annotated[int, Query(ge=1, le=20)] = 5,
 ) -> dict[str, Any]:
     """Questions sharing topics (and title words) with this one, most related first."""
-    items = await _app(request).related(question_id, limit)
-    if items is None:
-        raise ApiError(404, "not_found", f"no question {question_id!r}")
+    items = await questions_service(request).related(question_id, limit)
     return {"question_id": question_id, "items": items}
 
 

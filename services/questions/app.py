@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from shared import geo
 from shared.http import create_http_app
+from shared.ratelimit import WriteLimit
 from shared.service import ServiceRuntime
 from shared.settings import Settings
 
@@ -20,13 +21,14 @@ def create_app(settings: Settings) -> FastAPI:
     """The questions service: HTTP API plus its answer/vote consumers."""
     runtime = ServiceRuntime(SERVICE, settings)
     store = QuestionStore(runtime.redis, runtime.committer, runtime.tag, settings.stream_maxlen)
-    service = QuestionsService(store, settings)
+    service = QuestionsService(store, settings, WriteLimit.of(runtime.tag, settings))
     handlers.register(runtime.consumer, service)
     runtime.warmups.append(geo.warm_up)
     app = create_http_app(
         runtime,
         [api.router],
         "Questions, the ranked question page, related questions and the taxonomy.",
+        statuses=api.STATUSES,
     )
     app.state.service = service
     return app

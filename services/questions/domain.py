@@ -6,9 +6,12 @@ import math
 import re
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from shared import taxonomy
+from shared.errors import Invalid
 
 DISCLAIMER = (
     "These answers are for educational purposes and should not be relied upon as a "
@@ -69,17 +72,37 @@ def new_question_id(now_ms: int | None = None) -> str:
     return f"q{ms:x}{secrets.token_hex(5)}"
 
 
-class UnknownSlugs(ValueError):
+class UnknownSlugs(Invalid):
     """Topics or specialties outside the controlled vocabulary."""
 
+    def __init__(self, kind: str, unknown: Sequence[str]) -> None:
+        message = f"unknown {kind}: {', '.join(unknown)} (see GET /taxonomy)"
+        super().__init__(message, code=f"unknown_{kind}")
 
-def check_slugs(kind: str, slugs: Iterable[str], known: set[str]) -> list[str]:
-    """The slugs in order without repeats; UnknownSlugs names any not in `known`."""
-    unique = list(dict.fromkeys(slugs))
-    unknown = [s for s in unique if s not in known]
+
+def check_slugs(kind: str, values: Iterable[str], known: Callable[[str], bool]) -> list[str]:
+    """The values as slugs, in order without repeats; UnknownSlugs names any not `known`."""
+    values = list(values)
+    slugs = [taxonomy.normalize_slug(v) for v in values]
+    unknown = [v for v, s in zip(values, slugs, strict=True) if not known(s)]
     if unknown:
-        raise UnknownSlugs(f"unknown {kind}: {', '.join(unknown)} (see GET /taxonomy)")
-    return unique
+        raise UnknownSlugs(kind, unknown)
+    return list(dict.fromkeys(slugs))
+
+
+def specialties_for(topics: Iterable[str], named: Iterable[str] = ()) -> tuple[str, ...]:
+    """Specialty slugs for a question: the named ones first, then each topic's, deduplicated."""
+    # Unknown slugs are skipped rather than raised: events written under an older
+    # vocabulary must still match. Validate user input with check_slugs.
+    found: dict[str, None] = {}
+    for slug in named:
+        if taxonomy.is_specialty(slug):
+            found.setdefault(slug)
+    for topic_slug in topics:
+        if taxonomy.is_topic(topic_slug):
+            for slug in taxonomy.get_topic(topic_slug).specialties:
+                found.setdefault(slug)
+    return tuple(found)
 
 
 def wilson_lower_bound(helpful: int, unhelpful: int, z: float = 1.96) -> float:

@@ -2,62 +2,164 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from shared import geo, taxonomy
-from shared.auth import Principal
-from shared.errors import ApiError
+from shared import geo, idempotency, ratelimit, taxonomy
+from shared.atomic import CommitResult
+from shared.errors import Invalid, NotFound
 from shared.events import AnswerPosted, Location, QuestionPosted, VoteCast
-from shared.http import (
-    fingerprint,
-    idempotency_guard,
-    rate_limited,
-    replay,
-)
+from shared.idempotency import IdempotentWrite, ReplyRecord
 from shared.logging import current_correlation_id, get_logger
 from shared.metrics import EVENTS_PUBLISHED
+from shared.ratelimit import WriteLimit
 from shared.settings import Settings
 from shared.text import clean_text
 
 from . import domain, triage
-from .store import LIST_SCAN_LIMIT, QuestionStore, decode_cursor
-
-if TYPE_CHECKING:
-    from .api import QuestionIn
+from .store import LIST_SCAN_LIMIT, decode_cursor
 
 log = get_logger("askdoc.questions")
 
 SERVICE = "questions"
 
 
+@dataclass(frozen=True)
+class PlaceQuery:
+    """Where the asker is, as they say it: a ZIP code, a city and state, or coordinates."""
+
+    zip: str | None = None
+    city: str | None = None
+    state: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+
+
+@dataclass(frozen=True)
+class PostQuestion:
+    """A patient (or an admin) asks a question."""
+
+    asker_id: str
+    asker_name: str
+    asker_role: str
+    title: str
+    body: str
+    topics: tuple[str, ...]
+    specialties: tuple[str, ...] | None = None
+    location: PlaceQuery | None = None
+    anonymous: bool = False
+    idempotency_key: str | None = None
+
+    def request(self) -> dict[str, Any]:
+        """What the asker asks for, as an Idempotency-Key fingerprints it."""
+        location = self.location
+        return {
+            "title": self.title,
+            "body": self.body,
+            "topics": list(self.topics),
+            "specialties": list(self.specialties) if self.specialties is not None else None,
+            "location": location.__dict__ if location is not None else None,
+            "anonymous": self.anonymous,
+        }
+
+
+class QuestionNotFound(NotFound):
+    """No question has this id."""
+
+    def __init__(self, qid: str) -> None:
+        super().__init__(f"no question {qid!r}")
+
+
+class UnknownLocation(Invalid):
+    """The asker's place is not in the gazetteer."""
+
+    code = "unknown_place"
+
+
+class BlankQuestion(Invalid):
+    """The title or body is empty once cleaned."""
+
+
+class BadCursor(Invalid):
+    """A listing cursor this service did not hand out."""
+
+    code = "bad_cursor"
+
+
+class QuestionStorePort(Protocol):
+    """What the questions service layer needs from its store."""
+
+    tag: str
+
+    async def post(
+        self,
+        doc: dict[str, Any],
+        event: QuestionPosted,
+        reply: ReplyRecord | None,
+        write_limit: WriteLimit,
+    ) -> CommitResult:
+        """Store, index and announce a question atomically, behind its guards."""
+        ...
+
+    async def get(self, qid: str) -> dict[str, Any] | None:
+        """A stored question, or None."""
+        ...
+
+    async def get_many(self, qids: list[str]) -> list[dict[str, Any]]:
+        """Stored questions in the given order, skipping missing ones."""
+        ...
+
+    async def page_parts(
+        self, qid: str
+    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]], dict[str, tuple[int, int]]]:
+        """A question, its answers and their tallies."""
+        ...
+
+    async def list_ids(
+        self, kind: str, slug: str, after: str | None, count: int
+    ) -> tuple[list[str], str | None]:
+        """Ids newest first from one index, after a cursor member; and the next cursor."""
+        ...
+
+    async def recent_ids(self, kind: str, slug: str, count: int) -> list[str]:
+        """The newest ids of an index."""
+        ...
+
+    async def add_answer(self, event: AnswerPosted) -> None:
+        """Put an answer on its question's page."""
+        ...
+
+    async def set_tally(self, event: VoteCast) -> None:
+        """Record an answer's tally (newest wins)."""
+        ...
+
+
 class QuestionsService:
     """Posting and reading questions; keeping the page read model current."""
 
-    def __init__(self, store: QuestionStore, settings: Settings) -> None:
+    def __init__(self, store: QuestionStorePort, settings: Settings, limit: WriteLimit) -> None:
         self.store = store
         self.settings = settings
+        self.limit = limit
 
-    async def post_question(
-        self, user: Principal, payload: QuestionIn, idempotency_key: str | None
-    ) -> tuple[int, dict[str, Any]]:
+    async def post_question(self, command: PostQuestion) -> dict[str, Any]:
         """Validate, store and announce a question; replay on a repeated Idempotency-Key."""
-        # Only a repeatable request needs its fingerprint (saves work on the hot path).
-        request_fp = fingerprint(payload.model_dump()) if idempotency_key else ""
-        topics = self._slugs("topics", payload.topics, taxonomy.is_topic)
-        named = self._slugs("specialties", payload.specialties or [], taxonomy.is_specialty)
+        write = IdempotentWrite.of(command.idempotency_key, command.request())
+        topics = domain.check_slugs("topics", command.topics, taxonomy.is_topic)
+        named = domain.check_slugs("specialties", command.specialties or (), taxonomy.is_specialty)
         place = None
-        if payload.location is not None:
-            loc = payload.location
+        if command.location is not None:
+            loc = command.location
             try:
                 # A dict lookup: the gazetteer indexes are built before readiness.
                 place = geo.geocode(loc.zip, loc.city, loc.state, loc.lat, loc.lon)
             except geo.UnknownPlace as exc:
-                raise ApiError(422, "unknown_place", str(exc)) from None
-        title = clean_text(payload.title)
-        body = clean_text(payload.body)
+                raise UnknownLocation(str(exc)) from None
+        title = clean_text(command.title)
+        body = clean_text(command.body)
         if not title or not body:
-            raise ApiError(422, "invalid_request", "title and body must not be blank")
+            raise BlankQuestion("title and body must not be blank")
         flags = triage.triage(title, body)
         now = datetime.now(UTC)
         qid = domain.new_question_id(int(now.timestamp() * 1000))
@@ -67,15 +169,15 @@ class QuestionsService:
             "title": title,
             "body": body,
             "topics": topics,
-            "specialties": list(taxonomy.specialties_for(topics, named)),
+            "specialties": list(domain.specialties_for(topics, named)),
             "location": location,
             "status": "open",
             "created_at": now.isoformat(),
             "created_ms": int(now.timestamp() * 1000),
-            "anonymous": payload.anonymous,
-            "asker_id": user.sub,
-            "asker_name": user.name,
-            "asker_role": user.role,
+            "anonymous": command.anonymous,
+            "asker_id": command.asker_id,
+            "asker_name": command.asker_name,
+            "asker_role": command.asker_role,
             "urgent": flags.urgent,
             "red_flags": list(flags.flags),
         }
@@ -88,39 +190,25 @@ class QuestionsService:
             topics=topics,
             specialties=doc["specialties"],
             location=Location(**location) if location else None,
-            asker_id=user.sub,
-            anonymous=payload.anonymous,
+            asker_id=command.asker_id,
+            anonymous=command.anonymous,
             urgent=flags.urgent,
             red_flags=list(flags.flags),
             occurred_at=now,
         )
         reply = self._public(doc)
-        idempotency = idempotency_guard(
-            self.store.tag,
-            user.sub,
-            idempotency_key,
-            201,
-            reply,
-            request_fp,
-            self.settings.idempotency_ttl_s,
+        record = idempotency.reply_record(
+            self.store.tag, command.asker_id, write, reply, self.settings.idempotency_ttl_s
         )
-        result = await self.store.post(doc, event, idempotency, self.settings)
-        if result.failed_guard == "rate_limit":
-            raise rate_limited(self.settings, result.found or 1)
+        result = await self.store.post(doc, event, record, self.limit)
+        if result.failed_guard == ratelimit.GUARD:
+            raise self.limit.exceeded(result.found or 1)
         if not result.applied:
-            return replay(result.found or "{}", request_fp)
+            replayed: dict[str, Any] = idempotency.replay(result.found or "{}", write)
+            return replayed
         EVENTS_PUBLISHED.labels(SERVICE, event.stream).inc()
         log.info("question_posted", question_id=qid, topics=topics, urgent=flags.urgent)
-        return 201, reply
-
-    def _slugs(self, kind: str, values: list[str], known: Any) -> list[str]:
-        slugs = [taxonomy.normalize_slug(v) for v in values]
-        unknown = [v for v, s in zip(values, slugs, strict=True) if not known(s)]
-        if unknown:
-            raise ApiError(
-                422, f"unknown_{kind}", f"unknown {kind}: {', '.join(unknown)} (see GET /taxonomy)"
-            )
-        return list(dict.fromkeys(slugs))
+        return reply
 
     def _public(self, doc: dict[str, Any]) -> dict[str, Any]:
         public = domain.public_question(doc)
@@ -129,11 +217,11 @@ class QuestionsService:
             public["emergency_notice"] = triage.EMERGENCY_NOTICE
         return public
 
-    async def page(self, qid: str) -> dict[str, Any] | None:
+    async def page(self, qid: str) -> dict[str, Any]:
         """The question page: question, ranked answers with votes, count, disclaimer."""
         doc, answers, tallies = await self.store.page_parts(qid)
         if doc is None:
-            return None
+            raise QuestionNotFound(qid)
         page = self._public(doc)
         ranked = domain.rank_answers(answers, tallies)
         page["answers"] = [
@@ -155,9 +243,7 @@ class QuestionsService:
             try:
                 after = decode_cursor(cursor)
             except ValueError:
-                raise ApiError(
-                    400, "bad_cursor", "cursor is not valid; start without one"
-                ) from None
+                raise BadCursor("cursor is not valid; start without one") from None
         topic_slug = taxonomy.normalize_slug(topic) if topic else None
         spec_slug = taxonomy.normalize_slug(specialty) if specialty else None
         if topic_slug:
@@ -183,11 +269,11 @@ class QuestionsService:
             after = decode_cursor(next_cursor)
         return {"items": items, "next_cursor": next_cursor if len(items) >= limit else None}
 
-    async def related(self, qid: str, limit: int) -> list[dict[str, Any]] | None:
+    async def related(self, qid: str, limit: int) -> list[dict[str, Any]]:
         """Questions most related to `qid` by topic overlap and title words."""
         doc = await self.store.get(qid)
         if doc is None:
-            return None
+            raise QuestionNotFound(qid)
         candidates: dict[str, None] = {}
         for topic in doc["topics"]:
             for other_id in await self.store.recent_ids("topic", topic, 200):

@@ -6,11 +6,12 @@ import base64
 import json
 from typing import Any
 
+from shared import idempotency
 from shared.atomic import CommitResult, Committer, Txn
 from shared.events import AnswerPosted, QuestionPosted, VoteCast
-from shared.http import limit_writes
+from shared.idempotency import ReplyRecord
+from shared.ratelimit import WriteLimit
 from shared.redis import RedisClient
-from shared.settings import Settings
 
 LIST_SCAN_LIMIT = 2000
 
@@ -53,16 +54,16 @@ class QuestionStore:
         self,
         doc: dict[str, Any],
         event: QuestionPosted,
-        idempotency: tuple[str, str, int] | None,
-        settings: Settings,
+        reply: ReplyRecord | None,
+        write_limit: WriteLimit,
     ) -> CommitResult:
-        """Store a question, index it and publish its event in one atomic step."""
-        txn = Txn()
-        if doc.get("asker_role") != "admin":
-            limit_writes(txn, self.tag, doc["asker_id"], settings)
-        if idempotency:
-            key, reply, ttl = idempotency
-            txn.absent("idempotency", key, reply, ttl)
+        """Store a question, index it and publish its event in one atomic step.
+
+        Guards, in order: the asker's write limit, the Idempotency-Key (a repeat replays).
+        """
+        txn = write_limit.add_to(Txn(), doc["asker_id"], doc["asker_role"])
+        if reply is not None:
+            txn.absent(idempotency.GUARD, reply.key, reply.value, reply.ttl_s)
         member = f"{doc['created_ms']:016d}:{doc['id']}"
         txn.call("SET", self._q(doc["id"]), json.dumps(doc))
         txn.call("ZADD", self._index("all"), 0, member)

@@ -2,13 +2,20 @@
 
 Pure rules (standard library only). A question that trips a rule is marked urgent: its
 page shows EMERGENCY_NOTICE to the asker and its alerts bypass doctors' quiet hours.
+
+The rules read a folded copy of the text (`fold`), so that invisible characters,
+fullwidth or mathematical letters, ligatures, accents and look-alike letters from other
+scripts cannot hide a red flag ("che\u200bst pain" reads as "chest pain").
 """
 
 from __future__ import annotations
 
 import bisect
+import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
+from pathlib import Path
 
 # ---------------------------------------------------------------------------
 # 3. Red-flag triage
@@ -292,6 +299,63 @@ RED_FLAG_RULES: tuple[RedFlagRule, ...] = (
 )
 
 
+# ---------------------------------------------------------------------------
+# Folding: what the rules read
+# ---------------------------------------------------------------------------
+
+# Letters that look like Latin ones but NFKC leaves alone (Cyrillic and Greek homoglyphs,
+# small capitals): mixed-script words are a known way past keyword filters. The table
+# is data (lookalikes.json); mapping only affects what the rules read.
+_LOOKALIKES = str.maketrans(
+    {
+        lookalike: latin
+        for latin, lookalikes in json.loads(
+            Path(__file__).with_name("lookalikes.json").read_text(encoding="utf-8")
+        ).items()
+        if not latin.startswith("_")
+        for lookalike in lookalikes
+    }
+)
+# Invisible letters that render as nothing (Hangul fillers), besides Unicode Cf.
+_INVISIBLE_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")
+_KEEP_CONTROLS = frozenset("\n\t")
+
+
+def _invisible(char: str) -> bool:
+    """Format (Cf: zero-width, soft hyphen, bidi), other controls and blank fillers."""
+    category = unicodedata.category(char)
+    if category == "Cc":
+        return char not in _KEEP_CONTROLS
+    return category == "Cf" or char in _INVISIBLE_LETTERS
+
+
+def fold(text: str, invisible_as: str = "") -> str:
+    """The text as the rules read it: invisibles replaced, marks dropped, NFKC, case-folded.
+
+    Compatibility decomposition turns fullwidth, mathematical, circled and ligature forms
+    into plain letters; dropping combining marks (Mn, Me) removes accents, strike-through
+    and variation selectors laid over letters.
+    """
+    decomposed = unicodedata.normalize("NFKD", text)
+    kept = "".join(
+        invisible_as if _invisible(c) else c
+        for c in decomposed
+        if unicodedata.category(c) not in ("Mn", "Me")
+    )
+    return unicodedata.normalize("NFKC", kept.translate(_LOOKALIKES)).casefold()
+
+
+def _readings(text: str) -> tuple[str, ...]:
+    """The folded text; where invisibles stood, also a reading with a space in their place.
+
+    "che\u200bst" must read as "chest", but "chest\u200bpain" as "chest pain": a
+    zero-width character may hide inside a word or stand for the space between two.
+    """
+    joined = fold(text)
+    spaced = fold(text, invisible_as=" ")
+    return (joined,) if spaced == joined else (joined, spaced)
+
+
 @dataclass(frozen=True)
 class Triage:
     """Whether a question shows emergency signs, and which rules fired."""
@@ -302,6 +366,8 @@ class Triage:
 
 def triage(title: str, body: str) -> Triage:
     """Check a question's title and body against the red-flag rules."""
-    text = f"{title}\n{body}"
-    flags = tuple(rule.name for rule in RED_FLAG_RULES if rule.fires(text))
+    readings = _readings(f"{title}\n{body}")
+    flags = tuple(
+        rule.name for rule in RED_FLAG_RULES if any(rule.fires(text) for text in readings)
+    )
     return Triage(urgent=bool(flags), flags=flags)

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.auth import MaybeUser, Principal
+from shared.errors import DomainError
 from shared.http import writer
 
 from .domain import Vote
-from .service import VotesService
+from .service import AnswerNotFound, CastVote, OwnAnswer, VotesService
 
 router = APIRouter(tags=["votes"])
 
@@ -35,7 +36,12 @@ class VoteIn(BaseModel):
         return value
 
 
-def _app(request: Request) -> VotesService:
+#: How the votes service layer's refusals read over HTTP.
+STATUSES: dict[type[DomainError], int] = {AnswerNotFound: 404, OwnAnswer: 403}
+
+
+def votes_service(request: Request) -> VotesService:
+    """The votes service layer this app was built with."""
     svc: VotesService = request.app.state.service
     return svc
 
@@ -45,10 +51,11 @@ async def put_vote(
     answer_id: AnswerId, payload: VoteIn, request: Request, user: Voter
 ) -> dict[str, Any]:
     """One vote per user; none on one's own answer. Returns the answer's tally."""
-    return await _app(request).vote(user, answer_id, payload.value)
+    command = CastVote(answer_id=answer_id, voter_id=user.sub, value=payload.value)
+    return await votes_service(request).cast_vote(command)
 
 
 @router.get("/answers/{answer_id}/votes", summary="An answer's tally")
 async def get_votes(answer_id: AnswerId, request: Request, user: MaybeUser) -> dict[str, Any]:
     """Helpful and unhelpful counts; `your_vote` is the caller's vote, null when signed out."""
-    return await _app(request).tally(user, answer_id)
+    return await votes_service(request).tally(answer_id, user.sub if user else None)

@@ -25,6 +25,7 @@ def create_app(settings: Settings) -> FastAPI:
         runtime,
         [api.router],
         "One vote per user per answer, and each answer's helpful/unhelpful tally.",
+        statuses=api.STATUSES,
     )
     app.state.service = service
     return app

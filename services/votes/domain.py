@@ -1,6 +1,6 @@
 """The votes service's pure rule: how one voter's vote moves an answer's tally.
 
-`store.CAST_VOTE` (Lua) applies the same rule inside Redis; an integration test checks
+`cast_vote.lua` applies the same rule inside Redis; an integration test checks
 that the two agree on all nine (previous, new) transitions.
 """
 

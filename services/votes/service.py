@@ -2,46 +2,84 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from shared.auth import Principal
-from shared.errors import ApiError
+from shared.errors import Forbidden, NotFound
 from shared.events import AnswerPosted, VoteCast
 from shared.logging import current_correlation_id, get_logger
 from shared.metrics import EVENTS_PUBLISHED
 
 from .domain import Vote
-from .store import AnswerRef, VoteStore
+from .store import AnswerRef, VoteOutcome
 
 log = get_logger("askdoc.votes")
 
 SERVICE = "votes"
 
 
+@dataclass(frozen=True)
+class CastVote:
+    """A voter casts (1 or -1) or retracts (0) their vote on an answer."""
+
+    answer_id: str
+    voter_id: str
+    value: Vote
+
+
+class AnswerNotFound(NotFound):
+    """The answer is not (yet) known to the votes service."""
+
+
+class OwnAnswer(Forbidden):
+    """A doctor may not vote on their own answer."""
+
+    code = "own_answer"
+
+
+class VoteStorePort(Protocol):
+    """What the votes service layer needs from its store."""
+
+    async def cast(self, template: VoteCast) -> VoteOutcome:
+        """Apply the template's vote and publish it, atomically."""
+        ...
+
+    async def answer(self, aid: str) -> AnswerRef | None:
+        """The projected answer, or None."""
+        ...
+
+    async def tally(self, aid: str, voter_id: str | None) -> tuple[int, int, int | None]:
+        """(helpful, unhelpful, the voter's vote)."""
+        ...
+
+    async def add_answer(self, aid: str, question_id: str, doctor_id: str) -> None:
+        """Project an answer."""
+        ...
+
+
 class VotesService:
     """One vote per (answer, voter); tallies; the projection of answers."""
 
-    def __init__(self, store: VoteStore) -> None:
+    def __init__(self, store: VoteStorePort) -> None:
         self.store = store
 
     async def _answer(self, aid: str) -> AnswerRef:
         ref = await self.store.answer(aid)
         if ref is None:
-            raise ApiError(
-                404,
-                "not_found",
-                f"no answer {aid!r} (an answer just posted can take a moment to appear here)",
+            raise AnswerNotFound(
+                f"no answer {aid!r} (an answer just posted can take a moment to appear here)"
             )
         return ref
 
-    async def vote(self, user: Principal, aid: str, value: Vote) -> dict[str, Any]:
-        """Cast, change (1 or -1) or retract (0) the user's vote; the answer's tally.
+    async def cast_vote(self, command: CastVote) -> dict[str, Any]:
+        """Cast, change (1 or -1) or retract (0) a vote; the answer's tally.
 
         Repeating the same vote changes nothing and publishes nothing.
         """
+        aid = command.answer_id
         ref = await self._answer(aid)
-        if ref.doctor_id == user.sub:
-            raise ApiError(403, "own_answer", "you cannot vote on your own answer")
+        if ref.doctor_id == command.voter_id:
+            raise OwnAnswer("you cannot vote on your own answer")
         # Counts, previous value and version are placeholders: the script fills them in.
         template = VoteCast(
             correlation_id=current_correlation_id(),
@@ -49,8 +87,8 @@ class VotesService:
             answer_id=aid,
             question_id=ref.question_id,
             doctor_id=ref.doctor_id,
-            voter_id=user.sub,
-            value=value,
+            voter_id=command.voter_id,
+            value=command.value,
             previous_value=0,
             helpful=0,
             unhelpful=0,
@@ -62,17 +100,17 @@ class VotesService:
         log.info(
             "vote_cast",
             answer_id=aid,
-            value=value,
+            value=command.value,
             previous_value=outcome.previous,
             changed=outcome.changed,
             tally_version=outcome.tally_version,
         )
-        return _tally(aid, outcome.helpful, outcome.unhelpful, value)
+        return _tally(aid, outcome.helpful, outcome.unhelpful, command.value)
 
-    async def tally(self, user: Principal | None, aid: str) -> dict[str, Any]:
-        """An answer's tally, with the user's own vote when signed in."""
+    async def tally(self, aid: str, voter_id: str | None) -> dict[str, Any]:
+        """An answer's tally, with the voter's own vote when one is given."""
         await self._answer(aid)
-        helpful, unhelpful, mine = await self.store.tally(aid, user.sub if user else None)
+        helpful, unhelpful, mine = await self.store.tally(aid, voter_id)
         return _tally(aid, helpful, unhelpful, mine)
 
     async def on_answer_posted(self, event: AnswerPosted) -> None:

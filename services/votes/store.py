@@ -13,43 +13,8 @@ from dataclasses import dataclass
 
 from shared import streams
 from shared.events import VoteCast
+from shared.lua import script
 from shared.redis import RedisClient
-
-# KEYS: votes hash, tally hash, the vote-cast stream (its name is the tag's slot).
-# ARGV: voter id, new value, stream MAXLEN, the VoteCast as JSON with placeholder counts.
-# Mirrors domain.apply_vote; reading the previous vote, moving the counts, bumping the
-# version and the XADD happen in one script, so concurrent votes can neither lose an
-# update nor publish a tally that was never stored.
-CAST_VOTE = """
-local voter = ARGV[1]
-local new = tonumber(ARGV[2])
-local previous = tonumber(redis.call('HGET', KEYS[1], voter) or '0')
-local helpful = tonumber(redis.call('HGET', KEYS[2], 'helpful') or '0')
-local unhelpful = tonumber(redis.call('HGET', KEYS[2], 'unhelpful') or '0')
-local version = tonumber(redis.call('HGET', KEYS[2], 'tally_version') or '0')
-if previous == new then
-  return {0, helpful, unhelpful, previous, version, ''}
-end
-if previous == 1 then helpful = helpful - 1 elseif previous == -1 then unhelpful = unhelpful - 1 end
-if new == 1 then helpful = helpful + 1 elseif new == -1 then unhelpful = unhelpful + 1 end
-if helpful < 0 then helpful = 0 end
-if unhelpful < 0 then unhelpful = 0 end
-version = version + 1
-if new == 0 then
-  redis.call('HDEL', KEYS[1], voter)
-else
-  redis.call('HSET', KEYS[1], voter, new)
-end
-redis.call('HSET', KEYS[2], 'helpful', helpful, 'unhelpful', unhelpful, 'tally_version', version)
--- cjson writes '/' as '\\/': still valid JSON, and it reads back the same.
-local event = cjson.decode(ARGV[4])
-event['helpful'] = helpful
-event['unhelpful'] = unhelpful
-event['previous_value'] = previous
-event['tally_version'] = version
-local id = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', '__data__', cjson.encode(event))
-return {1, helpful, unhelpful, previous, version, id}
-"""
 
 
 @dataclass(frozen=True)
@@ -79,7 +44,7 @@ class VoteStore:
         self.redis = redis
         self.tag = tag
         self.maxlen = maxlen
-        self._cast = redis.register_script(CAST_VOTE)
+        self._cast = redis.register_script(script("services.votes", "cast_vote.lua"))
 
     def _answer(self, aid: str) -> str:
         return f"{self.tag}:answer:{aid}"
@@ -93,8 +58,9 @@ class VoteStore:
     async def cast(self, template: VoteCast) -> VoteOutcome:
         """Apply `template.value` for its voter and publish the VoteCast, atomically.
 
-        The template's counts, previous value and version are placeholders the script
-        fills in; nothing is written or published when the vote is unchanged.
+        The rule is domain.apply_vote, applied inside Redis by cast_vote.lua. The
+        template's counts, previous value and version are placeholders the script fills
+        in; nothing is written or published when the vote is unchanged.
         """
         aid = template.answer_id
         reply = await self._cast(

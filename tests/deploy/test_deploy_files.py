@@ -210,6 +210,17 @@ def test_compose_redis_is_durable_and_healthchecked(tmp_path: Path) -> None:
     assert "ports" not in redis, "Redis must not be published outside development"
 
 
+def test_compose_runs_redis_exporter_beside_redis(tmp_path: Path) -> None:
+    config = compose_config(tmp_path, "docker-compose.yml")
+    exporter = config["services"]["redis-exporter"]
+    assert exporter["image"].startswith("oliver006/redis_exporter:v")
+    assert exporter["environment"]["REDIS_ADDR"] == "redis://redis:6379"
+    assert exporter["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert exporter["read_only"] is True and exporter["cap_drop"] == ["ALL"]
+    assert exporter["deploy"]["resources"]["limits"]["memory"]
+    assert "ports" not in exporter, "metrics stay inside the compose network"
+
+
 @pytest.mark.parametrize("name", SERVICES)
 def test_compose_service_invariants(tmp_path: Path, name: str) -> None:
     config = compose_config(tmp_path, "docker-compose.yml")
@@ -552,7 +563,7 @@ def test_renderer_matches_kubectl_kustomize(directory: Path) -> None:
 
 # ------------------------------------------------------------- kubernetes-validate
 
-CRD_KINDS = {"ScaledObject"}
+CRD_KINDS = {"ScaledObject", "TriggerAuthentication", "PrometheusRule", "PodMonitor"}
 
 
 def core(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -716,10 +727,17 @@ def test_production_refuses_the_development_sign_in(
     assert "ASKDOC_WEB_DEV_LOGIN" not in config
 
 
+def _named_container(workload: dict[str, Any], name: str) -> dict[str, Any]:
+    (container,) = [
+        c for c in workload["spec"]["template"]["spec"]["containers"] if c["name"] == name
+    ]
+    return container
+
+
 def test_base_runs_a_durable_non_root_redis(base_docs: list[dict[str, Any]]) -> None:
     statefulset = by_kind(base_docs, "StatefulSet")["redis"]
     pod = statefulset["spec"]["template"]["spec"]
-    container = _container(statefulset)
+    container = _named_container(statefulset, "redis")
     assert container["image"] == "redis:7"
     args = " ".join(container.get("command", []) + container.get("args", []))
     assert "--appendonly yes" in args and "--appendfsync everysec" in args
@@ -741,6 +759,22 @@ def test_base_runs_a_durable_non_root_redis(base_docs: list[dict[str, Any]]) -> 
     assert statefulset["spec"]["serviceName"] == "redis"
     config = by_kind(base_docs, "ConfigMap")["askdoc-config"]["data"]
     assert config["ASKDOC_REDIS_URL"].startswith("redis://redis.askdoc.svc:6379")
+
+
+def test_base_redis_has_a_locked_down_exporter_sidecar(base_docs: list[dict[str, Any]]) -> None:
+    statefulset = by_kind(base_docs, "StatefulSet")["redis"]
+    exporter = _named_container(statefulset, "redis-exporter")
+    assert exporter["image"].startswith("oliver006/redis_exporter:v")
+    assert exporter["ports"] == [{"name": "metrics", "containerPort": 9121}]
+    env = {e["name"]: e for e in exporter["env"]}
+    assert env["REDIS_ADDR"]["value"] == "redis://127.0.0.1:6379"
+    assert {"cpu", "memory"} <= set(exporter["resources"]["limits"])
+    security = exporter["securityContext"]
+    assert security["runAsNonRoot"] is True and security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    annotations = statefulset["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == "9121"
 
 
 def test_production_uses_external_redis_and_json_logs(

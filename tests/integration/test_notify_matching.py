@@ -25,6 +25,7 @@ from services.notify.api import DoctorIn
 from services.notify.service import NotifyService
 from services.notify.settings import NotifySettings
 from services.notify.store import DirectoryStore, InboxStore
+from services.questions.domain import specialties_for
 from shared import geo, streams, taxonomy
 from shared.atomic import Committer
 from shared.auth import Principal
@@ -182,7 +183,7 @@ def la_question(question_id: str) -> QuestionPosted:
         title="Is there an injection that can pull my cheek towards my ear?",
         body="My face is assymetrical ... Is there an injection like Botox?",
         topics=TOPICS,
-        specialties=list(taxonomy.specialties_for(TOPICS)),
+        specialties=list(specialties_for(TOPICS)),
         location=Location(city=la.city, state=la.state, zip=la.zip, lat=la.lat, lon=la.lon),
         asker_id="patient-la",
     )

@@ -1,4 +1,5 @@
 import json
+from importlib.resources import files
 from pathlib import Path
 
 import pytest
@@ -111,26 +112,6 @@ def test_unknown_slugs_raise_key_error() -> None:
         taxonomy.get_specialty("astrology")
 
 
-def test_specialties_for_puts_named_first_and_deduplicates() -> None:
-    result = taxonomy.specialties_for(["botox", "fillers"], named=["neurology", "dermatology"])
-    assert result[:2] == ("neurology", "dermatology")
-    assert len(set(result)) == len(result)
-    expected = {"neurology", *taxonomy.get_topic("botox").specialties}
-    expected |= set(taxonomy.get_topic("fillers").specialties)
-    assert set(result) == expected
-
-
-def test_specialties_for_follows_topic_order() -> None:
-    assert taxonomy.specialties_for(["tummy-tuck"]) == ("plastic-surgery",)
-    result = taxonomy.specialties_for(["bells-palsy", "tummy-tuck"])
-    assert result == taxonomy.get_topic("bells-palsy").specialties
-
-
-def test_specialties_for_skips_unknown_slugs() -> None:
-    assert taxonomy.specialties_for(["astrology"], named=["wizardry"]) == ()
-    assert taxonomy.specialties_for(["acne", "astrology"]) == taxonomy.get_topic("acne").specialties
-
-
 @pytest.mark.parametrize(
     ("text", "slug"),
     [
@@ -147,43 +128,6 @@ def test_normalize_slug(text: str, slug: str) -> None:
     assert taxonomy.normalize_slug(text) == slug
 
 
-def test_topics_in_text_finds_the_seed_question_topics() -> None:
-    text = (
-        "My face is assymetrical and I'm assuming it's from a muscle imbalance in my face. "
-        "Is there an injection like Botox or something else that can pull one half of your "
-        "face towards your ear? The goal is to correct asymmetry."
-    )
-    assert set(taxonomy.topics_in_text(text)) == {
-        "facial-asymmetry",
-        "muscle-imbalance",
-        "injections",
-        "botox",
-    }
-
-
-def test_topics_in_text_matches_aliases_plurals_and_case() -> None:
-    text = "Dysport vs BOTULINUM TOXIN? Also thinking about lip fillers and a nose job."
-    found = taxonomy.topics_in_text(text)
-    assert {"botox", "fillers", "lip-augmentation", "rhinoplasty"} <= set(found)
-
-
-def test_topics_in_text_lists_topics_in_order_of_first_mention() -> None:
-    assert taxonomy.topics_in_text("rosacea, then eczema, then acne") == (
-        "rosacea",
-        "eczema",
-        "acne",
-    )
-
-
-def test_topics_in_text_respects_word_boundaries() -> None:
-    # "mole" inside "guacamole", "acne" inside "acnestis", "lipo" inside "lipoma".
-    assert taxonomy.topics_in_text("guacamole recipes and acnestis and a lipoma") == ()
-
-
-def test_topics_in_text_tolerates_punctuation_between_words() -> None:
-    assert taxonomy.topics_in_text("Bells-palsy; face-lift") == ("bells-palsy", "facelift")
-
-
 def test_as_dict_has_the_taxonomy_endpoint_shape() -> None:
     data = taxonomy.as_dict()
     assert set(data) == {"specialties", "topics"}
@@ -198,3 +142,30 @@ def test_as_dict_has_the_taxonomy_endpoint_shape() -> None:
         "specialties"
     ]
     json.dumps(data)
+
+
+def test_the_vocabulary_ships_as_a_data_file() -> None:
+    text = files("shared").joinpath("taxonomy.toml").read_text(encoding="utf-8")
+    assert taxonomy.parse(text) == taxonomy.vocabulary()
+
+
+def test_a_topic_naming_an_unknown_specialty_is_refused() -> None:
+    text = """
+[[specialties]]
+slug = "dermatology"
+name = "Dermatology"
+nucc_code = "207N00000X"
+
+[[topics]]
+slug = "acne"
+name = "Acne"
+specialties = ["dermatology", "wizardry"]
+"""
+    with pytest.raises(ValueError, match="wizardry"):
+        taxonomy.parse(text)
+
+
+def test_a_slug_listed_twice_is_refused() -> None:
+    entry = '[[specialties]]\nslug = "dermatology"\nname = "D"\nnucc_code = "207N00000X"\n'
+    with pytest.raises(ValueError, match="twice"):
+        taxonomy.parse("topics = []\n" + entry + entry)

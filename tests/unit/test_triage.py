@@ -6,7 +6,7 @@ import time as clock
 
 import pytest
 
-from services.questions.triage import EMERGENCY_NOTICE, RED_FLAG_RULES, triage
+from services.questions.triage import EMERGENCY_NOTICE, RED_FLAG_RULES, fold, triage
 
 # --- triage ---------------------------------------------------------------------------
 
@@ -158,3 +158,95 @@ def test_triage_is_fast_on_long_adversarial_text(body: str) -> None:
     started = clock.perf_counter()
     triage("title", body)
     assert clock.perf_counter() - started < 1.0
+
+
+# --- evasions: text that reads as a red flag but is spelled to dodge the rules ----------
+
+ZWSP, ZWNJ, ZWJ, WJ, SHY, BOM = "\u200b", "\u200c", "\u200d", "\u2060", "\u00ad", "\ufeff"
+LRM, RLM, RLO, PDF, LRI, PDI = "\u200e", "\u200f", "\u202e", "\u202c", "\u2066", "\u2069"
+
+
+def fullwidth(text: str) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+
+def math_bold(text: str) -> str:
+    return "".join(chr(0x1D41A + ord(c) - ord("a")) if "a" <= c <= "z" else c for c in text.lower())
+
+
+def interleave(text: str, mark: str) -> str:
+    return mark.join(text)
+
+
+EVASIONS = [
+    # invisible format characters (Unicode Cf) inside words
+    ("sudden che\u200bst pain and my left arm is numb", "chest_pain"),
+    (f"che{ZWNJ}st pa{ZWJ}in since this morning", "chest_pain"),
+    (f"c{WJ}h{WJ}e{WJ}s{WJ}t pain", "chest_pain"),
+    (f"ch{SHY}est pain after my filler", "chest_pain"),
+    (f"{BOM}chest{BOM} pain", "chest_pain"),
+    (f"I feel sui{SHY}cidal since the surgery", "suicidal_thoughts"),
+    (interleave("suicidal", ZWSP), "suicidal_thoughts"),
+    (f"my thr{LRM}oat is swel{RLM}ling after botox", "anaphylaxis"),
+    (f"{LRI}chest{PDI} pain", "chest_pain"),
+    (f"{RLO}chest pain{PDF}", "chest_pain"),
+    ("tag chars: ch\U000e0041est pain", "chest_pain"),
+    # a zero-width character standing in for the space between two words
+    (f"chest{ZWSP}pain all night", "chest_pain"),
+    (f"I want{ZWSP}to{ZWSP}die", "suicidal_thoughts"),
+    # compatibility forms NFKC folds: fullwidth, mathematical, circled, ligatures
+    (fullwidth("Chest pain and sweating"), "chest_pain"),
+    (math_bold("chest pain"), "chest_pain"),
+    ("\u24d2\u24d7\u24d4\u24e2\u24e3 pain", "chest_pain"),
+    ("got \ufb01ller yesterday and the skin is turning white", "vascular_occlusion"),
+    ("heavy blee\u1d05ing, soaked through the ga\u1d1cze", "severe_bleeding"),
+    ("\u017fuicidal thoughts since the operation", "suicidal_thoughts"),
+    ("chest\u00a0pain", "chest_pain"),
+    ("chest\u2003pain", "chest_pain"),
+    # marks laid over letters: accents, strike-through, variation selectors
+    ("ch\u00e9st p\u00e0in", "chest_pain"),
+    ("c\u0336h\u0336e\u0336s\u0336t\u0336 pain", "chest_pain"),
+    ("chest\ufe0f pain", "chest_pain"),
+    # look-alike letters from other scripts and small capitals
+    ("\u0441\u04bb\u0435\u0455\u0442 pain", "chest_pain"),  # Cyrillic
+    ("ch\u0435st p\u0430in", "chest_pain"),  # two Cyrillic letters in Latin words
+    ("\u1d04\u029c\u1d07s\u1d1b pain", "chest_pain"),  # small capitals
+    ("s\u03c5\u03b9cidal", "suicidal_thoughts"),  # Greek upsilon and iota
+    # case and spacing games the plain rules already met
+    ("CHEST PAIN", "chest_pain"),
+    ("Chest   pain", "chest_pain"),
+]
+
+
+@pytest.mark.parametrize(("text", "flag"), EVASIONS)
+def test_evasions_still_fire(text: str, flag: str) -> None:
+    assert flag in triage("", text).flags, text.encode("unicode_escape")
+    assert flag in triage(text, "What should I do?").flags
+
+
+def test_the_issue_example_is_urgent() -> None:
+    result = triage("Help", "sudden che\u200bst pain and my left arm is numb")
+    assert result.urgent is True
+    assert "chest_pain" in result.flags
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"I have no che{ZWSP}st pain, only a bruise.",
+        fullwidth("I do not have chest pain"),
+        f"I am not sui{SHY}cidal, just unhappy with my nose.",
+        "\u0421\u0435\u0439\u0447\u0430\u0441 \u0432\u0441\u0451 \u0445\u043e\u0440\u043e\u0448\u043e",  # Russian: all is fine
+        "Caf\u00e9 au lait spots on my cheek, are they harmless?",
+        f"How long does Botox{ZWSP} take to work?",
+    ],
+)
+def test_folding_changes_no_verdict_on_harmless_text(text: str) -> None:
+    assert triage("Question", text).urgent is False
+
+
+def test_fold_reads_visible_letters_only() -> None:
+    assert fold(f"\uff23{ZWSP}\uff48{SHY}\u00e9\u0455\u1d1b") == "chest"
+    assert fold(f"chest{ZWSP}pain", invisible_as=" ") == "chest pain"
+    assert fold("line one\nline two\ttab") == "line one\nline two\ttab"
+    assert fold("bell\x07 and nul\x00 gone") == "bell and nul gone"

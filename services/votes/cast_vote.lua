@@ -1,0 +1,35 @@
+-- One voter's vote moves an answer's tally (see store.VoteStore.cast).
+-- Mirrors domain.apply_vote; reading the previous vote, moving the counts, bumping the
+-- version and the XADD happen in one script, so concurrent votes can neither lose an
+-- update nor publish a tally that was never stored.
+-- Returns {changed (0/1), helpful, unhelpful, previous, version, entry id or ''}.
+
+local votes_key, tally_key, stream = KEYS[1], KEYS[2], KEYS[3]
+local voter, new, maxlen, event_json = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+
+local previous = tonumber(redis.call('HGET', votes_key, voter) or '0')
+local helpful = tonumber(redis.call('HGET', tally_key, 'helpful') or '0')
+local unhelpful = tonumber(redis.call('HGET', tally_key, 'unhelpful') or '0')
+local version = tonumber(redis.call('HGET', tally_key, 'tally_version') or '0')
+if previous == new then
+  return {0, helpful, unhelpful, previous, version, ''}
+end
+if previous == 1 then helpful = helpful - 1 elseif previous == -1 then unhelpful = unhelpful - 1 end
+if new == 1 then helpful = helpful + 1 elseif new == -1 then unhelpful = unhelpful + 1 end
+if helpful < 0 then helpful = 0 end
+if unhelpful < 0 then unhelpful = 0 end
+version = version + 1
+if new == 0 then
+  redis.call('HDEL', votes_key, voter)
+else
+  redis.call('HSET', votes_key, voter, new)
+end
+redis.call('HSET', tally_key, 'helpful', helpful, 'unhelpful', unhelpful, 'tally_version', version)
+-- cjson writes '/' as '\/': still valid JSON, and it reads back the same.
+local event = cjson.decode(event_json)
+event.helpful = helpful
+event.unhelpful = unhelpful
+event.previous_value = previous
+event.tally_version = version
+local id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', '__data__', cjson.encode(event))
+return {1, helpful, unhelpful, previous, version, id}

@@ -1,0 +1,122 @@
+"""The questions service in process (create_app + ASGI) on a real redis-server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from services.questions.app import create_app
+from shared import streams
+from shared.events import QuestionPosted
+from tests.component.harness import in_process, publish_and_wait
+from tests.factories import answer_posted, vote_cast
+from tests.support import auth
+
+QUESTION: dict[str, Any] = {
+    "title": "Is there an injection that can pull my cheek towards my ear?",
+    "body": "My face is asymmetrical and I think it is a muscle imbalance.",
+    "topics": ["Facial Asymmetry", "botox"],
+    "location": {"city": "Los Angeles", "state": "CA"},
+}
+
+
+@pytest.fixture
+async def questions(redis_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, FastAPI]]:
+    async with in_process(create_app, redis_url, rate_limit_writes=3) as pair:
+        yield pair
+
+
+async def test_a_question_is_created_once_and_announced_coarsely(
+    questions: tuple[httpx.AsyncClient, FastAPI],
+) -> None:
+    http, app = questions
+    redis = app.state.runtime.redis
+    headers = {**auth("pat", "patient", "Pat"), "Idempotency-Key": "k"}
+    first = await http.post("/questions", json=QUESTION, headers=headers)
+    assert first.status_code == 201
+    body = first.json()
+    assert body["topics"] == ["facial-asymmetry", "botox"]
+    assert "plastic-surgery" in body["specialties"]
+    again = await http.post("/questions", json=QUESTION, headers=headers)
+    assert again.status_code == 201 and again.json() == body
+    reused = await http.post("/questions", json={**QUESTION, "body": "Other."}, headers=headers)
+    assert reused.status_code == 422
+    assert reused.json()["error"]["code"] == "idempotency_key_reused"
+    entries = await redis.xrange(streams.QUESTION_POSTED)
+    [event] = [QuestionPosted.model_validate_json(fields["__data__"]) for _, fields in entries]
+    assert event.question_id == body["id"] and event.location is not None
+    assert round(event.location.lat, 2) == pytest.approx(event.location.lat, abs=0.01)
+    page = await http.get(f"/questions/{body['id']}")
+    assert page.status_code == 200 and page.json()["answer_count"] == 0
+    listed = await http.get("/questions", params={"topic": "botox"})
+    assert [q["id"] for q in listed.json()["items"]] == [body["id"]]
+
+
+async def test_the_page_follows_answers_and_votes(
+    questions: tuple[httpx.AsyncClient, FastAPI],
+) -> None:
+    http, app = questions
+    redis = app.state.runtime.redis
+    qid = (await http.post("/questions", json=QUESTION, headers=auth("pat"))).json()["id"]
+    for aid, minute in (("a1", 1), ("a2", 2)):
+        await publish_and_wait(redis, answer_posted(qid, aid, f"doc-{aid}", minute), "questions")
+    await publish_and_wait(redis, vote_cast(qid, "a2", "doc-a2", 3, 0, 3), "questions")
+    page = (await http.get(f"/questions/{qid}")).json()
+    assert [a["id"] for a in page["answers"]] == ["a2", "a1"]
+    assert page["answer_count"] == 2 and page["status"] == "answered"
+
+
+async def test_refusals_map_to_their_statuses(
+    questions: tuple[httpx.AsyncClient, FastAPI],
+) -> None:
+    http, _ = questions
+    patient = auth("pat2")
+    unknown = await http.post(
+        "/questions", json={**QUESTION, "topics": ["astrology"]}, headers=patient
+    )
+    assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "unknown_topics"
+    nowhere = await http.post(
+        "/questions",
+        json={**QUESTION, "location": {"city": "Atlantis", "state": "ZZ"}},
+        headers=patient,
+    )
+    assert nowhere.status_code == 422 and nowhere.json()["error"]["code"] == "unknown_place"
+    blank = await http.post(
+        "/questions", json={**QUESTION, "title": "\x00" * 12, "body": "x"}, headers=patient
+    )
+    assert blank.status_code == 422
+    cursor = await http.get("/questions", params={"cursor": "not-ours"})
+    assert cursor.status_code == 400 and cursor.json()["error"]["code"] == "bad_cursor"
+    missing = await http.get("/questions/q-nope")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    assert (await http.get("/questions/q-nope/related")).status_code == 404
+    doctor = await http.post("/questions", json=QUESTION, headers=auth("doc", "doctor"))
+    assert doctor.status_code == 403
+
+
+async def test_writes_past_the_limit_get_429_but_an_admins_do_not(
+    questions: tuple[httpx.AsyncClient, FastAPI],
+) -> None:
+    http, _ = questions
+    statuses = [
+        (await http.post("/questions", json=QUESTION, headers=auth("busy"))).status_code
+        for _ in range(4)
+    ]
+    assert statuses == [201, 201, 201, 429]
+    admin = [
+        (await http.post("/questions", json=QUESTION, headers=auth("root", "admin"))).status_code
+        for _ in range(4)
+    ]
+    assert admin == [201] * 4
+
+
+async def test_the_taxonomy_is_served(questions: tuple[httpx.AsyncClient, FastAPI]) -> None:
+    http, _ = questions
+    data = (await http.get("/taxonomy")).json()
+    assert {"slug": "dermatology", "name": "Dermatology", "nucc_code": "207N00000X"} in data[
+        "specialties"
+    ]

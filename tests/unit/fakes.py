@@ -1,0 +1,240 @@
+"""Hand-written in-memory stores that keep the ports of the service layers.
+
+Each fake keeps the contract of its Redis store: the same guards in the same order,
+nothing written when a guard refuses, and every published event kept in `events`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import Counter
+from typing import Any
+
+from services.answers.store import QUESTION_GUARD, UNIQUE_GUARD
+from services.questions.store import decode_cursor
+from services.votes.domain import apply_vote
+from services.votes.store import AnswerRef, VoteOutcome
+from shared import idempotency, ratelimit
+from shared.atomic import CommitResult
+from shared.events import AnswerPosted, Event, QuestionPosted, VoteCast
+from shared.idempotency import ReplyRecord
+from shared.ratelimit import WriteLimit
+
+
+class _Guards:
+    """The guards every fake commit shares: the write limit, then the Idempotency-Key."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.replies: dict[str, str] = {}
+
+    def limit(self, write_limit: WriteLimit, user_id: str, role: str) -> CommitResult | None:
+        if not write_limit.applies_to(role):
+            return None
+        key = write_limit.key(user_id)
+        self.counts[key] += 1
+        if self.counts[key] > write_limit.writes:
+            return CommitResult(False, ratelimit.GUARD, str(write_limit.window_s))
+        return None
+
+    def replay(self, reply: ReplyRecord | None) -> CommitResult | None:
+        if reply is not None and reply.key in self.replies:
+            return CommitResult(False, idempotency.GUARD, self.replies[reply.key])
+        return None
+
+    def remember(self, reply: ReplyRecord | None) -> None:
+        if reply is not None:
+            self.replies[reply.key] = reply.value
+
+
+class FakeQuestionStore:
+    """Questions, their page parts and the topic/specialty indexes, in memory."""
+
+    def __init__(self, tag: str = "{fake}") -> None:
+        self.tag = tag
+        self.guards = _Guards()
+        self.questions: dict[str, dict[str, Any]] = {}
+        self.indexes: dict[str, set[str]] = {}
+        self.answers: dict[str, dict[str, dict[str, Any]]] = {}
+        self.tallies: dict[str, tuple[int, int, int]] = {}
+        self.events: list[Event] = []
+
+    async def post(
+        self,
+        doc: dict[str, Any],
+        event: QuestionPosted,
+        reply: ReplyRecord | None,
+        write_limit: WriteLimit,
+    ) -> CommitResult:
+        refusal = self.guards.limit(write_limit, doc["asker_id"], doc["asker_role"])
+        refusal = refusal or self.guards.replay(reply)
+        if refusal is not None:
+            return refusal
+        self.guards.remember(reply)
+        member = f"{doc['created_ms']:016d}:{doc['id']}"
+        self.questions[doc["id"]] = json.loads(json.dumps(doc))
+        keys = ["all", *(f"topic:{t}" for t in doc["topics"])]
+        keys += [f"specialty:{s}" for s in doc["specialties"]]
+        for key in keys:
+            self.indexes.setdefault(key, set()).add(member)
+        self.events.append(event)
+        return CommitResult(True, entry_ids=(f"{len(self.events)}-0",))
+
+    async def get(self, qid: str) -> dict[str, Any] | None:
+        return self.questions.get(qid)
+
+    async def get_many(self, qids: list[str]) -> list[dict[str, Any]]:
+        return [self.questions[q] for q in qids if q in self.questions]
+
+    async def page_parts(
+        self, qid: str
+    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]], dict[str, tuple[int, int]]]:
+        doc = self.questions.get(qid)
+        if doc is None:
+            return None, [], {}
+        answers = list(self.answers.get(qid, {}).values())
+        tallies = {a["id"]: self.tallies[a["id"]][:2] for a in answers if a["id"] in self.tallies}
+        return doc, answers, tallies
+
+    async def list_ids(
+        self, kind: str, slug: str, after: str | None, count: int
+    ) -> tuple[list[str], str | None]:
+        key = f"{kind}:{slug}" if slug else kind
+        members = sorted(self.indexes.get(key, set()), reverse=True)
+        if after is not None:
+            members = [m for m in members if m < after]
+        page = members[:count]
+        next_cursor = None
+        if len(page) == count:
+            next_cursor = base64.urlsafe_b64encode(page[-1].encode()).decode().rstrip("=")
+            decode_cursor(next_cursor)  # the fake's cursors are the store's cursors
+        return [m.split(":", 1)[1] for m in page], next_cursor
+
+    async def recent_ids(self, kind: str, slug: str, count: int) -> list[str]:
+        ids, _ = await self.list_ids(kind, slug, None, count)
+        return ids
+
+    async def add_answer(self, event: AnswerPosted) -> None:
+        self.answers.setdefault(event.question_id, {})[event.answer_id] = {
+            "id": event.answer_id,
+            "question_id": event.question_id,
+            "headline": event.headline,
+            "body": event.body,
+            "created_at": event.created_at.isoformat(),
+            "doctor": event.doctor.model_dump(),
+        }
+
+    async def set_tally(self, event: VoteCast) -> None:
+        current = self.tallies.get(event.answer_id)
+        if current is None or event.tally_version > current[2]:
+            self.tallies[event.answer_id] = (event.helpful, event.unhelpful, event.tally_version)
+
+
+class FakeAnswerStore:
+    """Answers and the answers service's projections of questions and doctors, in memory."""
+
+    def __init__(self, tag: str = "{fake}") -> None:
+        self.tag = tag
+        self.guards = _Guards()
+        self.questions: dict[str, str] = {}
+        self.answers: dict[str, dict[str, Any]] = {}
+        self.by_doctor: dict[tuple[str, str], str] = {}
+        self.doctors: dict[str, tuple[int, dict[str, Any]]] = {}
+        self.events: list[Event] = []
+
+    async def post(
+        self,
+        answer: dict[str, Any],
+        created_ms: int,
+        event: AnswerPosted,
+        reply: ReplyRecord | None,
+    ) -> CommitResult:
+        refusal = self.guards.replay(reply)
+        if refusal is not None:
+            return refusal
+        qid, doctor_id = answer["question_id"], answer["doctor"]["id"]
+        if qid not in self.questions:
+            return CommitResult(False, QUESTION_GUARD, "")
+        existing = self.by_doctor.get((qid, doctor_id))
+        if existing is not None:
+            return CommitResult(False, UNIQUE_GUARD, existing)
+        self.guards.remember(reply)
+        self.by_doctor[(qid, doctor_id)] = answer["id"]
+        self.answers[answer["id"]] = {**answer, "_ms": created_ms}
+        self.events.append(event)
+        return CommitResult(True, entry_ids=(f"{len(self.events)}-0",))
+
+    def _public(self, stored: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in stored.items() if k != "_ms"}
+
+    async def get(self, aid: str) -> dict[str, Any] | None:
+        stored = self.answers.get(aid)
+        return self._public(stored) if stored is not None else None
+
+    async def answers_of(self, qid: str) -> list[dict[str, Any]] | None:
+        if qid not in self.questions:
+            return None
+        mine = [a for a in self.answers.values() if a["question_id"] == qid]
+        return [self._public(a) for a in sorted(mine, key=lambda a: (a["_ms"], a["id"]))]
+
+    async def question_known(self, qid: str) -> bool:
+        return qid in self.questions
+
+    async def doctor_card(self, doctor_id: str) -> dict[str, Any] | None:
+        entry = self.doctors.get(doctor_id)
+        return dict(entry[1]) if entry is not None else None
+
+    async def add_question(self, qid: str, asker_id: str) -> None:
+        self.questions.setdefault(qid, asker_id)
+
+    async def set_doctor(self, doctor_id: str, version: int, card: dict[str, Any]) -> None:
+        current = self.doctors.get(doctor_id)
+        if current is None or version > current[0]:
+            self.doctors[doctor_id] = (version, card)
+
+
+class FakeVoteStore:
+    """Votes, tallies and the projection of answers, in memory."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, AnswerRef] = {}
+        self.votes: dict[str, dict[str, int]] = {}
+        self.tallies: dict[str, tuple[int, int, int]] = {}
+        self.events: list[VoteCast] = []
+
+    async def cast(self, template: VoteCast) -> VoteOutcome:
+        aid, voter = template.answer_id, template.voter_id
+        votes = self.votes.setdefault(aid, {})
+        previous = votes.get(voter, 0)
+        helpful, unhelpful, version = self.tallies.get(aid, (0, 0, 0))
+        helpful, unhelpful, changed = apply_vote(previous, template.value, helpful, unhelpful)
+        if not changed:
+            return VoteOutcome(False, helpful, unhelpful, previous, version, None)
+        version += 1
+        if template.value == 0:
+            votes.pop(voter, None)
+        else:
+            votes[voter] = template.value
+        self.tallies[aid] = (helpful, unhelpful, version)
+        event = template.model_copy(
+            update={
+                "helpful": helpful,
+                "unhelpful": unhelpful,
+                "previous_value": previous,
+                "tally_version": version,
+            }
+        )
+        self.events.append(event)
+        return VoteOutcome(True, helpful, unhelpful, previous, version, f"{len(self.events)}-0")
+
+    async def answer(self, aid: str) -> AnswerRef | None:
+        return self.answers.get(aid)
+
+    async def tally(self, aid: str, voter_id: str | None) -> tuple[int, int, int | None]:
+        helpful, unhelpful, _ = self.tallies.get(aid, (0, 0, 0))
+        mine = self.votes.get(aid, {}).get(voter_id, 0) if voter_id is not None else None
+        return helpful, unhelpful, mine
+
+    async def add_answer(self, aid: str, question_id: str, doctor_id: str) -> None:
+        self.answers[aid] = AnswerRef(question_id, doctor_id)

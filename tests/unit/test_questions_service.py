@@ -1,0 +1,191 @@
+"""The questions service layer against a hand-written fake store (no Redis, no HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from services.questions.domain import UnknownSlugs
+from services.questions.service import (
+    BadCursor,
+    BlankQuestion,
+    PlaceQuery,
+    PostQuestion,
+    QuestionNotFound,
+    QuestionsService,
+    UnknownLocation,
+)
+from shared.errors import RateLimited
+from shared.events import QuestionPosted
+from shared.idempotency import IdempotencyKeyReused
+from shared.ratelimit import WriteLimit
+from shared.settings import Settings
+from tests.factories import answer_posted, vote_cast
+from tests.support import JWT_SECRET
+from tests.unit.fakes import FakeQuestionStore
+
+TITLE = "Is there an injection that can pull my cheek towards my ear?"
+
+
+def build(writes: int = 100) -> tuple[QuestionsService, FakeQuestionStore]:
+    store = FakeQuestionStore()
+    settings = Settings(jwt_secret=JWT_SECRET)
+    return QuestionsService(store, settings, WriteLimit(store.tag, writes, 60)), store
+
+
+def ask(**fields: object) -> PostQuestion:
+    command = {
+        "asker_id": "pat",
+        "asker_name": "Pat",
+        "asker_role": "patient",
+        "title": TITLE,
+        "body": "My face is asymmetrical.",
+        "topics": ("Facial Asymmetry", "botox"),
+        **fields,
+    }
+    return PostQuestion(**command)  # type: ignore[arg-type]
+
+
+async def test_a_question_is_stored_routed_and_announced_once() -> None:
+    service, store = build()
+    reply = await service.post_question(ask(specialties=("Neurology",)))
+    assert reply["topics"] == ["facial-asymmetry", "botox"]
+    assert reply["specialties"][0] == "neurology"
+    assert "plastic-surgery" in reply["specialties"]
+    assert reply["asker"] == {"id": "pat", "name": "Pat"}
+    [event] = store.events
+    assert isinstance(event, QuestionPosted)
+    assert event.question_id == reply["id"] and event.specialties == reply["specialties"]
+    assert store.questions[reply["id"]]["asker_role"] == "patient"
+
+
+async def test_an_anonymous_asker_is_hidden_from_the_reply() -> None:
+    service, _ = build()
+    reply = await service.post_question(ask(anonymous=True))
+    assert reply["asker"] is None and "pat" not in str(reply)
+
+
+async def test_unknown_topics_are_refused_and_nothing_is_stored() -> None:
+    service, store = build()
+    with pytest.raises(UnknownSlugs, match="unknown topics: Astrology") as caught:
+        await service.post_question(ask(topics=("Astrology", "botox")))
+    assert caught.value.code == "unknown_topics"
+    with pytest.raises(UnknownSlugs) as caught:
+        await service.post_question(ask(specialties=("wizardry",)))
+    assert caught.value.code == "unknown_specialties"
+    assert not store.questions and not store.events
+
+
+async def test_a_blank_title_after_cleaning_is_refused() -> None:
+    service, store = build()
+    with pytest.raises(BlankQuestion):
+        await service.post_question(ask(title="\x00\x01\x02\x03\x04\x05\x06\x07\x08\x0b"))
+    assert not store.events
+
+
+async def test_an_unknown_place_is_refused() -> None:
+    service, store = build()
+    with pytest.raises(UnknownLocation) as caught:
+        await service.post_question(ask(location=PlaceQuery(city="Atlantis", state="ZZ")))
+    assert caught.value.code == "unknown_place"
+    assert not store.events
+
+
+async def test_a_place_is_kept_coarse() -> None:
+    service, _ = build()
+    reply = await service.post_question(ask(location=PlaceQuery(zip="90012")))
+    assert reply["location"]["state"] == "CA"
+    lat = reply["location"]["lat"]
+    assert round(lat, 4) == lat
+
+
+async def test_a_repeated_idempotency_key_replays_the_first_reply() -> None:
+    service, store = build()
+    first = await service.post_question(ask(idempotency_key="k1"))
+    again = await service.post_question(ask(idempotency_key="k1"))
+    assert again == first
+    assert len(store.events) == 1
+    with pytest.raises(IdempotencyKeyReused):
+        await service.post_question(ask(idempotency_key="k1", body="Something else entirely."))
+    assert len(store.events) == 1
+
+
+async def test_writes_past_the_limit_are_refused_but_not_an_admins() -> None:
+    service, store = build(writes=2)
+    await service.post_question(ask())
+    await service.post_question(ask())
+    with pytest.raises(RateLimited) as caught:
+        await service.post_question(ask())
+    assert caught.value.retry_after_s == 60
+    assert len(store.events) == 2
+    for _ in range(3):
+        await service.post_question(ask(asker_id="root", asker_role="admin"))
+    assert len(store.events) == 5
+
+
+async def test_the_page_ranks_answers_by_votes_and_counts_them() -> None:
+    service, _ = build()
+    qid = (await service.post_question(ask()))["id"]
+    await service.on_answer_posted(answer_posted(qid, "a1", "doc-a1", minute=1))
+    await service.on_answer_posted(answer_posted(qid, "a2", "doc-a2", minute=2))
+    await service.on_vote_cast(vote_cast(qid, "a2", "doc-a2", 40, 5, 2))
+    await service.on_vote_cast(
+        vote_cast(qid, "a2", "doc-a2", 1, 0, 1)
+    )  # an older tally arrives late
+    await service.on_vote_cast(vote_cast(qid, "a1", "doc-a1", 1, 0, 1))
+    page = await service.page(qid)
+    assert [a["id"] for a in page["answers"]] == ["a2", "a1"]
+    assert (page["answers"][0]["helpful"], page["answers"][0]["unhelpful"]) == (40, 5)
+    assert page["answer_count"] == 2 and page["status"] == "answered"
+    assert page["disclaimer"]
+
+
+async def test_unknown_questions_are_not_found() -> None:
+    service, _ = build()
+    with pytest.raises(QuestionNotFound):
+        await service.page("q-nope")
+    with pytest.raises(QuestionNotFound):
+        await service.related("q-nope", 5)
+
+
+async def posted_apart(service: QuestionsService, command: PostQuestion) -> dict[str, Any]:
+    # Ids order by creation millisecond; questions in one millisecond have no order.
+    await asyncio.sleep(0.003)
+    return await service.post_question(command)
+
+
+async def test_listing_pages_newest_first_and_filters() -> None:
+    service, _ = build()
+    ids = [(await posted_apart(service, ask()))["id"] for _ in range(3)]
+    other = await posted_apart(service, ask(topics=("acne",)))
+    first = await service.list_questions(None, None, 2, None)
+    assert [q["id"] for q in first["items"]] == [other["id"], ids[2]]
+    rest = await service.list_questions(None, None, 2, first["next_cursor"])
+    assert [q["id"] for q in rest["items"]] == [ids[1], ids[0]]
+    acne = await service.list_questions("Acne", None, 10, None)
+    assert [q["id"] for q in acne["items"]] == [other["id"]]
+    both = await service.list_questions("botox", "dermatology", 10, None)
+    assert {q["id"] for q in both["items"]} == set(ids)
+
+
+async def test_a_foreign_cursor_is_refused() -> None:
+    service, _ = build()
+    with pytest.raises(BadCursor):
+        await service.list_questions(None, None, 5, "not-a-cursor")
+
+
+async def test_related_questions_share_topics_first() -> None:
+    service, _ = build()
+    mine = await service.post_question(ask(topics=("botox", "fillers")))
+    close = await service.post_question(
+        ask(topics=("botox", "fillers"), title="Fillers and botox for my cheek?")
+    )
+    far = await service.post_question(
+        ask(topics=("botox",), title="How long does it last, honestly?")
+    )
+    await service.post_question(ask(topics=("acne",)))
+    related = await service.related(mine["id"], 5)
+    assert [r["id"] for r in related] == [close["id"], far["id"]]
+    assert related[0]["score"] > related[1]["score"]
