@@ -4,15 +4,17 @@ as a person would (roles and labels), from the seed page to the live inbox."""
 from __future__ import annotations
 
 import re
+import signal
 import time
 from typing import Any
 
 import httpx
 from playwright.sync_api import Browser, Page, expect
 
+from askdoc_cli import launcher
 from demo.scenario import SEED
 from tests.browser.conftest import AXE, SCREENSHOTS, Stack, person, until
-from tests.support import auth
+from tests.support import ServiceProcess, auth
 
 
 def _answers(page: Page, count: int) -> Any:
@@ -466,3 +468,29 @@ def test_the_home_page_lists_questions_with_answer_counts_and_filters_by_topic(
         page.goto(f"/questions/{urgent}")
         expect(page.get_by_role("alert")).to_contain_text("This may be an emergency")
         expect(page.get_by_role("alert")).to_contain_text("call 911")
+
+
+def test_a_stopping_web_ends_its_open_live_streams_at_once(stack: Stack) -> None:
+    # A second web replica of its own, so the module's one keeps serving.
+    replica = ServiceProcess("web", "redis://127.0.0.1:1/0", **launcher.peer_env("web", stack.urls))
+    replica.start(wait_ready=False)
+    try:
+        replica.wait_ready(60)
+        with httpx.Client(base_url=replica.url, timeout=10) as client:
+            assert (
+                client.post("/session", headers=auth("dr-victor-chung", "doctor")).status_code
+                == 200
+            )
+            with client.stream("GET", "/inbox/stream") as stream:
+                lines = stream.iter_lines()
+                assert next(lines).startswith("retry:")
+                started = time.monotonic()
+                replica.proc.terminate()  # SIGTERM, by pid
+                for _ in lines:  # the stream ends instead of holding the replica
+                    pass
+                # uvicorn re-raises the SIGTERM after its graceful stop: -15 is a clean exit.
+                assert replica.proc.wait(10) in (0, -signal.SIGTERM)
+                assert "service_stopped" in replica.logs()
+                assert time.monotonic() - started < 5, "the open stream held the stop"
+    finally:
+        replica.terminate(10)
