@@ -52,7 +52,8 @@ class Web:
             dev_login=self.settings.web_dev_login,
             **context,
         )
-        response = HTMLResponse(html, status_code=status)
+        # Pages carry a CSRF token and personal data: never stored by a cache.
+        response = HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
         self.sessions.save(session, response)
         return response
 

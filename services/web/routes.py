@@ -214,7 +214,7 @@ async def post_answer(
     except ApiProblem as exc:
         if exc.status in (401, 404) or exc.status >= 500:
             raise
-        fields = exc.fields or {"body": exc.message}
+        fields = exc.fields or {"form": exc.message}
         return await _question_page(
             web, session, qid, exc.status, answer_form=form, answer_errors=fields
         )

@@ -215,6 +215,12 @@ def test_the_doctor_answers_from_the_page_and_the_patient_hears_of_it(
         page.goto(f"/questions/{qid}")
         expect(page.get_by_role("heading", name="Doctor Answers 0")).to_be_visible()
         page.get_by_label("Headline (optional)").fill("Hyaluronic fillers first")
+        page.get_by_label("Your answer").fill("Too short.")
+        page.get_by_role("button", name="Post your answer").click()
+        body = page.get_by_label("Your answer")
+        expect(body).to_have_attribute("aria-invalid", "true")
+        expect(body).to_have_accessible_description(re.compile("at least 20 characters"))
+        expect(page.get_by_label("Headline (optional)")).to_have_value("Hyaluronic fillers first")
         page.get_by_label("Your answer").fill(
             "Start with a hyaluronic acid filler; it can be reversed."
         )
