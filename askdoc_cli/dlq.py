@@ -105,6 +105,27 @@ def replay_problem(letter: Letter) -> str | None:
     return None
 
 
+def event_time(letter: Letter) -> datetime:
+    """When the dead-lettered event happened: its `occurred_at`, else its entry id's time."""
+    try:
+        stamp = json.loads(letter.fields[WIRE_FIELD])["occurred_at"]
+        return datetime.fromisoformat(stamp).astimezone(UTC)
+    except (KeyError, TypeError, ValueError):
+        ms, _ = parse_id(letter.entry_id if ENTRY_ID.match(letter.entry_id) else letter.id)
+        return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def stale_problem(letter: Letter, dedupe_ttl_s: int, now: datetime | None = None) -> str | None:
+    """Why replaying would risk repeating effects: the event outlived the dedupe markers."""
+    age = (now or datetime.now(UTC)) - event_time(letter)
+    if age.total_seconds() <= dedupe_ttl_s:
+        return None
+    return (
+        f"the event is {age.days} days old, older than the dedupe window "
+        f"({dedupe_ttl_s // 86400} days): its effects could repeat (--force replays it anyway)"
+    )
+
+
 def _is_json(text: str) -> bool:
     try:
         json.loads(text)
@@ -166,11 +187,10 @@ async def all_letters(redis: RedisClient, group: str | None) -> list[Letter]:
     return await _with_replays(redis, found)
 
 
-async def replay(redis: RedisClient, letter: Letter, maxlen: int) -> str:
+async def replay(redis: RedisClient, letter: Letter) -> str:
     """XADD the original fields to the source stream, then record the replay; the new id."""
-    new_id = str(
-        await redis.xadd(letter.source_stream, letter.fields, maxlen=maxlen, approximate=True)
-    )
+    # Untrimmed, as every event: retention is the services' trimmer's (shared/retention.py).
+    new_id = str(await redis.xadd(letter.source_stream, letter.fields))
     record = {
         "new_entry_id": new_id,
         "source_stream": letter.source_stream,

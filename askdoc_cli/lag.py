@@ -8,7 +8,7 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from askdoc_cli.context import human_ms, parse_id
-from shared import streams
+from shared import retention, streams
 from shared.redis import RedisClient
 
 
@@ -47,6 +47,9 @@ class StreamLag:
     first_entry_id: str | None
     last_entry_id: str | None
     groups: list[GroupLag] = field(default_factory=list)
+    # Trims at the byte ceiling that removed unread entries, and how many they removed.
+    forced_trims: int = 0
+    unread_trimmed: int = 0
 
 
 def behind_retention(
@@ -86,7 +89,16 @@ async def collect(redis: RedisClient) -> list[StreamLag]:
         first = info.get("first-entry")
         last = info.get("last-entry")
         first_id = first[0] if first else None
-        entry = StreamLag(stream, True, int(info["length"]), first_id, last[0] if last else None)
+        forced, unread = await retention.forced_trims(redis, stream)
+        entry = StreamLag(
+            stream,
+            True,
+            int(info["length"]),
+            first_id,
+            last[0] if last else None,
+            forced_trims=forced,
+            unread_trimmed=unread,
+        )
         for group in await redis.xinfo_groups(stream):
             entry.groups.append(
                 await _group_lag(redis, stream, group, entry.length, first_id, info)
@@ -140,7 +152,18 @@ def as_json(report: list[StreamLag]) -> dict[str, Any]:
     return {
         "streams": [asdict(s) for s in report],
         "behind_retention": any(g.behind_retention for s in report for g in s.groups),
+        "unread_trimmed": sum(s.unread_trimmed for s in report),
     }
+
+
+def ceiling_lines(report: list[StreamLag]) -> list[str]:
+    """One line per stream whose byte ceiling cut entries a group had not read."""
+    return [
+        f"{s.stream}: the byte ceiling (ASKDOC_STREAM_MAX_BYTES) trimmed {s.unread_trimmed} "
+        f"unread entries in {s.forced_trims} trims"
+        for s in report
+        if s.unread_trimmed
+    ]
 
 
 def table_rows(report: list[StreamLag]) -> tuple[list[list[str]], list[str | None]]:

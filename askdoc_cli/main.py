@@ -124,6 +124,9 @@ def lag(
         print_table(
             f"askdoc streams at {safe_url(settings.redis_url)}", lag_report.COLUMNS, rows, styles
         )
+    if not as_json:
+        for line in lag_report.ceiling_lines(report):
+            err().print(Text(line, style="bold red"))
     behind = [f"{g.group} on {g.stream}" for s in report for g in s.groups if g.behind_retention]
     if behind and not as_json:
         err().print(
@@ -245,7 +248,12 @@ def dlq_replay(
         str | None, typer.Option(help="Only the letters of this consumer group")
     ] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Replay named letters even if replayed before.")
+        bool,
+        typer.Option(
+            "--force",
+            help="Replay named letters even if replayed before, and events older than the "
+            "dedupe window.",
+        ),
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be replayed.")] = False,
     as_json: JsonOut = False,
@@ -256,7 +264,9 @@ def dlq_replay(
     Each replay is a new entry on the source stream (consumers are idempotent, so groups
     that already processed the event skip it). Letters stay in askdoc.dead-letter and are
     marked replayed in the hash {askdoc.dead-letter}:replayed, so --all never replays a
-    letter twice; naming a replayed letter again needs --force.
+    letter twice; naming a replayed letter again needs --force. An event older than the
+    dedupe window ($ASKDOC_DEDUPE_TTL_S) is skipped unless --force: the markers that make
+    consumers skip what they already did have expired.
     """
     ids = entry_ids or []
     if bool(ids) == replay_all:
@@ -285,6 +295,10 @@ def dlq_replay(
                     reason += " (--force replays it again)"
                 outcome["skipped"].append({**base, "reason": reason})
                 continue
+            stale = dead_letters.stale_problem(letter, settings.dedupe_ttl_s)
+            if stale is not None and not force:
+                outcome["skipped"].append({**base, "reason": stale})
+                continue
             problem = dead_letters.replay_problem(letter)
             if problem is not None:
                 outcome["failed"].append({**base, "reason": problem})
@@ -292,7 +306,7 @@ def dlq_replay(
             if dry_run:
                 outcome["replayed"].append({**base, "new_entry_id": None, "dry_run": True})
                 continue
-            new_id = await dead_letters.replay(redis, letter, settings.stream_maxlen)
+            new_id = await dead_letters.replay(redis, letter)
             outcome["replayed"].append({**base, "new_entry_id": new_id})
         if not dry_run:
             await dead_letters.prune_records(redis)

@@ -77,11 +77,13 @@ class Txn:
         flat = [part for item in fields.items() for part in item]
         return self.call("HSET_IF_NEWER", key, version_field, version, *flat)
 
-    def publish(self, event: Event, maxlen: int) -> Txn:
-        """Add the event to its stream, trimmed approximately to `maxlen`."""
-        return self.call(
-            "XADD", event.stream, "MAXLEN", "~", maxlen, "*", *_flatten(event.to_wire())
-        )
+    def publish(self, event: Event, maxlen: int | None = None) -> Txn:
+        """Add the event to its stream, untrimmed.
+
+        Retention is the trimmer's job (shared/retention.py), which never cuts what a
+        group has yet to read; `maxlen` is ignored and goes once no caller passes it.
+        """
+        return self.call("XADD", event.stream, "*", *_flatten(event.to_wire()))
 
 
 def _flatten(fields: dict[str, str]) -> list[str]:

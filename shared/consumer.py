@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from faststream import AckPolicy, Context
 from faststream.redis import RedisBroker, StreamSub
 from pydantic import ValidationError
+from redis import exceptions as redis_errors
 from redis.exceptions import ResponseError
 
 from shared import streams
@@ -43,6 +44,16 @@ E = TypeVar("E", bound=Event)
 Handler = Callable[[Any], Awaitable[None]]
 
 log = get_logger("askdoc.consumer")
+
+# Redis full (noeviction at maxmemory), unreachable or loading is no fault of the entry:
+# it stays pending and is retried, never dead-lettered for it (a near-full Redis could
+# refuse the handler's write yet take the dead letter's).
+_REDIS_UNAVAILABLE = (
+    redis_errors.OutOfMemoryError,
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.BusyLoadingError,
+)
 
 
 class PoisonEntry(Exception):
@@ -153,7 +164,8 @@ class EventConsumer:
         except Exception as exc:
             HANDLER_FAILURES.labels(self.group, sub.stream).inc()
             error = f"{type(exc).__name__}: {exc}"
-            if deliveries >= self.settings.max_deliveries:
+            unavailable = isinstance(exc, _REDIS_UNAVAILABLE)
+            if deliveries >= self.settings.max_deliveries and not unavailable:
                 await self._dead_letter(sub.stream, entry_id, fields, error, deliveries)
                 return True
             log.warning(
@@ -209,7 +221,7 @@ class EventConsumer:
         # The marker makes a dead letter unique per (group, entry) even if we die before XACK.
         marker = f"{streams.slot_tag(streams.DEAD_LETTER)}:dlq:{self.group}:{stream}:{entry_id}"
         txn = Txn().absent("dead_letter", marker, ttl_s=self.settings.dedupe_ttl_s)
-        await self.committer.commit(txn.publish(letter, self.settings.stream_maxlen))
+        await self.committer.commit(txn.publish(letter))
         EVENTS_DEAD_LETTERED.labels(self.group, stream).inc()
         log.error(
             "event_dead_lettered",
@@ -249,17 +261,65 @@ class EventConsumer:
         return finished
 
     async def ensure_groups(self) -> None:
-        """Create the service's groups at the start of each stream (not at `$`)."""
-        for sub in self.subscriptions_streams():
+        """Create the service's missing groups, skipping events older than the dedupe window.
+
+        Handlers are idempotent only while their dedupe markers live (`dedupe_ttl_s`); a
+        new or renamed group that read the whole retained history would redo (re-alert)
+        everything older. Events within the window are read: their markers, if any, are
+        still there. Not `$`: events published before the group's first start (a deploy
+        where the producer starts first) would be lost.
+        """
+        for stream in self.subscriptions_streams():
+            start = await self.first_start_id(stream)
             try:
-                await self.redis.xgroup_create(sub, self.group, id="0", mkstream=True)
+                await self.redis.xgroup_create(stream, self.group, id=start, mkstream=True)
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
+                continue
+            log.info("consumer_group_created", stream=stream, group=self.group, start_id=start)
+
+    async def first_start_id(self, stream: str) -> str:
+        """Where a new group starts: just before the dedupe window, or 0 if nothing is older."""
+        window_start = int(time.time() * 1000) - self.settings.dedupe_ttl_s * 1000
+        oldest = await self.redis.xrange(stream, "-", "+", count=1)
+        if not oldest or int(_text(oldest[0][0]).split("-")[0]) >= window_start:
+            # Nothing to skip: from 0, Redis can count the group's lag.
+            return "0"
+        return f"{window_start}-0"
 
     def subscriptions_streams(self) -> list[str]:
         """The streams this service consumes."""
         return list(dict.fromkeys(s.stream for s in self.subscriptions))
+
+
+class PollWatch:
+    """When each consumer loop of a broker last finished a poll (read, then handle)."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, float] = {}
+
+    def watch(self, broker: RedisBroker) -> None:
+        """Stamp every subscriber's polls from now on (call before the broker starts)."""
+        now = time.monotonic()
+        for index, subscriber in enumerate(broker.subscribers):
+            stream = getattr(getattr(subscriber, "stream_sub", None), "name", "?")
+            loop = f"{stream}#{index}"
+            self.last[loop] = now
+            # FastStream's loop calls `_get_msgs` once per poll; it returns after the
+            # read (empty or not) and the handling. Pinned FastStream 0.7: see pyproject.
+            poll = subscriber._get_msgs  # type: ignore[attr-defined]
+
+            async def stamped(*args: Any, _poll: Any = poll, _loop: str = loop) -> None:
+                await _poll(*args)
+                self.last[_loop] = time.monotonic()
+
+            subscriber._get_msgs = stamped  # type: ignore[attr-defined]
+
+    def stalled(self, limit_s: float) -> list[str]:
+        """The loops that have not finished a poll for `limit_s` seconds."""
+        now = time.monotonic()
+        return [loop for loop, at in self.last.items() if now - at > limit_s]
 
 
 def _text(value: bytes | str) -> str:

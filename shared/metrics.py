@@ -39,3 +39,13 @@ GROUP_LAG = Gauge(
     ["group", "stream"],
 )
 READY = Gauge("askdoc_ready", "1 when Redis is reachable and consumers run", ["service"])
+STREAM_FORCED_TRIMS = Counter(
+    "askdoc_stream_forced_trims_total",
+    "Trims at the byte ceiling that removed entries a group had not read",
+    ["stream"],
+)
+STREAM_UNREAD_TRIMMED = Counter(
+    "askdoc_stream_unread_trimmed_total",
+    "Entries removed at the byte ceiling before every group had read them",
+    ["stream"],
+)

@@ -19,13 +19,27 @@ def make_redis(settings: Settings, **kwargs: Any) -> RedisClient:
     """A decoded-string client for a service's own data."""
     options: dict[str, Any] = {
         "decode_responses": True,
-        "socket_connect_timeout": 2,
-        "health_check_interval": 15,
+        **connection_options(settings),
         **kwargs,
     }
     if settings.redis_mode == "cluster":
         return RedisCluster.from_url(settings.redis_url, **options)
     return Redis.from_url(settings.redis_url, **options)
+
+
+def connection_options(settings: Settings) -> dict[str, Any]:
+    """Timeouts every Redis client uses, so a half-open connection fails instead of hanging.
+
+    A peer that vanished without a FIN (a partition, a frozen host) never answers: without
+    a read timeout a blocked read waits forever. Blocking reads (XREADGROUP BLOCK) stay far
+    below the timeout.
+    """
+    return {
+        "socket_connect_timeout": 2,
+        "socket_timeout": settings.redis_socket_timeout_s,
+        "socket_keepalive": True,
+        "health_check_interval": settings.redis_health_check_s,
+    }
 
 
 def safe_url(url: str) -> str:

@@ -15,11 +15,12 @@ from redis.exceptions import RedisError
 
 from shared import streams
 from shared.atomic import Committer
-from shared.consumer import EventConsumer
+from shared.consumer import EventConsumer, PollWatch
 from shared.events import EVENT_BY_STREAM
 from shared.logging import configure_logging, get_logger
 from shared.metrics import GROUP_LAG, GROUP_PENDING, READY, STREAM_LENGTH
-from shared.redis import make_redis, safe_url
+from shared.redis import connection_options, make_redis, safe_url
+from shared.retention import Trimmer
 from shared.settings import Settings
 
 log = get_logger("askdoc.service")
@@ -31,6 +32,7 @@ def make_broker(settings: Settings) -> RedisBroker:
         "graceful_timeout": settings.shutdown_grace_s,
         "logger": logging.getLogger("faststream"),
         "log_level": logging.DEBUG,
+        **connection_options(settings),
     }
     if settings.redis_mode == "cluster":
         from faststream.redis import RedisClusterBroker  # type: ignore[attr-defined]
@@ -51,6 +53,7 @@ class ServiceRuntime:
         self.committer = Committer(self.redis)
         self.broker = make_broker(settings)
         self.consumer = EventConsumer(self.broker, self.redis, settings, service)
+        self.polls = PollWatch()
         self._declare_publishers()
         self.ready = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -84,6 +87,7 @@ class ServiceRuntime:
                 await self.redis.ping()
                 await self.consumer.ensure_groups()
                 if self.consumer.subscriptions:
+                    self.polls.watch(self.broker)
                     await self.broker.start()
                     self._broker_started = True
                 break
@@ -109,6 +113,7 @@ class ServiceRuntime:
         READY.labels(self.service).set(1)
         log.info("service_ready", consumer=self.settings.consumer_name)
         self._tasks.append(asyncio.create_task(self._watch_streams(), name="watch"))
+        self._tasks.append(asyncio.create_task(self._trim_streams(), name="trim"))
 
     async def _watch_streams(self) -> None:
         """Export stream lengths, pending and lag of this service's groups."""
@@ -126,9 +131,26 @@ class ServiceRuntime:
                 log.warning("stream_watch_failed", error=str(exc)[:200])
             await asyncio.sleep(5)
 
+    async def _trim_streams(self) -> None:
+        """Trim the streams this service writes, never past what a group has to read."""
+        trimmer = Trimmer(self.redis)
+        owned = (*streams.PUBLISHES.get(self.service, ()), streams.DEAD_LETTER)
+        s = self.settings
+        while True:
+            for stream in owned:
+                try:
+                    await trimmer.trim(stream, s.stream_maxlen, s.stream_max_bytes)
+                except (RedisError, OSError) as exc:
+                    log.warning("stream_trim_failed", stream=stream, error=str(exc)[:200])
+            await asyncio.sleep(s.trim_interval_s)
+
     async def is_ready(self) -> bool:
-        """Redis reachable now and consumers running."""
+        """Redis reachable now and every consumer loop polled lately."""
         if not self.ready:
+            return False
+        stalled = self.polls.stalled(self.settings.consumer_stall_s)
+        if stalled:
+            log.warning("consumer_stalled", loops=stalled, limit_s=self.settings.consumer_stall_s)
             return False
         try:
             return bool(await asyncio.wait_for(self.redis.ping(), timeout=1))

@@ -43,7 +43,23 @@ class Settings(BaseSettings):
     http_host: str = "0.0.0.0"
     http_port: int = Field(0, description="0 means the service's own default port")
 
-    stream_maxlen: int = Field(100_000, ge=1000, description="approximate MAXLEN per stream")
+    redis_socket_timeout_s: float = Field(
+        10.0, gt=1, description="a Redis reply slower than this drops the connection"
+    )
+    redis_health_check_s: int = Field(15, ge=1, description="PING an idle connection first")
+    consumer_stall_s: float = Field(
+        60.0, gt=0, description="/readyz fails if a consumer loop has not polled for this long"
+    )
+
+    stream_maxlen: int = Field(
+        100_000, ge=1000, description="entries kept per stream once every group has read them"
+    )
+    stream_max_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="hard ceiling per stream: over it, even unread entries are trimmed",
+    )
+    trim_interval_s: float = Field(30.0, gt=0, description="how often a service trims its streams")
     max_records: int = Field(100, ge=1, le=1000, description="entries per XREADGROUP")
     polling_interval_ms: int = Field(100, ge=10, description="XREADGROUP BLOCK")
     claim_idle_ms: int = Field(30_000, ge=100, description="idle time before XAUTOCLAIM")

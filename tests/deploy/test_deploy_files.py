@@ -53,6 +53,7 @@ SETTINGS = {
     "ASKDOC_HTTP_PORT",
     "ASKDOC_REDIS_MODE",
     "ASKDOC_STREAM_MAXLEN",
+    "ASKDOC_STREAM_MAX_BYTES",
     "ASKDOC_CLAIM_IDLE_MS",
     "ASKDOC_MAX_DELIVERIES",
     "ASKDOC_WEBHOOK_ALLOW_PRIVATE",
@@ -210,7 +211,31 @@ def test_compose_redis_is_durable_and_healthchecked(tmp_path: Path) -> None:
     assert "ports" not in redis, "Redis must not be published outside development"
 
 
-def test_compose_runs_redis_exporter_beside_redis(tmp_path: Path) -> None:
+def redis_bytes(value: str) -> int:
+    """A memory size as Redis, compose or Kubernetes writes it (410mb, 512M, 512Mi)."""
+    match = re.fullmatch(r"(\d+)\s*([a-zA-Z]*)", value.strip())
+    assert match, value
+    number, unit = int(match.group(1)), match.group(2).lower()
+    scale = {"": 1, "b": 1, "k": 1000, "kb": 1024, "ki": 1024, "m": 1000**2, "mb": 1024**2,
+             "mi": 1024**2, "g": 1000**3, "gb": 1024**3, "gi": 1024**3}  # fmt: skip
+    if unit == "m" and value.strip().endswith("M"):
+        return number * 1024**2  # compose's 512M is MiB
+    return number * scale[unit]
+
+
+def maxmemory_of(args: list[str]) -> int:
+    assert args.count("--maxmemory") == 1, "Redis needs a maxmemory"
+    assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
+    return redis_bytes(args[args.index("--maxmemory") + 1])
+
+
+def test_compose_redis_maxmemory_is_80_percent_of_its_limit(tmp_path: Path) -> None:
+    redis = compose_config(tmp_path, "docker-compose.yml")["services"]["redis"]
+    limit = redis_bytes(str(redis["deploy"]["resources"]["limits"]["memory"]))
+    assert 0.75 <= maxmemory_of(redis["command"]) / limit <= 0.85
+
+
+def test_compose_redis_exporter_runs_beside_redis(tmp_path: Path) -> None:
     config = compose_config(tmp_path, "docker-compose.yml")
     exporter = config["services"]["redis-exporter"]
     assert exporter["image"].startswith("oliver006/redis_exporter:v")
@@ -753,6 +778,9 @@ def test_base_runs_a_durable_non_root_redis(base_docs: list[dict[str, Any]]) -> 
         m["name"] == claim["metadata"]["name"] and m["mountPath"] == "/data"
         for m in container["volumeMounts"]
     )
+
+    limit = redis_bytes(container["resources"]["limits"]["memory"])
+    assert 0.75 <= maxmemory_of(container["args"]) / limit <= 0.85
 
     service = by_kind(base_docs, "Service")["redis"]
     assert service["spec"]["clusterIP"] == "None"
