@@ -16,7 +16,7 @@ from shared.auth import issue_token
 from shared.errors import ApiError
 from shared.logging import get_logger
 
-from .clients import ApiProblem, InboxItem, QuestionPage, Tally
+from .clients import ApiProblem, InboxItem, Place, QuestionPage, Tally
 from .context import CsrfRefused, SignInRequired, Web
 from .live import relay
 from .session import Session
@@ -98,7 +98,7 @@ def _location(text: str) -> tuple[dict[str, str] | None, str | None]:
     return {"city": city.strip(), "state": state.strip()}, None
 
 
-def _place_text(place: Any) -> str:
+def _place_text(place: Place | None) -> str:
     if place is None:
         return ""
     if place.city and place.state:
