@@ -14,18 +14,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-install: $(STAMP) redis browser ## venv with askdoc and its dev tools, redis-server, chromium, axe-core
+install: $(STAMP) redis ## venv with askdoc and its dev tools, and a redis-server
 
 redis: ## make sure a redis-server binary exists (Debian's package)
 	@bash scripts/ensure-redis.sh
 
-browser: ## Debian's chromium and axe-core (npm) for the browser tests
+browser: ## Debian's chromium and axe-core (npm) for the browser tests (make test needs them)
 	@bash scripts/ensure-browser.sh
 
 demo: install ## Redis, the five services and the seed scenario end to end
 	$(PY) -m demo
 
-test: install ## the whole suite: unit, contract, integration, e2e, faults, deploy
+test: install browser ## the whole suite: unit, contract, integration, e2e, browser, faults, deploy
 	$(PY) -m pytest -q
 
 test-unit: install
@@ -40,7 +40,7 @@ test-integration: install
 test-e2e: install
 	$(PY) -m pytest -q tests/e2e
 
-test-browser: install ## the web in Chromium: five services on a real Redis
+test-browser: install browser ## the web in Chromium: five services on a real Redis
 	$(PY) -m pytest -q tests/browser
 
 test-faults: install
