@@ -181,9 +181,10 @@ def create_app(settings: WebSettings) -> FastAPI:
         version="1.0.0",
         description="Server-rendered pages over the questions, answers, votes and notify APIs.",
         lifespan=lifespan,
+        # The OpenAPI document, but no Swagger or ReDoc page: those load their assets
+        # from a CDN, which the CSP (rightly) refuses.
         docs_url=None,
         redoc_url=None,
-        openapi_url=None,
     )
     app.state.web = web
     app.state.settings = settings
