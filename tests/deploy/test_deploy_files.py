@@ -624,7 +624,9 @@ def rendered(
     return request.param, (base_docs if request.param == "base" else production_docs)
 
 
-@pytest.mark.parametrize("directory", [BASE, PRODUCTION], ids=["base", "production"])
+@pytest.mark.parametrize(
+    "directory", [BASE, PRODUCTION, K8S / "monitoring"], ids=["base", "production", "monitoring"]
+)
 def test_renderer_matches_kubectl_kustomize(directory: Path) -> None:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
