@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install redis browser demo test test-unit test-component test-integration test-e2e test-browser test-contract test-faults lint format bench asyncapi monitoring clean
+.PHONY: install redis browser promtool demo test test-unit test-component test-integration test-e2e test-browser test-contract test-faults lint format bench asyncapi monitoring clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "askdoc needs Python 3.11 or newer")'
@@ -25,7 +25,10 @@ browser: ## Debian's chromium and axe-core (npm) for the browser tests (make tes
 demo: install ## Redis, the five services and the seed scenario end to end
 	$(PY) -m demo
 
-test: install browser ## the whole suite: unit, contract, integration, e2e, browser, faults, deploy
+promtool: ## promtool (Debian's prometheus package) for the alert rules' tests
+	@bash scripts/ensure-apt.sh promtool prometheus
+
+test: install browser promtool ## the whole suite: unit, contract, integration, e2e, browser, faults, deploy
 	$(PY) -m pytest -q
 
 test-unit: install
