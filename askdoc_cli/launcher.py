@@ -385,7 +385,8 @@ class ServiceProcess(Child):
     def log_path(self) -> Path | None:
         return self.output if isinstance(self.output, Path) else None
 
-    def start(self, wait_ready: bool = True, timeout: float = 30) -> Self:
+    def start(self, wait_ready: bool = True, timeout: float = 90) -> Self:
+        # Generous: notify loads its gazetteer before it is ready, slow on a busy machine.
         self.spawn()
         if wait_ready:
             self.wait_ready(timeout)
@@ -397,7 +398,7 @@ class ServiceProcess(Child):
             return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
         return False
 
-    def wait_ready(self, timeout: float = 30) -> None:
+    def wait_ready(self, timeout: float = 90) -> None:
         wait_ready([self], timeout)
 
 

@@ -43,8 +43,10 @@ class Settings(BaseSettings):
     http_host: str = "0.0.0.0"
     http_port: int = Field(0, description="0 means the service's own default port")
 
+    # Not lower: a busy host can stall the event loop for seconds (the start-up GC over
+    # the gazetteer), and a reply read after the timeout fired is thrown away.
     redis_socket_timeout_s: float = Field(
-        10.0, gt=1, description="a Redis reply slower than this drops the connection"
+        30.0, gt=1, description="a Redis reply slower than this drops the connection"
     )
     redis_health_check_s: int = Field(15, ge=1, description="PING an idle connection first")
     consumer_stall_s: float = Field(
