@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,6 +12,7 @@ from shared.auth import Principal
 from shared.errors import DomainError
 from shared.http import IdempotencyKey, writer
 from shared.idempotency import IdempotencyKeyReused
+from shared.ids import ResourceId
 
 from . import domain
 from .service import (
@@ -26,8 +27,8 @@ from .service import (
 router = APIRouter(tags=["answers"])
 
 Answerer = Annotated[Principal, writer("doctor")]
-QuestionId = Annotated[str, Path(max_length=64)]
-AnswerId = Annotated[str, Path(max_length=64)]
+QuestionId = ResourceId
+AnswerId = ResourceId
 
 
 class AnswerIn(BaseModel):

@@ -13,6 +13,7 @@ from shared.auth import Principal
 from shared.errors import DomainError
 from shared.http import IdempotencyKey, writer
 from shared.idempotency import IdempotencyKeyReused
+from shared.ids import ResourceId
 from shared.schemas import LocationIn
 from shared.taxonomy import UnknownSlugs
 
@@ -94,9 +95,7 @@ async def post_question(
 
 
 @router.get("/questions/{question_id}", summary="The question page")
-async def get_question(
-    question_id: Annotated[str, Field(max_length=64)], request: Request
-) -> dict[str, Any]:
+async def get_question(question_id: ResourceId, request: Request) -> dict[str, Any]:
     """The question with its answers ranked best first, answer count and disclaimer."""
     return await questions_service(request).page(question_id)
 
@@ -115,7 +114,7 @@ async def list_questions(
 
 @router.get("/questions/{question_id}/related", summary="Related questions")
 async def related_questions(
-    question_id: Annotated[str, Field(max_length=64)],
+    question_id: ResourceId,
     request: Request,
     limit: Annotated[int, Query(ge=1, le=20)] = 5,
 ) -> dict[str, Any]:

@@ -156,6 +156,11 @@ class QuestionsService:
                 place = geo.geocode(loc.zip, loc.city, loc.state, loc.lat, loc.lon)
             except geo.UnknownPlace as exc:
                 raise UnknownLocation(str(exc)) from None
+            if place.city is None:
+                # Bare coordinates: the page names the nearest city (a grid lookup).
+                near = geo.nearest_city(place.lat, place.lon)
+                if near is not None:
+                    place = geo.Place(near.city, near.state, None, place.lat, place.lon)
         title = clean_text(command.title)
         body = clean_text(command.body)
         if not title or not body:
@@ -213,6 +218,7 @@ class QuestionsService:
     def _public(self, doc: dict[str, Any]) -> dict[str, Any]:
         public = domain.public_question(doc)
         public.pop("created_ms", None)
+        public["location"] = domain.coarse_location(doc.get("location"))
         if doc.get("urgent"):
             public["emergency_notice"] = triage.EMERGENCY_NOTICE
         return public
