@@ -113,7 +113,7 @@ async def test_coordinates_are_coarsened_and_named_after_the_nearest_city() -> N
         "lon": -118.24,
     }
     (event,) = store.events
-    assert event.location is not None
+    assert isinstance(event, QuestionPosted) and event.location is not None
     assert (event.location.lat, event.location.lon) == (34.05, -118.24)
     assert event.location.city == "Los Angeles"
     page = await service.page(reply["id"])
