@@ -13,9 +13,9 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.auth import MaybeUser, Principal, StreamUser, User
+from shared.auth import Principal, StreamUser, User
 from shared.errors import DomainError
-from shared.http import IdempotencyKey, writer
+from shared.http import AnyReader, IdempotencyKey, writer
 from shared.ids import ResourceId
 from shared.schemas import LocationIn
 
@@ -196,7 +196,7 @@ async def patch_doctor(
 
 
 @router.get("/doctors/{doctor_id}", summary="A doctor's public card")
-async def get_doctor(doctor_id: DoctorId, request: Request, user: MaybeUser) -> dict[str, Any]:
+async def get_doctor(doctor_id: DoctorId, request: Request, user: AnyReader) -> dict[str, Any]:
     """No contact data, unless the doctor themself (or an admin) asks."""
     viewer_id = user.sub if user is not None else None
     is_admin = user is not None and user.role == "admin"
