@@ -77,6 +77,21 @@ class Settings(BaseSettings):
 
     rate_limit_writes: int = Field(60, ge=1, description="writes per user per window")
     rate_limit_window_s: int = Field(60, ge=1)
+    anon_read_limit: int = Field(
+        300,
+        ge=0,
+        description="anonymous reads per client address per window (0: no limit); "
+        "signed-in reads are not counted",
+    )
+    anon_read_window_s: int = Field(60, ge=1)
+    trusted_proxies: str = Field(
+        "",
+        description="comma-separated addresses or CIDRs (the web service, a load balancer) "
+        "whose X-Forwarded-For names the client a read is counted for",
+    )
+    read_limit_exempt: str = Field(
+        "", description="comma-separated addresses or CIDRs whose anonymous reads never count"
+    )
 
     def port_or(self, default: int) -> int:
         """The configured HTTP port, or the service's default."""
