@@ -41,8 +41,8 @@ def build_stores(
     """Every store; `tag` is the notification-sent slot (the runtime tag)."""
     outbox = OutboxStore(redis, tag, settings.stream_maxlen, committer, settings.dedupe_ttl_s)
     ttl_s = settings.inbox_ttl_days * 86400
-    key = settings.webhook_secret_key.get_secret_value() if settings.webhook_secret_key else ""
-    box = SecretBox(key) if key.strip() else None
+    key = sealing_key(settings)
+    box = SecretBox(key) if key else None
     inbox = InboxStore(redis, committer, tag, settings.stream_maxlen, ttl_s, outbox)
     return Stores(
         directory=DirectoryStore(redis, committer, settings.stream_maxlen, box),
@@ -83,10 +83,16 @@ def build_parts(
     return NotifyParts(stores, directory, matcher, inbox, alerts, held, opt_out)
 
 
+def sealing_key(settings: NotifySettings) -> str:
+    """The Fernet key(s) that seal webhook secrets ('' when unset or empty)."""
+    key = settings.webhook_secret_key
+    return key.get_secret_value().strip() if key is not None else ""
+
+
 def webhook_policy(settings: NotifySettings) -> WebhookPolicy:
     """How doctors may set webhooks on this server."""
     return WebhookPolicy(
-        sealing=bool(settings.webhook_secret_key and settings.webhook_secret_key.get_secret_value()),
+        sealing=bool(sealing_key(settings)),
         allow_http=settings.webhook_allow_private,
         rotation_s=settings.webhook_secret_rotation_s,
     )
