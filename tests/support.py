@@ -19,6 +19,7 @@ from shared.auth import issue_token
 __all__ = ["ROOT", "SERVICES"]
 
 JWT_SECRET = "test-secret-please-change-0123456789abcdef"
+WEBHOOK_SECRET_KEY = "YXNrZG9jLXRlc3QtZmVybmV0LWtleS0wMDAwMDAwMDA="
 # Fast claims and polling, no write limit, webhooks to loopback receivers.
 TEST_ENV = {
     "ASKDOC_LOG_FORMAT": "json",
@@ -27,6 +28,8 @@ TEST_ENV = {
     "ASKDOC_RATE_LIMIT_WRITES": "100000",
     "ASKDOC_ANON_READ_LIMIT": "100000",
     "ASKDOC_WEBHOOK_ALLOW_PRIVATE": "true",
+    # A fixed Fernet key (32 bytes, url-safe base64) that seals webhook secrets in tests.
+    "ASKDOC_WEBHOOK_SECRET_KEY": WEBHOOK_SECRET_KEY,
 }
 
 

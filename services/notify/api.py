@@ -7,10 +7,11 @@ into statuses through the one table `STATUSES`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from html import escape
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import HTMLResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.auth import Principal, StreamUser, User
@@ -19,6 +20,7 @@ from shared.http import AnyReader, IdempotencyKey, writer
 from shared.ids import ResourceId
 from shared.schemas import LocationIn
 
+from .delivery.mail import UNSUBSCRIBE_PATH
 from .directory.service import (
     ADMIN_ONLY,
     DirectoryService,
@@ -26,6 +28,7 @@ from .directory.service import (
     PracticeLocation,
     QuietWindow,
     SaveDoctorProfile,
+    WebhooksUnavailable,
 )
 from .inbox.live import LiveHub, sse_stream
 from .inbox.service import BadCursor, InboxService, ListInbox, MarkRead
@@ -34,7 +37,7 @@ from .parts import NotifyParts
 router = APIRouter(tags=["notify"])
 
 #: Domain exceptions whose status is not the base one of their kind (shared.errors).
-STATUSES: Mapping[type[DomainError], int] = {BadCursor: 400}
+STATUSES: Mapping[type[DomainError], int] = {BadCursor: 400, WebhooksUnavailable: 503}
 
 Editor = Annotated[Principal, writer("doctor", "admin")]
 Reader = Annotated[Principal, writer()]
@@ -74,12 +77,20 @@ class DoctorIn(BaseModel):
     email: str | None = Field(
         None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", description="Private"
     )
-    webhook_url: str | None = Field(None, max_length=2048, description="Private")
+    webhook_url: str | None = Field(
+        None, max_length=2048, description="Private; https (Standard Webhooks deliveries)"
+    )
     webhook_secret: str | None = Field(
         None,
-        min_length=16,
-        max_length=256,
-        description="Private, write-only; left out of a PUT it keeps the stored one",
+        min_length=38,
+        max_length=128,
+        pattern=r"^whsec_[A-Za-z0-9+/]+=*$",
+        description="Private, write-only: 'whsec_' + base64 of 24-64 bytes. Left out of a "
+        "PUT it keeps the stored one (or the server makes one); null makes a new one. A new "
+        "secret is shown once, in the reply; the previous one still signs for a while",
+    )
+    email_alerts: bool | None = Field(
+        None, description="Alerts by e-mail on or off; left out it stays as it is"
     )
     quiet_hours: QuietHoursIn | None = None
     daily_cap: int | None = Field(None, ge=1, le=1000, description="Routine alerts per local day")
@@ -108,6 +119,7 @@ class DoctorIn(BaseModel):
             keep=frozenset()
             if actor.role == "admin"
             else frozenset(f for f in ADMIN_ONLY if f not in self.model_fields_set),
+            email_alerts=self.email_alerts,
         )
 
 
@@ -252,3 +264,41 @@ async def inbox_stream(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+Recipient = Annotated[str, Query(alias="r", min_length=1, max_length=64)]
+Token = Annotated[str, Query(alias="t", min_length=1, max_length=64)]
+
+
+@router.get(UNSUBSCRIBE_PATH, summary="Confirm stopping alert e-mails", response_class=HTMLResponse)
+async def unsubscribe_page(request: Request, recipient: Recipient, token: Token) -> HTMLResponse:
+    """The link in an e-mail: asks to confirm (a GET never unsubscribes: link scanners)."""
+    notify_parts(request).opt_out.check(recipient, token)
+    return HTMLResponse(
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        "<title>Stop alert e-mails</title></head><body><main>"
+        "<h1>Stop alert e-mails from askdoc?</h1>"
+        '<form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click">'
+        '<button type="submit">Stop e-mails</button></form>'
+        f'<p>Or change your alerts in <a href="{escape(_settings_url(request))}">settings</a>.</p>'
+        "</main></body></html>"
+    )
+
+
+@router.post(UNSUBSCRIBE_PATH, summary="One-click unsubscribe (RFC 8058)")
+async def unsubscribe(
+    request: Request,
+    recipient: Recipient,
+    token: Token,
+) -> dict[str, Any]:
+    """Signed by the link itself, no sign-in: turns alert e-mails off for its recipient.
+
+    The body (`List-Unsubscribe=One-Click`, RFC 8058) is not needed to act on.
+    """
+    await notify_parts(request).opt_out.unsubscribe(recipient, token)
+    return {"email_alerts": False}
+
+
+def _settings_url(request: Request) -> str:
+    settings = inbox_service(request).settings
+    return f"{settings.public_url.rstrip('/')}/settings"
