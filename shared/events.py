@@ -183,8 +183,45 @@ class DeadLetter(Event):
     delivery_count: int = Field(description="How many times it was delivered")
 
 
+class QuestionEdited(Event):
+    """The asker edited their question (allowed until it has an answer); no one is re-alerted."""
+
+    stream: ClassVar[str] = streams.QUESTION_EDITED
+
+    event_type: Literal["question-edited"] = Field(
+        "question-edited", description="The event's name"
+    )
+    question_id: str = Field(description="The question edited")
+    title: str = Field(description="Question title after the edit")
+    body: str = Field(description="Question text after the edit")
+    revision: int = Field(ge=2, description="Revision number after the edit (1 is the original)")
+    edited_at: AwareDatetime = Field(description="When the edit was made")
+
+
+class AnswerEdited(Event):
+    """A doctor edited their answer; the page shows the new text, no one is re-alerted."""
+
+    stream: ClassVar[str] = streams.ANSWER_EDITED
+
+    event_type: Literal["answer-edited"] = Field("answer-edited", description="The event's name")
+    answer_id: str = Field(description="The answer edited")
+    question_id: str = Field(description="The answer's question")
+    doctor_id: str = Field(description="The answer's author, who edited it")
+    headline: str | None = Field(None, description="Headline after the edit, if any")
+    body: str = Field(description="Answer text after the edit (plain text)")
+    revision: int = Field(ge=2, description="Revision number after the edit (1 is the original)")
+    edited_at: AwareDatetime = Field(description="When the edit was made")
+
+
 AnyEvent = Annotated[
-    QuestionPosted | AnswerPosted | VoteCast | DoctorProfileChanged | NotificationSent | DeadLetter,
+    QuestionPosted
+    | AnswerPosted
+    | VoteCast
+    | DoctorProfileChanged
+    | NotificationSent
+    | DeadLetter
+    | QuestionEdited
+    | AnswerEdited,
     Field(discriminator="event_type"),
 ]
 
@@ -195,5 +232,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     DoctorProfileChanged,
     NotificationSent,
     DeadLetter,
+    QuestionEdited,
+    AnswerEdited,
 )
 EVENT_BY_STREAM: dict[str, type[Event]] = {cls.stream: cls for cls in EVENT_TYPES}

@@ -8,6 +8,8 @@ VOTE_CAST = "askdoc.vote-cast"
 DOCTOR_PROFILE_CHANGED = "askdoc.doctor-profile-changed"
 NOTIFICATION_SENT = "askdoc.notification-sent"
 DEAD_LETTER = "askdoc.dead-letter"
+QUESTION_EDITED = "askdoc.question-edited"
+ANSWER_EDITED = "askdoc.answer-edited"
 
 ALL = (
     QUESTION_POSTED,
@@ -16,11 +18,13 @@ ALL = (
     DOCTOR_PROFILE_CHANGED,
     NOTIFICATION_SENT,
     DEAD_LETTER,
+    QUESTION_EDITED,
+    ANSWER_EDITED,
 )
 
 # Which service's group reads which stream; used by `askdoc lag` and the deploy files.
 CONSUMERS: dict[str, tuple[str, ...]] = {
-    "questions": (ANSWER_POSTED, VOTE_CAST),
+    "questions": (ANSWER_POSTED, VOTE_CAST, ANSWER_EDITED),
     "answers": (QUESTION_POSTED, DOCTOR_PROFILE_CHANGED),
     "votes": (ANSWER_POSTED,),
     "notify": (QUESTION_POSTED, ANSWER_POSTED, VOTE_CAST),
@@ -37,8 +41,8 @@ HOME_STREAM: dict[str, str] = {
 
 # Every stream a service writes to (the dead-letter stream is written by any consumer).
 PUBLISHES: dict[str, tuple[str, ...]] = {
-    "questions": (QUESTION_POSTED,),
-    "answers": (ANSWER_POSTED,),
+    "questions": (QUESTION_POSTED, QUESTION_EDITED),
+    "answers": (ANSWER_POSTED, ANSWER_EDITED),
     "votes": (VOTE_CAST,),
     "notify": (DOCTOR_PROFILE_CHANGED, NOTIFICATION_SENT),
 }

@@ -20,6 +20,9 @@ from .service import (
     AnswerNotFound,
     AnswersService,
     DoctorNotInDirectory,
+    EditAnswer,
+    EditConflict,
+    NotYourAnswer,
     PostAnswer,
     QuestionNotFound,
 )
@@ -48,6 +51,8 @@ STATUSES: dict[type[DomainError], int] = {
     AnswerNotFound: 404,
     DoctorNotInDirectory: 403,
     AlreadyAnswered: 409,
+    NotYourAnswer: 403,
+    EditConflict: 409,
 }
 
 
@@ -90,3 +95,22 @@ async def list_answers(
 async def get_answer(answer_id: AnswerId, request: Request, _reader: AnyReader) -> dict[str, Any]:
     """The answer with its doctor's card."""
     return await answers_service(request).get_answer(answer_id)
+
+
+@router.patch("/answers/{answer_id}", summary="Edit one's answer (its doctor)")
+async def edit_answer(
+    answer_id: AnswerId, payload: AnswerIn, request: Request, user: Answerer
+) -> dict[str, Any]:
+    """Replace the answer's text; the earlier text stays in its revisions."""
+    command = EditAnswer(
+        answer_id=answer_id, doctor_id=user.sub, headline=payload.headline, body=payload.body
+    )
+    return await answers_service(request).edit_answer(command)
+
+
+@router.get("/answers/{answer_id}/revisions", summary="An answer's revisions, oldest first")
+async def answer_revisions(
+    answer_id: AnswerId, request: Request, _reader: AnyReader
+) -> dict[str, Any]:
+    """Every kept text of the answer with its revision number and time."""
+    return await answers_service(request).revisions_of(answer_id)

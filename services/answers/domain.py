@@ -81,3 +81,13 @@ def new_answer(
         "created_at": created_at,
         "doctor": dict(card),
     }
+
+
+def revision_of(answer: Mapping[str, Any], number: int, at: str) -> dict[str, Any]:
+    """One kept revision of an answer: its number, text and when it was written."""
+    return {
+        "revision": number,
+        "headline": answer.get("headline"),
+        "body": answer["body"],
+        "at": at,
+    }

@@ -9,14 +9,20 @@ from typing import Any, Protocol
 from shared import idempotency
 from shared.atomic import CommitResult
 from shared.errors import Conflict, Forbidden, NotFound
-from shared.events import AnswerPosted, DoctorCard, DoctorProfileChanged, QuestionPosted
+from shared.events import (
+    AnswerEdited,
+    AnswerPosted,
+    DoctorCard,
+    DoctorProfileChanged,
+    QuestionPosted,
+)
 from shared.idempotency import IdempotentWrite, ReplyRecord
 from shared.logging import current_correlation_id, get_logger
 from shared.metrics import EVENTS_PUBLISHED
 from shared.settings import Settings
 
 from . import domain
-from .store import QUESTION_GUARD
+from .store import QUESTION_GUARD, REVISION_GUARD
 
 log = get_logger("askdoc.answers")
 
@@ -63,6 +69,28 @@ class AlreadyAnswered(Conflict):
     code = "already_answered"
 
 
+class NotYourAnswer(Forbidden):
+    """Only the answer's doctor may edit it."""
+
+    code = "not_your_answer"
+
+
+class EditConflict(Conflict):
+    """Another edit of the same answer landed first."""
+
+    code = "edit_conflict"
+
+
+@dataclass(frozen=True)
+class EditAnswer:
+    """A doctor edits their own answer."""
+
+    answer_id: str
+    doctor_id: str
+    body: str
+    headline: str | None = None
+
+
 class AnswerStorePort(Protocol):
     """What the answers service layer needs from its store."""
 
@@ -76,6 +104,16 @@ class AnswerStorePort(Protocol):
         reply: ReplyRecord | None,
     ) -> CommitResult:
         """Store an answer and publish its event atomically, behind its guards."""
+        ...
+
+    async def edit(
+        self, answer: dict[str, Any], revisions: list[dict[str, Any]], event: AnswerEdited
+    ) -> CommitResult:
+        """Store an edited answer, its revision(s) and answer-edited atomically."""
+        ...
+
+    async def revisions(self, aid: str) -> list[dict[str, Any]]:
+        """An answer's revisions, oldest first."""
         ...
 
     async def get(self, aid: str) -> dict[str, Any] | None:
@@ -163,6 +201,55 @@ class AnswersService:
         EVENTS_PUBLISHED.labels(SERVICE, event.stream).inc()
         log.info("answer_posted", answer_id=aid, question_id=qid, doctor_id=doctor_id)
         return answer
+
+    async def edit_answer(self, command: EditAnswer) -> dict[str, Any]:
+        """Change an answer's text, keep the earlier text as a revision, announce the edit.
+
+        The original becomes revision 1 at the first edit; notify does not consume
+        answer-edited, so an edit alerts no one again.
+        """
+        answer = await self.store.get(command.answer_id)
+        if answer is None:
+            raise AnswerNotFound(f"no answer {command.answer_id!r}")
+        if answer["doctor"]["id"] != command.doctor_id:
+            raise NotYourAnswer("only the doctor who wrote an answer may edit it")
+        headline, body = domain.clean_answer(command.headline, command.body)
+        now = datetime.now(UTC)
+        revision = int(answer.get("revision", 1)) + 1
+        revisions = []
+        if revision == 2:
+            revisions.append(domain.revision_of(answer, 1, answer["created_at"]))
+        edited = {**answer, "headline": headline, "body": body}
+        edited.update(revision=revision, edited_at=now.isoformat())
+        revisions.append(domain.revision_of(edited, revision, now.isoformat()))
+        event = AnswerEdited(
+            correlation_id=current_correlation_id(),
+            producer=SERVICE,
+            answer_id=answer["id"],
+            question_id=answer["question_id"],
+            doctor_id=command.doctor_id,
+            headline=headline,
+            body=body,
+            revision=revision,
+            edited_at=now,
+            occurred_at=now,
+        )
+        result = await self.store.edit(edited, revisions, event)
+        if not result.applied and result.failed_guard == REVISION_GUARD:
+            raise EditConflict("the answer was edited at the same moment; reload and retry")
+        EVENTS_PUBLISHED.labels(SERVICE, event.stream).inc()
+        log.info("answer_edited", answer_id=answer["id"], revision=revision)
+        return edited
+
+    async def revisions_of(self, aid: str) -> dict[str, Any]:
+        """An answer's revisions, oldest first (just the original if never edited)."""
+        answer = await self.store.get(aid)
+        if answer is None:
+            raise AnswerNotFound(f"no answer {aid!r}")
+        items = await self.store.revisions(aid)
+        if not items:
+            items = [domain.revision_of(answer, 1, answer["created_at"])]
+        return {"answer_id": aid, "items": items}
 
     async def answers_of(self, qid: str) -> dict[str, Any]:
         """A question's answers, oldest first, and their count."""

@@ -6,6 +6,8 @@ Keys (``T`` is ``runtime.tag``, the slot of ``askdoc.answer-posted``):
 * ``T:q:{qid}:answers``: sorted set of the question's answer ids, scored by creation ms.
 * ``T:q:{qid}:by:{doctor_id}``: the answer id of a doctor's one answer to a question.
 * ``T:answer:{aid}``: an answer as JSON.
+* ``T:answer:{aid}:revisions``: list of the answer's revisions (JSON), oldest first;
+  written at the first edit (with the original) and at every edit after.
 * ``T:doctor:{doctor_id}``: projection of a doctor's card, ``card`` (JSON) and
   ``profile_version`` (newest wins).
 * ``T:idem:...``: Idempotency-Key replies (see ``shared.idempotency``).
@@ -18,12 +20,13 @@ from typing import Any
 
 from shared import idempotency
 from shared.atomic import CommitResult, Committer, Txn
-from shared.events import AnswerPosted
+from shared.events import AnswerEdited, AnswerPosted
 from shared.idempotency import ReplyRecord
 from shared.redis import RedisClient
 
 QUESTION_GUARD = "question"
 UNIQUE_GUARD = "one_answer_per_doctor"
+REVISION_GUARD = "revision"
 
 
 class AnswerStore:
@@ -34,6 +37,8 @@ class AnswerStore:
         self.committer = committer
         self.tag = tag
         self.maxlen = maxlen
+        #: How long a revision marker guards against a racing edit of the same revision.
+        self.revision_ttl_s = 3600
 
     def _question(self, qid: str) -> str:
         return f"{self.tag}:q:{qid}"
@@ -46,6 +51,9 @@ class AnswerStore:
 
     def _answer(self, aid: str) -> str:
         return f"{self.tag}:answer:{aid}"
+
+    def _revisions(self, aid: str) -> str:
+        return f"{self.tag}:answer:{aid}:revisions"
 
     def _doctor(self, doctor_id: str) -> str:
         return f"{self.tag}:doctor:{doctor_id}"
@@ -71,6 +79,26 @@ class AnswerStore:
         txn.call("SET", self._answer(answer["id"]), json.dumps(answer))
         txn.call("ZADD", self._answers(qid), created_ms, answer["id"])
         return await self.committer.commit(txn.publish(event, self.maxlen))
+
+    async def edit(
+        self, answer: dict[str, Any], revisions: list[dict[str, Any]], event: AnswerEdited
+    ) -> CommitResult:
+        """Store an edited answer, append its revision(s) and publish answer-edited atomically.
+
+        The guard is the revision number: an edit racing another one for the same
+        revision loses (`failed_guard` is ``revision``) instead of overwriting it.
+        """
+        txn = Txn()
+        marker = f"{self._answer(answer['id'])}:rev:{answer['revision']}"
+        txn.absent(REVISION_GUARD, marker, "1", self.revision_ttl_s)
+        txn.call("SET", self._answer(answer["id"]), json.dumps(answer))
+        for revision in revisions:
+            txn.call("RPUSH", self._revisions(answer["id"]), json.dumps(revision))
+        return await self.committer.commit(txn.publish(event, self.maxlen))
+
+    async def revisions(self, aid: str) -> list[dict[str, Any]]:
+        """An answer's stored revisions, oldest first (empty if never edited)."""
+        return [json.loads(r) for r in await self.redis.lrange(self._revisions(aid), 0, -1)]
 
     async def get(self, aid: str) -> dict[str, Any] | None:
         """A stored answer, or None."""

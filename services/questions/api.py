@@ -20,8 +20,11 @@ from shared.taxonomy import UnknownSlugs
 from .service import (
     BadCursor,
     BlankQuestion,
+    EditConflict,
+    NotYourQuestion,
     PlaceQuery,
     PostQuestion,
+    QuestionAnswered,
     QuestionNotFound,
     QuestionsService,
     UnknownLocation,
@@ -30,6 +33,7 @@ from .service import (
 router = APIRouter(tags=["questions"])
 
 Asker = Annotated[Principal, writer("patient", "admin", limit_in_commit=True)]
+Editor = Annotated[Principal, writer("patient", "admin")]
 
 
 class QuestionIn(BaseModel):
@@ -49,6 +53,15 @@ class QuestionIn(BaseModel):
     anonymous: bool = False
 
 
+class QuestionEditIn(BaseModel):
+    """An asker's edit: a new title and/or body (topics and place stay as asked)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    title: str | None = Field(None, min_length=10, max_length=300)
+    body: str | None = Field(None, min_length=1, max_length=10_000)
+
+
 #: How the questions service layer's refusals read over HTTP.
 STATUSES: dict[type[DomainError], int] = {
     UnknownSlugs: 422,
@@ -57,6 +70,9 @@ STATUSES: dict[type[DomainError], int] = {
     IdempotencyKeyReused: 422,
     BadCursor: 400,
     QuestionNotFound: 404,
+    NotYourQuestion: 403,
+    QuestionAnswered: 409,
+    EditConflict: 409,
 }
 
 
@@ -100,6 +116,24 @@ async def get_question(
 ) -> dict[str, Any]:
     """The question with its answers ranked best first, answer count and disclaimer."""
     return await questions_service(request).page(question_id)
+
+
+@router.patch("/questions/{question_id}", summary="Edit one's question (until answered)")
+async def edit_question(
+    question_id: ResourceId, payload: QuestionEditIn, request: Request, user: Editor
+) -> dict[str, Any]:
+    """Change the title and/or body; 409 once the question has an answer."""
+    return await questions_service(request).edit_question(
+        question_id, user.sub, payload.title, payload.body
+    )
+
+
+@router.get("/questions/{question_id}/revisions", summary="A question's revisions")
+async def question_revisions(
+    question_id: ResourceId, request: Request, _reader: AnyReader
+) -> dict[str, Any]:
+    """Every kept title and body of the question, oldest first."""
+    return await questions_service(request).revisions_of(question_id)
 
 
 @router.get("/questions", summary="List questions, newest first")

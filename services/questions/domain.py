@@ -171,3 +171,8 @@ def coarse_location(location: dict[str, Any] | None) -> dict[str, Any] | None:
         if isinstance(coarse.get(axis), int | float):
             coarse[axis] = round(coarse[axis], COARSE_DECIMALS)
     return coarse
+
+
+def revision_of(doc: dict[str, Any], number: int, at: str) -> dict[str, Any]:
+    """One kept revision of a question: its number, title, body and when it was written."""
+    return {"revision": number, "title": doc["title"], "body": doc["body"], "at": at}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shared.consumer import EventConsumer
-from shared.events import AnswerPosted, VoteCast
+from shared.events import AnswerEdited, AnswerPosted, VoteCast
 
 from .service import QuestionsService
 
@@ -18,3 +18,7 @@ def register(consumer: EventConsumer, service: QuestionsService) -> None:
     @consumer.on(VoteCast)
     async def on_vote_cast(event: VoteCast) -> None:
         await service.on_vote_cast(event)
+
+    @consumer.on(AnswerEdited)
+    async def on_answer_edited(event: AnswerEdited) -> None:
+        await service.on_answer_edited(event)

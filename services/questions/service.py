@@ -8,8 +8,15 @@ from typing import Any, Protocol
 
 from shared import geo, idempotency, ratelimit, taxonomy
 from shared.atomic import CommitResult
-from shared.errors import Invalid, NotFound
-from shared.events import AnswerPosted, Location, QuestionPosted, VoteCast
+from shared.errors import Conflict, Forbidden, Invalid, NotFound
+from shared.events import (
+    AnswerEdited,
+    AnswerPosted,
+    Location,
+    QuestionEdited,
+    QuestionPosted,
+    VoteCast,
+)
 from shared.idempotency import IdempotentWrite, ReplyRecord
 from shared.logging import current_correlation_id, get_logger
 from shared.metrics import EVENTS_PUBLISHED
@@ -88,6 +95,24 @@ class BlankQuestion(Invalid):
     """The title or body is empty once cleaned."""
 
 
+class NotYourQuestion(Forbidden):
+    """Only the asker may edit their question."""
+
+    code = "not_your_question"
+
+
+class QuestionAnswered(Conflict):
+    """A question with an answer can no longer be edited."""
+
+    code = "question_answered"
+
+
+class EditConflict(Conflict):
+    """Another edit of the same question landed first."""
+
+    code = "edit_conflict"
+
+
 class BadCursor(Invalid):
     """A listing cursor this service did not hand out."""
 
@@ -135,6 +160,24 @@ class QuestionStorePort(Protocol):
 
     async def add_answer(self, event: AnswerPosted) -> None:
         """Put an answer on its question's page."""
+        ...
+
+    async def edit_answer(self, event: AnswerEdited) -> None:
+        """Show an answer's edited text on its page."""
+        ...
+
+    async def edit(
+        self, doc: dict[str, Any], revisions: list[dict[str, Any]], event: QuestionEdited
+    ) -> CommitResult:
+        """Store an edited question, its revision(s) and question-edited atomically."""
+        ...
+
+    async def revisions(self, qid: str) -> list[dict[str, Any]]:
+        """A question's revisions, oldest first."""
+        ...
+
+    async def has_answers(self, qid: str) -> bool:
+        """Whether any answer is on the question's page."""
         ...
 
     async def set_tally(self, event: VoteCast) -> None:
@@ -247,6 +290,58 @@ class QuestionsService:
         page["disclaimer"] = domain.DISCLAIMER
         return page
 
+    async def edit_question(
+        self, qid: str, asker_id: str, title: str | None, body: str | None
+    ) -> dict[str, Any]:
+        """Change a question's title and/or body while it has no answer; keep the revisions.
+
+        Topics, specialties and place stay as asked (doctors were matched on them);
+        notify does not consume question-edited, so an edit alerts no one again.
+        """
+        doc = await self.store.get(qid)
+        if doc is None:
+            raise QuestionNotFound(qid)
+        if doc["asker_id"] != asker_id:
+            raise NotYourQuestion("only the asker may edit a question")
+        if await self.store.has_answers(qid):
+            raise QuestionAnswered("a question that has an answer can no longer be edited")
+        new_title = clean_text(title) if title is not None else doc["title"]
+        new_body = clean_text(body) if body is not None else doc["body"]
+        if not new_title or not new_body:
+            raise BlankQuestion("title and body must not be blank")
+        now = datetime.now(UTC)
+        revision = int(doc.get("revision", 1)) + 1
+        revisions = []
+        if revision == 2:
+            revisions.append(domain.revision_of(doc, 1, doc["created_at"]))
+        edited = {**doc, "title": new_title, "body": new_body}
+        edited.update(revision=revision, edited_at=now.isoformat())
+        revisions.append(domain.revision_of(edited, revision, now.isoformat()))
+        event = QuestionEdited(
+            correlation_id=current_correlation_id(),
+            producer=SERVICE,
+            question_id=qid,
+            title=new_title,
+            body=new_body,
+            revision=revision,
+            edited_at=now,
+            occurred_at=now,
+        )
+        result = await self.store.edit(edited, revisions, event)
+        if not result.applied:
+            raise EditConflict("the question was edited at the same moment; reload and retry")
+        EVENTS_PUBLISHED.labels(SERVICE, event.stream).inc()
+        log.info("question_edited", question_id=qid, revision=revision)
+        return self._public(edited)
+
+    async def revisions_of(self, qid: str) -> dict[str, Any]:
+        """A question's revisions, oldest first (just the original if never edited)."""
+        doc = await self.store.get(qid)
+        if doc is None:
+            raise QuestionNotFound(qid)
+        items = await self.store.revisions(qid) or [domain.revision_of(doc, 1, doc["created_at"])]
+        return {"question_id": qid, "items": items}
+
     async def list_questions(
         self, topic: str | None, specialty: str | None, limit: int, cursor: str | None
     ) -> dict[str, Any]:
@@ -317,6 +412,11 @@ class QuestionsService:
         """Put the answer on its question's page."""
         await self.store.add_answer(event)
         log.info("page_answer_added", question_id=event.question_id, answer_id=event.answer_id)
+
+    async def on_answer_edited(self, event: AnswerEdited) -> None:
+        """Show the answer's edited text on its question's page (newest revision wins)."""
+        await self.store.edit_answer(event)
+        log.info("page_answer_edited", answer_id=event.answer_id, revision=event.revision)
 
     async def on_vote_cast(self, event: VoteCast) -> None:
         """Keep the page's tally of the answer (newest tally wins)."""

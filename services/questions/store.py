@@ -8,7 +8,7 @@ from typing import Any
 
 from shared import idempotency
 from shared.atomic import CommitResult, Committer, Txn
-from shared.events import AnswerPosted, QuestionPosted, VoteCast
+from shared.events import AnswerEdited, AnswerPosted, QuestionEdited, QuestionPosted, VoteCast
 from shared.idempotency import ReplyRecord
 from shared.ratelimit import WriteLimit
 from shared.redis import RedisClient
@@ -19,6 +19,9 @@ LIST_SCAN_LIMIT = 400
 LIST_BATCH = 100
 #: Most candidate questions `/related` reads, shared among the question's topics.
 RELATED_CANDIDATES = 200
+REVISION_GUARD = "revision"
+#: How long a revision marker guards against a racing edit of the same revision.
+REVISION_MARKER_TTL_S = 3600
 
 
 def index_member(doc: dict[str, Any]) -> str:
@@ -55,6 +58,9 @@ class QuestionStore:
     def _answers(self, qid: str) -> str:
         return f"{self.tag}:q:{qid}:answers"
 
+    def _revisions(self, qid: str) -> str:
+        return f"{self.tag}:q:{qid}:revisions"
+
     def _tally(self, aid: str) -> str:
         return f"{self.tag}:tally:{aid}"
 
@@ -83,6 +89,29 @@ class QuestionStore:
         for specialty in doc["specialties"]:
             txn.call("ZADD", self._index("specialty", specialty), 0, member)
         return await self.committer.commit(txn.publish(event, self.maxlen))
+
+    async def edit(
+        self, doc: dict[str, Any], revisions: list[dict[str, Any]], event: QuestionEdited
+    ) -> CommitResult:
+        """Store an edited question, append its revision(s), publish question-edited atomically.
+
+        The guard is the revision number: of two edits racing for one revision, one lands.
+        """
+        txn = Txn()
+        marker = f"{self._q(doc['id'])}:rev:{doc['revision']}"
+        txn.absent(REVISION_GUARD, marker, "1", REVISION_MARKER_TTL_S)
+        txn.call("SET", self._q(doc["id"]), json.dumps(doc))
+        for revision in revisions:
+            txn.call("RPUSH", self._revisions(doc["id"]), json.dumps(revision))
+        return await self.committer.commit(txn.publish(event, self.maxlen))
+
+    async def revisions(self, qid: str) -> list[dict[str, Any]]:
+        """A question's stored revisions, oldest first (empty if never edited)."""
+        return [json.loads(r) for r in await self.redis.lrange(self._revisions(qid), 0, -1)]
+
+    async def has_answers(self, qid: str) -> bool:
+        """Whether any answer has reached the question's page."""
+        return bool(await self.redis.hlen(self._answers(qid)))
 
     async def get(self, qid: str) -> dict[str, Any] | None:
         """A stored question, or None."""
@@ -144,6 +173,28 @@ class QuestionStore:
             "doctor": event.doctor.model_dump(),
         }
         await self.redis.hset(self._answers(event.question_id), event.answer_id, json.dumps(answer))
+
+    async def edit_answer(self, event: AnswerEdited) -> None:
+        """Show an answer's edited text on its page; an older revision never wins.
+
+        Idempotent: a redelivered or late (older) edit leaves a newer one in place.
+        """
+        key = self._answers(event.question_id)
+        raw = await self.redis.hget(key, event.answer_id)
+        if not raw:
+            # The answer itself has not reached the page yet; answer-posted will follow
+            # and the edit is then lost, so fail and let the claimer retry later.
+            raise LookupError(f"answer {event.answer_id} not on its page yet")
+        answer = json.loads(raw)
+        if int(answer.get("revision", 1)) >= event.revision:
+            return
+        answer.update(
+            headline=event.headline,
+            body=event.body,
+            revision=event.revision,
+            edited_at=event.edited_at.isoformat(),
+        )
+        await self.redis.hset(key, event.answer_id, json.dumps(answer))
 
     async def set_tally(self, event: VoteCast) -> None:
         """Record an answer's tally; an older tally never overwrites a newer one."""

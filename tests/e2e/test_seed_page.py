@@ -39,6 +39,10 @@ def seed_page(system: tuple[RedisServer, dict[str, ServiceProcess]]) -> dict[str
     return play_seed({name: p.url for name, p in procs.items()})
 
 
+#: Streams the seed scenario has no reason to write to.
+NOT_IN_THE_SEED = {streams.QUESTION_EDITED, streams.ANSWER_EDITED}
+
+
 def test_the_page_shows_six_answers_ranked_as_the_seed(seed_page: dict[str, Any]) -> None:
     page = seed_page["page"]
     assert page["answer_count"] == 6
@@ -112,7 +116,8 @@ def test_every_stream_reads_as_plain_json_valid_against_its_schema(
     for stream in streams.ALL:
         schema = json.loads((SNAPSHOTS / f"{stream}.schema.json").read_text())
         entries = client.xrange(stream)
-        assert entries, f"{stream} is empty"
+        # The seed posts, answers and votes; nothing in it is edited.
+        assert entries or stream in NOT_IN_THE_SEED, f"{stream} is empty"
         for _, fields in entries:
             if stream == streams.ANSWER_POSTED and fields.get("__data__", "").startswith("poison"):
                 continue

@@ -11,13 +11,20 @@ import json
 from collections import Counter
 from typing import Any
 
-from services.answers.store import QUESTION_GUARD, UNIQUE_GUARD
+from services.answers.store import QUESTION_GUARD, REVISION_GUARD, UNIQUE_GUARD
 from services.questions.store import decode_cursor
 from services.votes.domain import apply_vote
 from services.votes.store import AnswerRef, VoteOutcome
 from shared import idempotency, ratelimit
 from shared.atomic import CommitResult
-from shared.events import AnswerPosted, Event, QuestionPosted, VoteCast
+from shared.events import (
+    AnswerEdited,
+    AnswerPosted,
+    Event,
+    QuestionEdited,
+    QuestionPosted,
+    VoteCast,
+)
 from shared.idempotency import ReplyRecord
 from shared.ratelimit import WriteLimit
 
@@ -58,6 +65,8 @@ class FakeQuestionStore:
         self.indexes: dict[str, set[str]] = {}
         self.answers: dict[str, dict[str, dict[str, Any]]] = {}
         self.tallies: dict[str, tuple[int, int, int]] = {}
+        self.revision_log: dict[str, list[dict[str, Any]]] = {}
+        self.revision_markers: set[str] = set()
         self.events: list[Event] = []
 
     async def post(
@@ -125,6 +134,36 @@ class FakeQuestionStore:
             "doctor": event.doctor.model_dump(),
         }
 
+    async def edit_answer(self, event: AnswerEdited) -> None:
+        answer = self.answers.get(event.question_id, {}).get(event.answer_id)
+        if answer is None:
+            raise LookupError(f"answer {event.answer_id} not on its page yet")
+        if int(answer.get("revision", 1)) < event.revision:
+            answer.update(
+                headline=event.headline,
+                body=event.body,
+                revision=event.revision,
+                edited_at=event.edited_at.isoformat(),
+            )
+
+    async def edit(
+        self, doc: dict[str, Any], revisions: list[dict[str, Any]], event: QuestionEdited
+    ) -> CommitResult:
+        marker = f"{doc['id']}:{doc['revision']}"
+        if marker in self.revision_markers:
+            return CommitResult(False, "revision", "1")
+        self.revision_markers.add(marker)
+        self.questions[doc["id"]] = json.loads(json.dumps(doc))
+        self.revision_log.setdefault(doc["id"], []).extend(revisions)
+        self.events.append(event)
+        return CommitResult(True, entry_ids=(f"{len(self.events)}-0",))
+
+    async def revisions(self, qid: str) -> list[dict[str, Any]]:
+        return list(self.revision_log.get(qid, []))
+
+    async def has_answers(self, qid: str) -> bool:
+        return bool(self.answers.get(qid))
+
     async def set_tally(self, event: VoteCast) -> None:
         current = self.tallies.get(event.answer_id)
         if current is None or event.tally_version > current[2]:
@@ -141,6 +180,8 @@ class FakeAnswerStore:
         self.answers: dict[str, dict[str, Any]] = {}
         self.by_doctor: dict[tuple[str, str], str] = {}
         self.doctors: dict[str, tuple[int, dict[str, Any]]] = {}
+        self.revision_log: dict[str, list[dict[str, Any]]] = {}
+        self.revision_markers: set[str] = set()
         self.events: list[Event] = []
 
     async def post(
@@ -164,6 +205,22 @@ class FakeAnswerStore:
         self.answers[answer["id"]] = {**answer, "_ms": created_ms}
         self.events.append(event)
         return CommitResult(True, entry_ids=(f"{len(self.events)}-0",))
+
+    async def edit(
+        self, answer: dict[str, Any], revisions: list[dict[str, Any]], event: AnswerEdited
+    ) -> CommitResult:
+        marker = f"{answer['id']}:{answer['revision']}"
+        if marker in self.revision_markers:
+            return CommitResult(False, REVISION_GUARD, "1")
+        self.revision_markers.add(marker)
+        ms = self.answers[answer["id"]]["_ms"]
+        self.answers[answer["id"]] = {**answer, "_ms": ms}
+        self.revision_log.setdefault(answer["id"], []).extend(revisions)
+        self.events.append(event)
+        return CommitResult(True, entry_ids=(f"{len(self.events)}-0",))
+
+    async def revisions(self, aid: str) -> list[dict[str, Any]]:
+        return list(self.revision_log.get(aid, []))
 
     def _public(self, stored: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in stored.items() if k != "_ms"}

@@ -10,10 +10,12 @@ from services.answers.service import (
     AnswerNotFound,
     AnswersService,
     DoctorNotInDirectory,
+    EditAnswer,
+    NotYourAnswer,
     PostAnswer,
     QuestionNotFound,
 )
-from shared.events import AnswerPosted
+from shared.events import AnswerEdited, AnswerPosted
 from shared.idempotency import IdempotencyKeyReused
 from shared.settings import Settings
 from tests.factories import ANSWER_BODY as BODY
@@ -94,3 +96,17 @@ async def test_a_repeated_idempotency_key_replays_the_first_answer() -> None:
     assert again == first and len(store.events) == 1
     with pytest.raises(IdempotencyKeyReused):
         await service.post_answer(PostAnswer("q1", "doc1", BODY + " More.", idempotency_key="k"))
+
+
+async def test_an_edit_keeps_the_original_as_revision_one_and_only_its_doctor_may_edit() -> None:
+    service, store = await build()
+    await service.on_doctor_profile_changed(profile("doc2", 1, "Other"))
+    answer = await service.post_answer(PostAnswer("q1", "doc1", BODY))
+    with pytest.raises(NotYourAnswer):
+        await service.edit_answer(EditAnswer(answer["id"], "doc2", BODY + " No."))
+    edited = await service.edit_answer(EditAnswer(answer["id"], "doc1", BODY + " Also fillers."))
+    again = await service.edit_answer(EditAnswer(answer["id"], "doc1", BODY + " And time."))
+    assert edited["revision"] == 2 and again["revision"] == 3 and again["edited_at"]
+    listed = (await service.revisions_of(answer["id"]))["items"]
+    assert [r["revision"] for r in listed] == [1, 2, 3] and listed[0]["body"] == BODY
+    assert [type(e) for e in store.events] == [AnswerPosted, AnswerEdited, AnswerEdited]

@@ -1,0 +1,166 @@
+"""End to end (issue 16): edits with history. Questions, answers and notify run as
+processes on their own redis-server; the edits' events are read with plain XRANGE."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from askdoc_cli import launcher
+from shared import streams
+from shared.events import AnswerEdited, QuestionEdited
+from tests.support import RedisServer, ServiceProcess, auth, free_port, wait_for
+
+ANSWER = "Botox in the depressor muscles can soften the pull on the stronger side."
+EDITED = "Botox in the depressor muscles softens the pull; fillers can balance the rest."
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[dict[str, Any]]:
+    server = RedisServer().start()
+    names = ["questions", "answers", "notify"]
+    ports = {n: free_port() for n in names}
+    urls = {n: f"http://{launcher.HOST}:{port}" for n, port in ports.items()}
+    procs = {n: ServiceProcess(n, server.url, ports[n]) for n in names}
+    for name, proc in procs.items():
+        proc.env.update(launcher.peer_env(name, urls))
+    try:
+        for proc in procs.values():
+            proc.start(wait_ready=False)
+        # A loaded machine builds the gazetteer slowly.
+        launcher.wait_ready(procs.values(), timeout=180)
+        yield {"server": server, "urls": urls}
+    finally:
+        launcher.stop_all(procs.values(), timeout=10)
+        server.cleanup()
+
+
+def register(notify: str, doctor_id: str) -> None:
+    body = {
+        "name": f"Dr {doctor_id}",
+        "credentials": "MD",
+        "specialties": ["dermatology"],
+        "location": {"city": "Los Angeles", "state": "CA"},
+        "radius_km": 50,
+    }
+    reply = httpx.put(
+        f"{notify}/doctors/{doctor_id}", json=body, headers=auth(doctor_id, "doctor"), timeout=10
+    )
+    assert reply.status_code == 200, reply.text
+
+
+def ask(questions: str, asker: str) -> str:
+    posted = httpx.post(
+        f"{questions}/questions",
+        json={
+            "title": "Acne scars on my cheeks",
+            "body": "What helps with old acne scars?",
+            "topics": ["acne"],
+            "location": {"city": "Los Angeles", "state": "CA"},
+        },
+        headers=auth(asker),
+        timeout=10,
+    )
+    assert posted.status_code == 201, posted.text
+    qid: str = posted.json()["id"]
+    return qid
+
+
+def answer(answers: str, qid: str, doctor_id: str) -> str:
+    def posted() -> httpx.Response | None:
+        reply = httpx.post(
+            f"{answers}/questions/{qid}/answers",
+            json={"body": ANSWER},
+            headers=auth(doctor_id, "doctor"),
+            timeout=10,
+        )
+        # 404 / 403 until the question and the doctor's card reach the answers service.
+        return reply if reply.status_code == 201 else None
+
+    reply = wait_for(posted, timeout=60, interval=0.5, what="the answer to be accepted")
+    aid: str = reply.json()["id"]
+    return aid
+
+
+def events_of(redis: Any, stream: str, key: str, value: str) -> list[dict[str, Any]]:
+    found = [json.loads(f["__data__"]) for _, f in redis.xrange(stream)]
+    return [e for e in found if e[key] == value]
+
+
+def test_an_asker_edits_until_answered_and_a_doctor_edits_without_re_alerting(
+    world: dict[str, Any],
+) -> None:
+    urls, redis = world["urls"], world["server"].client()
+    register(urls["notify"], "dr-edit")
+    qid = ask(urls["questions"], "pat-edit")
+    page_url = f"{urls['questions']}/questions/{qid}"
+
+    # The asker edits: the page shows the new title and when it was edited.
+    edit = {"title": "Old acne scars on both cheeks"}
+    refused = httpx.patch(page_url, json=edit, headers=auth("someone-else"), timeout=10)
+    assert refused.status_code == 403, refused.text
+    edited = httpx.patch(page_url, json=edit, headers=auth("pat-edit"), timeout=10)
+    assert edited.status_code == 200, edited.text
+    page = httpx.get(page_url, timeout=10).json()
+    assert page["title"] == "Old acne scars on both cheeks" and page["edited_at"]
+    revisions = httpx.get(f"{page_url}/revisions", timeout=10).json()["items"]
+    assert [(r["revision"], r["title"]) for r in revisions] == [
+        (1, "Acne scars on my cheeks"),
+        (2, "Old acne scars on both cheeks"),
+    ]
+    (q_event,) = events_of(redis, streams.QUESTION_EDITED, "question_id", qid)
+    assert QuestionEdited.model_validate(q_event).revision == 2
+    assert "pat-edit" not in json.dumps(q_event)
+
+    # Answered: the asker can no longer edit.
+    aid = answer(urls["answers"], qid, "dr-edit")
+    wait_for(
+        lambda: httpx.get(page_url, timeout=10).json()["answer_count"] == 1,
+        timeout=30,
+        what="the answer on the page",
+    )
+    late = httpx.patch(
+        page_url, json={"body": "Also some redness."}, headers=auth("pat-edit"), timeout=10
+    )
+    assert late.status_code == 409 and late.json()["error"]["code"] == "question_answered", (
+        late.text
+    )
+
+    def new_answer_alerts() -> list[dict[str, Any]]:
+        inbox = httpx.get(f"{urls['notify']}/inbox", headers=auth("pat-edit"), timeout=10)
+        return [i for i in inbox.json()["items"] if i["kind"] == "new-answer"]
+
+    assert len(wait_for(new_answer_alerts, timeout=30, what="the asker's new-answer alert")) == 1
+
+    # The doctor edits the answer; nobody else may.
+    answer_url = f"{urls['answers']}/answers/{aid}"
+    other = httpx.patch(
+        answer_url, json={"body": EDITED}, headers=auth("dr-other", "doctor"), timeout=10
+    )
+    assert other.status_code == 403, other.text
+    changed = httpx.patch(
+        answer_url, json={"body": EDITED}, headers=auth("dr-edit", "doctor"), timeout=10
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["revision"] == 2 and changed.json()["edited_at"]
+
+    def edited_on_page() -> dict[str, Any] | None:
+        (shown,) = httpx.get(page_url, timeout=10).json()["answers"]
+        return shown if shown["body"] == EDITED else None
+
+    shown = wait_for(edited_on_page, timeout=30, what="the edited answer on the page")
+    assert shown["edited_at"] and shown["revision"] == 2
+    listed = httpx.get(f"{answer_url}/revisions", timeout=10).json()["items"]
+    assert [(r["revision"], r["body"]) for r in listed] == [(1, ANSWER), (2, EDITED)]
+    (a_event,) = events_of(redis, streams.ANSWER_EDITED, "answer_id", aid)
+    assert AnswerEdited.model_validate(a_event).body == EDITED
+
+    # notify does not re-alert for an edit: the asker still has the one new-answer alert
+    # (the page already showed the edit, so an alert would have had time to arrive).
+    time.sleep(2)
+    assert len(new_answer_alerts()) == 1
