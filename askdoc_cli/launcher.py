@@ -9,6 +9,7 @@ line sink (dev's prefixed terminal), or nowhere; the last lines are kept for err
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -29,6 +30,21 @@ import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
+_PR_SET_PDEATHSIG = 1
+# Looked up once here: the forked child must not import or allocate before exec.
+_prctl = (
+    getattr(ctypes.CDLL(None, use_errno=True), "prctl", None) if sys.platform == "linux" else None
+)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the launching process dies.
+
+    A test runner killed by a timeout (or a crashed demo) then leaves no orphaned
+    services polling Redis behind it.
+    """
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -138,6 +154,7 @@ class Child:
             stdout=stdout,
             stderr=subprocess.STDOUT,
             start_new_session=self.own_session,
+            preexec_fn=_die_with_parent,  # async-signal-safe: one prctl call, no allocation
         )
         if sink is not None:
             assert self.proc.stdout is not None
