@@ -9,6 +9,7 @@ line sink (dev's prefixed terminal), or nowhere; the last lines are kept for err
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -60,6 +61,24 @@ SERVICES: dict[str, ServiceSpec] = {
 LineSink = Callable[[str, str], None]
 # Where a child's output goes: a log file, a sink called with (name, line), or nowhere.
 Output = Path | LineSink | None
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the launcher dies, even by SIGKILL.
+
+    Without it a killed `askdoc dev` or test run leaves Redis and services running.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _from_main_thread_on_linux() -> bool:
+    # The death signal follows the spawning *thread*: a child started from a worker
+    # thread (a test restarting a service off the event loop) would die with that thread.
+    return sys.platform == "linux" and threading.current_thread() is threading.main_thread()
 
 
 class LaunchError(RuntimeError):
@@ -128,6 +147,7 @@ class Child:
             stdout=stdout,
             stderr=subprocess.STDOUT,
             start_new_session=self.own_session,
+            preexec_fn=_die_with_parent if _from_main_thread_on_linux() else None,
         )
         if sink is not None:
             assert self.proc.stdout is not None
@@ -312,6 +332,7 @@ class RedisProcess(Child):
                     time.sleep(0.05)
         finally:
             client.close()
+        self.terminate(5)  # a caller whose start failed has nothing to stop
         raise LaunchError(f"redis-server did not answer on port {self.port} in {timeout:.0f} s")
 
     def client(self, **kwargs: Any) -> redis.Redis:
@@ -379,7 +400,11 @@ class ServiceProcess(Child):
         # Generous: notify loads its gazetteer before it is ready, slow on a busy machine.
         self.spawn()
         if wait_ready:
-            self.wait_ready(timeout)
+            try:
+                self.wait_ready(timeout)
+            except LaunchError:
+                self.terminate(10)  # a caller whose start failed has nothing to stop
+                raise
         return self
 
     def ready(self) -> bool:
