@@ -396,7 +396,7 @@ class ServiceProcess(Child):
     def log_path(self) -> Path | None:
         return self.output if isinstance(self.output, Path) else None
 
-    def start(self, wait_ready: bool = True, timeout: float = 90) -> Self:
+    def start(self, wait_ready: bool = True, timeout: float = 180) -> Self:
         # Generous: notify loads its gazetteer before it is ready, slow on a busy machine.
         self.spawn()
         if wait_ready:
@@ -413,7 +413,7 @@ class ServiceProcess(Child):
             return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
         return False
 
-    def wait_ready(self, timeout: float = 90) -> None:
+    def wait_ready(self, timeout: float = 180) -> None:
         wait_ready([self], timeout)
 
 
