@@ -54,6 +54,9 @@ class NotifySettings(Settings):
     )
     held_release_interval_s: float = Field(1.0, gt=0, description="how often held alerts are due")
     sse_heartbeat_s: float = Field(15.0, gt=0, description="comment line keeping SSE alive")
+    sse_max_streams_per_user: int = Field(
+        5, ge=1, le=100, description="live streams one user may hold open (more: 429)"
+    )
     delivery_in_process: bool = Field(
         True,
         description="drain the delivery outbox (webhook, e-mail) in this process; set false "
