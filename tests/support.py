@@ -74,7 +74,8 @@ def running_services(
     try:
         for p in procs.values():
             p.start(wait_ready=False)
-        launcher.wait_ready(procs.values(), timeout=30)
+        # A loaded machine builds the gazetteer slowly.
+        launcher.wait_ready(procs.values(), timeout=120)
         yield procs
     finally:
         launcher.stop_all(procs.values(), timeout=10)

@@ -115,7 +115,8 @@ def test_urgent_floods_are_bounded_per_asker_and_collapse_per_doctor_at_night() 
     assert [(i["kind"], i["urgent"]) for i in items] == [("question-match", True)] * 2
     assert len(world.store.holds["dr-night"]) == 4
     asyncio.run(world.held.release_due(datetime.now(UTC) + timedelta(hours=3)))
-    assert world.kinds("dr-night") == ["question-match"] * 2 + ["digest"] + ["question-match"] * 2
+    released = world.kinds("dr-night")[2:]
+    assert sorted(released) == ["digest", "question-match", "question-match"]
 
 
 def test_alerts_over_the_daily_cap_go_out_in_one_digest() -> None:
