@@ -45,8 +45,8 @@ class ServiceSpec:
         return [sys.executable, "-m", f"services.{self.name}"]
 
 
-# Add a service here (e.g. `ServiceSpec("web", 8000, peers={"ASKDOC_QUESTIONS_URL":
-# "questions", ...})`) and dev, demo, tests and bench start it with the others.
+# Add a service here and dev, demo, tests and bench start it with the others. The web
+# starts last: it learns the other four's URLs from the same run.
 SERVICES: dict[str, ServiceSpec] = {
     spec.name: spec
     for spec in (
@@ -54,6 +54,16 @@ SERVICES: dict[str, ServiceSpec] = {
         ServiceSpec("answers", 8002),
         ServiceSpec("votes", 8003),
         ServiceSpec("notify", 8004),
+        ServiceSpec(
+            "web",
+            8000,
+            peers={
+                "ASKDOC_QUESTIONS_URL": "questions",
+                "ASKDOC_ANSWERS_URL": "answers",
+                "ASKDOC_VOTES_URL": "votes",
+                "ASKDOC_NOTIFY_URL": "notify",
+            },
+        ),
     )
 }
 
@@ -375,7 +385,8 @@ class ServiceProcess(Child):
     def log_path(self) -> Path | None:
         return self.output if isinstance(self.output, Path) else None
 
-    def start(self, wait_ready: bool = True, timeout: float = 30) -> Self:
+    def start(self, wait_ready: bool = True, timeout: float = 90) -> Self:
+        # Generous: notify loads its gazetteer before it is ready, slow on a busy machine.
         self.spawn()
         if wait_ready:
             self.wait_ready(timeout)
@@ -387,7 +398,7 @@ class ServiceProcess(Child):
             return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
         return False
 
-    def wait_ready(self, timeout: float = 30) -> None:
+    def wait_ready(self, timeout: float = 90) -> None:
         wait_ready([self], timeout)
 
 

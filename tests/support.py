@@ -26,6 +26,7 @@ TEST_ENV = {
     "ASKDOC_CLAIM_IDLE_MS": "1500",
     "ASKDOC_POLLING_INTERVAL_MS": "50",
     "ASKDOC_RATE_LIMIT_WRITES": "100000",
+    "ASKDOC_ANON_READ_LIMIT": "100000",
     "ASKDOC_WEBHOOK_ALLOW_PRIVATE": "true",
     # A fixed Fernet key (32 bytes, url-safe base64) that seals webhook secrets in tests.
     "ASKDOC_WEBHOOK_SECRET_KEY": WEBHOOK_SECRET_KEY,
@@ -76,7 +77,8 @@ def running_services(
     try:
         for p in procs.values():
             p.start(wait_ready=False)
-        launcher.wait_ready(procs.values(), timeout=30)
+        # Each service used to get 30 s of its own; on a loaded machine they need it.
+        launcher.wait_ready(procs.values(), timeout=30 * len(procs))
         yield procs
     finally:
         launcher.stop_all(procs.values(), timeout=10)

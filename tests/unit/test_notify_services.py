@@ -17,9 +17,12 @@ from services.notify.directory.service import (
     InvalidWebhookSecret,
     InvalidWebhookUrl,
     NotYourProfile,
+    PatchDoctorProfile,
     PracticeLocation,
     ProfileChangedConcurrently,
+    ProfileIncomplete,
     QuietWindow,
+    RatingSetByAdmins,
     SaveDoctorProfile,
     UnknownSpecialties,
     WebhookPolicy,
@@ -164,6 +167,62 @@ def test_a_channel_switched_off_stays_off_until_the_doctor_changes_it() -> None:
     asyncio.run(service.save_profile(profile(**renewed, email="dr@example.org", email_alerts=True)))
     assert store.prefs["dr-1"]["channels"] == ["webhook", "email"]
     assert asyncio.run(service.switch_off("nobody", "email")) is False
+
+
+def test_only_admins_set_rating_and_reviews() -> None:
+    service, store, _ = directory()
+    with pytest.raises(RatingSetByAdmins) as caught:
+        asyncio.run(service.save_profile(profile(rating=5.0, review_count=10_000_000)))
+    assert caught.value.code == "rating_set_by_admins" and store.events == []
+    admin = {"actor_id": "root", "actor_is_admin": True}
+    asyncio.run(service.save_profile(profile(**admin, rating=4.5, review_count=12)))
+    # The doctor's own save leaves them out (kept), or sends them unchanged.
+    kept = asyncio.run(service.save_profile(profile(keep=frozenset({"rating", "review_count"}))))
+    assert (kept["rating"], kept["review_count"]) == (4.5, 12)
+    same = asyncio.run(service.save_profile(profile(rating=4.5, review_count=12)))
+    assert same["profile_version"] == 3
+    with pytest.raises(RatingSetByAdmins):
+        asyncio.run(service.save_profile(profile(rating=4.5, review_count=13)))
+    with pytest.raises(RatingSetByAdmins):
+        asyncio.run(service.patch_profile(PatchDoctorProfile("dr-1", "dr-1", False, {"rating": 5})))
+    assert [e.rating for e in store.events] == [4.5, 4.5, 4.5]
+
+
+def test_a_patch_changes_only_what_it_names() -> None:
+    service, _, _ = directory()
+    quiet = QuietWindow("22:00", "07:00", "America/Los_Angeles")
+    hook = {"webhook_url": "https://example.org/hook", "webhook_secret": SECRET}
+    asyncio.run(
+        service.save_profile(
+            profile(email="one@example.org", quiet_hours=quiet, daily_cap=7, **hook)
+        )
+    )
+    # What an import sends: the card's fields, as an admin.
+    changes = {"name": "Dr One, MD", "rating": 4.9, "review_count": 88}
+    view = asyncio.run(service.patch_profile(PatchDoctorProfile("dr-1", "root", True, changes)))
+    assert (view["name"], view["rating"], view["review_count"]) == ("Dr One, MD", 4.9, 88)
+    assert view["email"] == "one@example.org" and view["daily_cap"] == 7
+    assert view["quiet_hours"] == {"start": "22:00", "end": "07:00", "tz": "America/Los_Angeles"}
+    assert view["webhook_url"] == hook["webhook_url"] and view["has_webhook_secret"]
+    mine = asyncio.run(
+        service.patch_profile(PatchDoctorProfile("dr-1", "dr-1", False, {"daily_cap": None}))
+    )
+    assert mine["daily_cap"] is None and mine["rating"] == 4.9
+    with pytest.raises(NotYourProfile):
+        asyncio.run(service.patch_profile(PatchDoctorProfile("dr-1", "dr-2", False, {})))
+
+
+def test_a_patch_creates_a_profile_only_with_the_required_fields() -> None:
+    service, _, _ = directory()
+    with pytest.raises(ProfileIncomplete):
+        asyncio.run(service.patch_profile(PatchDoctorProfile("dr-9", "root", True, {"name": "X"})))
+    full = {
+        "name": "Dr Nine",
+        "specialties": ("dermatology",),
+        "location": PracticeLocation(zip="90012"),
+    }
+    view = asyncio.run(service.patch_profile(PatchDoctorProfile("dr-9", "root", True, full)))
+    assert view["city"] == "Los Angeles" and view["radius_km"] == 50
 
 
 def test_a_save_retries_on_a_concurrent_write_and_gives_up_after_a_few() -> None:

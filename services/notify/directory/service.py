@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -15,13 +15,13 @@ from shared.events import DoctorProfileChanged, Location
 from shared.logging import current_correlation_id, get_logger
 from shared.metrics import EVENTS_PUBLISHED
 
+from .. import SERVICE
 from ..alerts.domain import parse_quiet_hours
 from ..delivery.domain import new_webhook_secret, webhook_secret_key, webhook_url_problem
 from .domain import alert_prefs, profile_view
 
 log = get_logger("askdoc.notify.directory")
 
-SERVICE = "notify"
 SAVE_ATTEMPTS = 5
 
 
@@ -78,6 +78,18 @@ class WebhookPolicy:
     rotation_s: float = 86400.0
 
 
+class RatingSetByAdmins(Forbidden):
+    """A doctor tried to change their own rating or review count."""
+
+    code = "rating_set_by_admins"
+
+
+class ProfileIncomplete(Invalid):
+    """A PATCH of a doctor not yet in the directory lacks name, specialties or location."""
+
+    code = "profile_incomplete"
+
+
 class ProfileChangedConcurrently(Conflict):
     """Other writers kept changing the profile; the client should retry."""
 
@@ -127,7 +139,28 @@ class SaveDoctorProfile:
     keep_webhook_secret: bool = False
     quiet_hours: QuietWindow | None = None
     daily_cap: int | None = None
+    #: "rating" and/or "review_count": keep the stored value instead of this command's.
+    keep: frozenset[str] = field(default_factory=frozenset)
     email_alerts: bool | None = None
+
+
+#: What only admins (and the import, which signs in as one) set on a doctor's card.
+ADMIN_ONLY = ("rating", "review_count")
+
+
+@dataclass(frozen=True)
+class PatchDoctorProfile:
+    """Change some fields of a profile; the others stay as stored.
+
+    `changes` maps SaveDoctorProfile field names to new values (None clears an optional
+    field). Where no profile exists yet, the changes must hold name, specialties and
+    location: a PATCH then creates it.
+    """
+
+    doctor_id: str
+    actor_id: str
+    actor_is_admin: bool
+    changes: Mapping[str, Any]
 
 
 class ProfileStore(Protocol):
@@ -202,6 +235,7 @@ class DirectoryService:
         for _ in range(SAVE_ATTEMPTS):
             stored = await self.store.get(cmd.doctor_id)
             old, version = stored if stored else ({}, 0)
+            rating, review_count = _card_numbers(cmd, old)
             now = datetime.now(UTC)
             hook = _webhook_fields(cmd, old, now.timestamp(), self.webhooks.rotation_s)
             profile: dict[str, Any] = {
@@ -211,8 +245,8 @@ class DirectoryService:
                 "specialties": specialties,
                 "location": location,
                 "radius_km": cmd.radius_km,
-                "rating": cmd.rating,
-                "review_count": cmd.review_count or 0,
+                "rating": rating,
+                "review_count": review_count,
                 "email": cmd.email,
                 **hook,
                 "email_off": bool(old.get("email_off"))
@@ -232,8 +266,8 @@ class DirectoryService:
                 specialties=specialties,
                 location=Location(**location),
                 radius_km=cmd.radius_km,
-                rating=cmd.rating,
-                review_count=cmd.review_count or 0,
+                rating=rating,
+                review_count=review_count,
                 profile_version=version + 1,
                 occurred_at=now,
             )
@@ -288,6 +322,28 @@ class DirectoryService:
                 return True
         raise ProfileChangedConcurrently("the profile changed concurrently; try again")
 
+    async def patch_profile(self, cmd: PatchDoctorProfile) -> dict[str, Any]:
+        """Change the given fields of a profile, keeping every other one as stored."""
+        if not cmd.actor_is_admin and cmd.actor_id != cmd.doctor_id:
+            raise NotYourProfile("a doctor may only edit their own profile")
+        stored = await self.store.get(cmd.doctor_id)
+        fresh = {"credentials": "", "radius_km": 50.0}  # DoctorIn's defaults for a new profile
+        merged = {**fresh, **_as_command_fields(stored[0] if stored else {}), **cmd.changes}
+        missing = [f for f in ("name", "specialties", "location") if not merged.get(f)]
+        if missing:
+            raise ProfileIncomplete(
+                f"no profile for {cmd.doctor_id!r} yet: give {', '.join(missing)} to create it"
+            )
+        save = SaveDoctorProfile(
+            doctor_id=cmd.doctor_id,
+            actor_id=cmd.actor_id,
+            actor_is_admin=cmd.actor_is_admin,
+            keep_webhook_secret="webhook_secret" not in cmd.changes,
+            keep=frozenset(f for f in ADMIN_ONLY if f not in cmd.changes),
+            **merged,
+        )
+        return await self.save_profile(save)
+
     async def profile(
         self, doctor_id: str, viewer_id: str | None, viewer_is_admin: bool
     ) -> dict[str, Any]:
@@ -297,6 +353,46 @@ class DirectoryService:
             raise DoctorNotFound(f"no doctor {doctor_id!r}")
         private = viewer_is_admin or (viewer_id is not None and viewer_id == doctor_id)
         return profile_view(stored[0], private=private)
+
+
+def _card_numbers(cmd: SaveDoctorProfile, old: dict[str, Any]) -> tuple[float | None, int]:
+    """The rating and review count to store; RatingSetByAdmins if a doctor changes them."""
+    stored = (old.get("rating"), int(old.get("review_count") or 0))
+    given = (
+        stored[0] if "rating" in cmd.keep else cmd.rating,
+        stored[1] if "review_count" in cmd.keep else int(cmd.review_count or 0),
+    )
+    if not cmd.actor_is_admin and given != stored:
+        raise RatingSetByAdmins(
+            "rating and review_count are set by admins (or the import), not by the doctor; "
+            "leave them out, or send the values the card shows"
+        )
+    return given
+
+
+def _as_command_fields(profile: dict[str, Any]) -> dict[str, Any]:
+    """A stored profile as SaveDoctorProfile fields (the base a PATCH changes)."""
+    if not profile:
+        return {}
+    loc = profile.get("location") or {}
+    qh = profile.get("quiet_hours")
+    return {
+        "name": profile.get("name"),
+        "credentials": profile.get("credentials") or "",
+        "specialties": tuple(profile.get("specialties") or ()),
+        "location": PracticeLocation(
+            loc.get("zip"), loc.get("city"), loc.get("state"), loc.get("lat"), loc.get("lon")
+        )
+        if loc
+        else None,
+        "radius_km": profile.get("radius_km", 50),
+        "rating": profile.get("rating"),
+        "review_count": profile.get("review_count") or 0,
+        "email": profile.get("email"),
+        "webhook_url": profile.get("webhook_url"),
+        "quiet_hours": QuietWindow(qh["start"], qh["end"], qh["tz"]) if qh else None,
+        "daily_cap": profile.get("daily_cap"),
+    }
 
 
 def _webhook_fields(

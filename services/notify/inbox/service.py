@@ -15,6 +15,7 @@ from shared.events import NotificationSent
 from shared.logging import current_correlation_id, get_logger
 from shared.metrics import EVENTS_PUBLISHED
 
+from .. import SERVICE
 from ..metrics import ALERTS
 from ..settings import NotifySettings
 from .domain import (
@@ -26,8 +27,6 @@ from .domain import (
 )
 
 log = get_logger("askdoc.notify.inbox")
-
-SERVICE = "notify"
 
 
 class BadCursor(Invalid):
