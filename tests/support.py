@@ -78,7 +78,7 @@ def running_services(
         for p in procs.values():
             p.start(wait_ready=False)
         # Each service used to get 30 s of its own; on a loaded machine they need it.
-        launcher.wait_ready(procs.values(), timeout=30 * len(procs))
+        launcher.wait_ready(procs.values(), timeout=60 * len(procs))
         yield procs
     finally:
         launcher.stop_all(procs.values(), timeout=10)

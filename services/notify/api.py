@@ -30,7 +30,7 @@ from .directory.service import (
     SaveDoctorProfile,
     WebhooksUnavailable,
 )
-from .inbox.live import LiveHub, sse_stream
+from .inbox.live import LiveStreams
 from .inbox.service import BadCursor, InboxService, ListInbox, MarkRead
 from .parts import NotifyParts
 
@@ -249,16 +249,13 @@ async def inbox_stream(
     user: StreamUser,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
 ) -> StreamingResponse:
-    """`id:` is the notification id; reconnect with Last-Event-ID to get what you missed."""
-    hub: LiveHub = request.app.state.hub
-    inbox = inbox_service(request)
-    body = sse_stream(
-        hub,
-        user.sub,
-        lambda after: inbox.items_after(user.sub, after),
-        last_event_id,
-        inbox.settings.sse_heartbeat_s,
-    )
+    """`id:` is the notification id; reconnect with Last-Event-ID to get what you missed.
+
+    The stream ends with a `token-expired` event when the token does (reconnect with a
+    fresh one); a user holds at most ASKDOC_SSE_MAX_STREAMS_PER_USER streams (429).
+    """
+    live: LiveStreams = request.app.state.live_streams
+    body = await live.open(user.sub, user.expires_at, last_event_id)
     return StreamingResponse(
         body,
         media_type="text/event-stream",

@@ -19,7 +19,8 @@ from shared.service import ServiceRuntime
 
 from . import SERVICE, api, handlers
 from .background import Background
-from .inbox.live import LiveHub
+from .inbox.live import LiveHub, LiveStreams
+from .inbox.slots import StreamSlots
 from .parts import build_delivery, build_parts
 from .settings import NotifySettings
 
@@ -78,6 +79,13 @@ def create_app(settings: NotifySettings) -> FastAPI:
     )
     app.state.parts = parts
     app.state.hub = hub
+    app.state.live_streams = LiveStreams(
+        hub,
+        StreamSlots(runtime.redis, runtime.tag),
+        parts.inbox.items_after,
+        settings.sse_heartbeat_s,
+        settings.sse_max_streams_per_user,
+    )
 
     runtime_lifespan = app.router.lifespan_context
 

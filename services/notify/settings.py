@@ -84,7 +84,22 @@ class NotifySettings(Settings):
         180, ge=1, description="a delivery idle this long (its worker died) is taken over"
     )
     held_release_interval_s: float = Field(1.0, gt=0, description="how often held alerts are due")
+    urgent_per_asker_per_day: int = Field(
+        3,
+        ge=0,
+        description="urgent questions of one asker per UTC day alerted as urgent; later ones "
+        "alert as routine (the page's emergency notice always shows)",
+    )
+    urgent_per_doctor_per_quiet_hour: int = Field(
+        3,
+        ge=1,
+        description="urgent alerts that page a doctor in one hour of their quiet hours; "
+        "later ones wait for the window's end and go out together",
+    )
     sse_heartbeat_s: float = Field(15.0, gt=0, description="comment line keeping SSE alive")
+    sse_max_streams_per_user: int = Field(
+        5, ge=1, le=100, description="live streams one user may hold open (more: 429)"
+    )
     delivery_in_process: bool = Field(
         True,
         description="drain the delivery outbox (webhook, e-mail) in this process; set false "
