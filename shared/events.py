@@ -145,7 +145,9 @@ class DoctorProfileChanged(Event):
     profile_version: int = Field(ge=1, description="Increases with every change; newest wins")
 
 
-NotificationKind = Literal["question-match", "new-answer", "answer-voted", "digest", "channel-off"]
+NotificationKind = Literal[
+    "question-match", "new-answer", "answer-voted", "digest", "channel-off", "answer-accepted"
+]
 
 
 class NotificationSent(Event):
@@ -213,6 +215,22 @@ class AnswerEdited(Event):
     edited_at: AwareDatetime = Field(description="When the edit was made")
 
 
+class AnswerAccepted(Event):
+    """The asker marked an answer "most helpful to me" (a new pick replaces the old one)."""
+
+    stream: ClassVar[str] = streams.ANSWER_ACCEPTED
+
+    event_type: Literal["answer-accepted"] = Field(
+        "answer-accepted", description="The event's name"
+    )
+    question_id: str = Field(description="The question")
+    answer_id: str = Field(description="The answer the asker picked")
+    doctor_id: str = Field(description="The picked answer's author, who is told")
+    previous_answer_id: str | None = Field(
+        None, description="The answer picked before, if the asker changed their pick"
+    )
+
+
 AnyEvent = Annotated[
     QuestionPosted
     | AnswerPosted
@@ -221,7 +239,8 @@ AnyEvent = Annotated[
     | NotificationSent
     | DeadLetter
     | QuestionEdited
-    | AnswerEdited,
+    | AnswerEdited
+    | AnswerAccepted,
     Field(discriminator="event_type"),
 ]
 
@@ -234,5 +253,6 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     DeadLetter,
     QuestionEdited,
     AnswerEdited,
+    AnswerAccepted,
 )
 EVENT_BY_STREAM: dict[str, type[Event]] = {cls.stream: cls for cls in EVENT_TYPES}

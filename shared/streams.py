@@ -10,6 +10,7 @@ NOTIFICATION_SENT = "askdoc.notification-sent"
 DEAD_LETTER = "askdoc.dead-letter"
 QUESTION_EDITED = "askdoc.question-edited"
 ANSWER_EDITED = "askdoc.answer-edited"
+ANSWER_ACCEPTED = "askdoc.answer-accepted"
 
 ALL = (
     QUESTION_POSTED,
@@ -20,6 +21,7 @@ ALL = (
     DEAD_LETTER,
     QUESTION_EDITED,
     ANSWER_EDITED,
+    ANSWER_ACCEPTED,
 )
 
 # Which service's group reads which stream; used by `askdoc lag` and the deploy files.
@@ -27,7 +29,7 @@ CONSUMERS: dict[str, tuple[str, ...]] = {
     "questions": (ANSWER_POSTED, VOTE_CAST, ANSWER_EDITED),
     "answers": (QUESTION_POSTED, DOCTOR_PROFILE_CHANGED),
     "votes": (ANSWER_POSTED,),
-    "notify": (QUESTION_POSTED, ANSWER_POSTED, VOTE_CAST),
+    "notify": (QUESTION_POSTED, ANSWER_POSTED, VOTE_CAST, ANSWER_ACCEPTED),
 }
 
 # The stream each service publishes to; its keys share that stream's hash slot, so a
@@ -41,7 +43,7 @@ HOME_STREAM: dict[str, str] = {
 
 # Every stream a service writes to (the dead-letter stream is written by any consumer).
 PUBLISHES: dict[str, tuple[str, ...]] = {
-    "questions": (QUESTION_POSTED, QUESTION_EDITED),
+    "questions": (QUESTION_POSTED, QUESTION_EDITED, ANSWER_ACCEPTED),
     "answers": (ANSWER_POSTED, ANSWER_EDITED),
     "votes": (VOTE_CAST,),
     "notify": (DOCTOR_PROFILE_CHANGED, NOTIFICATION_SENT),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shared.consumer import EventConsumer
-from shared.events import AnswerPosted, QuestionPosted, VoteCast
+from shared.events import AnswerAccepted, AnswerPosted, QuestionPosted, VoteCast
 
 from .alerts.service import AlertService
 
@@ -22,3 +22,7 @@ def register(consumer: EventConsumer, alerts: AlertService) -> None:
     @consumer.on(VoteCast)
     async def on_vote_cast(event: VoteCast) -> None:
         await alerts.on_vote_cast(event)
+
+    @consumer.on(AnswerAccepted)
+    async def on_answer_accepted(event: AnswerAccepted) -> None:
+        await alerts.on_answer_accepted(event)

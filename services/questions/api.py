@@ -18,6 +18,7 @@ from shared.schemas import LocationIn
 from shared.taxonomy import UnknownSlugs
 
 from .service import (
+    AnswerNotOnPage,
     BadCursor,
     BlankQuestion,
     EditConflict,
@@ -62,6 +63,14 @@ class QuestionEditIn(BaseModel):
     body: str | None = Field(None, min_length=1, max_length=10_000)
 
 
+class AcceptIn(BaseModel):
+    """The asker's pick: the answer most helpful to them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    answer_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+
+
 #: How the questions service layer's refusals read over HTTP.
 STATUSES: dict[type[DomainError], int] = {
     UnknownSlugs: 422,
@@ -71,6 +80,7 @@ STATUSES: dict[type[DomainError], int] = {
     BadCursor: 400,
     QuestionNotFound: 404,
     NotYourQuestion: 403,
+    AnswerNotOnPage: 404,
     QuestionAnswered: 409,
     EditConflict: 409,
 }
@@ -126,6 +136,14 @@ async def edit_question(
     return await questions_service(request).edit_question(
         question_id, user.sub, payload.title, payload.body
     )
+
+
+@router.put("/questions/{question_id}/accepted-answer", summary="The asker's pick")
+async def accept_answer(
+    question_id: ResourceId, payload: AcceptIn, request: Request, user: Editor
+) -> dict[str, Any]:
+    """Mark one answer "most helpful to me"; a new pick replaces the old. Returns the page."""
+    return await questions_service(request).accept_answer(question_id, user.sub, payload.answer_id)
 
 
 @router.get("/questions/{question_id}/revisions", summary="A question's revisions")

@@ -10,6 +10,7 @@ from shared import geo, idempotency, ratelimit, taxonomy
 from shared.atomic import CommitResult
 from shared.errors import Conflict, Forbidden, Invalid, NotFound
 from shared.events import (
+    AnswerAccepted,
     AnswerEdited,
     AnswerPosted,
     Location,
@@ -113,6 +114,12 @@ class EditConflict(Conflict):
     code = "edit_conflict"
 
 
+class AnswerNotOnPage(NotFound):
+    """The picked answer is not (yet) on the question's page."""
+
+    code = "answer_not_found"
+
+
 class BadCursor(Invalid):
     """A listing cursor this service did not hand out."""
 
@@ -178,6 +185,14 @@ class QuestionStorePort(Protocol):
 
     async def has_answers(self, qid: str) -> bool:
         """Whether any answer is on the question's page."""
+        ...
+
+    async def page_answer(self, qid: str, aid: str) -> dict[str, Any] | None:
+        """One answer on the question's page, or None."""
+        ...
+
+    async def accept(self, doc: dict[str, Any], event: AnswerAccepted) -> CommitResult:
+        """Store the asker's pick and publish answer-accepted atomically."""
         ...
 
     async def set_tally(self, event: VoteCast) -> None:
@@ -280,8 +295,17 @@ class QuestionsService:
             raise QuestionNotFound(qid)
         page = self._public(doc)
         ranked = domain.rank_answers(answers, tallies)
+        accepted = doc.get("accepted_answer_id")
+        # The asker's pick comes first, apart from the ranking; the rest keep their order.
+        ranked.sort(key=lambda r: r.answer["id"] != accepted)
         page["answers"] = [
-            {**r.answer, "helpful": r.helpful, "unhelpful": r.unhelpful, "score": round(r.score, 4)}
+            {
+                **r.answer,
+                "helpful": r.helpful,
+                "unhelpful": r.unhelpful,
+                "score": round(r.score, 4),
+                "accepted": r.answer["id"] == accepted,
+            }
             for r in ranked
         ]
         page["answer_count"] = len(ranked)
@@ -333,6 +357,32 @@ class QuestionsService:
         EVENTS_PUBLISHED.labels(SERVICE, event.stream).inc()
         log.info("question_edited", question_id=qid, revision=revision)
         return self._public(edited)
+
+    async def accept_answer(self, qid: str, asker_id: str, aid: str) -> dict[str, Any]:
+        """The asker marks one answer "most helpful to me" (a new pick replaces the old)."""
+        doc = await self.store.get(qid)
+        if doc is None:
+            raise QuestionNotFound(qid)
+        if doc["asker_id"] != asker_id:
+            raise NotYourQuestion("only the asker may pick the answer that helped them")
+        answer = await self.store.page_answer(qid, aid)
+        if answer is None:
+            raise AnswerNotOnPage(f"no answer {aid!r} on this question's page")
+        previous = doc.get("accepted_answer_id")
+        if previous == aid:
+            return await self.page(qid)
+        event = AnswerAccepted(
+            correlation_id=current_correlation_id(),
+            producer=SERVICE,
+            question_id=qid,
+            answer_id=aid,
+            doctor_id=answer["doctor"]["id"],
+            previous_answer_id=previous,
+        )
+        await self.store.accept({**doc, "accepted_answer_id": aid}, event)
+        EVENTS_PUBLISHED.labels(SERVICE, event.stream).inc()
+        log.info("answer_accepted", question_id=qid, answer_id=aid, changed=previous is not None)
+        return await self.page(qid)
 
     async def revisions_of(self, qid: str) -> dict[str, Any]:
         """A question's revisions, oldest first (just the original if never edited)."""

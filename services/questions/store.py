@@ -8,7 +8,14 @@ from typing import Any
 
 from shared import idempotency
 from shared.atomic import CommitResult, Committer, Txn
-from shared.events import AnswerEdited, AnswerPosted, QuestionEdited, QuestionPosted, VoteCast
+from shared.events import (
+    AnswerAccepted,
+    AnswerEdited,
+    AnswerPosted,
+    QuestionEdited,
+    QuestionPosted,
+    VoteCast,
+)
 from shared.idempotency import ReplyRecord
 from shared.ratelimit import WriteLimit
 from shared.redis import RedisClient
@@ -108,6 +115,16 @@ class QuestionStore:
     async def revisions(self, qid: str) -> list[dict[str, Any]]:
         """A question's stored revisions, oldest first (empty if never edited)."""
         return [json.loads(r) for r in await self.redis.lrange(self._revisions(qid), 0, -1)]
+
+    async def accept(self, doc: dict[str, Any], event: AnswerAccepted) -> CommitResult:
+        """Store the asker's pick on the question and publish answer-accepted atomically."""
+        txn = Txn().call("SET", self._q(doc["id"]), json.dumps(doc))
+        return await self.committer.commit(txn.publish(event, self.maxlen))
+
+    async def page_answer(self, qid: str, aid: str) -> dict[str, Any] | None:
+        """One answer as its question's page shows it, or None if not there."""
+        raw = await self.redis.hget(self._answers(qid), aid)
+        return json.loads(raw) if raw else None
 
     async def has_answers(self, qid: str) -> bool:
         """Whether any answer has reached the question's page."""

@@ -43,7 +43,12 @@ CONSUMED_STREAMS = {
     "questions": {"askdoc.answer-posted", "askdoc.vote-cast", "askdoc.answer-edited"},
     "answers": {"askdoc.question-posted", "askdoc.doctor-profile-changed"},
     "votes": {"askdoc.answer-posted"},
-    "notify": {"askdoc.question-posted", "askdoc.answer-posted", "askdoc.vote-cast"},
+    "notify": {
+        "askdoc.question-posted",
+        "askdoc.answer-posted",
+        "askdoc.vote-cast",
+        "askdoc.answer-accepted",
+    },
 }
 
 SETTINGS = {

@@ -1,5 +1,5 @@
-"""End to end (issue 16): edits with history. Questions, answers and notify run as
-processes on their own redis-server; the edits' events are read with plain XRANGE."""
+"""End to end (issue 16): edits with history, the asker's pick. Questions, answers and
+notify run as processes on their own redis-server; events are read with plain XRANGE."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from askdoc_cli import launcher
 from shared import streams
-from shared.events import AnswerEdited, QuestionEdited
+from shared.events import AnswerAccepted, AnswerEdited, QuestionEdited
 from tests.support import RedisServer, ServiceProcess, auth, free_port, wait_for
 
 ANSWER = "Botox in the depressor muscles can soften the pull on the stronger side."
@@ -164,3 +164,47 @@ def test_an_asker_edits_until_answered_and_a_doctor_edits_without_re_alerting(
     # (the page already showed the edit, so an alert would have had time to arrive).
     time.sleep(2)
     assert len(new_answer_alerts()) == 1
+
+
+def test_the_askers_pick_comes_first_with_a_mark_and_its_doctor_is_told(
+    world: dict[str, Any],
+) -> None:
+    urls, redis = world["urls"], world["server"].client()
+    for doctor in ("dr-pick-a", "dr-pick-b"):
+        register(urls["notify"], doctor)
+    qid = ask(urls["questions"], "pat-pick")
+    first = answer(urls["answers"], qid, "dr-pick-a")
+    second = answer(urls["answers"], qid, "dr-pick-b")
+    page_url = f"{urls['questions']}/questions/{qid}"
+    wait_for(
+        lambda: httpx.get(page_url, timeout=10).json()["answer_count"] == 2,
+        timeout=30,
+        what="both answers on the page",
+    )
+    pick_url = f"{page_url}/accepted-answer"
+
+    refused = httpx.put(pick_url, json={"answer_id": first}, headers=auth("pat-other"), timeout=10)
+    assert refused.status_code == 403, refused.text
+    unknown = httpx.put(
+        pick_url, json={"answer_id": "a-none"}, headers=auth("pat-pick"), timeout=10
+    )
+    assert unknown.status_code == 404, unknown.text
+
+    def alerts(doctor: str) -> list[dict[str, Any]]:
+        inbox = httpx.get(f"{urls['notify']}/inbox", headers=auth(doctor, "doctor"), timeout=10)
+        return [i for i in inbox.json()["items"] if i["kind"] == "answer-accepted"]
+
+    for picked, other in ((second, first), (first, second)):
+        reply = httpx.put(
+            pick_url, json={"answer_id": picked}, headers=auth("pat-pick"), timeout=10
+        )
+        assert reply.status_code == 200, reply.text
+        shown = httpx.get(page_url, timeout=10).json()["answers"]
+        assert [(a["id"], a["accepted"]) for a in shown] == [(picked, True), (other, False)]
+
+    (told_b,) = wait_for(lambda: alerts("dr-pick-b"), timeout=30, what="dr-pick-b's alert")
+    (told_a,) = wait_for(lambda: alerts("dr-pick-a"), timeout=30, what="dr-pick-a's alert")
+    assert told_b["answer_id"] == second and told_a["answer_id"] == first
+    picks = events_of(redis, streams.ANSWER_ACCEPTED, "question_id", qid)
+    assert [AnswerAccepted.model_validate(e).previous_answer_id for e in picks] == [None, second]
+    assert "pat-pick" not in json.dumps(picks)

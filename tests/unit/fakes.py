@@ -18,6 +18,7 @@ from services.votes.store import AnswerRef, VoteOutcome
 from shared import idempotency, ratelimit
 from shared.atomic import CommitResult
 from shared.events import (
+    AnswerAccepted,
     AnswerEdited,
     AnswerPosted,
     Event,
@@ -163,6 +164,14 @@ class FakeQuestionStore:
 
     async def has_answers(self, qid: str) -> bool:
         return bool(self.answers.get(qid))
+
+    async def page_answer(self, qid: str, aid: str) -> dict[str, Any] | None:
+        return self.answers.get(qid, {}).get(aid)
+
+    async def accept(self, doc: dict[str, Any], event: AnswerAccepted) -> CommitResult:
+        self.questions[doc["id"]] = json.loads(json.dumps(doc))
+        self.events.append(event)
+        return CommitResult(True, entry_ids=(f"{len(self.events)}-0",))
 
     async def set_tally(self, event: VoteCast) -> None:
         current = self.tallies.get(event.answer_id)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.events import AnswerPosted, QuestionPosted, VoteCast
+from shared.events import AnswerAccepted, AnswerPosted, QuestionPosted, VoteCast
 from shared.logging import get_logger
 
 from ..inbox.domain import fresh_item
@@ -249,6 +249,25 @@ class AlertService:
             AlertChange().once(item["id"], "na", event.answer_id).notify(note)
         ):
             self.inbox.delivered(note)
+
+    async def on_answer_accepted(self, event: AnswerAccepted) -> None:
+        """Tell a doctor the asker picked their answer (once per question and answer)."""
+        async with self._handlers:
+            question = await self.store.question(event.question_id)
+            item = fresh_item(
+                "answer-accepted",
+                datetime.now(UTC),
+                question_id=event.question_id,
+                answer_id=event.answer_id,
+                title=question.get("title"),
+                reason={"accepted": True},
+                reason_text="the asker marked your answer most helpful to them",
+            )
+            prefs = await self.directory.prefs(event.doctor_id)
+            note = self.inbox.notification(event.doctor_id, item, prefs)
+            change = AlertChange().once(item["id"], "aa", event.question_id, event.answer_id)
+            if await self.store.commit(change.notify(note)):
+                self.inbox.delivered(note)
 
     async def on_vote_cast(self, event: VoteCast) -> None:
         """Tell a doctor their answer crossed a helpful-vote milestone (never once per vote)."""

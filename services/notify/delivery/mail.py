@@ -105,6 +105,8 @@ def subject(item: dict[str, Any]) -> str:
         return str(item.get("title") or "Your askdoc digest")
     if kind == "new-answer":
         return "A doctor answered your question"
+    if kind == "answer-accepted":
+        return "The asker marked your answer most helpful"
     return f"askdoc: {item.get('reason_text', '')}"
 
 
