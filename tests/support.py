@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import time
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +15,7 @@ import redis
 
 from askdoc_cli import launcher
 from askdoc_cli.launcher import ROOT, SERVICES
+from services.notify.directory.domain import npi_check_digit
 from shared.auth import issue_token
 
 __all__ = ["ROOT", "SERVICES"]
@@ -42,6 +44,25 @@ def token(sub: str, role: str = "patient", name: str = "", ttl_s: int = 3600) ->
 def auth(sub: str, role: str = "patient", name: str = "") -> dict[str, str]:
     """Authorization headers for a test user."""
     return {"Authorization": f"Bearer {token(sub, role, name)}"}
+
+
+def made_up_npi(key: str) -> str:
+    """A made-up NPI that passes the check: 9 digits hashed from `key`, then its check digit."""
+    first = "2" + f"{zlib.crc32(key.encode()) % 10**8:08d}"
+    return first + npi_check_digit(first)
+
+
+def verified(profile: dict[str, Any], doctor_id: str) -> dict[str, Any]:
+    """A profile body an admin PUTs to register a doctor already verified."""
+    return {"npi": made_up_npi(doctor_id), **profile, "status": "verified"}
+
+
+ADMIN = "admin-tests"
+
+
+def admin_auth() -> dict[str, str]:
+    """Authorization headers of the tests' admin."""
+    return auth(ADMIN, "admin", "Test Admin")
 
 
 class RedisServer(launcher.RedisProcess):

@@ -7,7 +7,7 @@ into statuses through the one table `STATUSES`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
@@ -23,6 +23,7 @@ from .directory.service import (
     PracticeLocation,
     QuietWindow,
     SaveDoctorProfile,
+    SetDoctorStatus,
 )
 from .inbox.live import LiveHub, sse_stream
 from .inbox.service import BadCursor, InboxService, ListInbox, MarkRead
@@ -34,6 +35,8 @@ router = APIRouter(tags=["notify"])
 STATUSES: Mapping[type[DomainError], int] = {BadCursor: 400}
 
 Editor = Annotated[Principal, writer("doctor", "admin")]
+Admin = Annotated[Principal, writer("admin")]
+Status = Literal["pending", "verified", "suspended"]
 Reader = Annotated[Principal, writer()]
 DoctorId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:@|-]+$")]
 NotificationId = Annotated[str, Path(max_length=64)]
@@ -75,6 +78,22 @@ class DoctorIn(BaseModel):
     )
     quiet_hours: QuietHoursIn | None = None
     daily_cap: int | None = Field(None, ge=1, le=1000, description="Routine alerts per local day")
+    npi: str | None = Field(
+        None,
+        max_length=10,
+        examples=["1234567893"],
+        description="National Provider Identifier (10 digits, Luhn check with prefix 80840); "
+        "left out of a PUT it keeps the stored one",
+    )
+    taxonomy_code: str | None = Field(
+        None,
+        max_length=10,
+        examples=["208200000X"],
+        description="NUCC provider taxonomy code of the NPI; defaults to the primary specialty's",
+    )
+    status: Status | None = Field(
+        None, description="Verification status: admins only; left out it stays as it is"
+    )
 
     def command(self, doctor_id: str, actor: Principal) -> SaveDoctorProfile:
         """The service layer's command for this body, sent by `actor`."""
@@ -97,7 +116,18 @@ class DoctorIn(BaseModel):
             keep_webhook_secret="webhook_secret" not in self.model_fields_set,
             quiet_hours=QuietWindow(qh.start, qh.end, qh.tz) if qh is not None else None,
             daily_cap=self.daily_cap,
+            npi=self.npi,
+            taxonomy_code=self.taxonomy_code,
+            status=self.status,
         )
+
+
+class StatusIn(BaseModel):
+    """A doctor's new verification status."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Status
 
 
 def notify_parts(request: Request) -> NotifyParts:
@@ -122,6 +152,15 @@ async def put_doctor(
 ) -> dict[str, Any]:
     """The doctor themself or an admin; publishes doctor-profile-changed atomically."""
     return await directory_service(request).save_profile(payload.command(doctor_id, user))
+
+
+@router.put("/doctors/{doctor_id}/status", summary="Verify or suspend a doctor (admins)")
+async def put_doctor_status(
+    doctor_id: DoctorId, payload: StatusIn, request: Request, user: Admin
+) -> dict[str, Any]:
+    """Only verified doctors are alerted and may answer; publishes doctor-profile-changed."""
+    command = SetDoctorStatus(doctor_id, payload.status, actor_is_admin=user.role == "admin")
+    return await directory_service(request).set_status(command)
 
 
 @router.get("/doctors/{doctor_id}", summary="A doctor's public card")

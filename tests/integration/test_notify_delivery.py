@@ -32,7 +32,16 @@ from shared.atomic import Committer
 from shared.auth import Principal
 from shared.events import AnswerPosted, DoctorCard, Location, QuestionPosted, VoteCast
 from shared.redis import make_redis
-from tests.support import JWT_SECRET, RedisServer, ServiceProcess, auth, free_port, wait_for
+from tests.support import (
+    JWT_SECRET,
+    RedisServer,
+    ServiceProcess,
+    admin_auth,
+    auth,
+    free_port,
+    verified,
+    wait_for,
+)
 
 TAG = streams.slot_tag(streams.NOTIFICATION_SENT)
 SECRET = "whsec-0123456789abcdef"
@@ -114,11 +123,11 @@ def env() -> Iterator[dict[str, Any]]:
 
 
 def put_doctor(env: dict[str, Any], doctor_id: str, **profile: Any) -> dict[str, Any]:
-    body = {"name": f"Dr {doctor_id}", "credentials": "MD", **profile}
+    body = verified({"name": f"Dr {doctor_id}", "credentials": "MD", **profile}, doctor_id)
     r = httpx.put(
         f"{env['notify'].url}/doctors/{doctor_id}",
         json=body,
-        headers=auth(doctor_id, "doctor"),
+        headers=admin_auth(),
         timeout=10,
     )
     assert r.status_code == 200, r.text

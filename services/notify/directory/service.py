@@ -17,7 +17,15 @@ from shared.metrics import EVENTS_PUBLISHED
 
 from ..alerts.domain import parse_quiet_hours
 from ..delivery.domain import webhook_url_problem
-from .domain import alert_prefs, profile_view
+from .domain import (
+    STATUSES,
+    VERIFIED,
+    alert_prefs,
+    is_verified,
+    npi_valid,
+    nucc_code_valid,
+    profile_view,
+)
 
 log = get_logger("askdoc.notify.directory")
 
@@ -61,6 +69,36 @@ class WebhookSecretRequired(Invalid):
     """A webhook needs a secret to sign its deliveries."""
 
     code = "webhook_secret_required"
+
+
+class InvalidNpi(Invalid):
+    """An NPI that is not 10 digits passing the Luhn check with the 80840 prefix."""
+
+    code = "invalid_npi"
+
+
+class InvalidTaxonomyCode(Invalid):
+    """A taxonomy code that is not shaped like a NUCC code (e.g. 208200000X)."""
+
+    code = "invalid_taxonomy_code"
+
+
+class NpiRequired(Invalid):
+    """Only a profile with an NPI can be verified."""
+
+    code = "npi_required"
+
+
+class UnknownStatus(Invalid):
+    """A verification status outside pending, verified, suspended."""
+
+    code = "unknown_status"
+
+
+class StatusAdminOnly(Forbidden):
+    """Only an admin changes a doctor's verification status."""
+
+    code = "status_admin_only"
 
 
 class ProfileChangedConcurrently(Conflict):
@@ -111,6 +149,18 @@ class SaveDoctorProfile:
     keep_webhook_secret: bool = False
     quiet_hours: QuietWindow | None = None
     daily_cap: int | None = None
+    npi: str | None = None  # None keeps the stored one
+    taxonomy_code: str | None = None  # None keeps the stored one (or the specialty's code)
+    status: str | None = None  # None keeps the stored status; only admins change it
+
+
+@dataclass(frozen=True)
+class SetDoctorStatus:
+    """An admin verifies, suspends or returns a doctor to pending."""
+
+    doctor_id: str
+    status: str
+    actor_is_admin: bool
 
 
 class ProfileStore(Protocol):
@@ -148,6 +198,9 @@ class DirectoryService:
         if not cmd.actor_is_admin and cmd.actor_id != cmd.doctor_id:
             raise NotYourProfile("a doctor may only edit their own profile")
         specialties = _specialties(cmd.specialties)
+        npi, taxonomy_code = _credentials_ids(cmd.npi, cmd.taxonomy_code)
+        if cmd.status is not None and cmd.status not in STATUSES:
+            raise UnknownStatus(f"status must be one of {', '.join(STATUSES)}")
         place = await _geocode(cmd.location)
         quiet_hours = None
         if cmd.quiet_hours is not None:
@@ -179,6 +232,14 @@ class DirectoryService:
                 raise WebhookSecretRequired(
                     "a webhook_url needs a webhook_secret (>= 16 characters) to sign deliveries"
                 )
+            # Left out of a PUT, the NPI and taxonomy code stay as stored.
+            npi_now = npi or old.get("npi")
+            code_now = (
+                taxonomy_code
+                or old.get("taxonomy_code")
+                or taxonomy.get_specialty(specialties[0]).nucc_code
+            )
+            status = _next_status(old, cmd, npi_now)
             now = datetime.now(UTC)
             profile: dict[str, Any] = {
                 "id": cmd.doctor_id,
@@ -194,23 +255,13 @@ class DirectoryService:
                 "webhook_secret": secret if cmd.webhook_url is not None else None,
                 "quiet_hours": quiet_hours,
                 "daily_cap": cmd.daily_cap,
+                "npi": npi_now,
+                "taxonomy_code": code_now,
+                "status": status,
                 "profile_version": version + 1,
                 "updated_at": now.isoformat(),
             }
-            event = DoctorProfileChanged(
-                correlation_id=current_correlation_id(),
-                producer=SERVICE,
-                doctor_id=cmd.doctor_id,
-                name=cmd.name,
-                credentials=cmd.credentials,
-                specialties=specialties,
-                location=Location(**location),
-                radius_km=cmd.radius_km,
-                rating=cmd.rating,
-                review_count=cmd.review_count or 0,
-                profile_version=version + 1,
-                occurred_at=now,
-            )
+            event = changed_event(profile, now)
             result = await self.store.save(
                 profile, old.get("specialties", []), all_slugs, alert_prefs(profile), event
             )
@@ -229,6 +280,49 @@ class DirectoryService:
         )
         return profile_view(profile, private=True)
 
+    async def set_status(self, cmd: SetDoctorStatus) -> dict[str, Any]:
+        """Move a doctor between pending, verified and suspended; announce it like any change."""
+        if not cmd.actor_is_admin:
+            raise StatusAdminOnly("only an admin changes a doctor's verification status")
+        if cmd.status not in STATUSES:
+            raise UnknownStatus(f"status must be one of {', '.join(STATUSES)}")
+        for _ in range(SAVE_ATTEMPTS):
+            stored = await self.store.get(cmd.doctor_id)
+            if stored is None:
+                raise DoctorNotFound(f"no doctor {cmd.doctor_id!r}")
+            old, version = stored
+            if cmd.status == VERIFIED and not old.get("npi"):
+                raise NpiRequired("a doctor needs an NPI on their profile to be verified")
+            if (old.get("status") or "pending") == cmd.status:
+                return profile_view(old, private=True)
+            now = datetime.now(UTC)
+            profile = {
+                **old,
+                "status": cmd.status,
+                "profile_version": version + 1,
+                "updated_at": now.isoformat(),
+            }
+            event = changed_event(profile, now)
+            result = await self.store.save(
+                profile,
+                old.get("specialties", []),
+                [s.slug for s in taxonomy.specialties()],
+                alert_prefs(profile),
+                event,
+            )
+            if result.applied:
+                break
+        else:
+            raise ProfileChangedConcurrently("the profile changed concurrently; try again")
+        EVENTS_PUBLISHED.labels(SERVICE, event.stream).inc()
+        log.info(
+            "doctor_status_changed",
+            doctor_id=cmd.doctor_id,
+            status=cmd.status,
+            profile_version=version + 1,
+        )
+        return profile_view(profile, private=True)
+
     async def profile(
         self, doctor_id: str, viewer_id: str | None, viewer_is_admin: bool
     ) -> dict[str, Any]:
@@ -238,6 +332,49 @@ class DirectoryService:
             raise DoctorNotFound(f"no doctor {doctor_id!r}")
         private = viewer_is_admin or (viewer_id is not None and viewer_id == doctor_id)
         return profile_view(stored[0], private=private)
+
+
+def changed_event(profile: dict[str, Any], now: datetime) -> DoctorProfileChanged:
+    """The doctor-profile-changed event announcing a stored profile version."""
+    return DoctorProfileChanged(
+        correlation_id=current_correlation_id(),
+        producer=SERVICE,
+        doctor_id=profile["id"],
+        name=profile["name"],
+        credentials=profile["credentials"],
+        specialties=profile["specialties"],
+        location=Location(**profile["location"]),
+        radius_km=profile["radius_km"],
+        rating=profile.get("rating"),
+        review_count=profile.get("review_count") or 0,
+        status=profile.get("status") or "pending",
+        profile_version=profile["profile_version"],
+        occurred_at=now,
+    )
+
+
+def _credentials_ids(npi: str | None, taxonomy_code: str | None) -> tuple[str | None, str | None]:
+    """The NPI and NUCC code as given, checked."""
+    if npi is not None and not npi_valid(npi):
+        raise InvalidNpi("npi must be 10 digits with a valid check digit (Luhn, prefix 80840)")
+    if taxonomy_code is not None and not nucc_code_valid(taxonomy_code):
+        raise InvalidTaxonomyCode("taxonomy_code must be a NUCC code such as 208200000X")
+    return npi, taxonomy_code
+
+
+def _next_status(old: dict[str, Any], cmd: SaveDoctorProfile, npi: str | None) -> str:
+    """The status a saved profile gets: kept, set by an admin, or back to pending."""
+    stored = old.get("status") or "pending"
+    if cmd.status is not None and cmd.status != stored:
+        if not cmd.actor_is_admin:
+            raise StatusAdminOnly("only an admin changes a doctor's verification status")
+        stored = cmd.status
+    elif not cmd.actor_is_admin and is_verified(old) and npi != old.get("npi"):
+        # Verification vouched for one NPI: a doctor who changes it is checked again.
+        stored = "pending"
+    if stored == VERIFIED and not npi:
+        raise NpiRequired("a doctor needs an NPI on their profile to be verified")
+    return stored
 
 
 def _specialties(values: tuple[str, ...]) -> list[str]:
