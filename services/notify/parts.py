@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from shared.atomic import Committer
 from shared.redis import RedisClient
 
+from .alerts.escalation import Escalations
+from .alerts.escalation_store import EscalationStore
 from .alerts.release import HeldAlerts
 from .alerts.service import AlertService
 from .alerts.store import AlertStore
@@ -30,6 +32,7 @@ class Stores:
     outbox: OutboxStore
     alerts: AlertStore
     matches: MatchStore
+    escalations: EscalationStore
 
 
 def build_stores(
@@ -47,6 +50,11 @@ def build_stores(
             redis, committer, tag, inbox, settings.dedupe_ttl_s, settings.redis_concurrency
         ),
         matches=MatchStore(redis, tag),
+        escalations=EscalationStore(
+            redis,
+            tag,
+            int(settings.escalate_after_s * (settings.escalate_rounds + 1)) + 7 * 86400,
+        ),
     )
 
 
@@ -60,6 +68,7 @@ class NotifyParts:
     inbox: InboxService
     alerts: AlertService
     held: HeldAlerts
+    escalations: Escalations
 
 
 def build_parts(
@@ -73,7 +82,8 @@ def build_parts(
     held = HeldAlerts(stores.alerts, stores.directory, inbox, settings)
     # A saved profile may change quiet hours or the cap: held alerts are re-planned.
     directory = DirectoryService(stores.directory, on_saved=held.nudge)
-    return NotifyParts(stores, directory, matcher, inbox, alerts, held)
+    escalations = Escalations(stores.escalations, matcher, alerts, settings)
+    return NotifyParts(stores, directory, matcher, inbox, alerts, held, escalations)
 
 
 def build_delivery(
