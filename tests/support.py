@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -44,6 +45,10 @@ def token(sub: str, role: str = "patient", name: str = "", ttl_s: int = 3600) ->
 def auth(sub: str, role: str = "patient", name: str = "") -> dict[str, str]:
     """Authorization headers for a test user."""
     return {"Authorization": f"Bearer {token(sub, role, name)}"}
+
+
+#: How long services may take to get ready (a loaded machine needs more: ASKDOC_TEST_READY_S).
+READY_S = float(os.environ.get("ASKDOC_TEST_READY_S", "30"))
 
 
 def made_up_npi(key: str) -> str:
@@ -94,7 +99,7 @@ def running_services(
     try:
         for p in procs.values():
             p.start(wait_ready=False)
-        launcher.wait_ready(procs.values(), timeout=30)
+        launcher.wait_ready(procs.values(), timeout=READY_S)
         yield procs
     finally:
         launcher.stop_all(procs.values(), timeout=10)
