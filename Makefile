@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install redis demo test test-unit test-component test-integration test-e2e test-contract test-faults lint format bench asyncapi monitoring clean
+.PHONY: install redis browser promtool demo test test-unit test-component test-integration test-e2e test-browser test-contract test-faults lint format bench asyncapi monitoring clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "askdoc needs Python 3.11 or newer")'
@@ -19,10 +19,16 @@ install: $(STAMP) redis ## venv with askdoc and its dev tools, and a redis-serve
 redis: ## make sure a redis-server binary exists (Debian's package)
 	@bash scripts/ensure-redis.sh
 
-demo: install ## Redis, the four services and the seed scenario end to end
+browser: ## Debian's chromium and axe-core (npm) for the browser tests (make test needs them)
+	@bash scripts/ensure-browser.sh
+
+demo: install ## Redis, the five services and the seed scenario end to end
 	$(PY) -m demo
 
-test: install ## the whole suite: unit, contract, integration, e2e, faults, deploy
+promtool: ## promtool (Debian's prometheus package) for the alert rules' tests
+	@bash scripts/ensure-apt.sh promtool prometheus
+
+test: install browser promtool ## the whole suite: unit, contract, integration, e2e, browser, faults, deploy
 	$(PY) -m pytest -q
 
 test-unit: install
@@ -36,6 +42,9 @@ test-integration: install
 
 test-e2e: install
 	$(PY) -m pytest -q tests/e2e
+
+test-browser: install browser ## the web in Chromium: five services on a real Redis
+	$(PY) -m pytest -q tests/browser
 
 test-faults: install
 	$(PY) -m pytest -q tests/faults
@@ -68,4 +77,4 @@ bench: install ## benchmarks with same-run baselines -> bench/results/latest.jso
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/browser/node_modules

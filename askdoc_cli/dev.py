@@ -1,4 +1,4 @@
-"""`askdoc dev`: Redis and the four services as child processes, their logs in one terminal.
+"""`askdoc dev`: Redis and the five services as child processes, their logs in one terminal.
 
 Children run in their own session, so a terminal's Ctrl-C reaches only this process,
 which then stops them in order: the services first (SIGTERM, so they finish in-flight
@@ -37,6 +37,7 @@ COLOURS = {
     "answers": "green",
     "votes": "magenta",
     "notify": "yellow",
+    "web": "blue",
 }
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -170,7 +171,8 @@ def run(
                 redis_url,
                 secret,
                 ports,
-                defaults={"ASKDOC_LOG_FORMAT": "console"},
+                # Development: the web offers "sign in as" the demo users.
+                defaults={"ASKDOC_LOG_FORMAT": "console", "ASKDOC_WEB_DEV_LOGIN": "true"},
                 output=lambda _: sup.print_line,
                 own_session=True,
             )

@@ -1,9 +1,11 @@
-"""`make demo`: Redis, the four services and the seed page played end to end over HTTP.
+"""`make demo`: Redis, the five services and the seed page played end to end over HTTP.
 
-Starts a throwaway redis-server (AOF on) and the four services as processes, registers
+Starts a throwaway redis-server (AOF on) and the services (the web with its development
+sign-in on) as processes, registers
 the six doctors of the seed page, posts the seed question as a patient in Los Angeles,
 shows who was alerted and why, posts the six answers, lets readers vote, and prints the
-question page as the seed shows it. `--keep` leaves everything running until Ctrl-C.
+question page as the seed shows it, with the URLs of that page and of a seed doctor's
+inbox in the browser. `--keep` leaves everything running until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ class Demo:
             redis_url,
             self.secret,
             ports,
-            env={"ASKDOC_LOG_FORMAT": "json"},
+            env={"ASKDOC_LOG_FORMAT": "json", "ASKDOC_WEB_DEV_LOGIN": "true"},
             output=lambda name: logs / f"{name}.log",
             own_session=True,
         )
@@ -154,6 +156,22 @@ def show_alerts(player: SeedPlayer, doctors: list[str], qid: str) -> None:
     console.print(table)
 
 
+def show_web(web: str, qid: str, keep: bool) -> None:
+    """Where to see it all in a browser: the seed page, and a seed doctor's live inbox."""
+    lines = [
+        "[bold]In your browser[/] (the web, with its development sign-in):",
+        f"  the seed question page   {web}/questions/{qid}",
+        f"  Jason Emer's live inbox  {web}/signin?next=/inbox  (press 'Sign in as Jason Emer')",
+        f"  ask a question           {web}/signin?next=/ask  "
+        "(press 'Sign in as A patient in Los Angeles')",
+    ]
+    for line in lines:
+        # Whole URLs on one line, whatever the terminal's width.
+        console.print(line, soft_wrap=True, highlight=False)
+    if not keep:
+        console.print("[dim]run `.venv/bin/python -m demo --keep` to leave them up[/]")
+
+
 def run(keep: bool) -> None:
     secret = os.environ.get("ASKDOC_JWT_SECRET") or secrets.token_urlsafe(32)
     with ExitStack() as stack:
@@ -204,6 +222,7 @@ def run(keep: bool) -> None:
         console.print(
             "[green]seed page reproduced[/]" if ok else "[red]the ranking differs from the seed[/]"
         )
+        show_web(demo.urls["web"], qid, keep)
         if keep:
             console.print(
                 "services running: " + ", ".join(f"{k} {v}" for k, v in demo.urls.items())

@@ -2,7 +2,8 @@
 
 from shared.service import serve
 
-from .app import DEFAULT_PORT, SERVICE, create_app
+from . import SERVICE
+from .app import DEFAULT_PORT, create_app
 from .settings import NotifySettings
 
 if __name__ == "__main__":

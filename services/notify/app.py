@@ -17,13 +17,12 @@ from shared.http import create_http_app
 from shared.redis import make_redis
 from shared.service import ServiceRuntime
 
-from . import api, handlers
+from . import SERVICE, api, handlers
 from .background import Background
 from .inbox.live import LiveHub
 from .parts import build_delivery, build_parts
 from .settings import NotifySettings
 
-SERVICE = "notify"
 DEFAULT_PORT = 8004
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -59,7 +59,7 @@ class PostQuestion:
             "body": self.body,
             "topics": list(self.topics),
             "specialties": list(self.specialties) if self.specialties is not None else None,
-            "location": location.__dict__ if location is not None else None,
+            "location": asdict(location) if location is not None else None,
             "anonymous": self.anonymous,
         }
 

@@ -319,6 +319,8 @@ _LOOKALIKES = str.maketrans(
 # Invisible letters that render as nothing (Hangul fillers), besides Unicode Cf.
 _INVISIBLE_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")
 _KEEP_CONTROLS = frozenset("\n\t")
+_MARKS = frozenset(("Mn", "Me"))
+_ASCII_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def _invisible(char: str) -> bool:
@@ -329,6 +331,18 @@ def _invisible(char: str) -> bool:
     return category == "Cf" or char in _INVISIBLE_LETTERS
 
 
+def _hidden(text: str) -> tuple[dict[int, None], frozenset[int]]:
+    """Of the characters in `text`: the marks to drop, and the invisibles."""
+    marks: dict[int, None] = {}
+    invisibles = set()
+    for char in set(text):
+        if unicodedata.category(char) in _MARKS:
+            marks[ord(char)] = None
+        elif _invisible(char):
+            invisibles.add(ord(char))
+    return marks, frozenset(invisibles)
+
+
 def fold(text: str, invisible_as: str = "") -> str:
     """The text as the rules read it: invisibles replaced, marks dropped, NFKC, case-folded.
 
@@ -336,13 +350,13 @@ def fold(text: str, invisible_as: str = "") -> str:
     into plain letters; dropping combining marks (Mn, Me) removes accents, strike-through
     and variation selectors laid over letters.
     """
+    if text.isascii():  # the common case: nothing to decompose, map or drop but controls
+        return _ASCII_CONTROLS.sub(invisible_as, text).casefold()
     decomposed = unicodedata.normalize("NFKD", text)
-    kept = "".join(
-        invisible_as if _invisible(c) else c
-        for c in decomposed
-        if unicodedata.category(c) not in ("Mn", "Me")
-    )
-    return unicodedata.normalize("NFKC", kept.translate(_LOOKALIKES)).casefold()
+    marks, invisibles = _hidden(decomposed)
+    table: dict[int, str | None] = {**marks, **dict.fromkeys(invisibles, invisible_as or None)}
+    kept = decomposed.translate(table).translate(_LOOKALIKES)
+    return unicodedata.normalize("NFKC", kept).casefold()
 
 
 def _readings(text: str) -> tuple[str, ...]:
@@ -352,6 +366,8 @@ def _readings(text: str) -> tuple[str, ...]:
     zero-width character may hide inside a word or stand for the space between two.
     """
     joined = fold(text)
+    if text.isascii() and not _ASCII_CONTROLS.search(text):
+        return (joined,)
     spaced = fold(text, invisible_as=" ")
     return (joined,) if spaced == joined else (joined, spaced)
 

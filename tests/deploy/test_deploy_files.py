@@ -33,6 +33,10 @@ VENV_BIN = Path(sys.executable).parent
 
 PORTS = {"questions": 8001, "answers": 8002, "votes": 8003, "notify": 8004}
 SERVICES = tuple(PORTS)
+# The web is deployed like the services (one image, probes, PDB) but consumes no stream.
+DEPLOYED_PORTS = {**PORTS, "web": 8000}
+DEPLOYED = tuple(DEPLOYED_PORTS)
+WEB_PEERS = {f"ASKDOC_{name.upper()}_URL": (name, port) for name, port in PORTS.items()}
 
 # The contract: which streams each service's consumer group reads.
 CONSUMED_STREAMS = {
@@ -57,8 +61,13 @@ SETTINGS = {
     "ASKDOC_SMTP_HOST",
     "ASKDOC_SMTP_PORT",
     "ASKDOC_SMTP_FROM",
+    "ASKDOC_ENVIRONMENT",
+    "ASKDOC_WEB_DEV_LOGIN",
+    "ASKDOC_SECURE_COOKIES",
+    "ASKDOC_SESSION_SECRET",
+    *WEB_PEERS,
 }
-SECRET_SETTINGS = {"ASKDOC_JWT_SECRET", "ASKDOC_REDIS_PASSWORD"}
+SECRET_SETTINGS = {"ASKDOC_JWT_SECRET", "ASKDOC_REDIS_PASSWORD", "ASKDOC_SESSION_SECRET"}
 
 SECRET_MESSAGE = "set ASKDOC_JWT_SECRET in .env"
 REDIS_PASSWORD_MESSAGE = "set ASKDOC_REDIS_PASSWORD in .env"
@@ -316,6 +325,24 @@ def test_compose_service_invariants(tmp_path: Path, name: str) -> None:
     assert service["cap_drop"] == ["ALL"]
 
 
+def test_compose_web_calls_the_four_services_and_starts_after_them(tmp_path: Path) -> None:
+    config = compose_config(tmp_path, "docker-compose.yml")
+    web = config["services"]["web"]
+    assert web["command"] == ["python", "-m", "services.web"]
+    assert [(p["target"], str(p["published"])) for p in web["ports"]] == [(8000, "8000")]
+    env = web["environment"]
+    assert env["ASKDOC_HTTP_PORT"] == "8000"
+    for variable, (name, port) in WEB_PEERS.items():
+        assert env[variable] == f"http://{name}:{port}"
+        assert web["depends_on"][name]["condition"] == "service_healthy"
+    assert "redis" not in web["depends_on"], "the web holds no data and needs no Redis"
+    assert "ASKDOC_WEB_DEV_LOGIN" not in env, "development sign-in only in the override"
+    assert web["read_only"] is True and web["cap_drop"] == ["ALL"]
+    assert "/healthz" in " ".join(web["healthcheck"]["test"])
+    dev = compose_config(tmp_path, "docker-compose.yml", "docker-compose.override.yml")
+    assert dev["services"]["web"]["environment"]["ASKDOC_WEB_DEV_LOGIN"] == "true"
+
+
 def test_compose_override_is_for_development(tmp_path: Path) -> None:
     config = compose_config(tmp_path, "docker-compose.yml", "docker-compose.override.yml")
     redis_ports = config["services"]["redis"]["ports"]
@@ -341,7 +368,7 @@ def test_env_example_documents_every_setting() -> None:
     assert documented >= SETTINGS, f"undocumented: {sorted(SETTINGS - documented)}"
     # The example never carries a real secret.
     for secret in SECRET_SETTINGS:
-        assert re.search(rf"^{secret}=\s*$", text, flags=re.MULTILINE), secret
+        assert re.search(rf"^#?\s*{secret}=\s*$", text, flags=re.MULTILINE), secret
 
 
 # ---------------------------------------------------------------------- Dockerfile
@@ -597,7 +624,9 @@ def rendered(
     return request.param, (base_docs if request.param == "base" else production_docs)
 
 
-@pytest.mark.parametrize("directory", [BASE, PRODUCTION], ids=["base", "production"])
+@pytest.mark.parametrize(
+    "directory", [BASE, PRODUCTION, K8S / "monitoring"], ids=["base", "production", "monitoring"]
+)
 def test_renderer_matches_kubectl_kustomize(directory: Path) -> None:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
@@ -679,7 +708,7 @@ def _container(deployment: dict[str, Any]) -> dict[str, Any]:
     return container
 
 
-@pytest.mark.parametrize("name", SERVICES)
+@pytest.mark.parametrize("name", DEPLOYED)
 def test_deployment_is_probed_limited_and_locked_down(
     rendered: tuple[str, list[dict[str, Any]]], name: str
 ) -> None:
@@ -687,7 +716,7 @@ def test_deployment_is_probed_limited_and_locked_down(
     deployment = by_kind(docs, "Deployment")[name]
     pod = deployment["spec"]["template"]["spec"]
     container = _container(deployment)
-    port = PORTS[name]
+    port = DEPLOYED_PORTS[name]
 
     assert deployment["spec"]["replicas"] == (2 if label == "base" else 3)
     expected_image = "askdoc:latest" if label == "base" else "registry.example.com/askdoc:0.1.0"
@@ -695,15 +724,22 @@ def test_deployment_is_probed_limited_and_locked_down(
     assert container["command"] == ["python", "-m", f"services.{name}"]
     assert container["ports"] == [{"name": "http", "containerPort": port}]
     assert {"name": "ASKDOC_HTTP_PORT", "value": str(port)} in container["env"]
-    # The Redis URL is built from the Secret askdoc-redis; the variables it refers to
-    # come before it (Kubernetes expands $(VAR) only from earlier entries).
     names = [e["name"] for e in container["env"]]
-    url_at = names.index("ASKDOC_REDIS_URL")
-    assert container["env"][url_at]["value"] == REDIS_URL_TEMPLATE
-    for part, key in (("ASKDOC_REDIS_USERNAME", "username"), ("ASKDOC_REDIS_PASSWORD", "password")):
-        assert names.index(part) < url_at
-        ref = container["env"][names.index(part)]["valueFrom"]["secretKeyRef"]
-        assert ref == {"name": "askdoc-redis", "key": key}
+    if name == "web":
+        # The web holds no data: it never gets Redis's credentials.
+        assert not {"ASKDOC_REDIS_URL", "ASKDOC_REDIS_PASSWORD"} & set(names)
+    else:
+        # The Redis URL is built from the Secret askdoc-redis; the variables it refers to
+        # come before it (Kubernetes expands $(VAR) only from earlier entries).
+        url_at = names.index("ASKDOC_REDIS_URL")
+        assert container["env"][url_at]["value"] == REDIS_URL_TEMPLATE
+        for part, key in (
+            ("ASKDOC_REDIS_USERNAME", "username"),
+            ("ASKDOC_REDIS_PASSWORD", "password"),
+        ):
+            assert names.index(part) < url_at
+            ref = container["env"][names.index(part)]["valueFrom"]["secretKeyRef"]
+            assert ref == {"name": "askdoc-redis", "key": key}
     # The Secret comes last so it can override a ConfigMap key (e.g. a Redis URL
     # with a password).
     assert container["envFrom"] == [
@@ -737,7 +773,7 @@ def test_deployment_is_probed_limited_and_locked_down(
     assert "sleep" in container["lifecycle"]["preStop"]["exec"]["command"]
 
 
-@pytest.mark.parametrize("name", SERVICES)
+@pytest.mark.parametrize("name", DEPLOYED)
 def test_service_and_pdb_select_the_deployment_pods(
     rendered: tuple[str, list[dict[str, Any]]], name: str
 ) -> None:
@@ -748,11 +784,46 @@ def test_service_and_pdb_select_the_deployment_pods(
 
     service = by_kind(docs, "Service")[name]
     assert service["spec"]["selector"].items() <= pod_labels.items()
-    assert service["spec"]["ports"] == [{"name": "http", "port": PORTS[name], "targetPort": "http"}]
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": DEPLOYED_PORTS[name], "targetPort": "http"}
+    ]
 
     pdb = by_kind(docs, "PodDisruptionBudget")[name]
     assert pdb["spec"]["minAvailable"] == 1
     assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+
+
+def test_only_the_web_is_reachable_through_an_ingress(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, docs = rendered
+    ingresses = by_kind(docs, "Ingress")
+    assert ingresses.keys() == {"web"}
+    spec = ingresses["web"]["spec"]
+    backends = [
+        path["backend"]["service"] for rule in spec["rules"] for path in rule["http"]["paths"]
+    ]
+    assert backends == [{"name": "web", "port": {"name": "http"}}]
+    assert spec["tls"] and spec["tls"][0]["hosts"] == [spec["rules"][0]["host"]]
+    # The live inbox is a long-lived event stream: no proxy buffering, a long read timeout.
+    annotations = ingresses["web"]["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
+    env = {e["name"]: e.get("value") for e in _container(by_kind(docs, "Deployment")["web"])["env"]}
+    assert env["ASKDOC_SECURE_COOKIES"] == "true", "cookies over HTTPS only"
+    for variable, (name, port) in WEB_PEERS.items():
+        assert env[variable] == f"http://{name}:{port}"
+        assert by_kind(docs, "Service")[name]["spec"]["ports"][0]["port"] == port
+
+
+def test_production_refuses_the_development_sign_in(
+    production_docs: list[dict[str, Any]],
+) -> None:
+    config = by_kind(production_docs, "ConfigMap")["askdoc-config"]["data"]
+    assert config["ASKDOC_ENVIRONMENT"] == "production"
+    for deployment in by_kind(production_docs, "Deployment").values():
+        names = {e["name"] for e in _container(deployment).get("env", [])}
+        assert "ASKDOC_WEB_DEV_LOGIN" not in names
+    assert "ASKDOC_WEB_DEV_LOGIN" not in config
 
 
 def _named_container(workload: dict[str, Any], name: str) -> dict[str, Any]:

@@ -63,11 +63,17 @@ def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def start(names: list[str], url: str) -> dict[str, ServiceProcess]:
+    """Start the services and wait until ready; stop them all if one never gets ready."""
     procs = {name: ServiceProcess(name, url) for name in names}
-    for proc in procs.values():
-        proc.start(wait_ready=False)
-    for proc in procs.values():
-        proc.wait_ready(timeout=120)  # several services loading at once on a busy machine
+    try:
+        for proc in procs.values():
+            proc.start(wait_ready=False)
+        for proc in procs.values():
+            proc.wait_ready(timeout=120)  # several services loading at once on a busy machine
+    except BaseException:
+        for proc in procs.values():
+            proc.terminate(10)
+        raise
     return procs
 
 

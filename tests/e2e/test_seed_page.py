@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -168,6 +169,9 @@ def test_make_demo_plays_the_seed_page() -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Doctor Answers 6" in result.stdout
     assert "seed page reproduced" in result.stdout
+    # The web's pages: the seed question page and a seed doctor's inbox.
+    assert re.search(r"http://127\.0\.0\.1:\d+/questions/q\w+", result.stdout)
+    assert re.search(r"http://127\.0\.0\.1:\d+/signin\?next=/inbox", result.stdout)
 
 
 def test_events_validate_as_models_too(

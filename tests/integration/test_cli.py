@@ -457,7 +457,9 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not NOTIFY_READY, reason="services/notify has no __main__.py yet")
 def test_dev_starts_redis_and_the_services_and_stops_them_all(tmp_path: Path) -> None:
     redis_port = free_port()
-    base = free_block(4)
+    # The web keeps its default port's offset too: 8000 is one below questions' 8001.
+    web_port = free_block(5)
+    base = web_port + 1
     proc, lines = start_dev(
         "--redis-port", str(redis_port), "--base-port", str(base), "--stop-timeout", "15"
     )  # fmt: skip
@@ -468,17 +470,15 @@ def test_dev_starts_redis_and_the_services_and_stops_them_all(tmp_path: Path) ->
             what="askdoc dev to report all services ready",
         )
         assert proc.poll() is None, "\n".join(lines[-40:])
-        for offset in range(4):
-            assert (
-                httpx.get(f"http://127.0.0.1:{base + offset}/readyz", timeout=2).status_code == 200
-            )
+        for port in range(web_port, base + 4):
+            assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
         assert any(x.startswith("ASKDOC_JWT_SECRET=") for x in lines)
         pids = {
             m.group(1): int(m.group(2))
             for x in lines
             if (m := re.match(r"started (\w+)\s+pid (\d+)", x))
         }
-        assert set(pids) == {"redis", "questions", "answers", "votes", "notify"}
+        assert set(pids) == {"redis", "questions", "answers", "votes", "notify", "web"}
         assert all(_alive(pid) for pid in pids.values())
         # Service logs arrive prefixed by their service name.
         assert any(x.startswith("questions |") for x in lines)

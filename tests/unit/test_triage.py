@@ -250,3 +250,6 @@ def test_fold_reads_visible_letters_only() -> None:
     assert fold(f"chest{ZWSP}pain", invisible_as=" ") == "chest pain"
     assert fold("line one\nline two\ttab") == "line one\nline two\ttab"
     assert fold("bell\x07 and nul\x00 gone") == "bell and nul gone"
+    # ASCII takes a short path; it must read the same as the general one.
+    assert fold("Chest\rPain") == fold("Chest\rPain\u00e9")[:-1] == "chestpain"
+    assert fold("chest\x0bpain", invisible_as=" ") == "chest pain"

@@ -2,8 +2,9 @@
 
 from shared.service import serve
 
+from .. import SERVICE
 from ..settings import NotifySettings
-from .app import DEFAULT_PORT, SERVICE, create_delivery_app
+from .app import DEFAULT_PORT, create_delivery_app
 
 if __name__ == "__main__":
     settings = NotifySettings()

@@ -15,11 +15,11 @@ from fastapi import FastAPI
 from shared.http import create_http_app
 from shared.service import ServiceRuntime
 
+from .. import SERVICE
 from ..background import Background
 from ..parts import build_delivery
 from ..settings import NotifySettings
 
-SERVICE = "notify"
 DEFAULT_PORT = 8005
 
 

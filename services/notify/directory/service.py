@@ -15,6 +15,7 @@ from shared.events import DoctorProfileChanged, Location
 from shared.logging import current_correlation_id, get_logger
 from shared.metrics import EVENTS_PUBLISHED
 
+from .. import SERVICE
 from ..alerts.domain import parse_quiet_hours
 from ..delivery.domain import webhook_url_problem
 from .domain import (
@@ -29,7 +30,6 @@ from .domain import (
 
 log = get_logger("askdoc.notify.directory")
 
-SERVICE = "notify"
 SAVE_ATTEMPTS = 5
 
 

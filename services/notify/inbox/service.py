@@ -15,13 +15,12 @@ from shared.events import NotificationSent
 from shared.logging import current_correlation_id, get_logger
 from shared.metrics import EVENTS_PUBLISHED
 
+from .. import SERVICE
 from ..metrics import ALERTS
 from ..settings import NotifySettings
 from .domain import Notification, is_notification_id, item_view, notification_id_floor
 
 log = get_logger("askdoc.notify.inbox")
-
-SERVICE = "notify"
 
 
 class BadCursor(Invalid):

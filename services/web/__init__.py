@@ -1,0 +1,1 @@
+"""The web: server-rendered pages over the four services' public HTTP APIs."""

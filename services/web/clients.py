@@ -1,0 +1,413 @@
+"""One small typed client per backing service, over its public HTTP API only."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.logging import current_correlation_id
+
+
+class ApiProblem(Exception):
+    """A service answered with an error: its status, code, message and per-field messages."""
+
+    def __init__(
+        self, status: int, code: str, message: str, fields: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.fields = fields or {}
+
+
+class BackendUnavailable(ApiProblem):
+    """A service could not be reached, or failed on its side."""
+
+
+class _Shape(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class DoctorCard(_Shape):
+    """The doctor's card shown beside an answer."""
+
+    id: str
+    name: str
+    credentials: str = ""
+    specialty: str | None = None
+    city: str | None = None
+    state: str | None = None
+    rating: float | None = None
+    review_count: int = 0
+
+
+class Answer(_Shape):
+    """An answer as the question page shows it."""
+
+    id: str
+    question_id: str
+    headline: str | None = None
+    body: str
+    created_at: str = ""
+    doctor: DoctorCard
+    helpful: int = 0
+    unhelpful: int = 0
+
+
+class Place(_Shape):
+    """A coarse place: city, state, ZIP."""
+
+    city: str | None = None
+    state: str | None = None
+    zip: str | None = None
+
+
+class Asker(_Shape):
+    """A named asker (anonymous askers have none)."""
+
+    id: str
+    name: str | None = None
+
+
+class Question(_Shape):
+    """A question as listed."""
+
+    id: str
+    title: str
+    body: str
+    topics: list[str] = Field(default_factory=list)
+    specialties: list[str] = Field(default_factory=list)
+    location: Place | None = None
+    status: str = "open"
+    created_at: str = ""
+    asker: Asker | None = None
+    urgent: bool = False
+    emergency_notice: str | None = None
+
+
+class QuestionPage(Question):
+    """The question page: answers ranked best first, their count, the disclaimer."""
+
+    answers: list[Answer] = Field(default_factory=list)
+    answer_count: int = 0
+    disclaimer: str = ""
+
+
+class QuestionList(_Shape):
+    """A page of questions, newest first."""
+
+    items: list[Question]
+    next_cursor: str | None = None
+
+
+class Related(_Shape):
+    """A related question."""
+
+    id: str
+    title: str
+
+
+class Specialty(_Shape):
+    """A specialty of the controlled vocabulary."""
+
+    slug: str
+    name: str
+    nucc_code: str | None = None
+
+
+class Topic(_Shape):
+    """A question topic."""
+
+    slug: str
+    name: str
+
+
+class Taxonomy(_Shape):
+    """Specialties and topics."""
+
+    specialties: list[Specialty]
+    topics: list[Topic]
+
+    def specialty_name(self, slug: str | None) -> str:
+        """The display name of a specialty slug (the slug itself if unknown)."""
+        return next((s.name for s in self.specialties if s.slug == slug), slug or "")
+
+
+class Tally(_Shape):
+    """An answer's helpful and unhelpful counts, and the caller's own vote."""
+
+    answer_id: str
+    helpful: int
+    unhelpful: int
+    your_vote: int | None = None
+
+
+class InboxItem(_Shape):
+    """One alert in an inbox."""
+
+    id: str
+    kind: str
+    question_id: str | None = None
+    answer_id: str | None = None
+    created_at: str = ""
+    urgent: bool = False
+    reason_text: str = ""
+    title: str | None = None
+    read: bool = False
+    delivery: dict[str, str] = Field(default_factory=dict)
+
+
+class Inbox(_Shape):
+    """A page of alerts, newest first."""
+
+    items: list[InboxItem]
+    next_cursor: str | None = None
+    unread_count: int = 0
+
+
+class QuietHours(_Shape):
+    """A daily do-not-disturb window."""
+
+    start: str
+    end: str
+    tz: str
+
+
+class DoctorProfile(DoctorCard):
+    """A doctor's own profile with alert settings (private fields for its owner)."""
+
+    specialties: list[str] = Field(default_factory=list)
+    location: Place | None = None
+    radius_km: float = 50
+    email: str | None = None
+    webhook_url: str | None = None
+    has_webhook_secret: bool = False
+    quiet_hours: QuietHours | None = None
+    daily_cap: int | None = None
+
+
+class _Client:
+    """Calls one service: bearer token, request id, idempotency key; errors as ApiProblem."""
+
+    def __init__(self, http: httpx.AsyncClient, base_url: str, service: str) -> None:
+        self.http = http
+        self.base_url = base_url.rstrip("/")
+        self.service = service
+
+    def _headers(self, token: str | None, idempotency_key: str | None = None) -> dict[str, str]:
+        headers = {"X-Request-ID": current_correlation_id()}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        return headers
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        token: str | None = None,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        """The decoded JSON reply; ApiProblem for 4xx, BackendUnavailable otherwise."""
+        try:
+            response = await self.http.request(
+                method,
+                self.base_url + path,
+                headers=self._headers(token, idempotency_key),
+                json=json,
+                params={k: v for k, v in (params or {}).items() if v is not None},
+            )
+        except httpx.HTTPError as exc:
+            raise BackendUnavailable(
+                503, "unavailable", f"the {self.service} service cannot be reached ({exc})"
+            ) from None
+        if response.status_code >= 400:
+            raise _problem(self.service, response)
+        return response.json()
+
+
+def _problem(service: str, response: httpx.Response) -> ApiProblem:
+    try:
+        error = response.json().get("error", {})
+    except ValueError:
+        error = {}
+    code = str(error.get("code") or "error")
+    message = str(error.get("message") or f"the {service} service answered {response.status_code}")
+    fields: dict[str, str] = {}
+    for detail in error.get("details") or []:
+        field = str(detail.get("field", "")).split(".")[0]
+        fields.setdefault(field, str(detail.get("message", "invalid")))
+    if response.status_code >= 500:
+        return BackendUnavailable(response.status_code, code, message, fields)
+    return ApiProblem(response.status_code, code, message, fields)
+
+
+class QuestionsClient(_Client):
+    """The questions service: questions, the ranked page, related questions, taxonomy."""
+
+    TAXONOMY_TTL_S = 300.0
+
+    def __init__(self, http: httpx.AsyncClient, base_url: str) -> None:
+        super().__init__(http, base_url, "questions")
+        self._taxonomy: tuple[float, Taxonomy] | None = None
+
+    async def page(self, qid: str) -> QuestionPage:
+        """The question page."""
+        return QuestionPage.model_validate(await self.call("GET", f"/questions/{qid}"))
+
+    async def recent(
+        self, topic: str | None = None, cursor: str | None = None, limit: int = 20
+    ) -> QuestionList:
+        """Questions newest first, optionally of one topic."""
+        params = {"topic": topic, "cursor": cursor, "limit": limit}
+        return QuestionList.model_validate(await self.call("GET", "/questions", params=params))
+
+    async def related(self, qid: str, limit: int = 5) -> list[Related]:
+        """Questions related to `qid`."""
+        reply = await self.call("GET", f"/questions/{qid}/related", params={"limit": limit})
+        return [Related.model_validate(item) for item in reply["items"]]
+
+    async def ask(self, token: str, question: dict[str, Any], idempotency_key: str) -> Question:
+        """Post a question as the signed-in patient."""
+        reply = await self.call(
+            "POST", "/questions", token, json=question, idempotency_key=idempotency_key
+        )
+        return Question.model_validate(reply)
+
+    async def taxonomy(self) -> Taxonomy:
+        """The controlled vocabulary (cached for a few minutes: it changes with releases)."""
+        now = time.monotonic()
+        if self._taxonomy is None or now - self._taxonomy[0] > self.TAXONOMY_TTL_S:
+            self._taxonomy = (now, Taxonomy.model_validate(await self.call("GET", "/taxonomy")))
+        return self._taxonomy[1]
+
+
+class AnswersClient(_Client):
+    """The answers service."""
+
+    def __init__(self, http: httpx.AsyncClient, base_url: str) -> None:
+        super().__init__(http, base_url, "answers")
+
+    async def answer_count(self, qid: str) -> int:
+        """How many answers a question has."""
+        reply = await self.call("GET", f"/questions/{qid}/answers")
+        return int(reply.get("answer_count", len(reply.get("items", []))))
+
+    async def post(
+        self, token: str, qid: str, headline: str | None, body: str, idempotency_key: str
+    ) -> str:
+        """Post the signed-in doctor's answer; its id."""
+        payload = {"headline": headline or None, "body": body}
+        reply = await self.call(
+            "POST",
+            f"/questions/{qid}/answers",
+            token,
+            json=payload,
+            idempotency_key=idempotency_key,
+        )
+        return str(reply["id"])
+
+
+class VotesClient(_Client):
+    """The votes service."""
+
+    def __init__(self, http: httpx.AsyncClient, base_url: str) -> None:
+        super().__init__(http, base_url, "votes")
+
+    async def tally(self, aid: str, token: str | None) -> Tally:
+        """An answer's tally with the caller's own vote."""
+        return Tally.model_validate(await self.call("GET", f"/answers/{aid}/votes", token))
+
+    async def vote(self, token: str, aid: str, value: int) -> Tally:
+        """Vote 1 (helpful), -1 (unhelpful) or 0 (retract)."""
+        reply = await self.call("PUT", f"/answers/{aid}/vote", token, json={"value": value})
+        return Tally.model_validate(reply)
+
+
+class NotifyClient(_Client):
+    """The notify service: doctor profiles and inboxes."""
+
+    def __init__(
+        self, http: httpx.AsyncClient, base_url: str, stream_http: httpx.AsyncClient
+    ) -> None:
+        super().__init__(http, base_url, "notify")
+        self.stream_http = stream_http
+
+    async def doctor(self, doctor_id: str, token: str | None = None) -> DoctorProfile | None:
+        """A doctor's profile (private fields when `token` is theirs), None if unknown."""
+        try:
+            return DoctorProfile.model_validate(
+                await self.call("GET", f"/doctors/{doctor_id}", token)
+            )
+        except ApiProblem as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def save_doctor(self, token: str, doctor_id: str, profile: dict[str, Any]) -> None:
+        """Replace the doctor's profile."""
+        await self.call("PUT", f"/doctors/{doctor_id}", token, json=profile)
+
+    async def inbox(self, token: str, cursor: str | None = None, limit: int = 30) -> Inbox:
+        """The signed-in user's alerts, newest first."""
+        params = {"cursor": cursor, "limit": limit}
+        return Inbox.model_validate(await self.call("GET", "/inbox", token, params=params))
+
+    async def mark_read(self, token: str, nid: str) -> None:
+        """Mark one alert read."""
+        await self.call("POST", f"/inbox/{nid}/read", token)
+
+    @asynccontextmanager
+    async def stream(self, token: str, last_event_id: str | None) -> AsyncIterator[httpx.Response]:
+        """The user's live alerts as server-sent events (held open; heartbeats included)."""
+        headers = self._headers(token)
+        headers["Accept"] = "text/event-stream"
+        if last_event_id:
+            headers["Last-Event-ID"] = last_event_id
+        # No read timeout: notify sends a heartbeat comment every few seconds, and a
+        # stream is closed when the browser goes away.
+        timeout = httpx.Timeout(10.0, read=None)
+        async with self.stream_http.stream(
+            "GET", self.base_url + "/inbox/stream", headers=headers, timeout=timeout
+        ) as response:
+            yield response
+
+
+class Services:
+    """The four clients over one pooled HTTP client."""
+
+    def __init__(
+        self,
+        questions_url: str,
+        answers_url: str,
+        votes_url: str,
+        notify_url: str,
+        timeout_s: float,
+    ) -> None:
+        self.http = httpx.AsyncClient(
+            timeout=timeout_s,
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        )
+        # Live streams are held open for as long as a page is: their own pool, unbounded,
+        # so open inboxes never starve the page requests of connections.
+        self.stream_http = httpx.AsyncClient(
+            timeout=timeout_s, limits=httpx.Limits(max_connections=None)
+        )
+        self.questions = QuestionsClient(self.http, questions_url)
+        self.answers = AnswersClient(self.http, answers_url)
+        self.votes = VotesClient(self.http, votes_url)
+        self.notify = NotifyClient(self.http, notify_url, self.stream_http)
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        await self.http.aclose()
+        await self.stream_http.aclose()

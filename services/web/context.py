@@ -1,0 +1,92 @@
+"""What every route uses: the `Web` context, its templates, and the errors routes raise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi.responses import HTMLResponse, RedirectResponse
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from .clients import Services
+from .live import LiveRelays
+from .session import Session, Sessions
+from .settings import WebSettings
+
+HERE = Path(__file__).parent
+
+
+class SignInRequired(Exception):
+    """The page needs a signed-in user; go to the sign-in page and come back."""
+
+    def __init__(self, next_path: str) -> None:
+        super().__init__(next_path)
+        self.next_path = next_path
+
+
+class CsrfRefused(Exception):
+    """A form came without this session's CSRF token."""
+
+
+@dataclass
+class Web:
+    """What every route uses: settings, the four clients, sessions, templates, live relays."""
+
+    settings: WebSettings
+    services: Services
+    sessions: Sessions
+    templates: Environment
+    relays: LiveRelays
+    dev_users: list[dict[str, str]]
+
+    def render(
+        self, name: str, session: Session, status: int = 200, **context: Any
+    ) -> HTMLResponse:
+        """A page: the template with the session's user and CSRF token."""
+        html = self.templates.get_template(name).render(
+            user=session.user,
+            csrf_token=session.csrf,
+            dev_login=self.settings.web_dev_login,
+            **context,
+        )
+        # Pages carry a CSRF token and personal data: never stored by a cache.
+        response = HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+        self.sessions.save(session, response)
+        return response
+
+    def fragment(self, name: str, **context: Any) -> str:
+        """A piece of a page (the live inbox's items), rendered like the page renders it."""
+        return self.templates.get_template(name).render(**context)
+
+    def redirect(self, url: str, session: Session) -> RedirectResponse:
+        """303 See Other after a form POST, with the session saved."""
+        response = RedirectResponse(url, status_code=303)
+        self.sessions.save(session, response)
+        return response
+
+
+def _when(value: str | None) -> str:
+    """An ISO timestamp as '2026-11-30 21:57 UTC'."""
+    if not value:
+        return ""
+    try:
+        return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        return value
+
+
+def templates() -> Environment:
+    """The Jinja environment: autoescape on for every template, undefined names fail."""
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["when"] = _when
+    env.filters["urlquote"] = lambda value: quote(str(value), safe="")
+    return env

@@ -1,0 +1,622 @@
+"""The pages: each route reads its session, calls the services' clients and renders."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, Form, Header, Path, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from shared.auth import issue_token
+from shared.errors import ApiError
+from shared.logging import get_logger
+
+from .clients import ApiProblem, InboxItem, Place, QuestionPage, Tally
+from .context import CsrfRefused, SignInRequired, Web
+from .live import relay
+from .session import Session
+
+log = get_logger("askdoc.web.routes")
+router = APIRouter()
+
+T = TypeVar("T")
+Id = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+ZIP = re.compile(r"^\d{5}(-\d{4})?$")
+# How long a write waits for the question page (a read model fed by events) to show it,
+# so the page the browser lands on shows what the person just did.
+READ_YOUR_WRITE_S = 3.0
+
+
+def _web(request: Request) -> Web:
+    web: Web = request.app.state.web
+    return web
+
+
+WebDep = Annotated[Web, Depends(_web)]
+
+
+async def _session(request: Request, web: WebDep) -> Session:
+    return await web.sessions.read(request)
+
+
+SessionDep = Annotated[Session, Depends(_session)]
+
+
+async def _form_session(
+    session: SessionDep, csrf_token: Annotated[str, Form(max_length=100)] = ""
+) -> Session:
+    """The session of a form POST that carries the session's CSRF token (403 otherwise)."""
+    if not session.csrf_ok(csrf_token):
+        raise CsrfRefused()
+    return session
+
+
+FormSession = Annotated[Session, Depends(_form_session)]
+
+
+def _signed_in(session: Session, request: Request, *roles: str) -> str:
+    """The session's bearer token; sign in first if there is none (or the role differs)."""
+    if session.token is None or session.user is None:
+        raise SignInRequired(request.url.path)
+    if roles and session.user.role not in roles:
+        raise ApiProblem(403, "forbidden", f"this page is for {' or '.join(roles)} accounts")
+    return session.token
+
+
+async def _quietly(call: Awaitable[T], default: T) -> T:
+    """A best-effort extra (a count, a tally): the page still renders without it."""
+    try:
+        return await call
+    except ApiProblem:
+        return default
+
+
+async def _wait_for(check: Callable[[], Awaitable[bool]], within_s: float) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if await check():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+def _location(text: str) -> tuple[dict[str, str] | None, str | None]:
+    """'90012' or 'Los Angeles, CA' as the API's location (or a message for the field)."""
+    text = text.strip()
+    if not text:
+        return None, None
+    if ZIP.match(text):
+        return {"zip": text}, None
+    city, comma, state = text.rpartition(",")
+    if not comma or not city.strip() or not state.strip():
+        return None, "Enter a ZIP code (90012) or a city and state (Los Angeles, CA)."
+    return {"city": city.strip(), "state": state.strip()}, None
+
+
+def _place_text(place: Place | None) -> str:
+    if place is None:
+        return ""
+    if place.city and place.state:
+        return f"{place.city}, {place.state}"
+    return str(place.zip or "")
+
+
+# --- home ----------------------------------------------------------------------------------
+
+
+@router.get("/", summary="Recent questions")
+async def home(
+    web: WebDep,
+    session: SessionDep,
+    topic: Annotated[str | None, Query(max_length=80)] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    """Recent questions, filterable by topic, with answer counts."""
+    taxonomy = await web.services.questions.taxonomy()
+    listing = await web.services.questions.recent(topic or None, cursor or None)
+    counts = await asyncio.gather(
+        *(_quietly(web.services.answers.answer_count(q.id), 0) for q in listing.items)
+    )
+    return web.render(
+        "home.html",
+        session,
+        questions=list(zip(listing.items, counts, strict=True)),
+        next_cursor=listing.next_cursor,
+        topics=taxonomy.topics,
+        topic=topic or "",
+        topic_name=next((t.name for t in taxonomy.topics if t.slug == topic), topic or ""),
+    )
+
+
+# --- the question page ---------------------------------------------------------------------
+
+
+async def _question_page(
+    web: Web,
+    session: Session,
+    qid: str,
+    status: int = 200,
+    error: str | None = None,
+    answer_form: dict[str, str] | None = None,
+    answer_errors: dict[str, str] | None = None,
+) -> Response:
+    questions = web.services.questions
+    page, related, taxonomy = await asyncio.gather(
+        questions.page(qid), _quietly(questions.related(qid), []), questions.taxonomy()
+    )
+    user = session.user
+    tallies: list[Tally | None] = [None] * len(page.answers)
+    can_answer = False
+    if user is not None and session.token is not None:
+        token = session.token
+        tallies = list(
+            await asyncio.gather(
+                *(_quietly(web.services.votes.tally(a.id, token), None) for a in page.answers)
+            )
+        )
+        if user.role == "doctor" and all(a.doctor.id != user.sub for a in page.answers):
+            # Only a doctor in the directory (a verified profile) can answer.
+            can_answer = await _quietly(web.services.notify.doctor(user.sub), None) is not None
+    answers = [
+        {
+            "answer": a,
+            "specialty": taxonomy.specialty_name(a.doctor.specialty),
+            # The votes service's own tally is fresher than the page's copy of it.
+            "helpful": t.helpful if t else a.helpful,
+            "unhelpful": t.unhelpful if t else a.unhelpful,
+            "your_vote": t.your_vote if t else None,
+            "own": user is not None and a.doctor.id == user.sub,
+        }
+        for a, t in zip(page.answers, tallies, strict=True)
+    ]
+    return web.render(
+        "question.html",
+        session,
+        status,
+        q=page,
+        place=_place_text(page.location),
+        topics=[t for t in taxonomy.topics if t.slug in page.topics],
+        answers=answers,
+        related=related,
+        can_answer=can_answer,
+        error=error,
+        answer_form=answer_form or {"headline": "", "body": "", "key": uuid.uuid4().hex},
+        answer_errors=answer_errors or {},
+    )
+
+
+@router.get("/questions/{qid}", summary="A question page")
+async def question(qid: Id, web: WebDep, session: SessionDep) -> Response:
+    """The question, its ranked answers with doctor cards, votes, related questions."""
+    return await _question_page(web, session, qid)
+
+
+@router.post("/questions/{qid}/answers", summary="Answer a question (doctors)")
+async def post_answer(
+    qid: Id,
+    request: Request,
+    web: WebDep,
+    session: FormSession,
+    body: Annotated[str, Form(max_length=20_000)] = "",
+    headline: Annotated[str, Form(max_length=400)] = "",
+    idempotency_key: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    """Post the doctor's answer, then show the page with it."""
+    token = _signed_in(session, request, "doctor")
+    form = {"headline": headline, "body": body, "key": idempotency_key or uuid.uuid4().hex}
+    try:
+        aid = await web.services.answers.post(token, qid, headline, body, form["key"])
+    except ApiProblem as exc:
+        if exc.status in (401, 404) or exc.status >= 500:
+            raise
+        fields = exc.fields or {"form": exc.message}
+        return await _question_page(
+            web, session, qid, exc.status, answer_form=form, answer_errors=fields
+        )
+
+    async def shown() -> bool:
+        page = await web.services.questions.page(qid)
+        return any(a.id == aid for a in page.answers)
+
+    await _wait_for(shown, READ_YOUR_WRITE_S)
+    return web.redirect(f"/questions/{qid}#answer-{aid}", session)
+
+
+@router.post("/answers/{aid}/vote", summary="Vote an answer helpful or not, or retract")
+async def vote(
+    aid: Id,
+    request: Request,
+    web: WebDep,
+    session: FormSession,
+    value: Annotated[int, Form(ge=-1, le=1)],
+    question_id: Annotated[str, Form(pattern=r"^[A-Za-z0-9_-]{1,64}$")],
+) -> Response:
+    """One vote per reader: 1 helpful, -1 not helpful, 0 retracts."""
+    token = _signed_in(session, request)
+    try:
+        tally = await web.services.votes.vote(token, aid, value)
+    except ApiProblem as exc:
+        if exc.status in (401, 404) or exc.status >= 500:
+            raise
+        return await _question_page(web, session, question_id, exc.status, error=exc.message)
+
+    async def counted() -> bool:
+        page: QuestionPage = await web.services.questions.page(question_id)
+        return any(
+            a.id == aid and (a.helpful, a.unhelpful) == (tally.helpful, tally.unhelpful)
+            for a in page.answers
+        )
+
+    # Others may vote meanwhile; after a short wait the page shows whatever it has.
+    await _wait_for(counted, READ_YOUR_WRITE_S)
+    return web.redirect(f"/questions/{question_id}#answer-{aid}", session)
+
+
+# --- asking --------------------------------------------------------------------------------
+
+
+async def _ask_page(
+    web: Web,
+    session: Session,
+    form: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response:
+    taxonomy = await web.services.questions.taxonomy()
+    return web.render(
+        "ask.html",
+        session,
+        status,
+        topics=taxonomy.topics,
+        form=form
+        or {
+            "title": "",
+            "body": "",
+            "topics": [],
+            "location": "",
+            "anonymous": False,
+            "key": uuid.uuid4().hex,
+        },
+        errors=errors or {},
+    )
+
+
+@router.get("/ask", summary="Ask a question")
+async def ask_form(request: Request, web: WebDep, session: SessionDep) -> Response:
+    """The question form (a new Idempotency-Key per rendered form)."""
+    _signed_in(session, request, "patient", "admin")
+    return await _ask_page(web, session)
+
+
+# Which field an API error belongs beside, when it names none.
+_ASK_ERROR_FIELDS = {"unknown_topics": "topics", "unknown_place": "location"}
+
+
+@router.post("/ask", summary="Post a question")
+async def ask(
+    request: Request,
+    web: WebDep,
+    session: FormSession,
+    title: Annotated[str, Form(max_length=1000)] = "",
+    body: Annotated[str, Form(max_length=20_000)] = "",
+    topics: Annotated[list[str] | None, Form(max_length=20)] = None,
+    location: Annotated[str, Form(max_length=200)] = "",
+    anonymous: Annotated[str, Form(max_length=10)] = "",
+    idempotency_key: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    """Post the question; on success go to its page, else show the errors by their fields."""
+    token = _signed_in(session, request, "patient", "admin")
+    key = idempotency_key or uuid.uuid4().hex
+    form = {
+        "title": title,
+        "body": body,
+        "topics": topics or [],
+        "location": location,
+        "anonymous": bool(anonymous),
+        "key": key,
+    }
+    place, place_error = _location(location)
+    if place_error:
+        return await _ask_page(web, session, form, {"location": place_error}, 422)
+    payload: dict[str, Any] = {
+        "title": title,
+        "body": body,
+        "topics": form["topics"],
+        "anonymous": form["anonymous"],
+    }
+    if place:
+        payload["location"] = place
+    try:
+        posted = await web.services.questions.ask(token, payload, key)
+    except ApiProblem as exc:
+        if exc.status == 401 or exc.status >= 500:
+            raise
+        errors = dict(exc.fields)
+        if not errors:
+            errors[_ASK_ERROR_FIELDS.get(exc.code, "form")] = exc.message
+        return await _ask_page(web, session, form, errors, exc.status)
+    log.info("question_asked", question_id=posted.id)
+    return web.redirect(f"/questions/{posted.id}", session)
+
+
+# --- the inbox -----------------------------------------------------------------------------
+
+
+@router.get("/inbox", summary="Your alerts")
+async def inbox(
+    request: Request,
+    web: WebDep,
+    session: SessionDep,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    """Alerts newest first, with why each was sent; new ones arrive live."""
+    token = _signed_in(session, request)
+    box = await web.services.notify.inbox(token, cursor)
+    return web.render(
+        "inbox.html",
+        session,
+        inbox=box,
+        newest=box.items[0].id if box.items and not cursor else "",
+        first_page=not cursor,
+    )
+
+
+@router.post("/inbox/{nid}/read", summary="Mark an alert read")
+async def mark_read(nid: Id, request: Request, web: WebDep, session: FormSession) -> Response:
+    """Mark one alert read and go back to the inbox."""
+    token = _signed_in(session, request)
+    await web.services.notify.mark_read(token, nid)
+    return web.redirect(f"/inbox#n-{nid}", session)
+
+
+@router.get("/inbox/stream", summary="Your alerts as server-sent events (for the inbox page)")
+async def inbox_stream(
+    web: WebDep,
+    session: SessionDep,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
+    after: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")] = None,
+) -> Response:
+    """notify's stream for the session's user; resumes after Last-Event-ID (or `after`)."""
+    if session.token is None:
+        return JSONResponse({"error": {"code": "unauthenticated", "message": "sign in"}}, 401)
+
+    def render(item: InboxItem) -> str:
+        return web.fragment("_inbox_item.html", item=item, csrf_token=session.csrf)
+
+    body = relay(
+        web.services.notify,
+        session.token,
+        last_event_id or after,
+        render,
+        web.relays.closing,
+    )
+    return StreamingResponse(
+        body,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+# --- a doctor's settings -------------------------------------------------------------------
+
+
+async def _settings_page(
+    web: Web,
+    session: Session,
+    form: dict[str, Any],
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+    saved: bool = False,
+) -> Response:
+    taxonomy = await web.services.questions.taxonomy()
+    return web.render(
+        "settings.html",
+        session,
+        status,
+        specialties=taxonomy.specialties,
+        form=form,
+        errors=errors or {},
+        saved=saved,
+    )
+
+
+@router.get("/settings", summary="A doctor's profile and alert settings")
+async def settings_form(
+    request: Request, web: WebDep, session: SessionDep, saved: bool = False
+) -> Response:
+    """The doctor's card fields and alert preferences, as stored."""
+    token = _signed_in(session, request, "doctor")
+    assert session.user is not None
+    profile = await web.services.notify.doctor(session.user.sub, token)
+    quiet = profile.quiet_hours if profile else None
+    form = {
+        "name": profile.name if profile else session.user.name,
+        "credentials": profile.credentials if profile else "",
+        "specialties": profile.specialties if profile else [],
+        "location": _place_text(profile.location) if profile else "",
+        "radius_km": f"{profile.radius_km:g}" if profile else "50",
+        "quiet_start": quiet.start if quiet else "",
+        "quiet_end": quiet.end if quiet else "",
+        "quiet_tz": quiet.tz if quiet else "",
+        "daily_cap": str(profile.daily_cap) if profile and profile.daily_cap else "",
+        "email": (profile.email or "") if profile else "",
+        "webhook_url": (profile.webhook_url or "") if profile else "",
+        "has_webhook_secret": bool(profile and profile.has_webhook_secret),
+    }
+    return await _settings_page(web, session, form, saved=saved)
+
+
+@router.post("/settings", summary="Save a doctor's profile and alert settings")
+async def save_settings(
+    request: Request,
+    web: WebDep,
+    session: FormSession,
+    name: Annotated[str, Form(max_length=300)] = "",
+    credentials: Annotated[str, Form(max_length=400)] = "",
+    specialties: Annotated[list[str] | None, Form(max_length=20)] = None,
+    location: Annotated[str, Form(max_length=200)] = "",
+    radius_km: Annotated[str, Form(max_length=20)] = "",
+    quiet_start: Annotated[str, Form(max_length=10)] = "",
+    quiet_end: Annotated[str, Form(max_length=10)] = "",
+    quiet_tz: Annotated[str, Form(max_length=80)] = "",
+    daily_cap: Annotated[str, Form(max_length=10)] = "",
+    email: Annotated[str, Form(max_length=300)] = "",
+    webhook_url: Annotated[str, Form(max_length=2100)] = "",
+    webhook_secret: Annotated[str, Form(max_length=300)] = "",
+) -> Response:
+    """Replace the profile with the form's fields (rating and reviews stay as they are)."""
+    token = _signed_in(session, request, "doctor")
+    assert session.user is not None
+    current = await web.services.notify.doctor(session.user.sub, token)
+    form: dict[str, Any] = {
+        "name": name,
+        "credentials": credentials,
+        "specialties": specialties or [],
+        "location": location,
+        "radius_km": radius_km,
+        "quiet_start": quiet_start,
+        "quiet_end": quiet_end,
+        "quiet_tz": quiet_tz,
+        "daily_cap": daily_cap,
+        "email": email,
+        "webhook_url": webhook_url,
+        "has_webhook_secret": bool(current and current.has_webhook_secret),
+    }
+    errors: dict[str, str] = {}
+    place, place_error = _location(location)
+    if place_error or place is None:
+        errors["location"] = place_error or "Enter where you practise: a ZIP code or City, ST."
+    numbers: dict[str, float | None] = {}
+    for field, text in (("radius_km", radius_km), ("daily_cap", daily_cap)):
+        try:
+            numbers[field] = float(text) if text.strip() else None
+        except ValueError:
+            errors[field] = "Enter a number."
+    if errors:
+        return await _settings_page(web, session, form, errors, 422)
+    profile: dict[str, Any] = {
+        "name": name,
+        "credentials": credentials,
+        "specialties": form["specialties"],
+        "location": place,
+        "radius_km": numbers["radius_km"] or 50,
+        # The card's rating and reviews are set by admins: a doctor's save keeps them.
+        "rating": current.rating if current else None,
+        "review_count": current.review_count if current else None,
+        "email": email.strip() or None,
+        "webhook_url": webhook_url.strip() or None,
+        "daily_cap": int(numbers["daily_cap"]) if numbers["daily_cap"] else None,
+    }
+    if webhook_secret:
+        profile["webhook_secret"] = webhook_secret
+    if quiet_start or quiet_end or quiet_tz:
+        profile["quiet_hours"] = {"start": quiet_start, "end": quiet_end, "tz": quiet_tz}
+    try:
+        await web.services.notify.save_doctor(token, session.user.sub, profile)
+    except ApiProblem as exc:
+        if exc.status == 401 or exc.status >= 500:
+            raise
+        errors = dict(exc.fields) or {_SETTINGS_ERROR_FIELDS.get(exc.code, "form"): exc.message}
+        if "quiet_hours" in errors:
+            errors["quiet_start"] = errors.pop("quiet_hours")
+        return await _settings_page(web, session, form, errors, exc.status)
+    return web.redirect("/settings?saved=true", session)
+
+
+_SETTINGS_ERROR_FIELDS = {
+    "unknown_specialties": "specialties",
+    "unknown_place": "location",
+    "webhook_secret_required": "webhook_secret",
+    "unsafe_webhook_url": "webhook_url",
+}
+
+
+# --- signing in ----------------------------------------------------------------------------
+
+
+def _local(next_path: str | None) -> str:
+    """Only a path on this site is a place to go back to."""
+    if next_path and next_path.startswith("/") and not next_path.startswith("//"):
+        return next_path
+    return "/"
+
+
+@router.get("/signin", summary="Sign in")
+async def signin(
+    web: WebDep, session: SessionDep, next: Annotated[str, Query(max_length=300)] = "/"
+) -> Response:
+    """How to sign in; in development, 'sign in as' the demo users."""
+    return web.render("signin.html", session, next=_local(next), dev_users=web.dev_users)
+
+
+@router.post("/signin/dev", summary="Development sign-in as a demo user")
+async def signin_dev(
+    web: WebDep,
+    session: FormSession,
+    sub: Annotated[str, Form(max_length=64)],
+    next: Annotated[str, Form(max_length=300)] = "/",
+) -> Response:
+    """Only with ASKDOC_WEB_DEV_LOGIN=true (refused in production)."""
+    user = None
+    for candidate in web.dev_users:
+        if candidate["sub"] == sub:
+            user = candidate
+    if user is None:
+        raise ApiProblem(404, "not_found", "there is no such demo user (or dev sign-in is off)")
+    settings = web.settings
+    token = issue_token(
+        settings.jwt_secret.get_secret_value(),
+        user["sub"],
+        user["role"],
+        user["name"],
+        min(settings.dev_token_ttl_s, settings.jwt_max_lifetime_s),
+        settings.jwt_issuer,
+        settings.jwt_audience,
+    )
+    await web.sessions.sign_in(session, token)
+    log.info("signed_in", method="dev", role=user["role"])
+    return web.redirect(_local(next), session)
+
+
+@router.post("/signout", summary="Sign out")
+async def signout(web: WebDep, session: FormSession) -> Response:
+    """Forget the session's user."""
+    web.sessions.sign_out(session)
+    return web.redirect("/", session)
+
+
+@router.post("/session", summary="Sign in with a bearer token (identity provider hand-over)")
+async def create_session(
+    web: WebDep,
+    session: SessionDep,
+    authorization: Annotated[str | None, Header(max_length=4096)] = None,
+) -> Response:
+    """`Authorization: Bearer <token>` in, signed HttpOnly session cookie out.
+
+    No CSRF token is needed: a cross-site form cannot send an Authorization header, and
+    a cross-site script cannot either without a CORS grant, which this service never gives.
+    """
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return JSONResponse(
+            {"error": {"code": "unauthenticated", "message": "send Authorization: Bearer <token>"}},
+            401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    try:
+        user = await web.sessions.sign_in(session, token.strip())
+    except ApiError as exc:
+        return JSONResponse(
+            {"error": {"code": exc.code, "message": exc.message}},
+            401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    log.info("signed_in", method="bearer", role=user.role)
+    response = JSONResponse({"signed_in": {"sub": user.sub, "role": user.role, "name": user.name}})
+    web.sessions.save(session, response)
+    return response

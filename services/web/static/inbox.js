@@ -1,0 +1,44 @@
+// The live inbox: new alerts arrive over server-sent events from this site (which
+// relays notify's stream with the session's token) and are added at the top, already
+// rendered by the server. Without JavaScript the page still lists every alert.
+"use strict";
+(function () {
+  const list = document.getElementById("inbox-items");
+  const status = document.getElementById("live-status");
+  if (!list || !status || !("EventSource" in window)) {
+    return;
+  }
+  const newest = list.dataset.newest;
+  // The first connection resumes after the newest alert the page shows; reconnects
+  // send Last-Event-ID themselves, which the server prefers.
+  const url = "/inbox/stream" + (newest ? "?after=" + encodeURIComponent(newest) : "");
+  const source = new EventSource(url);
+
+  source.addEventListener("open", function () {
+    status.textContent = "Live: new alerts appear here as they arrive.";
+  });
+  source.addEventListener("notification", function (event) {
+    const parsed = new DOMParser().parseFromString(event.data, "text/html");
+    const item = parsed.body.firstElementChild;
+    if (!item || document.getElementById(item.id)) {
+      return;
+    }
+    item.classList.add("fresh");
+    list.prepend(document.adoptNode(item));
+    const empty = document.getElementById("inbox-empty");
+    if (empty) {
+      empty.remove();
+    }
+    const heading = item.querySelector("h2");
+    status.textContent = "New alert: " + (heading ? heading.textContent.replace(/\s+/g, " ").trim() : "");
+  });
+  source.addEventListener("signed-out", function () {
+    source.close();
+    status.textContent = "Your session has ended: sign in again to see new alerts live.";
+  });
+  source.addEventListener("error", function () {
+    if (source.readyState !== EventSource.CLOSED) {
+      status.textContent = "Reconnecting to live alerts…";
+    }
+  });
+})();

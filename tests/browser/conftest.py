@@ -1,0 +1,133 @@
+"""The five services as processes on a real redis-server, the seed page played, and Chromium."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Playwright, sync_playwright
+
+from askdoc_cli import launcher
+from tests.e2e.scenario import play_seed
+from tests.support import ROOT, SERVICES, RedisServer, ServiceProcess, auth
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+AXE = ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
+SCREENSHOTS = ROOT / "docs" / "img"
+# Questions on the seed's topics, so the seed page has "You might also like...".
+RELATED = [
+    ("Can fillers fix a lopsided smile after Bell's palsy?", ["fillers", "bells-palsy"]),
+    ("Is Sculptra better than fillers for a sunken cheek?", ["sculptra", "fillers"]),
+]
+
+
+@dataclass
+class Stack:
+    """The running system: service URLs, the web's URL, and the played seed page."""
+
+    web: str
+    urls: dict[str, str]
+    seed: dict[str, Any]
+    procs: dict[str, ServiceProcess] = field(default_factory=dict)
+
+    def api(self, method: str, service: str, path: str, **kwargs: Any) -> Any:
+        response = httpx.request(method, self.urls[service] + path, timeout=10, **kwargs)
+        assert response.status_code < 400, (
+            f"{method} {path}: {response.status_code} {response.text}"
+        )
+        return response.json()
+
+
+def _wait_ready(procs: list[ServiceProcess], timeout: float = 120) -> None:
+    # The machine is shared: a cold start (the gazetteer) can take far longer than usual.
+    for proc in procs:
+        proc.wait_ready(timeout)
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    server = RedisServer().start()
+    procs = {name: ServiceProcess(name, server.url) for name in SERVICES if name != "web"}
+    web: ServiceProcess | None = None
+    try:
+        for proc in procs.values():
+            proc.start(wait_ready=False)
+        _wait_ready(list(procs.values()))
+        urls = {name: proc.url for name, proc in procs.items()}
+        web = ServiceProcess(
+            "web", server.url, ASKDOC_WEB_DEV_LOGIN="true", **launcher.peer_env("web", urls)
+        ).start(wait_ready=False)
+        _wait_ready([web])
+        for title, topics in RELATED:
+            httpx.post(
+                urls["questions"] + "/questions",
+                headers=auth("patient-related"),
+                json={"title": title, "body": "Asked for the tests.", "topics": topics},
+                timeout=10,
+            ).raise_for_status()
+        seed = play_seed(urls)
+        yield Stack(web.url, urls, seed, {**procs, "web": web})
+    finally:
+        for proc in [*procs.values(), *([web] if web else [])]:
+            proc.terminate(10)
+        server.cleanup()
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    assert CHROMIUM.exists(), "Chromium is missing: run 'make install' (apt-get install chromium)"
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+
+
+@contextlib.contextmanager
+def person(
+    browser: Browser,
+    stack: Stack,
+    sub: str | None = None,
+    role: str = "patient",
+    name: str = "",
+    **options: Any,
+) -> Iterator[BrowserContext]:
+    """A browser of its own, signed in through POST /session with a bearer token (or not)."""
+    context = browser.new_context(base_url=stack.web, **options)
+    context.set_default_timeout(10_000)
+    try:
+        if sub is not None:
+            reply = context.request.post("/session", headers=auth(sub, role, name))
+            assert reply.status == 200, reply.text()
+        yield context
+    finally:
+        context.close()
+
+
+def until(check: Any, timeout: float = 10, what: str = "condition") -> Any:
+    """Poll until check() is truthy."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -1,0 +1,502 @@
+"""The web in a real browser: the five services as processes on a real Redis, Chromium driven
+as a person would (roles and labels), from the seed page to the live inbox."""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from typing import Any
+
+import httpx
+from playwright.sync_api import Browser, Page, expect
+
+from askdoc_cli import launcher
+from demo.scenario import SEED
+from tests.browser.conftest import AXE, SCREENSHOTS, Stack, person, until
+from tests.support import ServiceProcess, auth
+
+
+def _answers(page: Page, count: int) -> Any:
+    return page.get_by_role("region", name=f"Doctor Answers {count}").get_by_role("article")
+
+
+def _post_question(stack: Stack, asker: str, title: str, topics: list[str]) -> str:
+    question = stack.api(
+        "POST",
+        "questions",
+        "/questions",
+        headers=auth(asker),
+        json={
+            "title": title,
+            "body": "Asked for a browser test.",
+            "topics": topics,
+            "location": {"city": "Los Angeles", "state": "CA"},
+        },
+    )
+    return str(question["id"])
+
+
+def _answer(stack: Stack, qid: str, doctor: str, name: str, headline: str) -> str:
+    def post() -> Any:
+        response = stack_post(stack, qid, doctor, name, headline)
+        return response if response.status_code == 201 else None
+
+    posted = until(post, what=f"{doctor} to be able to answer")
+    aid = str(posted.json()["id"])
+    until(
+        lambda: any(
+            a["id"] == aid for a in stack.api("GET", "questions", f"/questions/{qid}")["answers"]
+        ),
+        what="the answer on the page",
+    )
+    until(
+        lambda: stack_status(stack, "votes", f"/answers/{aid}/votes") == 200,
+        what="the votes service to know the answer",
+    )
+    return aid
+
+
+def stack_post(stack: Stack, qid: str, doctor: str, name: str, headline: str) -> Any:
+    return httpx.post(
+        f"{stack.urls['answers']}/questions/{qid}/answers",
+        headers=auth(doctor, "doctor", name),
+        json={"headline": headline, "body": f"{headline}: an answer written for a browser test."},
+        timeout=10,
+    )
+
+
+def stack_status(stack: Stack, service: str, path: str) -> int:
+    return httpx.get(stack.urls[service] + path, timeout=10).status_code
+
+
+# (a) ---------------------------------------------------------------------------------------
+
+
+def test_the_seed_page_renders_as_the_seed(stack: Stack, browser: Browser) -> None:
+    with person(browser, stack, viewport={"width": 1280, "height": 1000}) as context:
+        page = context.new_page()
+        response = page.goto(f"/questions/{stack.seed['qid']}")
+        assert response is not None and response.status == 200
+        csp = response.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+
+        expect(page.get_by_role("heading", level=1)).to_have_text(SEED["question"]["title"])
+        expect(page.get_by_text("Asked by Anonymous")).to_be_visible()
+        expect(page.get_by_role("heading", name="Doctor Answers 6")).to_be_visible()
+        answers = _answers(page, 6)
+        expect(answers).to_have_count(6)
+        for i, seeded in enumerate(SEED["answers"]):
+            card, article = seeded["doctor"], answers.nth(i)
+            expect(article.get_by_role("heading", level=3)).to_have_text(seeded["headline"])
+            expect(article).to_contain_text(card["name"])
+            expect(article).to_contain_text(f"{card['city']}, {card['state']}")
+            expect(article).to_contain_text(f"{card['rating']:.1f} out of 5 stars")
+            expect(article).to_contain_text(f"{card['review_count']} reviews")
+        expect(answers.nth(1)).to_contain_text("MD, FACS")
+        expect(answers.nth(1)).to_contain_text("Plastic Surgery")
+        # A signed-out reader sees the counts and is invited to sign in to vote.
+        expect(answers.nth(0)).to_contain_text("50 helpful")
+        expect(answers.nth(0).get_by_role("link", name="Sign in")).to_be_visible()
+
+        related = page.get_by_role("region", name="You might also like...")
+        expect(related.get_by_role("link").first).to_be_visible()
+        expect(page.get_by_text(SEED["disclaimer"])).to_be_visible()
+        assert page.locator("script:not([src])").count() == 0, "no inline script"
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "question-page.png"))
+
+
+# (b) ---------------------------------------------------------------------------------------
+
+
+def test_a_patient_asks_and_the_doctors_open_inbox_shows_it_live(
+    stack: Stack, browser: Browser
+) -> None:
+    with (
+        person(browser, stack, viewport={"width": 1100, "height": 800}) as doctor,
+        person(browser, stack) as patient,
+    ):
+        inbox = doctor.new_page()
+        inbox.goto("/signin")
+        inbox.get_by_role("button", name="Sign in as Jason Emer").click()
+        inbox.get_by_role("link", name="Inbox").click()
+        expect(inbox.get_by_role("heading", name="Your inbox")).to_be_visible()
+        expect(inbox.get_by_role("status")).to_contain_text("Live:")
+        inbox.evaluate("() => { window.sameDocument = true; }")
+
+        ask = patient.new_page()
+        ask.goto("/signin?next=/ask")
+        ask.get_by_role("button", name="Sign in as A patient in Los Angeles").click()
+        expect(ask.get_by_role("heading", name="Ask a doctor")).to_be_visible()
+        title = "Can Botox even out a lopsided cheek after years of asymmetry?"
+        ask.get_by_label("Your question").fill(title)
+        ask.get_by_label("Details").fill("One cheek sits higher than the other. What helps?")
+        ask.get_by_label("Facial asymmetry").check()
+        ask.get_by_label("Botox").check()
+        ask.get_by_label("Your location: ZIP code or City, ST (optional)").fill("Los Angeles, CA")
+        ask.get_by_role("button", name="Post your question").click()
+        expect(ask.get_by_role("heading", level=1)).to_have_text(title)
+        posted = time.monotonic()
+        assert re.search(r"/questions/[A-Za-z0-9_-]+$", ask.url)
+
+        alert = inbox.get_by_role("article").filter(has=inbox.get_by_role("link", name=title))
+        expect(alert).to_be_visible(timeout=2_000)
+        assert time.monotonic() - posted < 2.0 + 0.5  # the expect above is the 2 s bound
+        expect(alert).to_contain_text("Why you got this:")
+        expect(alert).to_contain_text(re.compile(r"\d+(\.\d+)? km · rank \d+"))
+        expect(alert.get_by_role("button", name="Mark read")).to_be_visible()
+        assert inbox.evaluate("() => window.sameDocument === true"), "the inbox page was reloaded"
+        inbox.screenshot(path=str(SCREENSHOTS / "live-inbox.png"))
+
+        # Marking it read is a form POST back to the inbox.
+        alert.get_by_role("button", name="Mark read").click()
+        expect(alert).to_contain_text("Read")
+        expect(alert.get_by_role("button", name="Mark read")).to_have_count(0)
+
+
+def test_a_double_submitted_question_form_creates_one_question(
+    stack: Stack, browser: Browser
+) -> None:
+    with person(browser, stack, "patient-double") as patient:
+        page = patient.new_page()
+        page.goto("/ask")
+        form = {
+            "csrf_token": page.locator("input[name=csrf_token]").first.get_attribute("value"),
+            "idempotency_key": page.locator("input[name=idempotency_key]").get_attribute("value"),
+            "title": "Does a second click post my question twice?",
+            "body": "Testing a double submit.",
+            "topics": "botox",
+        }
+        first = patient.request.post("/ask", form=form, max_redirects=0)
+        second = patient.request.post("/ask", form=form, max_redirects=0)
+        assert first.status == second.status == 303
+        assert first.headers["location"] == second.headers["location"]
+
+
+def test_ask_form_errors_appear_beside_their_fields_and_keep_what_was_typed(
+    stack: Stack, browser: Browser
+) -> None:
+    with person(browser, stack, "patient-typo") as patient:
+        page = patient.new_page()
+        page.goto("/ask")
+        page.get_by_label("Your question").fill("Too short")
+        page.get_by_label("Details").fill("Everything I typed stays here.")
+        page.get_by_label("Your location: ZIP code or City, ST (optional)").fill("Nowhere at all")
+        page.get_by_role("button", name="Post your question").click()
+        location = page.get_by_label("Your location: ZIP code or City, ST (optional)")
+        expect(location).to_have_attribute("aria-invalid", "true")
+        expect(location).to_have_accessible_description(re.compile("ZIP code"))
+        expect(page.get_by_label("Details")).to_have_value("Everything I typed stays here.")
+        page.get_by_label("Your location: ZIP code or City, ST (optional)").fill("90012")
+        page.get_by_role("button", name="Post your question").click()
+        title = page.get_by_label("Your question")
+        expect(title).to_have_attribute("aria-invalid", "true")
+        expect(title).to_have_accessible_description(re.compile("at least 10 characters"))
+        expect(
+            page.get_by_role("group", name="Topics (choose one or more)")
+        ).to_have_accessible_description(re.compile("at least 1 item"))
+        expect(title).to_have_value("Too short")
+
+
+# (c) ---------------------------------------------------------------------------------------
+
+
+def test_the_doctor_answers_from_the_page_and_the_patient_hears_of_it(
+    stack: Stack, browser: Browser
+) -> None:
+    title = "Which filler lasts longest for cheek asymmetry?"
+    qid = _post_question(stack, "patient-c", title, ["fillers", "facial-asymmetry"])
+    with (
+        person(browser, stack, "dr-jason-emer", "doctor", "Jason Emer") as doctor,
+        person(browser, stack, "patient-c") as patient,
+    ):
+        page = doctor.new_page()
+        page.goto(f"/questions/{qid}")
+        expect(page.get_by_role("heading", name="Doctor Answers 0")).to_be_visible()
+        page.get_by_label("Headline (optional)").fill("Hyaluronic fillers first")
+        page.get_by_label("Your answer").fill("Too short.")
+        page.get_by_role("button", name="Post your answer").click()
+        body = page.get_by_label("Your answer")
+        expect(body).to_have_attribute("aria-invalid", "true")
+        expect(body).to_have_accessible_description(re.compile("at least 20 characters"))
+        expect(page.get_by_label("Headline (optional)")).to_have_value("Hyaluronic fillers first")
+        page.get_by_label("Your answer").fill(
+            "Start with a hyaluronic acid filler; it can be reversed."
+        )
+        page.get_by_role("button", name="Post your answer").click()
+        answers = _answers(page, 1)
+        expect(answers).to_have_count(1)
+        expect(answers.first).to_contain_text("Jason Emer")
+        expect(page.get_by_role("button", name="Post your answer")).to_have_count(0)
+
+        mine = patient.new_page()
+        mine.goto(f"/questions/{qid}")
+        expect(_answers(mine, 1).first).to_contain_text("it can be reversed")
+        mine.get_by_role("link", name="Inbox").click()
+        alert = mine.get_by_role("article").filter(has=mine.get_by_role("link", name=title))
+        expect(alert).to_contain_text("New answer")
+        expect(alert).to_contain_text("Jason Emer")
+        expect(alert).to_contain_text("answered your question")
+
+
+# (d) ---------------------------------------------------------------------------------------
+
+
+def test_a_reader_votes_helpful_the_count_and_ranking_move_and_retracting_works(
+    stack: Stack, browser: Browser
+) -> None:
+    qid = _post_question(
+        stack, "patient-d", "Is a thread lift worth it for jowls?", ["pdo-threads"]
+    )
+    _answer(stack, qid, "dr-jon-a-perlman", "Jon A. Perlman", "Threads last a year")
+    _answer(stack, qid, "dr-victor-chung", "Victor Chung", "Consider a neck lift")
+    with person(browser, stack, "reader-d") as reader:
+        page = reader.new_page()
+        page.goto(f"/questions/{qid}")
+        answers = _answers(page, 2)
+        last = answers.nth(1).get_by_role("heading", level=3).inner_text()
+        target = page.get_by_role("article", name=last)
+        expect(target).to_contain_text("0 helpful")
+
+        target.get_by_role("button", name="Helpful", exact=True).click()
+        expect(target).to_contain_text("1 helpful")
+        expect(target.get_by_role("button", name="Helpful", exact=True)).to_have_attribute(
+            "aria-pressed", "true"
+        )
+        expect(answers.first.get_by_role("heading", level=3)).to_have_text(last)
+
+        target.get_by_role("button", name="Helpful", exact=True).click()
+        expect(target).to_contain_text("0 helpful")
+        expect(target.get_by_role("button", name="Helpful", exact=True)).to_have_attribute(
+            "aria-pressed", "false"
+        )
+    tallies = [
+        stack.api("GET", "votes", f"/answers/{a['id']}/votes")
+        for a in stack.api("GET", "questions", f"/questions/{qid}")["answers"]
+    ]
+    assert all(t["helpful"] == 0 for t in tallies), "the retraction reached the votes service"
+
+
+# (e) ---------------------------------------------------------------------------------------
+
+
+def test_markup_in_a_question_renders_as_literal_text(stack: Stack, browser: Browser) -> None:
+    title = "<script>alert('title')</script> is this safe?"
+    body = "<img src=x onerror=\"alert('body')\"> and <b>bold</b>"
+    with person(browser, stack, "patient-e") as patient:
+        page = patient.new_page()
+        dialogs: list[str] = []
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        page.goto("/ask")
+        page.get_by_label("Your question").fill(title)
+        page.get_by_label("Details").fill(body)
+        page.get_by_label("Rosacea").check()
+        page.get_by_role("button", name="Post your question").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text(title)
+        expect(page.get_by_text(body)).to_be_visible()
+        assert page.get_by_role("main").get_by_role("img").count() == 0
+        page.goto("/")
+        expect(page.get_by_role("link", name=title)).to_be_visible()
+        page.wait_for_timeout(200)
+        assert dialogs == [], "a script ran"
+
+
+# (f) ---------------------------------------------------------------------------------------
+
+
+def test_a_form_post_without_the_csrf_token_is_refused(stack: Stack, browser: Browser) -> None:
+    with person(browser, stack, "patient-f") as patient:
+        page = patient.new_page()
+        page.goto("/ask")
+        token = page.locator("input[name=csrf_token]").first.get_attribute("value")
+        assert token
+        form = {"title": "A question sent by another site", "body": "Forged.", "topics": "botox"}
+        for sent in (form, {**form, "csrf_token": "not-the-token"}):
+            refused = patient.request.post("/ask", form=sent, max_redirects=0)
+            assert refused.status == 403
+            assert "This form was refused" in refused.text()
+        assert patient.request.post("/signout", form={}, max_redirects=0).status == 403
+        listing = stack.api("GET", "questions", "/questions?limit=100")["items"]
+        assert not [q for q in listing if q["title"] == form["title"]]
+        accepted = patient.request.post("/ask", form={**form, "csrf_token": token}, max_redirects=0)
+        assert accepted.status == 303, "the same form with its token goes through"
+    with person(browser, stack) as visitor:
+        bad = visitor.request.post("/session", headers={"Authorization": "Bearer not-a-token"})
+        assert bad.status == 401
+
+
+# (g) ---------------------------------------------------------------------------------------
+
+
+def _axe(page: Page) -> list[dict[str, Any]]:
+    page.add_script_tag(path=str(AXE))
+    violations: list[dict[str, Any]] = page.evaluate("async () => (await axe.run()).violations")
+    return [
+        {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:3]}
+        for v in violations
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+def test_axe_finds_no_serious_violation_on_any_page_at_375px_and_desktop(
+    stack: Stack, browser: Browser
+) -> None:
+    assert AXE.exists(), "axe-core is missing: run 'make install' (npm ci in tests/browser)"
+    qid = stack.seed["qid"]
+    other = _post_question(
+        stack, "patient-g", "Will a brow lift fix one droopy eyebrow?", ["brow-lift"]
+    )
+    visits = [
+        (None, "patient", ["/", f"/questions/{qid}", "/signin", "/?topic=botox"]),
+        ("patient-g", "patient", ["/ask", f"/questions/{qid}", "/inbox"]),
+        ("dr-jason-emer", "doctor", ["/inbox", "/settings", f"/questions/{other}"]),
+    ]
+    found: dict[str, Any] = {}
+    for width, height in ((375, 800), (1280, 900)):
+        for sub, role, paths in visits:
+            with person(
+                browser,
+                stack,
+                sub,
+                role,
+                viewport={"width": width, "height": height},
+                bypass_csp=True,
+            ) as context:
+                page = context.new_page()
+                for path in paths:
+                    page.goto(path)
+                    violations = _axe(page)
+                    if violations:
+                        found[f"{width}px {sub} {path}"] = violations
+                    overflow = page.evaluate(
+                        "() => document.documentElement.scrollWidth - window.innerWidth"
+                    )
+                    assert overflow <= 0, f"{path} scrolls sideways at {width}px"
+                if sub == "patient-g":
+                    page.goto("/ask")
+                    page.get_by_role("button", name="Post your question").click()
+                    expect(page.get_by_role("alert")).to_be_visible()
+                    if violations := _axe(page):
+                        found[f"{width}px /ask with errors"] = violations
+    assert not found, found
+
+
+def test_the_pages_are_usable_by_keyboard(stack: Stack, browser: Browser) -> None:
+    with person(browser, stack, "reader-k") as reader:
+        page = reader.new_page()
+        page.goto(f"/questions/{stack.seed['qid']}")
+        page.keyboard.press("Tab")
+        expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+        page.keyboard.press("Enter")
+        first = _answers(page, 6).first.get_by_role("button", name="Helpful", exact=True)
+        for _ in range(40):
+            page.keyboard.press("Tab")
+            if first.evaluate("el => el === document.activeElement"):
+                break
+        expect(first).to_be_focused()
+        page.keyboard.press("Enter")
+        expect(_answers(page, 6).first).to_contain_text("51 helpful")
+        page.goto(f"/questions/{stack.seed['qid']}")
+        _answers(page, 6).first.get_by_role("button", name="Helpful", exact=True).click()
+        expect(_answers(page, 6).first).to_contain_text("50 helpful")
+
+
+def test_a_doctor_edits_their_alert_settings_and_keeps_their_rating(
+    stack: Stack, browser: Browser
+) -> None:
+    with person(browser, stack, "dr-melvin-elson", "doctor", "Melvin Elson") as doctor:
+        page = doctor.new_page()
+        page.goto("/")
+        page.get_by_role("link", name="Settings").click()
+        expect(page.get_by_label("Name")).to_have_value("Melvin Elson")
+        expect(page.get_by_label("Practice location: ZIP code or City, ST")).to_have_value(
+            "Nashville, TN"
+        )
+        page.get_by_label("Alert radius (km)").fill("80")
+        page.get_by_label("Quiet hours start (HH:MM)").fill("22:00")
+        page.get_by_label("Quiet hours end (HH:MM)").fill("07:00")
+        page.get_by_label("Time zone (e.g. America/Los_Angeles)").fill("America/Chicago")
+        page.get_by_role("button", name="Save").click()
+        expect(page.get_by_role("status")).to_have_text("Your settings are saved.")
+        expect(page.get_by_label("Alert radius (km)")).to_have_value("80")
+        expect(page.get_by_label("Time zone (e.g. America/Los_Angeles)")).to_have_value(
+            "America/Chicago"
+        )
+    card = stack.api("GET", "notify", "/doctors/dr-melvin-elson")
+    assert card["radius_km"] == 80
+    assert (card["rating"], card["review_count"]) == (5.0, 7), "a doctor's save keeps the rating"
+
+
+def test_the_live_stream_needs_a_session_and_resumes_after_last_event_id(stack: Stack) -> None:
+    asker = auth(stack.seed["asker"], "patient")
+    items = stack.api("GET", "notify", "/inbox?limit=100", headers=asker)["items"]
+    assert len(items) >= 6
+    oldest, newer = items[-1]["id"], [i["id"] for i in reversed(items[:-1])]
+    with httpx.Client(base_url=stack.web, timeout=10) as client:
+        assert client.get("/inbox/stream").status_code == 401
+        assert client.post("/session", headers=asker).status_code == 200
+        replayed: list[str] = []
+        with client.stream("GET", "/inbox/stream", headers={"Last-Event-ID": oldest}) as stream:
+            assert stream.status_code == 200
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            for line in stream.iter_lines():
+                if line.startswith("id: "):
+                    replayed.append(line.removeprefix("id: "))
+                if line.startswith("data: <li") and replayed:
+                    assert f'id="n-{replayed[-1]}"' in line, "each item arrives rendered"
+                if len(replayed) == len(newer):
+                    break
+    assert replayed == newer, "everything after Last-Event-ID, oldest first"
+
+
+def test_the_home_page_lists_questions_with_answer_counts_and_filters_by_topic(
+    stack: Stack, browser: Browser
+) -> None:
+    urgent = _post_question(
+        stack, "patient-h", "Sudden facial droop and slurred speech this morning", ["bells-palsy"]
+    )
+    with person(browser, stack) as visitor:
+        page = visitor.new_page()
+        page.goto("/")
+        seed = page.get_by_role("listitem").filter(
+            has=page.get_by_role("link", name=SEED["question"]["title"])
+        )
+        expect(seed).to_contain_text("6 doctor answers")
+        page.get_by_label("Topic").select_option(label="Dermal fillers")
+        page.get_by_role("button", name="Filter").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Questions about Dermal fillers")
+        expect(page.get_by_role("link", name=SEED["question"]["title"])).to_be_visible()
+        expect(page.get_by_role("link", name="Is a thread lift worth it for jowls?")).to_have_count(
+            0
+        )
+
+        page.goto(f"/questions/{urgent}")
+        expect(page.get_by_role("alert")).to_contain_text("This may be an emergency")
+        expect(page.get_by_role("alert")).to_contain_text("call 911")
+
+
+def test_a_stopping_web_ends_its_open_live_streams_at_once(stack: Stack) -> None:
+    # A second web replica of its own, so the module's one keeps serving.
+    replica = ServiceProcess("web", "redis://127.0.0.1:1/0", **launcher.peer_env("web", stack.urls))
+    replica.start(wait_ready=False)
+    try:
+        replica.wait_ready(60)
+        with httpx.Client(base_url=replica.url, timeout=10) as client:
+            assert (
+                client.post("/session", headers=auth("dr-victor-chung", "doctor")).status_code
+                == 200
+            )
+            with client.stream("GET", "/inbox/stream") as stream:
+                lines = stream.iter_lines()
+                assert next(lines).startswith("retry:")
+                started = time.monotonic()
+                replica.proc.terminate()  # SIGTERM, by pid
+                for _ in lines:  # the stream ends instead of holding the replica
+                    pass
+                # uvicorn re-raises the SIGTERM after its graceful stop: -15 is a clean exit.
+                assert replica.proc.wait(10) in (0, -signal.SIGTERM)
+                assert "service_stopped" in replica.logs()
+                assert time.monotonic() - started < 5, "the open stream held the stop"
+    finally:
+        replica.terminate(10)

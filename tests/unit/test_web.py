@@ -1,0 +1,117 @@
+"""The web service's own plumbing, without a browser: settings, sessions, the SSE relay."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from fastapi.responses import Response
+from pydantic import ValidationError
+from starlette.requests import Request
+
+from services.web.live import parse_events, sse
+from services.web.routes import _location
+from services.web.session import COOKIE, Session, Sessions
+from services.web.settings import WebSettings
+from tests.support import JWT_SECRET, token
+
+
+def _settings(**values: object) -> WebSettings:
+    return WebSettings(jwt_secret=JWT_SECRET, **values)  # type: ignore[arg-type]
+
+
+def _request(cookie: str | None) -> Request:
+    headers = [(b"cookie", f"{COOKIE}={cookie}".encode())] if cookie else []
+    return Request({"type": "http", "method": "GET", "path": "/", "headers": headers})
+
+
+def test_development_sign_in_is_refused_in_production() -> None:
+    with pytest.raises(ValidationError, match="refused"):
+        _settings(web_dev_login=True, environment="production")
+    assert _settings(environment="production").web_dev_login is False
+    assert _settings(web_dev_login=True).web_dev_login is True
+
+
+def _cookie(sessions: Sessions, session: Session) -> str:
+    response = Response()
+    sessions.save(session, response)
+    header = response.headers["set-cookie"]
+    assert "httponly" in header.lower() and "samesite=lax" in header.lower()
+    return header.split(";", 1)[0].split("=", 1)[1]
+
+
+async def test_a_session_cookie_carries_the_user_and_a_csrf_token() -> None:
+    sessions = Sessions(_settings())
+    visitor = await sessions.read(_request(None))
+    assert visitor.user is None and visitor.changed and len(visitor.csrf) > 20
+    before = visitor.csrf
+    await sessions.sign_in(visitor, token("dr-jason-emer", "doctor", "Jason Emer"))
+    assert visitor.csrf != before, "a new identity gets a new CSRF token"
+    again = await sessions.read(_request(_cookie(sessions, visitor)))
+    assert again.user is not None and again.user.sub == "dr-jason-emer"
+    assert again.csrf == visitor.csrf and not again.changed
+    assert again.csrf_ok(visitor.csrf) and not again.csrf_ok("") and not again.csrf_ok("x")
+
+
+async def test_a_tampered_or_foreign_cookie_is_a_fresh_visitor() -> None:
+    sessions = Sessions(_settings())
+    session = await sessions.read(_request(None))
+    await sessions.sign_in(session, token("patient-1"))
+    cookie = _cookie(sessions, session)
+    tampered = await sessions.read(_request(cookie[:-2] + ("AA" if cookie[-2:] != "AA" else "BB")))
+    assert tampered.user is None and tampered.csrf != session.csrf
+    other = Sessions(_settings(session_secret="another-session-secret-0123456789abcdef"))
+    assert (await other.read(_request(cookie))).user is None
+
+
+@pytest.mark.parametrize("secure", [True, False])
+def test_the_cookie_is_secure_when_the_setting_says_so(secure: bool) -> None:
+    response = Response()
+    Sessions(_settings(secure_cookies=secure)).save(Session(csrf="c", changed=True), response)
+    assert ("secure" in response.headers["set-cookie"].lower()) is secure
+
+
+async def _lines(*lines: str) -> AsyncIterator[str]:
+    for line in lines:
+        yield line
+
+
+async def test_the_relay_reads_notify_events_and_heartbeats() -> None:
+    body = _lines(
+        "retry: 3000",
+        ": connected",
+        "",
+        "id: n1",
+        "event: notification",
+        'data: {"id": "n1",',
+        'data:  "kind": "digest"}',
+        "",
+        ": heartbeat",
+        "",
+    )
+    events = [e async for e in parse_events(body)]
+    assert events == [None, ("notification", '{"id": "n1",\n "kind": "digest"}'), None]
+
+
+def test_an_event_with_many_lines_keeps_each_as_a_data_line() -> None:
+    assert sse("notification", "<li>\n  x\n</li>", "n1") == (
+        "id: n1\nevent: notification\ndata: <li>\ndata:   x\ndata: </li>\n\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "place", "error"),
+    [
+        ("", None, False),
+        ("90012", {"zip": "90012"}, False),
+        ("Los Angeles, CA", {"city": "Los Angeles", "state": "CA"}, False),
+        ("Winston-Salem , NC ", {"city": "Winston-Salem", "state": "NC"}, False),
+        ("Nowhere", None, True),
+        (", CA", None, True),
+    ],
+)
+def test_a_typed_location_becomes_the_apis_location(
+    text: str, place: dict[str, str] | None, error: bool
+) -> None:
+    got, message = _location(text)
+    assert got == place and bool(message) is error
