@@ -95,6 +95,19 @@ def test_quiet_hours_hold_an_alert_until_they_end_but_urgent_ones_pass() -> None
     assert world.store.holds["dr-q"] == {} and "dr-q" not in world.store.due
 
 
+def test_alerts_held_for_a_doctor_suspended_meanwhile_never_go_out() -> None:
+    world = World()
+    world.index.add("dr-s", ("dermatology",), *LA)
+    quiet_all_day(world, "dr-s")
+    asyncio.run(world.alerts.on_question_posted(question("q-held")))
+    assert len(world.store.holds["dr-s"]) == 1
+    world.prefs.by_doctor["dr-s"] = {**world.prefs.by_doctor["dr-s"], "verified": False}
+    later = datetime.now(UTC) + timedelta(hours=3)
+    assert asyncio.run(world.held.release_due(later)) == 1
+    assert world.kinds("dr-s") == []
+    assert world.store.holds["dr-s"] == {} and "dr-s" not in world.store.due
+
+
 def test_alerts_over_the_daily_cap_go_out_in_one_digest() -> None:
     world = World()
     world.index.add("dr-cap", ("dermatology",), *LA)

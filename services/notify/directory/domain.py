@@ -72,6 +72,8 @@ def alert_prefs(profile: dict[str, Any]) -> dict[str, Any]:
         "quiet_hours": profile.get("quiet_hours"),
         "daily_cap": profile.get("daily_cap"),
         "channels": [channel for channel, value in on if value],
+        # held alerts of a doctor suspended meanwhile never go out
+        "verified": is_verified(profile),
     }
 
 
