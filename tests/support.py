@@ -10,7 +10,7 @@ import subprocess
 import time
 import zlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Self
 
 import redis
 
@@ -84,6 +84,15 @@ class ServiceProcess(launcher.ServiceProcess):
 
     def __init__(self, name: str, redis_url: str, port: int | None = None, **env: str) -> None:
         super().__init__(name, redis_url, JWT_SECRET, port, env={**TEST_ENV, **env})
+
+    def start(self, wait_ready: bool = True, timeout: float | None = None) -> Self:
+        """Start it; wait (READY_S unless told) until it is ready."""
+        super().start(wait_ready, READY_S if timeout is None else timeout)
+        return self
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait (READY_S unless told) until it is ready."""
+        super().wait_ready(READY_S if timeout is None else timeout)
 
 
 @contextlib.contextmanager
