@@ -1,5 +1,9 @@
-"""`askdoc doctors import` (bulk registration from a CSV by `PUT /doctors/{id}` on notify)
-and `askdoc doctors verify`/`suspend` (`PUT /doctors/{id}/status`).
+"""`askdoc doctors import`: bulk registration from a CSV by `PATCH /doctors/{id}` on notify;
+`askdoc doctors verify`/`suspend` (`PUT /doctors/{id}/status`).
+
+PATCH, not PUT: a re-import changes only the columns the file fills in, so it never
+wipes what a doctor set themself (quiet hours, daily cap, webhook, or an e-mail the
+file leaves empty); a doctor not yet in the directory is created.
 
 Rows are checked locally first (a row without id, name, specialties or a location is
 rejected without a request); the notify service is the judge of everything else
@@ -59,7 +63,7 @@ class TokenRefused(Exception):
 
 @dataclass(frozen=True)
 class Row:
-    """A locally valid row: the doctor's id and the profile to PUT."""
+    """A locally valid row: the doctor's id and the profile fields to PATCH."""
 
     number: int
     doctor_id: str
@@ -220,7 +224,7 @@ def _retry_after(response: httpx.Response | None, attempt: int) -> float:
 async def put_profile(
     client: httpx.AsyncClient, base_url: str, row: Row, run_id: str
 ) -> Rejected | None:
-    """PUT one profile (idempotent, so retried on 429/5xx/transport errors); None on success."""
+    """PATCH one profile (idempotent, so retried on 429/5xx/transport errors); None on success."""
     url = f"{base_url.rstrip('/')}/doctors/{quote(row.doctor_id, safe='')}"
     # The request id becomes the events' correlation_id: one import can be traced in logs.
     headers = {"X-Request-ID": f"askdoc-import-{run_id}-row{row.number}"}
@@ -229,7 +233,7 @@ async def put_profile(
         attempt += 1
         response: httpx.Response | None = None
         try:
-            response = await client.put(url, json=row.profile, headers=headers)
+            response = await client.patch(url, json=row.profile, headers=headers)
         except httpx.TransportError as exc:
             if attempt >= MAX_ATTEMPTS:
                 return Rejected(row.number, row.doctor_id, f"notify unreachable: {exc}")
@@ -263,7 +267,7 @@ async def import_rows(
     advance: Callable[[Rejected | None], None],
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> ImportResult:
-    """PUT every row with at most `concurrency` requests in flight (`transport`: for tests)."""
+    """PATCH every row with at most `concurrency` requests in flight (`transport`: for tests)."""
     limit = asyncio.Semaphore(concurrency)
     result = ImportResult([], run_id=uuid.uuid4().hex[:12])
     headers = {"Authorization": f"Bearer {token}"}

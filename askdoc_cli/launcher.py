@@ -9,6 +9,7 @@ line sink (dev's prefixed terminal), or nowhere; the last lines are kept for err
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -29,6 +30,21 @@ import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
+_PR_SET_PDEATHSIG = 1
+# Looked up once here: the forked child must not import or allocate before exec.
+_prctl = (
+    getattr(ctypes.CDLL(None, use_errno=True), "prctl", None) if sys.platform == "linux" else None
+)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the launching process dies.
+
+    A test runner killed by a timeout (or a crashed demo) then leaves no orphaned
+    services polling Redis behind it.
+    """
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -138,6 +154,7 @@ class Child:
             stdout=stdout,
             stderr=subprocess.STDOUT,
             start_new_session=self.own_session,
+            preexec_fn=_die_with_parent,  # async-signal-safe: one prctl call, no allocation
         )
         if sink is not None:
             assert self.proc.stdout is not None
@@ -385,7 +402,8 @@ class ServiceProcess(Child):
     def log_path(self) -> Path | None:
         return self.output if isinstance(self.output, Path) else None
 
-    def start(self, wait_ready: bool = True, timeout: float = 30) -> Self:
+    def start(self, wait_ready: bool = True, timeout: float = 90) -> Self:
+        # Generous: notify loads its gazetteer before it is ready, slow on a busy machine.
         self.spawn()
         if wait_ready:
             self.wait_ready(timeout)
@@ -397,7 +415,7 @@ class ServiceProcess(Child):
             return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
         return False
 
-    def wait_ready(self, timeout: float = 30) -> None:
+    def wait_ready(self, timeout: float = 90) -> None:
         wait_ready([self], timeout)
 
 

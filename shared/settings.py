@@ -43,8 +43,10 @@ class Settings(BaseSettings):
     http_host: str = "0.0.0.0"
     http_port: int = Field(0, description="0 means the service's own default port")
 
+    # Not lower: a busy host can stall the event loop for seconds (the start-up GC over
+    # the gazetteer), and a reply read after the timeout fired is thrown away.
     redis_socket_timeout_s: float = Field(
-        10.0, gt=1, description="a Redis reply slower than this drops the connection"
+        30.0, gt=1, description="a Redis reply slower than this drops the connection"
     )
     redis_health_check_s: int = Field(15, ge=1, description="PING an idle connection first")
     consumer_stall_s: float = Field(
@@ -75,6 +77,21 @@ class Settings(BaseSettings):
 
     rate_limit_writes: int = Field(60, ge=1, description="writes per user per window")
     rate_limit_window_s: int = Field(60, ge=1)
+    anon_read_limit: int = Field(
+        300,
+        ge=0,
+        description="anonymous reads per client address per window (0: no limit); "
+        "signed-in reads are not counted",
+    )
+    anon_read_window_s: int = Field(60, ge=1)
+    trusted_proxies: str = Field(
+        "",
+        description="comma-separated addresses or CIDRs (the web service, a load balancer) "
+        "whose X-Forwarded-For names the client a read is counted for",
+    )
+    read_limit_exempt: str = Field(
+        "", description="comma-separated addresses or CIDRs whose anonymous reads never count"
+    )
 
     def port_or(self, default: int) -> int:
         """The configured HTTP port, or the service's default."""

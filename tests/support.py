@@ -22,13 +22,17 @@ from shared.auth import issue_token
 __all__ = ["ROOT", "SERVICES"]
 
 JWT_SECRET = "test-secret-please-change-0123456789abcdef"
+WEBHOOK_SECRET_KEY = "YXNrZG9jLXRlc3QtZmVybmV0LWtleS0wMDAwMDAwMDA="
 # Fast claims and polling, no write limit, webhooks to loopback receivers.
 TEST_ENV = {
     "ASKDOC_LOG_FORMAT": "json",
     "ASKDOC_CLAIM_IDLE_MS": "1500",
     "ASKDOC_POLLING_INTERVAL_MS": "50",
     "ASKDOC_RATE_LIMIT_WRITES": "100000",
+    "ASKDOC_ANON_READ_LIMIT": "100000",
     "ASKDOC_WEBHOOK_ALLOW_PRIVATE": "true",
+    # A fixed Fernet key (32 bytes, url-safe base64) that seals webhook secrets in tests.
+    "ASKDOC_WEBHOOK_SECRET_KEY": WEBHOOK_SECRET_KEY,
 }
 
 
@@ -108,7 +112,8 @@ def running_services(
     try:
         for p in procs.values():
             p.start(wait_ready=False)
-        launcher.wait_ready(procs.values(), timeout=READY_S)
+        # Each service used to get 30 s of its own; on a loaded machine they need it.
+        launcher.wait_ready(procs.values(), timeout=max(READY_S, 30 * len(procs)))
         yield procs
     finally:
         launcher.stop_all(procs.values(), timeout=10)

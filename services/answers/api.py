@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.auth import Principal
 from shared.errors import DomainError
-from shared.http import IdempotencyKey, writer
+from shared.http import AnyReader, IdempotencyKey, writer
 from shared.idempotency import IdempotencyKeyReused
+from shared.ids import ResourceId
 
 from . import domain
 from .service import (
@@ -27,8 +28,8 @@ from .service import (
 router = APIRouter(tags=["answers"])
 
 Answerer = Annotated[Principal, writer("doctor")]
-QuestionId = Annotated[str, Path(max_length=64)]
-AnswerId = Annotated[str, Path(max_length=64)]
+QuestionId = ResourceId
+AnswerId = ResourceId
 
 
 class AnswerIn(BaseModel):
@@ -80,12 +81,14 @@ async def post_answer(
 
 
 @router.get("/questions/{question_id}/answers", summary="A question's answers, oldest first")
-async def list_answers(question_id: QuestionId, request: Request) -> dict[str, Any]:
+async def list_answers(
+    question_id: QuestionId, request: Request, _reader: AnyReader
+) -> dict[str, Any]:
     """The answers with each doctor's card, and the answer count."""
     return await answers_service(request).answers_of(question_id)
 
 
 @router.get("/answers/{answer_id}", summary="One answer")
-async def get_answer(answer_id: AnswerId, request: Request) -> dict[str, Any]:
+async def get_answer(answer_id: AnswerId, request: Request, _reader: AnyReader) -> dict[str, Any]:
     """The answer with its doctor's card."""
     return await answers_service(request).get_answer(answer_id)

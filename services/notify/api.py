@@ -7,23 +7,29 @@ into statuses through the one table `STATUSES`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from html import escape
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Path, Query, Request
-from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import HTMLResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.auth import MaybeUser, Principal, StreamUser, User
+from shared.auth import Principal, StreamUser, User
 from shared.errors import DomainError
-from shared.http import IdempotencyKey, writer
+from shared.http import AnyReader, IdempotencyKey, writer
+from shared.ids import ResourceId
 from shared.schemas import LocationIn
 
+from .delivery.mail import UNSUBSCRIBE_PATH
 from .directory.service import (
+    ADMIN_ONLY,
     DirectoryService,
+    PatchDoctorProfile,
     PracticeLocation,
     QuietWindow,
     SaveDoctorProfile,
     SetDoctorStatus,
+    WebhooksUnavailable,
 )
 from .inbox.live import LiveHub, sse_stream
 from .inbox.service import BadCursor, InboxService, ListInbox, MarkRead
@@ -32,14 +38,14 @@ from .parts import NotifyParts
 router = APIRouter(tags=["notify"])
 
 #: Domain exceptions whose status is not the base one of their kind (shared.errors).
-STATUSES: Mapping[type[DomainError], int] = {BadCursor: 400}
+STATUSES: Mapping[type[DomainError], int] = {BadCursor: 400, WebhooksUnavailable: 503}
 
 Editor = Annotated[Principal, writer("doctor", "admin")]
 Admin = Annotated[Principal, writer("admin")]
 Status = Literal["pending", "verified", "suspended"]
 Reader = Annotated[Principal, writer()]
-DoctorId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:@|-]+$")]
-NotificationId = Annotated[str, Path(max_length=64)]
+DoctorId = ResourceId
+NotificationId = ResourceId
 
 
 class QuietHoursIn(BaseModel):
@@ -53,7 +59,12 @@ class QuietHoursIn(BaseModel):
 
 
 class DoctorIn(BaseModel):
-    """A doctor's directory profile and alert preferences (the whole profile: PUT replaces)."""
+    """A doctor's directory profile and alert preferences (the whole profile: PUT replaces).
+
+    `rating` and `review_count` are set by admins and the import: an admin's PUT replaces
+    them (left out: cleared); a doctor's PUT keeps the stored ones when left out, and gets
+    403 `rating_set_by_admins` if it sends other values.
+    """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -69,12 +80,20 @@ class DoctorIn(BaseModel):
     email: str | None = Field(
         None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", description="Private"
     )
-    webhook_url: str | None = Field(None, max_length=2048, description="Private")
+    webhook_url: str | None = Field(
+        None, max_length=2048, description="Private; https (Standard Webhooks deliveries)"
+    )
     webhook_secret: str | None = Field(
         None,
-        min_length=16,
-        max_length=256,
-        description="Private, write-only; left out of a PUT it keeps the stored one",
+        min_length=38,
+        max_length=128,
+        pattern=r"^whsec_[A-Za-z0-9+/]+=*$",
+        description="Private, write-only: 'whsec_' + base64 of 24-64 bytes. Left out of a "
+        "PUT it keeps the stored one (or the server makes one); null makes a new one. A new "
+        "secret is shown once, in the reply; the previous one still signs for a while",
+    )
+    email_alerts: bool | None = Field(
+        None, description="Alerts by e-mail on or off; left out it stays as it is"
     )
     quiet_hours: QuietHoursIn | None = None
     daily_cap: int | None = Field(None, ge=1, le=1000, description="Routine alerts per local day")
@@ -116,6 +135,10 @@ class DoctorIn(BaseModel):
             keep_webhook_secret="webhook_secret" not in self.model_fields_set,
             quiet_hours=QuietWindow(qh.start, qh.end, qh.tz) if qh is not None else None,
             daily_cap=self.daily_cap,
+            keep=frozenset()
+            if actor.role == "admin"
+            else frozenset(f for f in ADMIN_ONLY if f not in self.model_fields_set),
+            email_alerts=self.email_alerts,
             npi=self.npi,
             taxonomy_code=self.taxonomy_code,
             status=self.status,
@@ -128,6 +151,61 @@ class StatusIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: Status
+
+
+#: Fields a PATCH may not set to null (the profile cannot be without them).
+_REQUIRED_IN_PATCH = ("name", "credentials", "specialties", "location", "radius_km")
+
+
+class DoctorPatch(BaseModel):
+    """Some fields of a doctor's profile; the ones left out stay as stored.
+
+    null clears an optional field (email, webhook_url, quiet_hours, daily_cap, rating).
+    A doctor's PATCH that changes `rating` or `review_count` gets 403.
+    """
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str | None = Field(None, min_length=1, max_length=120)
+    credentials: str | None = Field(None, max_length=200)
+    specialties: list[Annotated[str, Field(min_length=1, max_length=80)]] | None = Field(
+        None, min_length=1, max_length=10
+    )
+    location: LocationIn | None = None
+    radius_km: float | None = Field(None, ge=1, le=500)
+    rating: float | None = Field(None, ge=0, le=5)
+    review_count: int | None = Field(None, ge=0, le=10_000_000)
+    email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    webhook_url: str | None = Field(None, max_length=2048)
+    webhook_secret: str | None = Field(None, min_length=16, max_length=256)
+    quiet_hours: QuietHoursIn | None = None
+    daily_cap: int | None = Field(None, ge=1, le=1000)
+    npi: str | None = Field(None, max_length=10, description="National Provider Identifier")
+    taxonomy_code: str | None = Field(None, max_length=10, description="NUCC taxonomy code")
+    status: Status | None = Field(None, description="Verification status (admins only)")
+
+    @model_validator(mode="after")
+    def _no_null_for_required(self) -> DoctorPatch:
+        nulled = [
+            f for f in _REQUIRED_IN_PATCH if f in self.model_fields_set and getattr(self, f) is None
+        ]
+        if nulled:
+            raise ValueError(f"{', '.join(nulled)} cannot be null; leave them out to keep them")
+        return self
+
+    def command(self, doctor_id: str, actor: Principal) -> PatchDoctorProfile:
+        """The service layer's command for this body, sent by `actor`."""
+        changes: dict[str, Any] = {}
+        for name in self.model_fields_set:
+            value = getattr(self, name)
+            if name == "specialties" and value is not None:
+                value = tuple(value)
+            elif name == "location" and value is not None:
+                value = PracticeLocation(value.zip, value.city, value.state, value.lat, value.lon)
+            elif name == "quiet_hours" and value is not None:
+                value = QuietWindow(value.start, value.end, value.tz)
+            changes[name] = value
+        return PatchDoctorProfile(doctor_id, actor.sub, actor.role == "admin", changes)
 
 
 def notify_parts(request: Request) -> NotifyParts:
@@ -163,8 +241,16 @@ async def put_doctor_status(
     return await directory_service(request).set_status(command)
 
 
+@router.patch("/doctors/{doctor_id}", summary="Change some fields of a doctor's profile")
+async def patch_doctor(
+    doctor_id: DoctorId, payload: DoctorPatch, request: Request, user: Editor
+) -> dict[str, Any]:
+    """The doctor themself or an admin; fields left out keep their stored values."""
+    return await directory_service(request).patch_profile(payload.command(doctor_id, user))
+
+
 @router.get("/doctors/{doctor_id}", summary="A doctor's public card")
-async def get_doctor(doctor_id: DoctorId, request: Request, user: MaybeUser) -> dict[str, Any]:
+async def get_doctor(doctor_id: DoctorId, request: Request, user: AnyReader) -> dict[str, Any]:
     """No contact data, unless the doctor themself (or an admin) asks."""
     viewer_id = user.sub if user is not None else None
     is_admin = user is not None and user.role == "admin"
@@ -220,3 +306,41 @@ async def inbox_stream(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+Recipient = Annotated[str, Query(alias="r", min_length=1, max_length=64)]
+Token = Annotated[str, Query(alias="t", min_length=1, max_length=64)]
+
+
+@router.get(UNSUBSCRIBE_PATH, summary="Confirm stopping alert e-mails", response_class=HTMLResponse)
+async def unsubscribe_page(request: Request, recipient: Recipient, token: Token) -> HTMLResponse:
+    """The link in an e-mail: asks to confirm (a GET never unsubscribes: link scanners)."""
+    notify_parts(request).opt_out.check(recipient, token)
+    return HTMLResponse(
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        "<title>Stop alert e-mails</title></head><body><main>"
+        "<h1>Stop alert e-mails from askdoc?</h1>"
+        '<form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click">'
+        '<button type="submit">Stop e-mails</button></form>'
+        f'<p>Or change your alerts in <a href="{escape(_settings_url(request))}">settings</a>.</p>'
+        "</main></body></html>"
+    )
+
+
+@router.post(UNSUBSCRIBE_PATH, summary="One-click unsubscribe (RFC 8058)")
+async def unsubscribe(
+    request: Request,
+    recipient: Recipient,
+    token: Token,
+) -> dict[str, Any]:
+    """Signed by the link itself, no sign-in: turns alert e-mails off for its recipient.
+
+    The body (`List-Unsubscribe=One-Click`, RFC 8058) is not needed to act on.
+    """
+    await notify_parts(request).opt_out.unsubscribe(recipient, token)
+    return {"email_alerts": False}
+
+
+def _settings_url(request: Request) -> str:
+    settings = inbox_service(request).settings
+    return f"{settings.public_url.rstrip('/')}/settings"

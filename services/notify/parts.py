@@ -12,9 +12,12 @@ from .alerts.escalation_store import EscalationStore
 from .alerts.release import HeldAlerts
 from .alerts.service import AlertService
 from .alerts.store import AlertStore
+from .delivery.mail import unsubscribe_key
+from .delivery.optout import EmailOptOut
 from .delivery.store import OutboxStore
 from .delivery.worker import DeliveryWorker
-from .directory.service import DirectoryService
+from .directory.sealing import SecretBox
+from .directory.service import DirectoryService, WebhookPolicy
 from .directory.store import DirectoryStore
 from .inbox.service import InboxService
 from .inbox.store import InboxStore
@@ -39,11 +42,13 @@ def build_stores(
     redis: RedisClient, committer: Committer, tag: str, settings: NotifySettings
 ) -> Stores:
     """Every store; `tag` is the notification-sent slot (the runtime tag)."""
-    outbox = OutboxStore(redis, tag, settings.stream_maxlen)
+    outbox = OutboxStore(redis, tag, settings.stream_maxlen, committer, settings.dedupe_ttl_s)
     ttl_s = settings.inbox_ttl_days * 86400
+    key = sealing_key(settings)
+    box = SecretBox(key) if key else None
     inbox = InboxStore(redis, committer, tag, settings.stream_maxlen, ttl_s, outbox)
     return Stores(
-        directory=DirectoryStore(redis, committer, settings.stream_maxlen),
+        directory=DirectoryStore(redis, committer, settings.stream_maxlen, box),
         inbox=inbox,
         outbox=outbox,
         alerts=AlertStore(
@@ -68,6 +73,7 @@ class NotifyParts:
     inbox: InboxService
     alerts: AlertService
     held: HeldAlerts
+    opt_out: EmailOptOut
     escalations: Escalations
 
 
@@ -81,9 +87,25 @@ def build_parts(
     alerts = AlertService(stores.alerts, matcher, stores.directory, inbox, settings)
     held = HeldAlerts(stores.alerts, stores.directory, inbox, settings)
     # A saved profile may change quiet hours or the cap: held alerts are re-planned.
-    directory = DirectoryService(stores.directory, on_saved=held.nudge)
+    directory = DirectoryService(stores.directory, held.nudge, webhook_policy(settings))
+    opt_out = EmailOptOut(unsubscribe_key(settings), directory.switch_off)
     escalations = Escalations(stores.escalations, matcher, alerts, settings)
-    return NotifyParts(stores, directory, matcher, inbox, alerts, held, escalations)
+    return NotifyParts(stores, directory, matcher, inbox, alerts, held, opt_out, escalations)
+
+
+def sealing_key(settings: NotifySettings) -> str:
+    """The Fernet key(s) that seal webhook secrets ('' when unset or empty)."""
+    key = settings.webhook_secret_key
+    return key.get_secret_value().strip() if key is not None else ""
+
+
+def webhook_policy(settings: NotifySettings) -> WebhookPolicy:
+    """How doctors may set webhooks on this server."""
+    return WebhookPolicy(
+        sealing=bool(sealing_key(settings)),
+        allow_http=settings.webhook_allow_private,
+        rotation_s=settings.webhook_secret_rotation_s,
+    )
 
 
 def build_delivery(
@@ -91,4 +113,12 @@ def build_delivery(
 ) -> DeliveryWorker:
     """The outbox worker (webhook, e-mail) on its own Redis client."""
     stores = build_stores(redis, committer, tag, settings)
-    return DeliveryWorker(stores.outbox, stores.inbox, stores.directory, settings)
+    directory = DirectoryService(stores.directory, webhooks=webhook_policy(settings))
+    inbox = InboxService(stores.inbox, settings)
+
+    async def on_gone(recipient: str, channel: str, nid: str) -> None:
+        # The doctor's next PUT with a new URL or secret switches it on again.
+        if await directory.switch_off(recipient, channel):
+            await inbox.channel_off(recipient, channel, nid)
+
+    return DeliveryWorker(stores.outbox, stores.inbox, stores.directory, settings, on_gone)

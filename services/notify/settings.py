@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from shared.settings import Settings
 
@@ -26,12 +26,43 @@ class NotifySettings(Settings):
     )
 
     webhook_allow_private: bool = Field(
-        False, description="allow webhooks to private/loopback addresses (tests, on-prem)"
+        False,
+        description="allow webhooks to private/loopback addresses and plain http (tests, on-prem)",
     )
-    webhook_timeout_s: float = Field(5, gt=0, le=60, description="one webhook attempt")
-    webhook_max_attempts: int = Field(5, ge=1, le=20, description="attempts per channel")
-    retry_base_s: float = Field(1.0, ge=0, description="first retry delay; doubles after")
-    retry_max_s: float = Field(60.0, ge=0, description="longest retry delay")
+    webhook_secret_key: SecretStr | None = Field(
+        None,
+        description="Fernet key(s), comma-separated, newest first, that encrypt webhook "
+        "secrets at rest; required before any doctor can set a webhook",
+    )
+    webhook_secret_rotation_s: float = Field(
+        86400, ge=0, description="after a new secret, deliveries are signed with both this long"
+    )
+    webhook_timeout_s: float = Field(
+        10, gt=0, le=60, description="total deadline of one webhook attempt (connect to body)"
+    )
+    webhook_body_cap_bytes: int = Field(
+        4096, ge=0, le=65536, description="most of a receiver's response body ever read"
+    )
+    webhook_host_slots: int = Field(
+        2, ge=1, le=16, description="delivery slots one receiving host may use at once"
+    )
+    webhook_max_attempts: int = Field(
+        8, ge=1, le=20, description="attempts per channel (Standard Webhooks: 8)"
+    )
+    retry_base_s: float = Field(
+        5.0,
+        ge=0,
+        description="first retry delay; later ones follow the Standard Webhooks schedule "
+        "(5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h) scaled by retry_base_s / 5",
+    )
+    retry_max_s: float = Field(36000.0, ge=0, description="longest retry delay (Retry-After too)")
+    delivery_backlog: int = Field(
+        1000, ge=1, le=100_000, description="notifications one replica holds (waiting included)"
+    )
+    public_url: str = Field(
+        "https://askdoc.example",
+        description="the web's public base URL: links in e-mails (settings, one-click unsubscribe)",
+    )
 
     smtp_host: str | None = Field(None, description="SMTP relay; unset turns e-mail off")
     smtp_port: int = Field(25, ge=1, le=65535)

@@ -11,8 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared import taxonomy
 from shared.auth import Principal
 from shared.errors import DomainError
-from shared.http import IdempotencyKey, writer
+from shared.http import AnyReader, IdempotencyKey, writer
 from shared.idempotency import IdempotencyKeyReused
+from shared.ids import ResourceId
 from shared.schemas import LocationIn
 from shared.taxonomy import UnknownSlugs
 
@@ -95,7 +96,7 @@ async def post_question(
 
 @router.get("/questions/{question_id}", summary="The question page")
 async def get_question(
-    question_id: Annotated[str, Field(max_length=64)], request: Request
+    question_id: ResourceId, request: Request, _reader: AnyReader
 ) -> dict[str, Any]:
     """The question with its answers ranked best first, answer count and disclaimer."""
     return await questions_service(request).page(question_id)
@@ -104,6 +105,7 @@ async def get_question(
 @router.get("/questions", summary="List questions, newest first")
 async def list_questions(
     request: Request,
+    _reader: AnyReader,
     topic: Annotated[str | None, Query(max_length=80)] = None,
     specialty: Annotated[str | None, Query(max_length=80)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -115,8 +117,9 @@ async def list_questions(
 
 @router.get("/questions/{question_id}/related", summary="Related questions")
 async def related_questions(
-    question_id: Annotated[str, Field(max_length=64)],
+    question_id: ResourceId,
     request: Request,
+    _reader: AnyReader,
     limit: Annotated[int, Query(ge=1, le=20)] = 5,
 ) -> dict[str, Any]:
     """Questions sharing topics (and title words) with this one, most related first."""

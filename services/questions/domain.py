@@ -147,12 +147,27 @@ def public_question(doc: dict[str, Any]) -> dict[str, Any]:
     return public
 
 
+#: Decimals kept of a patient's coordinates: 2 is about 1 km, never a home.
+COARSE_DECIMALS = 2
+
+
 def place_dict(place: Any) -> dict[str, Any]:
-    """A geocoded place as stored and shown: city, state, zip, lat, lon."""
+    """A geocoded place as stored and shown: city, state, zip, and coarse lat, lon."""
     return {
         "city": place.city,
         "state": place.state,
         "zip": place.zip,
-        "lat": round(place.lat, 4),
-        "lon": round(place.lon, 4),
+        "lat": round(place.lat, COARSE_DECIMALS),
+        "lon": round(place.lon, COARSE_DECIMALS),
     }
+
+
+def coarse_location(location: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A stored location as it may leave the service (older documents kept 4 decimals)."""
+    if not location:
+        return location
+    coarse = dict(location)
+    for axis in ("lat", "lon"):
+        if isinstance(coarse.get(axis), int | float):
+            coarse[axis] = round(coarse[axis], COARSE_DECIMALS)
+    return coarse

@@ -18,7 +18,14 @@ from shared.settings import Settings
 from shared.text import clean_text
 
 from . import domain, triage
-from .store import LIST_SCAN_LIMIT, decode_cursor
+from .store import (
+    LIST_BATCH,
+    LIST_SCAN_LIMIT,
+    RELATED_CANDIDATES,
+    decode_cursor,
+    encode_cursor,
+    index_member,
+)
 
 log = get_logger("askdoc.questions")
 
@@ -156,6 +163,11 @@ class QuestionsService:
                 place = geo.geocode(loc.zip, loc.city, loc.state, loc.lat, loc.lon)
             except geo.UnknownPlace as exc:
                 raise UnknownLocation(str(exc)) from None
+            if place.city is None:
+                # Bare coordinates: the page names the nearest city (a grid lookup).
+                near = geo.nearest_city(place.lat, place.lon)
+                if near is not None:
+                    place = geo.Place(near.city, near.state, None, place.lat, place.lon)
         title = clean_text(command.title)
         body = clean_text(command.body)
         if not title or not body:
@@ -213,6 +225,7 @@ class QuestionsService:
     def _public(self, doc: dict[str, Any]) -> dict[str, Any]:
         public = domain.public_question(doc)
         public.pop("created_ms", None)
+        public["location"] = domain.coarse_location(doc.get("location"))
         if doc.get("urgent"):
             public["emergency_notice"] = triage.EMERGENCY_NOTICE
         return public
@@ -255,19 +268,25 @@ class QuestionsService:
         items: list[dict[str, Any]] = []
         scanned = 0
         next_cursor: str | None = None
+        # With both filters the topic index drives and specialty filters: read in batches,
+        # and at most LIST_SCAN_LIMIT entries per request (the cursor goes on from there).
+        batch = limit if not (topic_slug and spec_slug) else max(limit, LIST_BATCH)
         while len(items) < limit and scanned < LIST_SCAN_LIMIT:
-            ids, next_cursor = await self.store.list_ids(kind, slug, after, limit)
+            count = min(batch, LIST_SCAN_LIMIT - scanned)
+            ids, next_cursor = await self.store.list_ids(kind, slug, after, count)
             scanned += len(ids)
             for doc in await self.store.get_many(ids):
-                # With both filters the topic index drives and specialty filters.
                 if topic_slug and spec_slug and spec_slug not in doc["specialties"]:
                     continue
-                if len(items) < limit:
-                    items.append(self._public(doc))
+                items.append(self._public(doc))
+                if len(items) == limit:
+                    # Stopped inside the batch: go on right after the last one shown.
+                    next_cursor = encode_cursor(index_member(doc))
+                    break
             if next_cursor is None:
                 break
             after = decode_cursor(next_cursor)
-        return {"items": items, "next_cursor": next_cursor if len(items) >= limit else None}
+        return {"items": items, "next_cursor": next_cursor}
 
     async def related(self, qid: str, limit: int) -> list[dict[str, Any]]:
         """Questions most related to `qid` by topic overlap and title words."""
@@ -275,8 +294,10 @@ class QuestionsService:
         if doc is None:
             raise QuestionNotFound(qid)
         candidates: dict[str, None] = {}
+        # A bounded read: RELATED_CANDIDATES questions at most, shared among the topics.
+        per_topic = max(10, RELATED_CANDIDATES // max(1, len(doc["topics"])))
         for topic in doc["topics"]:
-            for other_id in await self.store.recent_ids("topic", topic, 200):
+            for other_id in await self.store.recent_ids("topic", topic, per_topic):
                 if other_id != qid:
                     candidates[other_id] = None
         my_words = domain.words(doc["title"])

@@ -13,10 +13,21 @@ from shared.idempotency import ReplyRecord
 from shared.ratelimit import WriteLimit
 from shared.redis import RedisClient
 
-LIST_SCAN_LIMIT = 2000
+#: Most index entries one listing request reads (in batches of LIST_BATCH): a filter that
+#: matches rarely returns what it found and a cursor to go on, not a walk of the index.
+LIST_SCAN_LIMIT = 400
+LIST_BATCH = 100
+#: Most candidate questions `/related` reads, shared among the question's topics.
+RELATED_CANDIDATES = 200
 
 
-def _encode_cursor(member: str) -> str:
+def index_member(doc: dict[str, Any]) -> str:
+    """A question's member in the lexically sorted indexes: newest sorts last."""
+    return f"{doc['created_ms']:016d}:{doc['id']}"
+
+
+def encode_cursor(member: str) -> str:
+    """The opaque cursor that continues a listing after `member`."""
     return base64.urlsafe_b64encode(member.encode()).decode().rstrip("=")
 
 
@@ -64,7 +75,7 @@ class QuestionStore:
         txn = write_limit.add_to(Txn(), doc["asker_id"], doc["asker_role"])
         if reply is not None:
             txn.absent(idempotency.GUARD, reply.key, reply.value, reply.ttl_s)
-        member = f"{doc['created_ms']:016d}:{doc['id']}"
+        member = index_member(doc)
         txn.call("SET", self._q(doc["id"]), json.dumps(doc))
         txn.call("ZADD", self._index("all"), 0, member)
         for topic in doc["topics"]:
@@ -114,7 +125,7 @@ class QuestionStore:
         members = await self.redis.zrange(
             key, start, "-", desc=True, bylex=True, offset=0, num=count
         )
-        next_cursor = _encode_cursor(members[-1]) if len(members) == count else None
+        next_cursor = encode_cursor(members[-1]) if len(members) == count else None
         return [m.split(":", 1)[1] for m in members], next_cursor
 
     async def recent_ids(self, kind: str, slug: str, count: int) -> list[str]:

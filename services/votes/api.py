@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.auth import MaybeUser, Principal
+from shared.auth import Principal
 from shared.errors import DomainError
-from shared.http import writer
+from shared.http import AnyReader, writer
+from shared.ids import ResourceId
 
 from .domain import Vote
 from .service import AnswerNotFound, CastVote, OwnAnswer, VotesService
@@ -17,7 +18,7 @@ from .service import AnswerNotFound, CastVote, OwnAnswer, VotesService
 router = APIRouter(tags=["votes"])
 
 Voter = Annotated[Principal, writer()]
-AnswerId = Annotated[str, Path(max_length=64)]
+AnswerId = ResourceId
 
 
 class VoteIn(BaseModel):
@@ -56,6 +57,6 @@ async def put_vote(
 
 
 @router.get("/answers/{answer_id}/votes", summary="An answer's tally")
-async def get_votes(answer_id: AnswerId, request: Request, user: MaybeUser) -> dict[str, Any]:
+async def get_votes(answer_id: AnswerId, request: Request, user: AnyReader) -> dict[str, Any]:
     """Helpful and unhelpful counts; `your_vote` is the caller's vote, null when signed out."""
     return await votes_service(request).tally(answer_id, user.sub if user else None)

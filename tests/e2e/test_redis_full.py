@@ -22,7 +22,6 @@ import redis
 
 from shared import streams
 from tests.support import (
-    SERVICES,
     RedisServer,
     ServiceProcess,
     admin_auth,
@@ -35,6 +34,8 @@ MAXMEMORY = 48 * 1024 * 1024
 MAX_DELIVERIES = 5  # the default ASKDOC_MAX_DELIVERIES
 CLAIM_IDLE_S = 1.5  # ASKDOC_CLAIM_IDLE_MS in tests.support
 FILLER = "x" * (256 * 1024)
+# The four services that hold data (the web, if any, only calls them over HTTP).
+BACKENDS = ["questions", "answers", "votes", "notify"]
 ANSWER = "Botulinum toxin in the masseter can soften one side; see a specialist in person. " * 2
 
 
@@ -76,7 +77,7 @@ def system() -> Iterator[tuple[RedisServer, dict[str, ServiceProcess]]]:
         appendonly=True,
         extra=["--maxmemory", str(MAXMEMORY), "--maxmemory-policy", "noeviction"],
     ).start()
-    procs = {name: ServiceProcess(name, server.url) for name in SERVICES}
+    procs = {name: ServiceProcess(name, server.url) for name in BACKENDS}
     try:
         for proc in procs.values():
             proc.start(wait_ready=False)

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.slow
 MAX_EXAMPLES = {"questions": 60, "answers": 60, "votes": 250, "notify": 60}
 SECRET_MARKERS = {
     "email": "secret.doctor.mail@example.org",
-    "webhook_secret": "whsec-do-not-log-0123456789",
+    "webhook_secret": "whsec_ZG8tbm90LWxvZy10aGlzLXdlYmhvb2stc2VjcmV0ISE=",
     "question_text": "My unmistakable private symptom zebra-quokka",
 }
 

@@ -461,12 +461,13 @@ def test_dev_starts_redis_and_the_services_and_stops_them_all(tmp_path: Path) ->
     web_port = free_block(5)
     base = web_port + 1
     proc, lines = start_dev(
-        "--redis-port", str(redis_port), "--base-port", str(base), "--stop-timeout", "15"
+        "--redis-port", str(redis_port), "--base-port", str(base), "--stop-timeout", "15",
+        "--ready-timeout", "140",
     )  # fmt: skip
     try:
         wait_for(
             lambda: any("all services ready" in x for x in lines) or proc.poll() is not None,
-            timeout=45,
+            timeout=150,
             what="askdoc dev to report all services ready",
         )
         assert proc.poll() is None, "\n".join(lines[-40:])
@@ -496,12 +497,13 @@ def test_dev_starts_redis_and_the_services_and_stops_them_all(tmp_path: Path) ->
 def test_dev_uses_a_running_redis_and_stops_on_sigterm(redis_url: str) -> None:
     base = free_block(4)
     proc, lines = start_dev(
-        "--redis-url", redis_url, "--base-port", str(base), "--service", "votes"
-    )
+        "--redis-url", redis_url, "--base-port", str(base), "--service", "votes",
+        "--ready-timeout", "110",
+    )  # fmt: skip
     try:
         wait_for(
             lambda: any("all services ready" in x for x in lines) or proc.poll() is not None,
-            timeout=30,
+            timeout=120,
             what="askdoc dev to report votes ready",
         )
         assert proc.poll() is None, "\n".join(lines[-40:])

@@ -14,7 +14,7 @@ import pytest
 
 from services.notify.app import create_app
 from services.notify.settings import NotifySettings
-from tests.support import JWT_SECRET, auth
+from tests.support import JWT_SECRET, WEBHOOK_SECRET_KEY, auth
 
 PROFILE = {
     "name": "Dr Component",
@@ -29,7 +29,9 @@ PROFILE = {
 @pytest.fixture
 async def client(redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
     """The app's routes and use cases on real Redis; its consumers and loops stay off."""
-    settings = NotifySettings(redis_url=redis_url, jwt_secret=JWT_SECRET)  # type: ignore[call-arg]
+    settings = NotifySettings(  # type: ignore[call-arg]
+        redis_url=redis_url, jwt_secret=JWT_SECRET, webhook_secret_key=WEBHOOK_SECRET_KEY
+    )
     app = create_app(settings)
     transport = httpx.ASGITransport(app=app)
     try:
@@ -77,19 +79,30 @@ async def test_domain_exceptions_come_back_as_their_statuses(client: httpx.Async
 async def test_a_webhook_secret_left_out_of_a_put_is_kept(client: httpx.AsyncClient) -> None:
     hooked = {**PROFILE, "webhook_url": "https://hooks.example.org/askdoc"}
     headers = auth("dr-hook", "doctor")
+    given = "whsec_" + "a" * 44
     first = await client.put(
-        "/doctors/dr-hook", json={**hooked, "webhook_secret": "whsec_" + "a" * 24}, headers=headers
+        "/doctors/dr-hook", json={**hooked, "webhook_secret": given}, headers=headers
     )
     assert first.status_code == 200, first.text
+    assert first.json()["webhook_secret"] == given  # the reply that set it, only
     again = await client.put("/doctors/dr-hook", json=hooked, headers=headers)
     assert again.status_code == 200, again.text
-    assert again.json()["has_webhook_secret"] is True
+    assert again.json()["has_webhook_secret"] is True and "webhook_secret" not in again.json()
     assert again.json()["profile_version"] == 2
-    cleared = await client.put(
+    renewed = await client.put(
         "/doctors/dr-hook", json={**hooked, "webhook_secret": None}, headers=headers
     )
-    assert cleared.status_code == 422
-    assert cleared.json()["error"]["code"] == "webhook_secret_required"
+    assert renewed.status_code == 200, renewed.text
+    made = renewed.json()["webhook_secret"]
+    assert made.startswith("whsec_") and made != given
+    for reader in (headers, auth("root", "admin"), {}):
+        shown = await client.get("/doctors/dr-hook", headers=reader)
+        assert "webhook_secret" not in shown.json() and made not in shown.text
+    for bad in ("whsec-" + "a" * 44, "a" * 50, "whsec_" + "!" * 44):
+        refused = await client.put(
+            "/doctors/dr-hook", json={**hooked, "webhook_secret": bad}, headers=headers
+        )
+        assert refused.status_code == 422, bad
 
 
 async def test_an_empty_inbox_reads_as_empty(client: httpx.AsyncClient) -> None:

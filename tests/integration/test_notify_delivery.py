@@ -1,7 +1,9 @@
 """Alert timing and channels of the notify service, against real Redis and a real process.
 
-Quiet hours and daily caps (held, released, digest), the urgent bypass, a signed webhook
-received by a local HTTP server, e-mail received by a local SMTP server, server-sent
+Quiet hours and daily caps (held, released, digest), the urgent bypass, a Standard
+Webhooks delivery received by a local uvicorn server and verified with the
+`standardwebhooks` package, e-mail received by a local SMTP server (aiosmtpd) with
+one-click unsubscribe followed against the running notify, server-sent
 events with resume, the asker's new-answer alert, batched vote alerts, and the inbox API.
 Each test uses its own specialty and doctors so that tests do not see each other's alerts.
 """
@@ -9,22 +11,23 @@ Each test uses its own specialty and doctors so that tests do not see each other
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from email import message_from_bytes
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
 from services.notify.api import DoctorIn
+from services.notify.directory.store import DIRECTORY_TAG
 from services.notify.parts import build_delivery, build_parts
 from services.notify.settings import NotifySettings
 from shared import geo, streams
@@ -32,8 +35,10 @@ from shared.atomic import Committer
 from shared.auth import Principal
 from shared.events import AnswerPosted, DoctorCard, Location, QuestionPosted, VoteCast
 from shared.redis import make_redis
+from tests.receivers import WebhookReceiver, verify
 from tests.support import (
     JWT_SECRET,
+    WEBHOOK_SECRET_KEY,
     RedisServer,
     ServiceProcess,
     admin_auth,
@@ -44,41 +49,11 @@ from tests.support import (
 )
 
 TAG = streams.slot_tag(streams.NOTIFICATION_SENT)
-SECRET = "whsec-0123456789abcdef"
+SECRET = "whsec_YXNrZG9jLXRlc3Qtd2ViaG9vay1zZWNyZXQtMDAwMDA="
 EMAIL = "dr.orthodontist@example.org"
 
 
 # --- local receivers -------------------------------------------------------------------
-
-
-class WebhookReceiver:
-    """A real HTTP server on loopback; /flaky answers 503 to the first try of each key."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.port = free_port()
-        seen: set[str] = set()
-        requests = self.requests
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                key = self.headers.get("Idempotency-Key", "")
-                requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-                status = 503 if self.path == "/flaky" and key not in seen else 200
-                seen.add(key)
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
 
 
 class MailSink:
@@ -95,27 +70,33 @@ class MailSink:
 @pytest.fixture(scope="module")
 def env() -> Iterator[dict[str, Any]]:
     server = RedisServer().start()
-    hooks = WebhookReceiver()
-    hooks.thread.start()
+    # /flaky answers 503 to the first try of each delivery (webhook-id), then 200.
+    hooks = WebhookReceiver(behaviours={"/flaky": lambda n: (503 if n == 1 else 200, {})})
+    hooks.start()
     sink = MailSink()
     smtp = Controller(sink, hostname="127.0.0.1", port=free_port())
     smtp.start()
+    port = free_port()
     notify = ServiceProcess(
         "notify",
         server.url,
+        port,
+        # The e-mails' links lead to this notify (in production: the web's public URL).
+        ASKDOC_PUBLIC_URL=f"http://127.0.0.1:{port}",
         ASKDOC_SMTP_HOST="127.0.0.1",
         ASKDOC_SMTP_PORT=str(smtp.port),
         ASKDOC_RETRY_BASE_S="0.2",
         ASKDOC_HELD_RELEASE_INTERVAL_S="0.2",
         ASKDOC_INBOX_MAX_ITEMS="20",
         ASKDOC_SSE_HEARTBEAT_S="1",
-    ).start()
+    )
     try:
+        notify.start(timeout=120)  # a loaded machine takes a while to load the gazetteer
         yield {"server": server, "notify": notify, "hooks": hooks, "sink": sink}
     finally:
         notify.terminate(15)
         smtp.stop()
-        hooks.server.shutdown()
+        hooks.stop()
         server.cleanup()
 
 
@@ -253,6 +234,8 @@ def test_directory_validates_and_keeps_contact_data_private(env: dict[str, Any])
         {"quiet_hours": {"start": "22:00", "end": "07:00", "tz": "Mars/Olympus"}},
         {"webhook_url": "ftp://hooks.example.com/x"},
         {"webhook_url": "https://user:pw@hooks.example.com/x"},
+        {"webhook_secret": "whsec-0123456789abcdef0123456789abcdef0123"},
+        {"webhook_secret": "0123456789abcdef0123456789abcdef0123456789"},
     ):
         r = httpx.put(f"{url}/doctors/dr-dir", json={**good, **broken}, headers=me)
         assert r.status_code == 422, (broken, r.text)
@@ -260,10 +243,19 @@ def test_directory_validates_and_keeps_contact_data_private(env: dict[str, Any])
     saved = httpx.put(f"{url}/doctors/dr-dir", json=good, headers=me).json()
     assert saved["specialties"] == ["dermatology"]
     assert saved["email"] == "dr.dir@example.org" and saved["has_webhook_secret"] is True
-    assert "webhook_secret" not in saved and SECRET not in json.dumps(saved)
+    assert saved["webhook_secret"] == SECRET  # in the reply that set it, and never again
     # Leaving the secret out of a later PUT keeps it (it is never shown, so never resent).
     again = {k: v for k, v in good.items() if k != "webhook_secret"}
-    assert httpx.put(f"{url}/doctors/dr-dir", json=again, headers=me).json()["has_webhook_secret"]
+    kept = httpx.put(f"{url}/doctors/dr-dir", json=again, headers=me)
+    assert kept.json()["has_webhook_secret"] and SECRET not in kept.text
+    for reader in (me, auth("root", "admin"), {}):
+        shown = httpx.get(f"{url}/doctors/dr-dir", headers=reader)
+        assert SECRET not in shown.text and "webhook_secret" not in shown.json()
+    # At rest the secret is sealed (Fernet): not in Redis in any readable form.
+    stored = env["server"].client().hgetall(f"{DIRECTORY_TAG}:doc:dr-dir")
+    dump = json.dumps(stored)
+    assert SECRET not in dump and SECRET.removeprefix("whsec_") not in dump
+    assert '"webhook_secret": "fernet:' in stored["profile"]
 
     card = httpx.get(f"{url}/doctors/dr-dir").json()
     assert card["name"] == "Dr Dir" and card["city"] == "Beverly Hills"
@@ -376,7 +368,7 @@ def test_question_without_location_alerts_the_best_rated(env: dict[str, Any]) ->
 # --- channels ----------------------------------------------------------------------------
 
 
-def test_webhook_is_signed_retried_with_one_idempotency_key_and_recorded(
+def test_webhook_follows_standard_webhooks_retried_with_one_id_and_recorded(
     env: dict[str, Any],
 ) -> None:
     hooks: WebhookReceiver = env["hooks"]
@@ -393,45 +385,103 @@ def test_webhook_is_signed_retried_with_one_idempotency_key_and_recorded(
         lambda: [i for i in items(env, "dr-hook") if i["delivery"].get("webhook") == "delivered"],
         what="webhook delivered",
     )
-    calls = [r for r in hooks.requests if r["path"] == "/flaky"]
-    assert len(calls) == 2  # a 503 first, then success after a backoff
+    calls = hooks.to("/flaky")
+    assert [c.status for c in calls] == [503, 200]  # a 503 first, then success after a wait
+    bodies = set()
     for call in calls:
-        headers = {k.lower(): v for k, v in call["headers"].items()}
-        assert headers["idempotency-key"] == item["id"]
-        # Verified here with hmac alone, not with the service's own code.
-        parts = dict(p.split("=", 1) for p in headers["x-askdoc-signature"].split(","))
-        expected = hmac.new(
-            SECRET.encode(), parts["t"].encode() + b"." + call["body"], hashlib.sha256
-        ).hexdigest()
-        assert hmac.compare_digest(parts["v1"], expected)
-        assert abs(int(parts["t"]) - time.time()) < 60
-        payload = json.loads(call["body"])
-        assert payload["notification"]["id"] == item["id"]
-        assert payload["notification"]["question_id"] == "q-hook"
-        assert "Private question body" not in call["body"].decode()
+        # Verified as a receiver does: the standardwebhooks package, not our own code.
+        payload = verify(call, SECRET)
+        assert call.headers["webhook-id"] == item["id"]  # the same id on every retry
+        assert call.headers["webhook-signature"].startswith("v1,")
+        assert abs(int(call.headers["webhook-timestamp"]) - time.time()) < 60
+        assert set(payload) == {"type", "timestamp", "data"}
+        assert payload["type"] == "notification.question-match"
+        assert payload["timestamp"] == item["created_at"]
+        assert payload["data"]["recipient_id"] == "dr-hook"
+        assert payload["data"]["notification"]["id"] == item["id"]
+        assert payload["data"]["notification"]["question_id"] == "q-hook"
+        assert "Private question body" not in call.body.decode()
+        bodies.add(call.body)
+    assert len(bodies) == 1  # the body is fixed across retries
     assert item["delivery"]["inbox"] == "delivered"
 
 
-def test_email_goes_out_over_smtp_with_a_stable_message_id(env: dict[str, Any]) -> None:
+def test_email_respects_inboxes_and_unsubscribes_in_one_click(env: dict[str, Any]) -> None:
     sink: MailSink = env["sink"]
-    put_doctor(
-        env,
-        "dr-mail",
-        specialties=["orthodontics"],
-        location={"city": "Boston", "state": "MA"},
-        email=EMAIL,
+    notify_url = env["notify"].url
+    profile = {
+        "specialties": ["orthodontics"],
+        "location": {"city": "Boston", "state": "MA"},
+        "email": EMAIL,
+    }
+    put_doctor(env, "dr-mail", **profile)
+    boston = where("Boston", "MA")
+    marked_up = question("q-mail", ["orthodontics"], boston).model_copy(
+        update={"title": 'Braces <script>alert("x")</script> & retainers'}
     )
-    publish(env, question("q-mail", ["orthodontics"], where("Boston", "MA")))
+    publish(env, marked_up)
     [item] = wait_for(
         lambda: [i for i in items(env, "dr-mail") if i["delivery"].get("email") == "delivered"],
         what="e-mail delivered",
     )
     [(_, raw)] = [m for m in sink.messages if EMAIL in m[0]]
-    message = message_from_bytes(raw)
+    message = cast(EmailMessage, message_from_bytes(raw, policy=policy.default))
     assert message["Message-ID"] == f"<{item['id']}@askdoc.example>"
     assert message["From"] == "alerts@askdoc.example"
     assert "orthodontics" in message["Subject"]
     assert "Private question body" not in raw.decode()
+
+    # RFC 8058: an https (here: this notify's) link and a mailto, and the one-click POST.
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    links = [part.strip().strip("<>") for part in message["List-Unsubscribe"].split(",")]
+    [web] = [link for link in links if link.startswith(notify_url + "/unsubscribe/email?")]
+    [mailto] = [link for link in links if link.startswith("mailto:")]
+    assert "unsubscribe" in mailto
+
+    # A plain-text and an HTML part, the HTML escaped, both linking to the settings page.
+    assert message.get_content_type() == "multipart/alternative"
+    plain = message.get_body(("plain",))
+    html = message.get_body(("html",))
+    assert plain is not None and html is not None
+    text, markup = plain.get_content(), html.get_content()
+    assert '<script>alert("x")</script> & retainers' in text
+    assert "<script>" not in markup and "&lt;script&gt;" in markup and "&amp; retainers" in markup
+    assert f"{notify_url}/settings" in text and f"{notify_url}/settings" in markup
+    assert web in text
+
+    # Following the link: a GET only asks to confirm; a forged token is refused.
+    page = httpx.get(web, timeout=5)
+    assert page.status_code == 200 and "<form" in page.text and 'method="post"' in page.text
+    query = parse_qs(urlsplit(web).query)
+    forged = web.replace(query["t"][0], "A" * len(query["t"][0]))
+    assert httpx.post(forged, timeout=5).status_code == 403
+    other = web.replace("r=dr-mail", "r=dr-someone-else")
+    assert httpx.post(other, timeout=5).status_code == 403
+    assert put_doctor(env, "dr-mail", **profile)["email_alerts"] is True
+    # The one-click POST as a mailbox provider sends it (RFC 8058), no sign-in.
+    done = httpx.post(
+        web,
+        content=b"List-Unsubscribe=One-Click",
+        timeout=5,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert done.status_code == 200, done.text
+    assert httpx.post(web, timeout=5).status_code == 200  # a second click changes nothing
+    own = httpx.get(f"{notify_url}/doctors/dr-mail", headers=auth("dr-mail", "doctor")).json()
+    assert own["email_alerts"] is False and own["email"] == EMAIL
+
+    # The next alert comes to the inbox only: no e-mail channel, no message.
+    before = len(sink.messages)
+    publish(env, question("q-mail-2", ["orthodontics"], boston))
+    [second] = wait_for(
+        lambda: [i for i in items(env, "dr-mail") if i["question_id"] == "q-mail-2"],
+        what="second alert",
+    )
+    assert "email" not in second["delivery"]
+    time.sleep(0.5)
+    assert len(sink.messages) == before
+    # The doctor turns e-mail back on in their settings.
+    assert put_doctor(env, "dr-mail", **profile, email_alerts=True)["email_alerts"] is True
 
 
 def test_webhook_to_a_private_address_is_refused_when_not_allowed() -> None:
@@ -451,7 +501,10 @@ def test_webhook_to_a_private_address_is_refused_when_not_allowed() -> None:
 
     async def scenario() -> dict[str, str]:
         settings = NotifySettings(  # type: ignore[call-arg]
-            redis_url=server.url, jwt_secret=JWT_SECRET, webhook_allow_private=False
+            redis_url=server.url,
+            jwt_secret=JWT_SECRET,
+            webhook_allow_private=False,
+            webhook_secret_key=WEBHOOK_SECRET_KEY,
         )
         client = make_redis(settings)
         committer = Committer(client)
@@ -460,7 +513,7 @@ def test_webhook_to_a_private_address_is_refused_when_not_allowed() -> None:
             name="Dr Local",
             specialties=["dermatology"],
             location={"zip": "10001"},  # type: ignore[arg-type]
-            webhook_url=f"http://localhost:{port}/hook",
+            webhook_url=f"https://localhost:{port}/hook",
             webhook_secret=SECRET,
         )
         admin = Principal("root", "admin", "root")

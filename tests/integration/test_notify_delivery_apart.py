@@ -26,7 +26,7 @@ from tests.support import (
     wait_for,
 )
 
-SECRET = "whsec-0123456789abcdef"
+SECRET = "whsec_YXBhcnQtdGVzdC13ZWJob29rLXNlY3JldC0wMDAwMDA="
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def test_delivery_runs_apart_and_sends_what_notify_left_in_the_outbox(
             lambda: [i for i in items() if i["delivery"]["webhook"] == "delivered"],
             what="the webhook delivered by the delivery process",
         )
-        assert [c["idempotency-key"] for c in calls] == [item["id"]]
+        assert [c["webhook-id"] for c in calls] == [item["id"]]
         metrics = httpx.get(f"{delivery.url}/metrics", timeout=5).text
         assert 'askdoc_notify_deliveries_total{channel="webhook",status="delivered"} 1.0' in metrics
         # A graceful stop on SIGTERM (uvicorn re-raises the signal once shut down).

@@ -15,6 +15,7 @@ from services.notify.alerts.ports import AlertPort, AlertPrefs
 from services.notify.alerts.store import AlertChange, HeldEntry
 from services.notify.directory.domain import DoctorRow
 from services.notify.directory.service import ProfileStore
+from services.notify.inbox.domain import Notification
 from services.notify.inbox.service import InboxPort
 from services.notify.matching.service import DoctorIndex, FrozenMatches
 from shared import geo
@@ -64,6 +65,7 @@ class FakeInbox:
     def __init__(self) -> None:
         self.hashes: dict[str, dict[str, str]] = {}
         self.ids: dict[str, set[str]] = {}
+        self.once: set[str] = set()
 
     def put(self, recipient: str, item: dict[str, Any], read: bool = False) -> None:
         self.hashes[item["id"]] = {
@@ -94,6 +96,13 @@ class FakeInbox:
 
     async def unread_count(self, recipient: str) -> int:
         return len(self._mine(recipient, True))
+
+    async def add_once(self, note: Notification, once: str) -> bool:
+        if once in self.once:
+            return False
+        self.once.add(once)
+        self.put(note.recipient, note.item)
+        return True
 
     async def mark_read(self, recipient: str, nid: str) -> bool:
         if nid not in self.hashes:

@@ -1,6 +1,16 @@
+import time
+
 import pytest
 
-from shared.geo import GeoPoint, Place, UnknownPlace, geocode, haversine_km, parse_city_state
+from shared.geo import (
+    GeoPoint,
+    Place,
+    UnknownPlace,
+    geocode,
+    haversine_km,
+    nearest_city,
+    parse_city_state,
+)
 
 
 def distance(a: Place, b: Place) -> float:
@@ -141,3 +151,31 @@ def test_haversine_is_zero_for_one_point_and_symmetric() -> None:
 
 def test_haversine_half_circumference_for_antipodes() -> None:
     assert haversine_km(0, 0, 0, 180) == pytest.approx(3.141592653589793 * 6371.0088)
+
+
+@pytest.mark.parametrize(
+    ("lat", "lon", "city", "state"),
+    [
+        (34.052231, -118.243683, "Los Angeles", "CA"),
+        (40.7128, -74.0060, "New York City", "NY"),
+        (61.2, -149.9, "Anchorage", "AK"),
+    ],
+)
+def test_nearest_city_names_the_city_a_point_is_in(
+    lat: float, lon: float, city: str, state: str
+) -> None:
+    place = nearest_city(lat, lon)
+    assert place is not None and (place.city, place.state) == (city, state)
+    assert place.zip is None
+
+
+def test_nearest_city_is_none_far_out_at_sea() -> None:
+    assert nearest_city(30.0, -140.0) is None
+
+
+def test_nearest_city_is_a_grid_lookup_not_a_scan() -> None:
+    nearest_city(34.0, -118.0)  # the grid is built once
+    started = time.perf_counter()
+    for i in range(200):
+        nearest_city(30.0 + (i % 15), -120.0 + (i % 40))
+    assert (time.perf_counter() - started) / 200 < 0.02

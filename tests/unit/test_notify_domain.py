@@ -20,11 +20,19 @@ from services.notify.alerts.domain import (
     vote_milestone_crossed,
 )
 from services.notify.delivery.domain import (
-    backoff_delays,
+    by_family,
     check_webhook_url,
     is_public_address,
+    new_webhook_secret,
+    retry_after_s,
+    retry_delays,
     sign_webhook,
+    unsubscribe_token,
+    unsubscribe_token_valid,
     verify_webhook,
+    webhook_payload,
+    webhook_secret_key,
+    webhook_signature,
 )
 from services.notify.matching.domain import (
     Candidate,
@@ -349,62 +357,137 @@ def test_vote_alerts_are_batched_not_one_per_vote() -> None:
     assert alerts == [m for m in VOTE_MILESTONES if m <= 100]
 
 
-# --- webhook signing ------------------------------------------------------------------
+# --- webhook signing (Standard Webhooks v1) ---------------------------------------------
 
-SECRET = "whsec_test"
+# The specification's own test vector (standard-webhooks/spec, also in TOOLS.md).
+SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+SPEC_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
+SPEC_TS = 1614265330
+SPEC_BODY = b'{"test": 2432232314}'
+SPEC_SIGNATURE = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+SECRET = new_webhook_secret()
+OTHER = new_webhook_secret()
 BODY = b'{"notification_id":"n1"}'
 
 
-def test_webhook_signature_has_the_documented_form() -> None:
-    header = sign_webhook(SECRET, 1700000000, BODY)
-    assert header.startswith("t=1700000000,v1=")
-    assert len(header.split("v1=")[1]) == 64
+def test_the_specs_test_vector_signs_as_published() -> None:
+    assert webhook_signature(SPEC_SECRET, SPEC_ID, SPEC_TS, SPEC_BODY) == SPEC_SIGNATURE
+    assert sign_webhook([SPEC_SECRET], SPEC_ID, SPEC_TS, SPEC_BODY) == SPEC_SIGNATURE
+
+
+def test_the_specs_test_vector_verifies_with_the_standardwebhooks_package() -> None:
+    from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+    headers = {
+        "webhook-id": SPEC_ID,
+        "webhook-timestamp": str(SPEC_TS),
+        "webhook-signature": SPEC_SIGNATURE,
+    }
+    # The vector is from 2021: the package's 5-minute window refuses it as too old,
+    # so a fresh timestamp signed by our code is what it must accept.
+    with pytest.raises(WebhookVerificationError):
+        Webhook(SPEC_SECRET).verify(SPEC_BODY, headers)
+    now = int(datetime.now(UTC).timestamp())
+    fresh = {**headers, "webhook-timestamp": str(now)}
+    fresh["webhook-signature"] = sign_webhook([SPEC_SECRET], SPEC_ID, now, SPEC_BODY)
+    assert Webhook(SPEC_SECRET).verify(SPEC_BODY, fresh) == {"test": 2432232314}
+
+
+def test_new_secrets_have_the_standard_form() -> None:
+    assert SECRET.startswith("whsec_") and SECRET != OTHER
+    assert len(webhook_secret_key(SECRET)) == 32
+
+
+@pytest.mark.parametrize(
+    "bad", ["s" * 24, "whsec_", "whsec_not base64!", "whsec_" + "QUJD", "whsec-" + "A" * 43]
+)
+def test_secrets_not_in_the_standard_form_are_refused(bad: str) -> None:
+    with pytest.raises(ValueError):
+        webhook_secret_key(bad)
+
+
+def test_unpadded_secrets_are_accepted_as_receivers_accept_them() -> None:
+    assert webhook_secret_key(SECRET.rstrip("=")) == webhook_secret_key(SECRET)
 
 
 def test_webhook_signature_verifies() -> None:
-    header = sign_webhook(SECRET, 1700000000, BODY)
-    assert verify_webhook(SECRET, header, BODY, now=1700000100)
+    header = sign_webhook([SECRET], "n1", 1700000000, BODY)
+    assert header.startswith("v1,") and " " not in header
+    assert verify_webhook(SECRET, "n1", "1700000000", header, BODY, now=1700000100)
 
 
 def test_webhook_signature_rejects_tampering() -> None:
-    header = sign_webhook(SECRET, 1700000000, BODY)
-    assert not verify_webhook(SECRET, header, BODY + b" ", now=1700000000)
-    assert not verify_webhook("other", header, BODY, now=1700000000)
-    forged_ts = header.replace("t=1700000000", "t=1700000001")
-    assert not verify_webhook(SECRET, forged_ts, BODY, now=1700000000)
+    header = sign_webhook([SECRET], "n1", 1700000000, BODY)
+    assert not verify_webhook(SECRET, "n1", "1700000000", header, BODY + b" ", now=1700000000)
+    assert not verify_webhook(OTHER, "n1", "1700000000", header, BODY, now=1700000000)
+    assert not verify_webhook(SECRET, "n2", "1700000000", header, BODY, now=1700000000)
+    assert not verify_webhook(SECRET, "n1", "1700000001", header, BODY, now=1700000000)
 
 
 def test_webhook_signature_expires() -> None:
-    header = sign_webhook(SECRET, 1700000000, BODY)
-    assert verify_webhook(SECRET, header, BODY, now=1700000300)
-    assert not verify_webhook(SECRET, header, BODY, now=1700000301)
-    assert not verify_webhook(SECRET, header, BODY, now=1699999000)
-    assert verify_webhook(SECRET, header, BODY, now=1700000500, tolerance_s=600)
+    header = sign_webhook([SECRET], "n1", 1700000000, BODY)
+    assert verify_webhook(SECRET, "n1", "1700000000", header, BODY, now=1700000300)
+    assert not verify_webhook(SECRET, "n1", "1700000000", header, BODY, now=1700000301)
+    assert not verify_webhook(SECRET, "n1", "1700000000", header, BODY, now=1699999000)
+    assert verify_webhook(SECRET, "n1", "1700000000", header, BODY, 1700000500, tolerance_s=600)
 
 
-@pytest.mark.parametrize("header", ["", "garbage", "t=abc,v1=00", "v1=00", "t=1700000000"])
+@pytest.mark.parametrize("header", ["", "garbage", "v1,", "v2,abc", "v1,AAAA"])
 def test_webhook_signature_rejects_malformed_headers(header: str) -> None:
-    assert not verify_webhook(SECRET, header, BODY, now=1700000000)
+    assert not verify_webhook(SECRET, "n1", "1700000000", header, BODY, now=1700000000)
 
 
-def test_webhook_signature_accepts_any_of_several_v1_for_rotation() -> None:
-    good = sign_webhook(SECRET, 1700000000, BODY).split(",")[1]
-    header = f"t=1700000000,v1={'0' * 64},{good}"
-    assert verify_webhook(SECRET, header, BODY, now=1700000000)
+def test_a_rotation_signs_with_both_secrets_and_either_verifies() -> None:
+    header = sign_webhook([SECRET, OTHER], "n1", 1700000000, BODY)
+    assert len(header.split(" ")) == 2
+    assert verify_webhook(SECRET, "n1", "1700000000", header, BODY, now=1700000000)
+    assert verify_webhook(OTHER, "n1", "1700000000", header, BODY, now=1700000000)
 
 
-def test_backoff_delays_grow_and_cap() -> None:
-    assert backoff_delays(0) == []
-    assert backoff_delays(8) == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
-    assert backoff_delays(3, base_s=0.5, factor=3.0, max_s=10.0) == [0.5, 1.5, 4.5]
-    assert backoff_delays(5000)[-1] == 60.0  # no float overflow on long retry runs
+def test_the_payload_is_type_timestamp_data() -> None:
+    body = webhook_payload("question-match", "2026-01-01T00:00:00+00:00", {"a": 1})
+    assert body == (
+        b'{"data":{"a":1},"timestamp":"2026-01-01T00:00:00+00:00",'
+        b'"type":"notification.question-match"}'
+    )
 
 
-def test_backoff_delays_reject_nonsense() -> None:
+def test_retries_follow_the_standard_schedule_scaled_and_capped() -> None:
+    assert retry_delays(0) == []
+    assert retry_delays(7) == [5, 300, 1800, 7200, 18000, 36000, 36000]
+    assert retry_delays(9)[-2:] == [36000, 36000]
+    assert retry_delays(3, base_s=0.5) == [0.5, 30.0, 180.0]
+    assert retry_delays(7, max_s=600)[-1] == 600
     with pytest.raises(ValueError):
-        backoff_delays(-1)
-    with pytest.raises(ValueError):
-        backoff_delays(3, factor=0.5)
+        retry_delays(-1)
+
+
+def test_retry_after_takes_seconds_or_an_http_date() -> None:
+    assert retry_after_s("120", now=0) == 120
+    assert retry_after_s("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470) == 10
+    assert retry_after_s("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412490) == 0
+    for bad in (None, "", "soon", "-5", "1.5"):
+        assert retry_after_s(bad, now=0) is None
+
+
+def test_addresses_are_tried_ipv4_first_each_once() -> None:
+    ips = ["2001:db8::1", "93.184.216.34", "2001:db8::2", "93.184.216.35", "93.184.216.34"]
+    assert by_family(ips) == ["93.184.216.34", "93.184.216.35", "2001:db8::1", "2001:db8::2"]
+
+
+def test_unsubscribe_tokens_are_bound_to_their_recipient_and_key() -> None:
+    token = unsubscribe_token(b"k" * 32, "dr-1")
+    assert unsubscribe_token_valid(b"k" * 32, "dr-1", token)
+    assert not unsubscribe_token_valid(b"k" * 32, "dr-2", token)
+    assert not unsubscribe_token_valid(b"j" * 32, "dr-1", token)
+    assert not unsubscribe_token_valid(b"k" * 32, "dr-1", token[:-1])
+
+
+def test_plain_http_webhooks_only_with_private_targets_allowed() -> None:
+    assert check_webhook_url("http://93.184.216.34/hook", ["93.184.216.34"], False) is not None
+    assert check_webhook_url("https://93.184.216.34/hook", ["93.184.216.34"], False) is None
+    assert check_webhook_url("http://127.0.0.1:9000/hook", ["127.0.0.1"], True) is None
 
 
 # --- SSRF guard -----------------------------------------------------------------------

@@ -9,18 +9,24 @@ from typing import Any
 
 import pytest
 
+from services.notify.delivery.domain import new_webhook_secret
 from services.notify.directory.service import (
     DirectoryService,
     DoctorNotFound,
     InvalidQuietHours,
+    InvalidWebhookSecret,
     InvalidWebhookUrl,
     NotYourProfile,
+    PatchDoctorProfile,
     PracticeLocation,
     ProfileChangedConcurrently,
+    ProfileIncomplete,
     QuietWindow,
+    RatingSetByAdmins,
     SaveDoctorProfile,
     UnknownSpecialties,
-    WebhookSecretRequired,
+    WebhookPolicy,
+    WebhooksUnavailable,
 )
 from services.notify.inbox.domain import new_item, new_notification_id
 from services.notify.inbox.service import (
@@ -34,7 +40,7 @@ from services.notify.settings import NotifySettings
 from tests.unit.notify_fakes import FakeInbox, FakeProfileStore
 
 SETTINGS = NotifySettings(jwt_secret="x" * 32, inbox_max_items=3)  # type: ignore[call-arg]
-SECRET = "s" * 24
+SECRET = new_webhook_secret()
 
 
 def profile(**changes: Any) -> SaveDoctorProfile:
@@ -89,7 +95,10 @@ def test_only_the_doctor_or_an_admin_edits_a_profile() -> None:
         ({"quiet_hours": QuietWindow("25:00", "07:00", "UTC")}, InvalidQuietHours),
         ({"quiet_hours": QuietWindow("22:00", "07:00", "Mars/Olympus")}, InvalidQuietHours),
         ({"webhook_url": "ftp://example.org/hook", "webhook_secret": SECRET}, InvalidWebhookUrl),
-        ({"webhook_url": "https://example.org/hook"}, WebhookSecretRequired),
+        (
+            {"webhook_url": "https://example.org/hook", "webhook_secret": "s" * 40},
+            InvalidWebhookSecret,
+        ),
     ],
 )
 def test_invalid_profiles_are_refused_with_their_own_error(
@@ -108,9 +117,112 @@ def test_a_profile_sent_back_without_its_secret_keeps_the_stored_one() -> None:
     view = asyncio.run(service.save_profile(profile(**hook, keep_webhook_secret=True)))
     assert view["has_webhook_secret"] is True
     assert store.profiles["dr-1"][0]["webhook_secret"] == SECRET
-    # Sent explicitly as null, the secret is cleared, and a webhook then needs one.
-    with pytest.raises(WebhookSecretRequired):
-        asyncio.run(service.save_profile(profile(**hook, webhook_secret=None)))
+    assert "webhook_secret" not in view  # shown only in the reply that set it
+    # Sent explicitly as null, the server makes a new one: shown once, the old one
+    # still signing during the rotation window.
+    fresh = asyncio.run(service.save_profile(profile(**hook, webhook_secret=None)))
+    assert fresh["webhook_secret"].startswith("whsec_") and fresh["webhook_secret"] != SECRET
+    stored = store.profiles["dr-1"][0]
+    assert stored["webhook_secret"] == fresh["webhook_secret"]
+    assert stored["webhook_secret_previous"] == SECRET
+    assert stored["webhook_secret_previous_until"] > datetime.now(UTC).timestamp() + 3600
+
+
+def test_a_webhook_without_a_secret_gets_one_made_by_the_server_shown_once() -> None:
+    service, store, _ = directory()
+    hook = {"webhook_url": "https://example.org/hook"}
+    view = asyncio.run(service.save_profile(profile(**hook, keep_webhook_secret=True)))
+    assert view["webhook_secret"].startswith("whsec_")
+    assert store.profiles["dr-1"][0]["webhook_secret"] == view["webhook_secret"]
+    shown = asyncio.run(service.profile("dr-1", "dr-1", False))
+    assert "webhook_secret" not in shown and shown["has_webhook_secret"] is True
+
+
+def test_webhooks_need_the_sealing_key_and_https_unless_private_targets_are_on() -> None:
+    hook = {"webhook_url": "https://example.org/hook", "webhook_secret": SECRET}
+    service = DirectoryService(FakeProfileStore(), webhooks=WebhookPolicy(sealing=False))
+    with pytest.raises(WebhooksUnavailable):
+        asyncio.run(service.save_profile(profile(**hook)))
+    strict = DirectoryService(FakeProfileStore(), webhooks=WebhookPolicy(allow_http=False))
+    with pytest.raises(InvalidWebhookUrl):
+        asyncio.run(strict.save_profile(profile(**{**hook, "webhook_url": "http://e.org/h"})))
+    assert asyncio.run(strict.save_profile(profile(**hook)))["has_webhook_secret"] is True
+
+
+def test_a_channel_switched_off_stays_off_until_the_doctor_changes_it() -> None:
+    service, store, _ = directory()
+    hook = {"webhook_url": "https://example.org/hook", "webhook_secret": SECRET}
+    asyncio.run(service.save_profile(profile(**hook, email="dr@example.org")))
+    assert store.prefs["dr-1"]["channels"] == ["webhook", "email"]
+    assert asyncio.run(service.switch_off("dr-1", "webhook")) is True
+    assert asyncio.run(service.switch_off("dr-1", "webhook")) is False
+    assert asyncio.run(service.switch_off("dr-1", "email")) is True
+    assert store.prefs["dr-1"]["channels"] == []
+    assert store.events[-1].profile_version == 3
+    # The same profile sent again keeps both off; a new secret or explicit e-mail
+    # alerts turn them on again.
+    asyncio.run(service.save_profile(profile(**hook, email="dr@example.org")))
+    assert store.prefs["dr-1"]["channels"] == []
+    renewed = {**hook, "webhook_secret": new_webhook_secret()}
+    asyncio.run(service.save_profile(profile(**renewed, email="dr@example.org", email_alerts=True)))
+    assert store.prefs["dr-1"]["channels"] == ["webhook", "email"]
+    assert asyncio.run(service.switch_off("nobody", "email")) is False
+
+
+def test_only_admins_set_rating_and_reviews() -> None:
+    service, store, _ = directory()
+    with pytest.raises(RatingSetByAdmins) as caught:
+        asyncio.run(service.save_profile(profile(rating=5.0, review_count=10_000_000)))
+    assert caught.value.code == "rating_set_by_admins" and store.events == []
+    admin = {"actor_id": "root", "actor_is_admin": True}
+    asyncio.run(service.save_profile(profile(**admin, rating=4.5, review_count=12)))
+    # The doctor's own save leaves them out (kept), or sends them unchanged.
+    kept = asyncio.run(service.save_profile(profile(keep=frozenset({"rating", "review_count"}))))
+    assert (kept["rating"], kept["review_count"]) == (4.5, 12)
+    same = asyncio.run(service.save_profile(profile(rating=4.5, review_count=12)))
+    assert same["profile_version"] == 3
+    with pytest.raises(RatingSetByAdmins):
+        asyncio.run(service.save_profile(profile(rating=4.5, review_count=13)))
+    with pytest.raises(RatingSetByAdmins):
+        asyncio.run(service.patch_profile(PatchDoctorProfile("dr-1", "dr-1", False, {"rating": 5})))
+    assert [e.rating for e in store.events] == [4.5, 4.5, 4.5]
+
+
+def test_a_patch_changes_only_what_it_names() -> None:
+    service, _, _ = directory()
+    quiet = QuietWindow("22:00", "07:00", "America/Los_Angeles")
+    hook = {"webhook_url": "https://example.org/hook", "webhook_secret": SECRET}
+    asyncio.run(
+        service.save_profile(
+            profile(email="one@example.org", quiet_hours=quiet, daily_cap=7, **hook)
+        )
+    )
+    # What an import sends: the card's fields, as an admin.
+    changes = {"name": "Dr One, MD", "rating": 4.9, "review_count": 88}
+    view = asyncio.run(service.patch_profile(PatchDoctorProfile("dr-1", "root", True, changes)))
+    assert (view["name"], view["rating"], view["review_count"]) == ("Dr One, MD", 4.9, 88)
+    assert view["email"] == "one@example.org" and view["daily_cap"] == 7
+    assert view["quiet_hours"] == {"start": "22:00", "end": "07:00", "tz": "America/Los_Angeles"}
+    assert view["webhook_url"] == hook["webhook_url"] and view["has_webhook_secret"]
+    mine = asyncio.run(
+        service.patch_profile(PatchDoctorProfile("dr-1", "dr-1", False, {"daily_cap": None}))
+    )
+    assert mine["daily_cap"] is None and mine["rating"] == 4.9
+    with pytest.raises(NotYourProfile):
+        asyncio.run(service.patch_profile(PatchDoctorProfile("dr-1", "dr-2", False, {})))
+
+
+def test_a_patch_creates_a_profile_only_with_the_required_fields() -> None:
+    service, _, _ = directory()
+    with pytest.raises(ProfileIncomplete):
+        asyncio.run(service.patch_profile(PatchDoctorProfile("dr-9", "root", True, {"name": "X"})))
+    full = {
+        "name": "Dr Nine",
+        "specialties": ("dermatology",),
+        "location": PracticeLocation(zip="90012"),
+    }
+    view = asyncio.run(service.patch_profile(PatchDoctorProfile("dr-9", "root", True, full)))
+    assert view["city"] == "Los Angeles" and view["radius_km"] == 50
 
 
 def test_a_save_retries_on_a_concurrent_write_and_gives_up_after_a_few() -> None:

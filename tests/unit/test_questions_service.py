@@ -98,7 +98,26 @@ async def test_a_place_is_kept_coarse() -> None:
     reply = await service.post_question(ask(location=PlaceQuery(zip="90012")))
     assert reply["location"]["state"] == "CA"
     lat = reply["location"]["lat"]
-    assert round(lat, 4) == lat
+    assert round(lat, 2) == lat
+
+
+async def test_coordinates_are_coarsened_and_named_after_the_nearest_city() -> None:
+    service, store = build()
+    point = PlaceQuery(lat=34.052231, lon=-118.243683)
+    reply = await service.post_question(ask(location=point))
+    assert reply["location"] == {
+        "city": "Los Angeles",
+        "state": "CA",
+        "zip": None,
+        "lat": 34.05,
+        "lon": -118.24,
+    }
+    (event,) = store.events
+    assert isinstance(event, QuestionPosted) and event.location is not None
+    assert (event.location.lat, event.location.lon) == (34.05, -118.24)
+    assert event.location.city == "Los Angeles"
+    page = await service.page(reply["id"])
+    assert page["location"]["lat"] == 34.05
 
 
 async def test_a_repeated_idempotency_key_replays_the_first_reply() -> None:

@@ -9,8 +9,16 @@ Attempt = Callable[[], Awaitable[None]]
 
 
 class Retry(Exception):
-    """A failed attempt worth repeating."""
+    """A failed attempt worth repeating (not before `after_s`, when the receiver said so)."""
+
+    def __init__(self, reason: str, after_s: float | None = None) -> None:
+        super().__init__(reason)
+        self.after_s = after_s
 
 
 class GiveUp(Exception):
     """A failed attempt that no repeat can fix."""
+
+
+class Gone(GiveUp):
+    """The receiver answered 410 Gone: the endpoint is switched off."""

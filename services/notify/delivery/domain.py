@@ -1,64 +1,135 @@
-"""Rules of external delivery: webhook signatures, retry delays, the SSRF guard.
+"""Rules of external delivery: Standard Webhooks signatures, retry delays, the SSRF guard.
 
 Standard library only, unit-tested without a network.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import hashlib
 import hmac
 import ipaddress
-from collections.abc import Sequence
+import json
+import secrets
+from collections.abc import Iterable, Sequence
+from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 #: Delivery states a channel never leaves (so a claimed entry is never sent twice).
 DELIVERY_FINAL = frozenset({"delivered", "failed", "refused", "skipped"})
 
 
-def _signature(secret: str, timestamp: int, body: bytes) -> str:
-    """Hex HMAC-SHA256 over '<timestamp>.' + body."""
-    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+WHSEC = "whsec_"
+
+#: Standard Webhooks' retry schedule after the first attempt (seconds, each after the last).
+STANDARD_RETRY_SCHEDULE_S = (5, 300, 1800, 7200, 18000, 36000, 36000)
 
 
-def sign_webhook(secret: str, timestamp: int, body: bytes) -> str:
-    """The signature header value 't=<ts>,v1=<hex hmac-sha256 of "<ts>." + body>'."""
-    return f"t={timestamp},v1={_signature(secret, timestamp, body)}"
+def new_webhook_secret() -> str:
+    """A fresh signing secret in the Standard Webhooks form 'whsec_' + base64 of 32 bytes."""
+    return WHSEC + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-def verify_webhook(secret: str, header: str, body: bytes, now: int, tolerance_s: int = 300) -> bool:
-    """Whether a signature header is valid for `body` and no older (or newer) than tolerance."""
-    timestamp: int | None = None
-    signatures: list[str] = []
-    for part in header.split(","):
-        key, sep, value = part.strip().partition("=")
-        if not sep:
-            return False
-        if key == "t":
-            if timestamp is not None or not value.isascii() or not value.isdigit():
-                return False
-            timestamp = int(value)
-        elif key == "v1":
-            signatures.append(value)
-    if timestamp is None or not signatures or abs(now - timestamp) > tolerance_s:
+def webhook_secret_key(secret: str) -> bytes:
+    """The HMAC key inside a 'whsec_' secret; ValueError when it is not in that form."""
+    if not secret.startswith(WHSEC):
+        raise ValueError("a webhook secret starts with 'whsec_'")
+    encoded = secret[len(WHSEC) :]
+    try:
+        # Receivers' libraries accept unpadded base64, so it is accepted here too.
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("a webhook secret is 'whsec_' followed by base64") from None
+    if not 24 <= len(key) <= 64:
+        raise ValueError("a webhook secret holds 24 to 64 bytes (32 recommended)")
+    return key
+
+
+def webhook_signature(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """One 'v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">' (Standard Webhooks)."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    digest = hmac.new(webhook_secret_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def sign_webhook(secrets_: Sequence[str], msg_id: str, timestamp: int, body: bytes) -> str:
+    """The webhook-signature header: one signature per secret, space-separated (rotation)."""
+    return " ".join(webhook_signature(s, msg_id, timestamp, body) for s in secrets_)
+
+
+def verify_webhook(
+    secret: str,
+    msg_id: str,
+    timestamp: str,
+    signature_header: str,
+    body: bytes,
+    now: int,
+    tolerance_s: int = 300,
+) -> bool:
+    """Whether any v1 signature in the header is valid for `body` and the time is near `now`."""
+    if not timestamp.isascii() or not timestamp.isdigit():
         return False
-    expected = _signature(secret, timestamp, body)
-    # Several v1 values are allowed so that a secret can be rotated without downtime.
-    return any(hmac.compare_digest(expected.encode(), s.encode()) for s in signatures)
+    ts = int(timestamp)
+    if abs(now - ts) > tolerance_s:
+        return False
+    expected = webhook_signature(secret, msg_id, ts, body).encode()
+    return any(
+        hmac.compare_digest(expected, candidate.encode())
+        for candidate in signature_header.split(" ")
+        if candidate.startswith("v1,")
+    )
 
 
-def backoff_delays(
-    attempts: int, base_s: float = 1.0, factor: float = 2.0, max_s: float = 60.0
-) -> list[float]:
-    """Exponential retry delays base, base*factor, ... capped at max_s (no jitter)."""
-    if attempts < 0 or base_s < 0 or factor < 1 or max_s < 0:
-        raise ValueError("attempts, base_s, max_s must be >= 0 and factor >= 1")
-    delays: list[float] = []
-    delay = base_s
-    for _ in range(attempts):
-        delays.append(min(delay, max_s))
-        delay = min(delay * factor, max_s)  # capped as it grows, so it never overflows
-    return delays
+def webhook_payload(kind: str, created_at: str, data: dict[str, Any]) -> bytes:
+    """The body of a delivery: '{type, timestamp, data}' (fixed across retries)."""
+    payload = {"type": f"notification.{kind}", "timestamp": created_at, "data": data}
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+
+
+def retry_delays(attempts: int, base_s: float = 5.0, max_s: float = 36000.0) -> list[float]:
+    """Delays before each retry: Standard Webhooks' schedule scaled so the first is base_s."""
+    if attempts < 0 or base_s < 0 or max_s < 0:
+        raise ValueError("attempts, base_s and max_s must be >= 0")
+    scale = base_s / STANDARD_RETRY_SCHEDULE_S[0]
+    last = STANDARD_RETRY_SCHEDULE_S[-1]
+    delays = [*STANDARD_RETRY_SCHEDULE_S, *[last] * max(0, attempts - 7)][:attempts]
+    return [min(d * scale, max_s) for d in delays]
+
+
+def retry_after_s(header: str | None, now: float) -> float | None:
+    """Seconds a Retry-After header asks to wait (delta-seconds or an HTTP date), or None."""
+    if not header:
+        return None
+    value = header.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def unsubscribe_token(key: bytes, recipient: str) -> str:
+    """The signed token of a one-click e-mail unsubscribe link for `recipient`."""
+    mac = hmac.new(key, b"email-off\x00" + recipient.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac[:24]).decode().rstrip("=")
+
+
+def unsubscribe_token_valid(key: bytes, recipient: str, token: str) -> bool:
+    """Whether `token` was issued for `recipient` with `key`."""
+    return hmac.compare_digest(unsubscribe_token(key, recipient).encode(), token.encode())
+
+
+def by_family(ips: Iterable[str]) -> list[str]:
+    """Distinct addresses, IPv4 first, otherwise in the resolver's order."""
+    distinct = list(dict.fromkeys(ip.strip() for ip in ips))
+    return sorted(distinct, key=lambda ip: ":" in ip)
 
 
 # SSRF guard for webhook URLs
@@ -101,7 +172,7 @@ def is_public_address(ip: str) -> bool:
     return _public(addr)
 
 
-def webhook_url_problem(url: str) -> str | None:
+def webhook_url_problem(url: str, allow_http: bool = True) -> str | None:
     """Why a webhook URL is unusable on its face (None when it looks fine), before DNS."""
     if len(url) > 2048:
         return "webhook URL is too long (max 2048 characters)"
@@ -114,6 +185,8 @@ def webhook_url_problem(url: str) -> str | None:
         return "webhook URL is malformed"
     if parts.scheme.lower() not in ("http", "https"):
         return "webhook URL must use http or https"
+    if parts.scheme.lower() != "https" and not allow_http:
+        return "webhook URL must use https"
     if not parts.hostname:
         return "webhook URL must name a host"
     if parts.username is not None or parts.password is not None:
@@ -123,7 +196,7 @@ def webhook_url_problem(url: str) -> str | None:
 
 def check_webhook_url(url: str, resolved_ips: Sequence[str], allow_private: bool) -> str | None:
     """Why a webhook URL may not be called (None when it may), given its resolved addresses."""
-    problem = webhook_url_problem(url)
+    problem = webhook_url_problem(url, allow_http=allow_private)
     if problem is not None:
         return problem
     host = urlsplit(url).hostname or ""

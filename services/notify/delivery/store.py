@@ -10,7 +10,10 @@ from collections.abc import Sequence
 
 from redis.exceptions import ResponseError
 
-from shared.atomic import Txn
+from shared import streams
+from shared.atomic import Committer, Txn
+from shared.events import DeadLetter
+from shared.logging import current_correlation_id
 from shared.redis import RedisClient
 
 OUTBOX_GROUP = "notify"
@@ -20,9 +23,18 @@ Entry = tuple[str, dict[str, str]]
 class OutboxStore:
     """The outbox stream and its consumer group."""
 
-    def __init__(self, redis: RedisClient, tag: str, maxlen: int) -> None:
+    def __init__(
+        self,
+        redis: RedisClient,
+        tag: str,
+        maxlen: int,
+        committer: Committer | None = None,
+        dedupe_ttl_s: int = 14 * 86400,
+    ) -> None:
         self.redis = redis
         self.maxlen = maxlen
+        self.committer = committer or Committer(redis)
+        self.dedupe_ttl_s = dedupe_ttl_s
         self._key = f"{tag}:outbox"
 
     def enqueue(self, txn: Txn, nid: str, recipient: str, channels: Sequence[str]) -> Txn:
@@ -67,3 +79,34 @@ class OutboxStore:
     async def ack(self, entry_id: str) -> None:
         """The entry is done (delivered, or final on every channel)."""
         await self.redis.xack(self._key, OUTBOX_GROUP, entry_id)
+
+    async def deliveries(self, entry_id: str) -> int:
+        """How many times the entry was handed to a worker (read or claimed)."""
+        pending = await self.redis.xpending_range(self._key, OUTBOX_GROUP, entry_id, entry_id, 1)
+        return int(pending[0]["times_delivered"]) if pending else 1
+
+    async def keep(self, consumer: str, entry_id: str) -> None:
+        """Reset the entry's idle time while this worker still waits to retry it, so no
+        other replica claims it (JUSTID leaves its delivery count as it is)."""
+        await self.redis.xclaim(self._key, OUTBOX_GROUP, consumer, 0, [entry_id], justid=True)
+
+    async def dead_letter(
+        self, consumer: str, entry_id: str, fields: dict[str, str], error: str, deliveries: int
+    ) -> None:
+        """Move a failing entry to askdoc.dead-letter (once per entry), then ack it."""
+        letter = DeadLetter(
+            correlation_id=current_correlation_id(),
+            producer="notify",
+            source_stream=self._key,
+            entry_id=entry_id,
+            group=OUTBOX_GROUP,
+            consumer=consumer,
+            fields={k: v[:4096] for k, v in fields.items()},
+            error=error[:1000],
+            delivery_count=deliveries,
+        )
+        # The marker keeps the letter unique even if we die between it and the XACK.
+        marker = f"{streams.slot_tag(streams.DEAD_LETTER)}:dlq:outbox:{self._key}:{entry_id}"
+        txn = Txn().absent("dead_letter", marker, ttl_s=self.dedupe_ttl_s)
+        await self.committer.commit(txn.publish(letter))
+        await self.ack(entry_id)

@@ -3,9 +3,11 @@
 Every notification with an external channel gets an outbox entry in the same commit as
 its inbox item, so a crash between the commit and the HTTP call loses nothing: the
 entry stays pending in the outbox's consumer group and a live replica claims it after
-`delivery_claim_idle_s`. Each attempt carries the notification id as Idempotency-Key
-(webhook) or Message-ID (e-mail), so a receiver can drop a repeat; a channel already in
-a final state is not tried again. The status of each channel is kept on the inbox item.
+`delivery_claim_idle_s` (a worker waiting to retry keeps its entries from being
+claimed). Each attempt carries the notification id as `webhook-id` (webhook) or in
+the Message-ID (e-mail), so a receiver can drop a repeat; a channel already in a final
+state is not tried again. The status of each channel is kept on the inbox item. An
+entry that fails unexpectedly `max_deliveries` times goes to the dead letters.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import contextlib
 import json
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import httpx
+from redis import exceptions as redis_errors
 from redis.exceptions import RedisError
 
 from shared.logging import get_logger
@@ -26,12 +30,21 @@ from shared.logging import get_logger
 from ..metrics import DELIVERIES
 from ..settings import NotifySettings
 from . import domain
-from .attempts import Attempt, GiveUp, Retry
+from .attempts import Attempt, GiveUp, Gone, Retry
 from .mail import email_attempt
+from .slots import DeliverySlots
 from .store import Entry, OutboxStore
 from .webhook import webhook_attempt
 
 log = get_logger("askdoc.notify.delivery")
+
+# Redis full, unreachable or loading is no fault of the entry: never dead-lettered for it.
+_REDIS_UNAVAILABLE = (
+    redis_errors.OutOfMemoryError,
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.BusyLoadingError,
+)
 
 
 class Notes(Protocol):
@@ -54,6 +67,11 @@ class Contacts(Protocol):
         ...
 
 
+#: Told that a receiver is gone (410): switch the channel off and tell the recipient.
+#: Arguments: recipient, channel, the notification whose delivery found out.
+ChannelGone = Callable[[str, str, str], Awaitable[None]]
+
+
 class _Interrupted(Exception):
     """Shutdown came while waiting to retry: leave the entry for another replica."""
 
@@ -67,12 +85,15 @@ class DeliveryWorker:
         inbox: Notes,
         directory: Contacts,
         settings: NotifySettings,
+        on_gone: ChannelGone | None = None,
     ) -> None:
         self.outbox = outbox
         self.inbox = inbox
         self.directory = directory
         self.settings = settings
+        self.on_gone = on_gone
         self.consumer = settings.consumer_name
+        self.slots = DeliverySlots(settings.delivery_concurrency, settings.webhook_host_slots)
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._stop = asyncio.Event()
@@ -121,10 +142,11 @@ class DeliveryWorker:
                 await asyncio.sleep(pause_s)
 
     def _free(self) -> int:
-        return self.settings.delivery_concurrency - len(self._tasks)
+        # Notifications held (sending or waiting to retry); sends are bounded by the slots.
+        return self.settings.delivery_backlog - len(self._tasks)
 
     async def _read_once(self) -> None:
-        free = self._free()
+        free = min(self._free(), 100)
         if free <= 0:
             await asyncio.sleep(0.05)
             return
@@ -162,12 +184,49 @@ class DeliveryWorker:
 
     async def _deliver(self, entry_id: str, fields: dict[str, str]) -> None:
         nid = fields.get("nid", "")
+        deliveries = 1
+        try:
+            deliveries = await self.outbox.deliveries(entry_id)
+            if deliveries > self.settings.max_deliveries:
+                # Handed out more often than allowed without ever finishing: whatever it
+                # does to a worker (a crash, a kill), it must not do it forever.
+                await self._give_up(entry_id, fields, "never finished", deliveries)
+                return
+            await self._deliver_entry(entry_id, fields)
+        except _Interrupted:
+            log.info("delivery_interrupted", notification_id=nid)
+        except _REDIS_UNAVAILABLE as exc:
+            # Not acked: the entry is claimed and tried again after the idle time.
+            log.warning("delivery_entry_failed", notification_id=nid, error=str(exc)[:200])
+        except Exception as exc:
+            log.exception("delivery_entry_crashed", notification_id=nid, deliveries=deliveries)
+            if deliveries >= self.settings.max_deliveries:
+                with contextlib.suppress(RedisError, OSError):
+                    await self._give_up(
+                        entry_id, fields, f"{type(exc).__name__}: {exc}", deliveries
+                    )
+
+    async def _give_up(
+        self, entry_id: str, fields: dict[str, str], error: str, deliveries: int
+    ) -> None:
+        await self.outbox.dead_letter(self.consumer, entry_id, fields, error, deliveries)
+        log.error(
+            "delivery_dead_lettered",
+            notification_id=fields.get("nid"),
+            entry_id=entry_id,
+            deliveries=deliveries,
+            error=error[:300],
+        )
+
+    async def _deliver_entry(self, entry_id: str, fields: dict[str, str]) -> None:
+        nid = fields.get("nid", "")
         recipient = fields.get("recipient", "")
         channels = [c for c in fields.get("channels", "").split(",") if c]
-        try:
-            [note] = await self.inbox.notes([nid]) if nid else [{}]
-            if note and "item" in note:
-                item = json.loads(note["item"])
+        [note] = await self.inbox.notes([nid]) if nid else [{}]
+        if note and "item" in note:
+            item = json.loads(note["item"])
+            keeper = asyncio.create_task(self._keep_while_waiting(entry_id))
+            try:
                 outcomes = await asyncio.gather(
                     *(
                         self._channel(channel, nid, recipient, item, note.get(f"d:{channel}"))
@@ -175,18 +234,22 @@ class DeliveryWorker:
                     ),
                     return_exceptions=True,
                 )
-                errors = [o for o in outcomes if isinstance(o, BaseException)]
-                if any(isinstance(e, _Interrupted) for e in errors):
-                    log.info("delivery_interrupted", notification_id=nid)
-                    return  # not acked: claimed by a live replica after the idle time
-                if errors:
-                    raise errors[0]  # not acked (below): tried again after a claim
-            await self.outbox.ack(entry_id)
-        except (RedisError, OSError) as exc:
-            # Not acked: the entry is claimed and tried again after the idle time.
-            log.warning("delivery_entry_failed", notification_id=nid, error=str(exc)[:200])
-        except Exception:
-            log.exception("delivery_entry_crashed", notification_id=nid)
+            finally:
+                keeper.cancel()
+            errors = [o for o in outcomes if isinstance(o, BaseException)]
+            if any(isinstance(e, _Interrupted) for e in errors):
+                raise _Interrupted  # not acked: claimed by a live replica after the idle time
+            if errors:
+                raise errors[0]  # not acked: tried again after a claim
+        await self.outbox.ack(entry_id)
+
+    async def _keep_while_waiting(self, entry_id: str) -> None:
+        """Keep the entry ours while it waits for retries (they can take hours)."""
+        every = max(self.settings.delivery_claim_idle_s / 3, 0.5)
+        while True:
+            await asyncio.sleep(every)
+            with contextlib.suppress(RedisError, OSError):
+                await self.outbox.keep(self.consumer, entry_id)
 
     async def _channel(
         self, channel: str, nid: str, recipient: str, item: dict[str, Any], status: str | None
@@ -196,38 +259,46 @@ class DeliveryWorker:
         profile = await self.directory.get(recipient)
         contact = profile[0] if profile else {}
         if channel == "webhook":
-            url, secret = contact.get("webhook_url"), contact.get("webhook_secret")
-            if not url or not secret:
+            url, secrets = contact.get("webhook_url"), signing_secrets(contact, time.time())
+            if not url or not secrets or contact.get("webhook_off"):
                 await self._final(nid, channel, "skipped", "webhook no longer configured")
                 return
             attempt = webhook_attempt(
-                self.http, self.settings.webhook_allow_private, url, secret, nid, recipient, item
+                self.http, self.slots, self.settings, url, secrets, nid, recipient, item
             )
         elif channel == "email":
             address = contact.get("email")
-            if not address or not self.settings.smtp_host:
+            if not address or not self.settings.smtp_host or contact.get("email_off"):
                 await self._final(nid, channel, "skipped", "e-mail no longer configured")
                 return
-            attempt = email_attempt(self.settings, address, nid, item)
+            send = email_attempt(self.settings, address, nid, recipient, item)
+
+            async def attempt() -> None:
+                async with self.slots.hold():
+                    await send()
+
         else:
             await self._final(nid, channel, "skipped", "unknown channel")
             return
-        await self._with_retries(channel, nid, attempt)
+        await self._with_retries(channel, nid, recipient, attempt)
 
-    async def _with_retries(self, channel: str, nid: str, attempt: Attempt) -> None:
+    async def _with_retries(self, channel: str, nid: str, recipient: str, attempt: Attempt) -> None:
         s = self.settings
-        delays = domain.backoff_delays(
-            s.webhook_max_attempts - 1, s.retry_base_s, 2.0, s.retry_max_s
-        )
+        delays = domain.retry_delays(s.webhook_max_attempts - 1, s.retry_base_s, s.retry_max_s)
         for number in range(1, s.webhook_max_attempts + 1):
             try:
                 await attempt()
+            except Gone as exc:
+                if self.on_gone is not None:
+                    await self.on_gone(recipient, channel, nid)
+                await self._final(nid, channel, "failed", str(exc), attempts=number)
+                return
             except GiveUp as exc:
                 status = "refused" if str(exc).startswith("refused:") else "failed"
-                await self._final(nid, channel, status, str(exc))
+                await self._final(nid, channel, status, str(exc), attempts=number)
                 return
             except Retry as exc:
-                error = str(exc)
+                error, asked = str(exc), exc.after_s
             else:
                 await self._final(nid, channel, "delivered", None, attempts=number)
                 return
@@ -235,6 +306,8 @@ class DeliveryWorker:
                 await self._final(nid, channel, "failed", error, attempts=number)
                 return
             delay = domain.jittered(delays[number - 1], random.random())
+            if asked is not None:
+                delay = min(max(delay, asked), s.retry_max_s)  # the receiver's Retry-After
             await self.inbox.set_delivery(nid, channel, "retrying")
             log.info(
                 "delivery_retrying",
@@ -263,3 +336,14 @@ class DeliveryWorker:
             attempts=attempts or None,
             error=error[:200] if error else None,
         )
+
+
+def signing_secrets(contact: dict[str, Any], now: float) -> list[str]:
+    """The secrets a delivery is signed with: the current one, and during a rotation's
+    window the previous one too (receivers accept either)."""
+    current = contact.get("webhook_secret")
+    if not current:
+        return []
+    previous = contact.get("webhook_secret_previous")
+    until = contact.get("webhook_secret_previous_until") or 0
+    return [current, previous] if previous and until > now else [current]

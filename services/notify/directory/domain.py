@@ -67,7 +67,10 @@ def rating_score(rating: float | None, review_count: int) -> float:
 
 def alert_prefs(profile: dict[str, Any]) -> dict[str, Any]:
     """What the alerts read of a profile: quiet hours, daily cap, external channels."""
-    on = (("webhook", profile.get("webhook_url")), ("email", profile.get("email")))
+    on = (
+        ("webhook", profile.get("webhook_url") and not profile.get("webhook_off")),
+        ("email", profile.get("email") and not profile.get("email_off")),
+    )
     return {
         "quiet_hours": profile.get("quiet_hours"),
         "daily_cap": profile.get("daily_cap"),
@@ -104,6 +107,8 @@ def profile_view(profile: dict[str, Any], private: bool) -> dict[str, Any]:
             email=profile.get("email"),
             webhook_url=profile.get("webhook_url"),
             has_webhook_secret=bool(profile.get("webhook_secret")),
+            webhook_off=bool(profile.get("webhook_off")),
+            email_alerts=not profile.get("email_off"),
             quiet_hours=profile.get("quiet_hours"),
             daily_cap=profile.get("daily_cap"),
         )

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from shared import geo, taxonomy
 from shared.atomic import CommitResult
-from shared.errors import Conflict, Forbidden, Invalid, NotFound
+from shared.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from shared.events import DoctorProfileChanged, Location
 from shared.logging import current_correlation_id, get_logger
 from shared.metrics import EVENTS_PUBLISHED
 
 from .. import SERVICE
 from ..alerts.domain import parse_quiet_hours
-from ..delivery.domain import webhook_url_problem
+from ..delivery.domain import new_webhook_secret, webhook_secret_key, webhook_url_problem
 from .domain import (
     STATUSES,
     VERIFIED,
@@ -65,10 +65,37 @@ class InvalidWebhookUrl(Invalid):
     code = "invalid_webhook_url"
 
 
-class WebhookSecretRequired(Invalid):
-    """A webhook needs a secret to sign its deliveries."""
+class InvalidWebhookSecret(Invalid):
+    """A webhook secret not in the Standard Webhooks form 'whsec_' + base64."""
 
-    code = "webhook_secret_required"
+    code = "invalid_webhook_secret"
+
+
+class WebhooksUnavailable(DomainError):
+    """Webhooks cannot be set: no key to seal their secrets is configured."""
+
+    code = "webhooks_unavailable"
+
+
+@dataclass(frozen=True)
+class WebhookPolicy:
+    """How webhooks may be set: sealing key present, plain http allowed, rotation window."""
+
+    sealing: bool = True
+    allow_http: bool = True
+    rotation_s: float = 86400.0
+
+
+class RatingSetByAdmins(Forbidden):
+    """A doctor tried to change their own rating or review count."""
+
+    code = "rating_set_by_admins"
+
+
+class ProfileIncomplete(Invalid):
+    """A PATCH of a doctor not yet in the directory lacks name, specialties or location."""
+
+    code = "profile_incomplete"
 
 
 class InvalidNpi(Invalid):
@@ -130,7 +157,8 @@ class SaveDoctorProfile:
     """Create or replace a doctor's profile (the whole profile).
 
     `webhook_secret` is write-only: with `keep_webhook_secret` (the client did not send
-    one) the stored secret stays.
+    one) the stored secret stays; without one (sent as null, or none stored) the server
+    makes one. `email_alerts` None keeps the stored choice (an unsubscribe turns it off).
     """
 
     doctor_id: str
@@ -149,6 +177,9 @@ class SaveDoctorProfile:
     keep_webhook_secret: bool = False
     quiet_hours: QuietWindow | None = None
     daily_cap: int | None = None
+    #: "rating" and/or "review_count": keep the stored value instead of this command's.
+    keep: frozenset[str] = field(default_factory=frozenset)
+    email_alerts: bool | None = None
     npi: str | None = None  # None keeps the stored one
     taxonomy_code: str | None = None  # None keeps the stored one (or the specialty's code)
     status: str | None = None  # None keeps the stored status; only admins change it
@@ -161,6 +192,25 @@ class SetDoctorStatus:
     doctor_id: str
     status: str
     actor_is_admin: bool
+
+
+#: What only admins (and the import, which signs in as one) set on a doctor's card.
+ADMIN_ONLY = ("rating", "review_count")
+
+
+@dataclass(frozen=True)
+class PatchDoctorProfile:
+    """Change some fields of a profile; the others stay as stored.
+
+    `changes` maps SaveDoctorProfile field names to new values (None clears an optional
+    field). Where no profile exists yet, the changes must hold name, specialties and
+    location: a PATCH then creates it.
+    """
+
+    doctor_id: str
+    actor_id: str
+    actor_is_admin: bool
+    changes: Mapping[str, Any]
 
 
 class ProfileStore(Protocol):
@@ -189,9 +239,15 @@ ProfileSaved = Callable[[str, datetime], Awaitable[None]]
 class DirectoryService:
     """Doctor profiles: validated, versioned, announced with doctor-profile-changed."""
 
-    def __init__(self, store: ProfileStore, on_saved: ProfileSaved | None = None) -> None:
+    def __init__(
+        self,
+        store: ProfileStore,
+        on_saved: ProfileSaved | None = None,
+        webhooks: WebhookPolicy | None = None,
+    ) -> None:
         self.store = store
         self.on_saved = on_saved
+        self.webhooks = webhooks or WebhookPolicy()
 
     async def save_profile(self, cmd: SaveDoctorProfile) -> dict[str, Any]:
         """Create or replace a doctor's profile; index it and announce it in one step."""
@@ -211,9 +267,16 @@ class DirectoryService:
                 raise InvalidQuietHours(str(exc)) from None
             quiet_hours = {"start": qh.start, "end": qh.end, "tz": qh.tz}
         if cmd.webhook_url is not None:
-            problem = webhook_url_problem(cmd.webhook_url)
+            if not self.webhooks.sealing:
+                raise WebhooksUnavailable("webhooks are not enabled on this server")
+            problem = webhook_url_problem(cmd.webhook_url, allow_http=self.webhooks.allow_http)
             if problem is not None:
                 raise InvalidWebhookUrl(problem)
+        if cmd.webhook_secret is not None:
+            try:
+                webhook_secret_key(cmd.webhook_secret)
+            except ValueError as exc:
+                raise InvalidWebhookSecret(str(exc)) from None
         location = {
             "city": place.city,
             "state": place.state,
@@ -225,13 +288,7 @@ class DirectoryService:
         for _ in range(SAVE_ATTEMPTS):
             stored = await self.store.get(cmd.doctor_id)
             old, version = stored if stored else ({}, 0)
-            # The secret is never shown, so a client that GETs and PUTs its profile back
-            # cannot resend it: leaving the field out keeps the stored one.
-            secret = old.get("webhook_secret") if cmd.keep_webhook_secret else cmd.webhook_secret
-            if cmd.webhook_url is not None and not secret:
-                raise WebhookSecretRequired(
-                    "a webhook_url needs a webhook_secret (>= 16 characters) to sign deliveries"
-                )
+            rating, review_count = _card_numbers(cmd, old)
             # Left out of a PUT, the NPI and taxonomy code stay as stored.
             npi_now = npi or old.get("npi")
             code_now = (
@@ -241,6 +298,7 @@ class DirectoryService:
             )
             status = _next_status(old, cmd, npi_now)
             now = datetime.now(UTC)
+            hook = _webhook_fields(cmd, old, now.timestamp(), self.webhooks.rotation_s)
             profile: dict[str, Any] = {
                 "id": cmd.doctor_id,
                 "name": cmd.name,
@@ -248,11 +306,13 @@ class DirectoryService:
                 "specialties": specialties,
                 "location": location,
                 "radius_km": cmd.radius_km,
-                "rating": cmd.rating,
-                "review_count": cmd.review_count or 0,
+                "rating": rating,
+                "review_count": review_count,
                 "email": cmd.email,
-                "webhook_url": cmd.webhook_url,
-                "webhook_secret": secret if cmd.webhook_url is not None else None,
+                **hook,
+                "email_off": bool(old.get("email_off"))
+                if cmd.email_alerts is None
+                else not cmd.email_alerts,
                 "quiet_hours": quiet_hours,
                 "daily_cap": cmd.daily_cap,
                 "npi": npi_now,
@@ -261,7 +321,7 @@ class DirectoryService:
                 "profile_version": version + 1,
                 "updated_at": now.isoformat(),
             }
-            event = changed_event(profile, now)
+            event = _announcement(profile, now)
             result = await self.store.save(
                 profile, old.get("specialties", []), all_slugs, alert_prefs(profile), event
             )
@@ -278,7 +338,62 @@ class DirectoryService:
             profile_version=version + 1,
             specialties=specialties,
         )
-        return profile_view(profile, private=True)
+        view = profile_view(profile, private=True)
+        if profile["webhook_secret"] and profile["webhook_secret"] != old.get("webhook_secret"):
+            # Shown once, in the reply that set it; never again.
+            view["webhook_secret"] = profile["webhook_secret"]
+        return view
+
+    async def switch_off(self, doctor_id: str, channel: str) -> bool:
+        """Turn an external channel off (a 410 from the webhook, an e-mail unsubscribe);
+        False when it was off already or the doctor is unknown."""
+        flag = {"webhook": "webhook_off", "email": "email_off"}[channel]
+        for _ in range(SAVE_ATTEMPTS):
+            stored = await self.store.get(doctor_id)
+            if stored is None or stored[0].get(flag):
+                return False
+            old, version = stored
+            now = datetime.now(UTC)
+            profile = {
+                **old,
+                flag: True,
+                "profile_version": version + 1,
+                "updated_at": now.isoformat(),
+            }
+            result = await self.store.save(
+                profile,
+                old.get("specialties", []),
+                [s.slug for s in taxonomy.specialties()],
+                alert_prefs(profile),
+                _announcement(profile, now),
+            )
+            if result.applied:
+                EVENTS_PUBLISHED.labels(SERVICE, DoctorProfileChanged.stream).inc()
+                log.info("doctor_channel_switched_off", doctor_id=doctor_id, channel=channel)
+                return True
+        raise ProfileChangedConcurrently("the profile changed concurrently; try again")
+
+    async def patch_profile(self, cmd: PatchDoctorProfile) -> dict[str, Any]:
+        """Change the given fields of a profile, keeping every other one as stored."""
+        if not cmd.actor_is_admin and cmd.actor_id != cmd.doctor_id:
+            raise NotYourProfile("a doctor may only edit their own profile")
+        stored = await self.store.get(cmd.doctor_id)
+        fresh = {"credentials": "", "radius_km": 50.0}  # DoctorIn's defaults for a new profile
+        merged = {**fresh, **_as_command_fields(stored[0] if stored else {}), **cmd.changes}
+        missing = [f for f in ("name", "specialties", "location") if not merged.get(f)]
+        if missing:
+            raise ProfileIncomplete(
+                f"no profile for {cmd.doctor_id!r} yet: give {', '.join(missing)} to create it"
+            )
+        save = SaveDoctorProfile(
+            doctor_id=cmd.doctor_id,
+            actor_id=cmd.actor_id,
+            actor_is_admin=cmd.actor_is_admin,
+            keep_webhook_secret="webhook_secret" not in cmd.changes,
+            keep=frozenset(f for f in ADMIN_ONLY if f not in cmd.changes),
+            **merged,
+        )
+        return await self.save_profile(save)
 
     async def set_status(self, cmd: SetDoctorStatus) -> dict[str, Any]:
         """Move a doctor between pending, verified and suspended; announce it like any change."""
@@ -302,7 +417,7 @@ class DirectoryService:
                 "profile_version": version + 1,
                 "updated_at": now.isoformat(),
             }
-            event = changed_event(profile, now)
+            event = _announcement(profile, now)
             result = await self.store.save(
                 profile,
                 old.get("specialties", []),
@@ -334,8 +449,75 @@ class DirectoryService:
         return profile_view(stored[0], private=private)
 
 
-def changed_event(profile: dict[str, Any], now: datetime) -> DoctorProfileChanged:
-    """The doctor-profile-changed event announcing a stored profile version."""
+def _card_numbers(cmd: SaveDoctorProfile, old: dict[str, Any]) -> tuple[float | None, int]:
+    """The rating and review count to store; RatingSetByAdmins if a doctor changes them."""
+    stored = (old.get("rating"), int(old.get("review_count") or 0))
+    given = (
+        stored[0] if "rating" in cmd.keep else cmd.rating,
+        stored[1] if "review_count" in cmd.keep else int(cmd.review_count or 0),
+    )
+    if not cmd.actor_is_admin and given != stored:
+        raise RatingSetByAdmins(
+            "rating and review_count are set by admins (or the import), not by the doctor; "
+            "leave them out, or send the values the card shows"
+        )
+    return given
+
+
+def _as_command_fields(profile: dict[str, Any]) -> dict[str, Any]:
+    """A stored profile as SaveDoctorProfile fields (the base a PATCH changes)."""
+    if not profile:
+        return {}
+    loc = profile.get("location") or {}
+    qh = profile.get("quiet_hours")
+    return {
+        "name": profile.get("name"),
+        "credentials": profile.get("credentials") or "",
+        "specialties": tuple(profile.get("specialties") or ()),
+        "location": PracticeLocation(
+            loc.get("zip"), loc.get("city"), loc.get("state"), loc.get("lat"), loc.get("lon")
+        )
+        if loc
+        else None,
+        "radius_km": profile.get("radius_km", 50),
+        "rating": profile.get("rating"),
+        "review_count": profile.get("review_count") or 0,
+        "email": profile.get("email"),
+        "webhook_url": profile.get("webhook_url"),
+        "quiet_hours": QuietWindow(qh["start"], qh["end"], qh["tz"]) if qh else None,
+        "daily_cap": profile.get("daily_cap"),
+    }
+
+
+def _webhook_fields(
+    cmd: SaveDoctorProfile, old: dict[str, Any], now_s: float, rotation_s: float
+) -> dict[str, Any]:
+    """The webhook part of a new profile version: URL, secret (kept, given or made), the
+    previous secret while a rotation lasts, and whether a 410 switched it off."""
+    if cmd.webhook_url is None:
+        return {"webhook_url": None, "webhook_secret": None, "webhook_off": False}
+    stored = old.get("webhook_secret")
+    # The secret is never shown again, so a client that GETs and PUTs its profile back
+    # cannot resend it: leaving the field out keeps the stored one.
+    if cmd.keep_webhook_secret and stored:
+        secret = stored
+    else:
+        secret = cmd.webhook_secret or new_webhook_secret()
+    fields: dict[str, Any] = {"webhook_url": cmd.webhook_url, "webhook_secret": secret}
+    if stored and secret != stored:
+        fields["webhook_secret_previous"] = stored
+        fields["webhook_secret_previous_until"] = now_s + rotation_s
+    elif old.get("webhook_secret_previous_until", 0) > now_s:
+        fields["webhook_secret_previous"] = old.get("webhook_secret_previous")
+        fields["webhook_secret_previous_until"] = old["webhook_secret_previous_until"]
+    # Switched off by a 410 until the doctor changes the URL or the secret.
+    same = cmd.webhook_url == old.get("webhook_url") and secret == stored
+    fields["webhook_off"] = bool(old.get("webhook_off")) and same
+    return fields
+
+
+def _announcement(profile: dict[str, Any], now: datetime) -> DoctorProfileChanged:
+    """The doctor-profile-changed event of a stored profile version."""
     return DoctorProfileChanged(
         correlation_id=current_correlation_id(),
         producer=SERVICE,

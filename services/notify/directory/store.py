@@ -17,6 +17,7 @@ from shared.redis import RedisClient
 
 from ..scripts import lua
 from .domain import DoctorRow, is_verified, rating_score
+from .sealing import SecretBox, open_profile
 
 DIRECTORY_TAG = streams.slot_tag(streams.DOCTOR_PROFILE_CHANGED)
 _ROW_FIELDS = ("lat", "lon", "radius_km", "rating", "review_count", "tz")
@@ -25,10 +26,14 @@ _ROW_FIELDS = ("lat", "lon", "radius_km", "rating", "review_count", "tz")
 class DirectoryStore:
     """Doctor profiles and the per-specialty GEO and rating indexes."""
 
-    def __init__(self, redis: RedisClient, committer: Committer, maxlen: int) -> None:
+    def __init__(
+        self, redis: RedisClient, committer: Committer, maxlen: int, box: SecretBox | None = None
+    ) -> None:
         self.redis = redis
         self.committer = committer
         self.maxlen = maxlen
+        # Webhook secrets are sealed at rest; without a key none can be read or stored.
+        self.box = box
         self._tag = DIRECTORY_TAG
         self._match_rows = redis.register_script(lua(__package__, "match_rows.lua"))
 
@@ -49,7 +54,9 @@ class DirectoryStore:
         raw, version = await self.redis.hmget(self._doc_key(doctor_id), "profile", "version")
         if not raw:
             return None
-        return json.loads(raw), int(version or 0)
+        profile = json.loads(raw)
+        opened = self.box.open(profile) if self.box else open_profile(profile, None)
+        return opened, int(version or 0)
 
     async def save(
         self,
@@ -74,6 +81,10 @@ class DirectoryStore:
         )
         # What matching reads of every candidate (in one script call for all of them) is
         # kept in plain fields; tz is the zone of the doctor's local day (caps, digests).
+        if self.box is not None:
+            profile = self.box.seal(profile)
+        elif profile.get("webhook_secret"):
+            raise ValueError("a webhook secret cannot be stored without ASKDOC_WEBHOOK_SECRET_KEY")
         txn.call(
             "HSET",
             self._doc_key(doctor_id),

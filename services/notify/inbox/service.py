@@ -18,7 +18,13 @@ from shared.metrics import EVENTS_PUBLISHED
 from .. import SERVICE
 from ..metrics import ALERTS
 from ..settings import NotifySettings
-from .domain import Notification, is_notification_id, item_view, notification_id_floor
+from .domain import (
+    Notification,
+    fresh_item,
+    is_notification_id,
+    item_view,
+    notification_id_floor,
+)
 
 log = get_logger("askdoc.notify.inbox")
 
@@ -74,6 +80,10 @@ class InboxPort(Protocol):
 
     async def mark_read(self, recipient: str, nid: str) -> bool:
         """Mark one notification read; False when it no longer exists."""
+        ...
+
+    async def add_once(self, note: Notification, once: str) -> bool:
+        """Commit the notification unless one with the same `once` name was committed."""
         ...
 
     async def trim(self, recipient: str, max_items: int, floor_id: str) -> int:
@@ -134,6 +144,20 @@ class InboxService:
             question_id=item.get("question_id"),
             urgent=item.get("urgent", False),
         )
+
+    async def channel_off(self, recipient: str, channel: str, about_nid: str) -> None:
+        """Tell the recipient a channel was switched off (once per notification that
+        found out): a webhook that answered 410 Gone."""
+        item = fresh_item(
+            "channel-off",
+            datetime.now(UTC),
+            reason={"channel": channel, "notification_id": about_nid, "why": "gone"},
+            reason_text=f"Your {channel} answered 410 Gone, so askdoc stopped sending to it. "
+            "Set it again in your settings to resume.",
+        )
+        note = self.notification(recipient, item, {"channels": []})
+        if await self.store.add_once(note, f"channel-off:{channel}:{about_nid}"):
+            self.delivered(note)
 
     # --- reading -----------------------------------------------------------------------
 

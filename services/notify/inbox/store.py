@@ -72,6 +72,12 @@ class InboxStore:
             self.outbox.enqueue(txn, nid, note.recipient, note.external)
         return txn
 
+    async def add_once(self, note: Notification, once: str) -> bool:
+        """Commit the notification unless one with the same `once` name was committed."""
+        txn = Txn().absent("once", f"{self._tag}:once:{once}", ttl_s=self.ttl_s)
+        result: CommitResult = await self.committer.commit(self.add(txn, note))
+        return result.applied
+
     async def mark_read(self, recipient: str, nid: str) -> bool:
         """Mark one notification read; False when it no longer exists."""
         txn = Txn().present("notification", self._note_key(nid))
