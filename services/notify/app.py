@@ -53,6 +53,7 @@ def create_app(settings: NotifySettings) -> FastAPI:
     """The notify service: directory and inbox API, matching consumers, delivery workers."""
     runtime = ServiceRuntime(SERVICE, settings)
     parts = build_parts(runtime.redis, runtime.committer, runtime.tag, settings)
+    runtime.trimmed_streams.append(parts.stores.outbox.stream)
     handlers.register(runtime.consumer, parts.alerts, parts.escalations)
     runtime.warmups.append(geo.warm_up)
     # The delivery worker and the live reader block on reads and wait on receivers:
