@@ -46,8 +46,8 @@ class ServiceSpec:
         return [sys.executable, "-m", f"services.{self.name}"]
 
 
-# Add a service here (e.g. `ServiceSpec("web", 8000, peers={"ASKDOC_QUESTIONS_URL":
-# "questions", ...})`) and dev, demo, tests and bench start it with the others.
+# Add a service here and dev, demo, tests and bench start it with the others. The web
+# starts last: it learns the other four's URLs from the same run.
 SERVICES: dict[str, ServiceSpec] = {
     spec.name: spec
     for spec in (
@@ -55,6 +55,16 @@ SERVICES: dict[str, ServiceSpec] = {
         ServiceSpec("answers", 8002),
         ServiceSpec("votes", 8003),
         ServiceSpec("notify", 8004),
+        ServiceSpec(
+            "web",
+            8000,
+            peers={
+                "ASKDOC_QUESTIONS_URL": "questions",
+                "ASKDOC_ANSWERS_URL": "answers",
+                "ASKDOC_VOTES_URL": "votes",
+                "ASKDOC_NOTIFY_URL": "notify",
+            },
+        ),
     )
 }
 

@@ -26,6 +26,8 @@ _SCRIPT = (Path(__file__).parent / "retention.lua").read_text()
 
 def record_key(stream: str) -> str:
     """The hash counting a stream's forced trims (same hash slot as the stream)."""
+    if "{" in stream:  # an internal stream whose key carries its hash tag already
+        return f"{stream}:retention"
     return f"{streams.slot_tag(stream)}:retention"
 
 

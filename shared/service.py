@@ -57,6 +57,9 @@ class ServiceRuntime:
         self._declare_publishers()
         self.ready = False
         self._tasks: list[asyncio.Task[None]] = []
+        #: Internal streams this service also trims, beside those it publishes (e.g.
+        #: notify's outbox): the same rule, never past what its group has to read.
+        self.trimmed_streams: list[str] = []
         self._broker_started = False
         # Blocking set-up (e.g. loading the gazetteer) run in a thread before readiness.
         self.warmups: list[Callable[[], Any]] = []
@@ -134,9 +137,13 @@ class ServiceRuntime:
     async def _trim_streams(self) -> None:
         """Trim the streams this service writes, never past what a group has to read."""
         trimmer = Trimmer(self.redis)
-        owned = (*streams.PUBLISHES.get(self.service, ()), streams.DEAD_LETTER)
         s = self.settings
         while True:
+            owned = (
+                *streams.PUBLISHES.get(self.service, ()),
+                streams.DEAD_LETTER,
+                *self.trimmed_streams,
+            )
             for stream in owned:
                 try:
                     await trimmer.trim(stream, s.stream_maxlen, s.stream_max_bytes)

@@ -53,7 +53,8 @@ def create_app(settings: NotifySettings) -> FastAPI:
     """The notify service: directory and inbox API, matching consumers, delivery workers."""
     runtime = ServiceRuntime(SERVICE, settings)
     parts = build_parts(runtime.redis, runtime.committer, runtime.tag, settings)
-    handlers.register(runtime.consumer, parts.alerts)
+    runtime.trimmed_streams.append(parts.stores.outbox.stream)
+    handlers.register(runtime.consumer, parts.alerts, parts.escalations)
     runtime.warmups.append(geo.warm_up)
     # The delivery worker and the live reader block on reads and wait on receivers:
     # they get a connection pool of their own, so they never starve the event handlers.
@@ -61,6 +62,7 @@ def create_app(settings: NotifySettings) -> FastAPI:
     hub = LiveHub(side, parts.inbox.items)
     loops: dict[str, Callable[[], Awaitable[None]]] = {
         "held-releaser": parts.held.run_releaser,
+        "escalator": parts.escalations.run_escalator,
         "inbox-trimmer": parts.inbox.run_trimmer,
         "live-hub": hub.run,
     }

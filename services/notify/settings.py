@@ -83,6 +83,16 @@ class NotifySettings(Settings):
     delivery_claim_idle_s: float = Field(
         180, ge=1, description="a delivery idle this long (its worker died) is taken over"
     )
+    escalate_after_s: float = Field(
+        86400,
+        gt=0,
+        description="a question with no answer this long alerts the next ring of doctors "
+        "(and again after as long, up to escalate_rounds)",
+    )
+    escalate_rounds: int = Field(
+        2, ge=0, le=10, description="most escalation rounds per question; 0 turns it off"
+    )
+    escalate_interval_s: float = Field(1.0, gt=0, description="how often escalations are due")
     held_release_interval_s: float = Field(1.0, gt=0, description="how often held alerts are due")
     urgent_per_asker_per_day: int = Field(
         3,

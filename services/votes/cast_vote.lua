@@ -5,7 +5,7 @@
 -- Returns {changed (0/1), helpful, unhelpful, previous, version, entry id or ''}.
 
 local votes_key, tally_key, stream = KEYS[1], KEYS[2], KEYS[3]
-local voter, new, maxlen, event_json = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local voter, new, event_json = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 
 local previous = tonumber(redis.call('HGET', votes_key, voter) or '0')
 local helpful = tonumber(redis.call('HGET', tally_key, 'helpful') or '0')
@@ -31,5 +31,6 @@ event.helpful = helpful
 event.unhelpful = unhelpful
 event.previous_value = previous
 event.tally_version = version
-local id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', '__data__', cjson.encode(event))
+-- No MAXLEN: the votes service's trimmer never cuts what a group has not read.
+local id = redis.call('XADD', stream, '*', '__data__', cjson.encode(event))
 return {1, helpful, unhelpful, previous, version, id}

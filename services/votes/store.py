@@ -65,7 +65,7 @@ class VoteStore:
         aid = template.answer_id
         reply = await self._cast(
             keys=[self._votes(aid), self._tally(aid), streams.VOTE_CAST],
-            args=[template.voter_id, template.value, self.maxlen, template.model_dump_json()],
+            args=[template.voter_id, template.value, template.model_dump_json()],
         )
         changed, helpful, unhelpful, previous, version, entry_id = reply
         return VoteOutcome(

@@ -3,6 +3,7 @@ notify run as processes on their own redis-server; events are read with plain XR
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -12,10 +13,12 @@ import httpx
 import pytest
 
 from askdoc_cli import launcher
+from demo.scenario import demo_npi
 from shared import streams
 from shared.events import AnswerAccepted, AnswerEdited, QuestionEdited
 from tests.support import RedisServer, ServiceProcess, auth, free_port, wait_for
 
+NUMBERS = itertools.count()
 ANSWER = "Botox in the depressor muscles can soften the pull on the stronger side."
 EDITED = "Botox in the depressor muscles softens the pull; fillers can balance the rest."
 
@@ -47,11 +50,20 @@ def register(notify: str, doctor_id: str) -> None:
         "specialties": ["dermatology"],
         "location": {"city": "Los Angeles", "state": "CA"},
         "radius_km": 50,
+        "npi": demo_npi(500 + next(NUMBERS)),
     }
     reply = httpx.put(
         f"{notify}/doctors/{doctor_id}", json=body, headers=auth(doctor_id, "doctor"), timeout=10
     )
     assert reply.status_code == 200, reply.text
+    # Only verified doctors may answer: an admin verifies this one.
+    verified = httpx.put(
+        f"{notify}/doctors/{doctor_id}/status",
+        json={"status": "verified"},
+        headers=auth("admin-1", "admin"),
+        timeout=10,
+    )
+    assert verified.status_code == 200, verified.text
 
 
 def ask(questions: str, asker: str) -> str:

@@ -19,9 +19,11 @@ from tests.support import (
     JWT_SECRET,
     RedisServer,
     ServiceProcess,
+    admin_auth,
     auth,
     running_services,
     token,
+    verified,
     wait_for,
 )
 
@@ -67,17 +69,20 @@ def world() -> Iterator[dict[str, Any]]:
             for doctor in ("dr-sec-1", "dr-sec-2"):
                 r = httpx.put(
                     f"{urls['notify']}/doctors/{doctor}",
-                    headers=auth(doctor, "doctor"),
-                    json={
-                        "name": doctor,
-                        "credentials": "MD",
-                        "specialties": ["dermatology"],
-                        "location": {"zip": "90012"},
-                        "radius_km": 100,
-                        "email": SECRET_MARKERS["email"],
-                        "webhook_url": "http://127.0.0.1:9/hook",
-                        "webhook_secret": SECRET_MARKERS["webhook_secret"],
-                    },
+                    headers=admin_auth(),
+                    json=verified(
+                        {
+                            "name": doctor,
+                            "credentials": "MD",
+                            "specialties": ["dermatology"],
+                            "location": {"zip": "90012"},
+                            "radius_km": 100,
+                            "email": SECRET_MARKERS["email"],
+                            "webhook_url": "http://127.0.0.1:9/hook",
+                            "webhook_secret": SECRET_MARKERS["webhook_secret"],
+                        },
+                        doctor,
+                    ),
                 )
                 assert r.status_code == 200, r.text
             q = httpx.post(

@@ -22,7 +22,16 @@ import pytest
 from shared import geo, streams
 from shared.events import Location, QuestionPosted
 from tests.receivers import Delivery, WebhookReceiver, verify
-from tests.support import ROOT, RedisServer, ServiceProcess, auth, free_port, wait_for
+from tests.support import (
+    ROOT,
+    RedisServer,
+    ServiceProcess,
+    admin_auth,
+    auth,
+    free_port,
+    verified,
+    wait_for,
+)
 
 TAG = streams.slot_tag(streams.NOTIFICATION_SENT)
 SPECIALTY = "dermatology"
@@ -91,10 +100,11 @@ def put_doctor(env: dict[str, Any], doctor_id: str, **fields: Any) -> dict[str, 
         "location": {"city": CITY[0], "state": CITY[1]},
         **fields,
     }
+    # Registered verified by an admin: only verified doctors are alerted.
     r = httpx.put(
         f"{env['notify'].url}/doctors/{doctor_id}",
-        json=body,
-        headers=auth(doctor_id, "doctor"),
+        json=verified(body, doctor_id),
+        headers=admin_auth(),
         timeout=10,
     )
     assert r.status_code == 200, r.text

@@ -119,6 +119,19 @@ def test_urgent_floods_are_bounded_per_asker_and_collapse_per_doctor_at_night() 
     assert sorted(released) == ["digest", "question-match", "question-match"]
 
 
+def test_alerts_held_for_a_doctor_suspended_meanwhile_never_go_out() -> None:
+    world = World()
+    world.index.add("dr-s", ("dermatology",), *LA)
+    quiet_all_day(world, "dr-s")
+    asyncio.run(world.alerts.on_question_posted(question("q-held")))
+    assert len(world.store.holds["dr-s"]) == 1
+    world.prefs.by_doctor["dr-s"] = {**world.prefs.by_doctor["dr-s"], "verified": False}
+    later = datetime.now(UTC) + timedelta(hours=3)
+    assert asyncio.run(world.held.release_due(later)) == 1
+    assert world.kinds("dr-s") == []
+    assert world.store.holds["dr-s"] == {} and "dr-s" not in world.store.due
+
+
 def test_alerts_over_the_daily_cap_go_out_in_one_digest() -> None:
     world = World()
     world.index.add("dr-cap", ("dermatology",), *LA)

@@ -11,6 +11,7 @@ from typing import Any
 from shared.events import AnswerAccepted, AnswerPosted, QuestionPosted, VoteCast
 from shared.logging import get_logger
 
+from ..directory.domain import DoctorRow
 from ..inbox.domain import fresh_item
 from ..inbox.service import InboxService
 from ..matching.domain import Match
@@ -79,6 +80,23 @@ class AlertService:
             ),
             self.matcher.matches_for(event),
         )
+        outcomes = await self.alert_matches(event, matches, rows)
+        MATCH_SECONDS.observe(asyncio.get_running_loop().time() - started)
+        log.info(
+            "question_matched",
+            question_id=qid,
+            matches=len(matches),
+            delivered=outcomes.count("delivered"),
+            held=outcomes.count("held"),
+            duplicates=outcomes.count("duplicate"),
+            urgent=event.urgent,
+            located=event.location is not None,
+        )
+
+    async def alert_matches(
+        self, event: QuestionPosted, matches: list[Match], rows: dict[str, DoctorRow]
+    ) -> list[str]:
+        """Alert (or hold for) each matched doctor at most once; each one's outcome."""
         now = datetime.now(UTC)
         chosen = [m for m in matches if m.doctor_id in rows]
         days = [domain.day_key(rows[m.doctor_id].tz, now) for m in chosen]
@@ -103,22 +121,12 @@ class AlertService:
             hour = domain.hour_key(now)
             await asyncio.gather(
                 *(
-                    self.store.note_urgent_paged(m.doctor_id, hour, qid)
+                    self.store.note_urgent_paged(m.doctor_id, hour, event.question_id)
                     for m, outcome in zip(chosen, outcomes, strict=True)
                     if outcome == "delivered"
                 )
             )
-        MATCH_SECONDS.observe(asyncio.get_running_loop().time() - started)
-        log.info(
-            "question_matched",
-            question_id=qid,
-            matches=len(matches),
-            delivered=outcomes.count("delivered"),
-            held=outcomes.count("held"),
-            duplicates=outcomes.count("duplicate"),
-            urgent=event.urgent,
-            located=event.location is not None,
-        )
+        return outcomes
 
     async def _urgency(
         self, event: QuestionPosted, doctor_ids: list[str], now: datetime

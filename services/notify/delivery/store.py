@@ -37,14 +37,17 @@ class OutboxStore:
         self.dedupe_ttl_s = dedupe_ttl_s
         self._key = f"{tag}:outbox"
 
+    @property
+    def stream(self) -> str:
+        """The outbox stream's key (trimmed by the runtime like the event streams)."""
+        return self._key
+
     def enqueue(self, txn: Txn, nid: str, recipient: str, channels: Sequence[str]) -> Txn:
         """Add to `txn`: the entry that has `channels` deliver notification `nid`."""
         return txn.call(
             "XADD",
             self._key,
-            "MAXLEN",
-            "~",
-            self.maxlen,
+            # No MAXLEN: the runtime's trimmer never cuts what the worker has not read.
             "*",
             "nid",
             nid,
