@@ -8,6 +8,7 @@ records.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,13 +18,31 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from askdoc_cli import launcher
 from askdoc_cli.main import app
 from shared import streams
 from tests.receivers import WebhookReceiver
-from tests.support import RedisServer, auth, running_services, wait_for
+from tests.support import RedisServer, ServiceProcess, auth, free_port, wait_for
 
 SECRET = "whsec_YXNrZG9jLXRlc3Qtd2ViaG9vay1zZWNyZXQtMDAwMDA="
 LA = {"city": "Los Angeles", "state": "CA"}
+
+
+@contextlib.contextmanager
+def services(redis_url: str, names: list[str], **env: str) -> Iterator[dict[str, ServiceProcess]]:
+    """The services as processes, with a start-up budget fit for a loaded machine."""
+    ports = {n: free_port() for n in names}
+    urls = {n: f"http://{launcher.HOST}:{port}" for n, port in ports.items()}
+    procs = {n: ServiceProcess(n, redis_url, port, **env) for n, port in ports.items()}
+    for name, proc in procs.items():
+        proc.env.update(launcher.peer_env(name, urls))
+    try:
+        for proc in procs.values():
+            proc.start(wait_ready=False)
+        launcher.wait_ready(procs.values(), timeout=240)
+        yield procs
+    finally:
+        launcher.stop_all(procs.values(), timeout=15)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +51,7 @@ def world() -> Iterator[dict[str, Any]]:
     # /broken refuses every delivery for good (400: not retried).
     hooks = WebhookReceiver(behaviours={"/broken": lambda _: (400, {})}).start()
     try:
-        with running_services(server.url) as procs:
+        with services(server.url, ["questions", "answers", "votes", "notify"]) as procs:
             yield {"server": server, "hooks": hooks, "procs": procs}
     finally:
         hooks.stop()
