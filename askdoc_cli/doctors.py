@@ -1,4 +1,5 @@
-"""`askdoc doctors import`: bulk registration from a CSV by `PATCH /doctors/{id}` on notify.
+"""`askdoc doctors import`: bulk registration from a CSV by `PATCH /doctors/{id}` on notify;
+`askdoc doctors verify`/`suspend` (`PUT /doctors/{id}/status`).
 
 PATCH, not PUT: a re-import changes only the columns the file fills in, so it never
 wipes what a doctor set themself (quiet hours, daily cap, webhook, or an e-mail the
@@ -38,6 +39,9 @@ COLUMNS = (
     "rating",
     "review_count",
     "email",
+    "npi",
+    "taxonomy_code",
+    "status",
 )
 REQUIRED_COLUMNS = ("id", "name", "specialties")
 LOCATION_COLUMNS = ("zip", "city", "state", "lat", "lon")
@@ -175,6 +179,10 @@ def parse_row(number: int, raw: dict[str | Any, Any]) -> Row | Rejected:
         "rating": rating,
         "review_count": reviews,
         "email": _cell(raw, "email"),
+        "npi": _cell(raw, "npi"),
+        "taxonomy_code": _cell(raw, "taxonomy_code"),
+        # notify lets only an admin set it; the import's own token is an admin's
+        "status": (_cell(raw, "status") or "").lower() or None,
     }
     profile.update({k: v for k, v in optional.items() if v is not None})
     return Row(number, doctor_id, profile)
@@ -283,6 +291,23 @@ async def import_rows(
 
         await asyncio.gather(*(one(row) for row in rows))
     return result
+
+
+async def set_status(
+    base_url: str, token: str, doctor_id: str, status: str
+) -> tuple[int, dict[str, Any] | str]:
+    """PUT a doctor's verification status; the reply's status and its card (or error)."""
+    url = f"{base_url.rstrip('/')}/doctors/{quote(doctor_id, safe='')}/status"
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        async with httpx.AsyncClient(timeout=15) as client:
+            response = await client.put(url, json={"status": status}, headers=headers)
+    except httpx.HTTPError as exc:
+        return 0, f"cannot reach notify at {base_url}: {exc}"
+    if response.is_success:
+        card: dict[str, Any] = response.json()
+        return response.status_code, card
+    return response.status_code, error_message(response)
 
 
 async def check_reachable(base_url: str) -> str | None:

@@ -9,6 +9,7 @@ line sink (dev's prefixed terminal), or nowhere; the last lines are kept for err
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -45,8 +46,8 @@ class ServiceSpec:
         return [sys.executable, "-m", f"services.{self.name}"]
 
 
-# Add a service here and dev, demo, tests and bench start it with the others. The web
-# starts last: it learns the other four's URLs from the same run.
+# Add a service here (e.g. `ServiceSpec("web", 8000, peers={"ASKDOC_QUESTIONS_URL":
+# "questions", ...})`) and dev, demo, tests and bench start it with the others.
 SERVICES: dict[str, ServiceSpec] = {
     spec.name: spec
     for spec in (
@@ -54,22 +55,30 @@ SERVICES: dict[str, ServiceSpec] = {
         ServiceSpec("answers", 8002),
         ServiceSpec("votes", 8003),
         ServiceSpec("notify", 8004),
-        ServiceSpec(
-            "web",
-            8000,
-            peers={
-                "ASKDOC_QUESTIONS_URL": "questions",
-                "ASKDOC_ANSWERS_URL": "answers",
-                "ASKDOC_VOTES_URL": "votes",
-                "ASKDOC_NOTIFY_URL": "notify",
-            },
-        ),
     )
 }
 
 LineSink = Callable[[str, str], None]
 # Where a child's output goes: a log file, a sink called with (name, line), or nowhere.
 Output = Path | LineSink | None
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the launcher dies, even by SIGKILL.
+
+    Without it a killed `askdoc dev` or test run leaves Redis and services running.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _from_main_thread_on_linux() -> bool:
+    # The death signal follows the spawning *thread*: a child started from a worker
+    # thread (a test restarting a service off the event loop) would die with that thread.
+    return sys.platform == "linux" and threading.current_thread() is threading.main_thread()
 
 
 class LaunchError(RuntimeError):
@@ -138,6 +147,7 @@ class Child:
             stdout=stdout,
             stderr=subprocess.STDOUT,
             start_new_session=self.own_session,
+            preexec_fn=_die_with_parent if _from_main_thread_on_linux() else None,
         )
         if sink is not None:
             assert self.proc.stdout is not None
@@ -322,6 +332,7 @@ class RedisProcess(Child):
                     time.sleep(0.05)
         finally:
             client.close()
+        self.terminate(5)  # a caller whose start failed has nothing to stop
         raise LaunchError(f"redis-server did not answer on port {self.port} in {timeout:.0f} s")
 
     def client(self, **kwargs: Any) -> redis.Redis:
@@ -385,11 +396,15 @@ class ServiceProcess(Child):
     def log_path(self) -> Path | None:
         return self.output if isinstance(self.output, Path) else None
 
-    def start(self, wait_ready: bool = True, timeout: float = 90) -> Self:
+    def start(self, wait_ready: bool = True, timeout: float = 180) -> Self:
         # Generous: notify loads its gazetteer before it is ready, slow on a busy machine.
         self.spawn()
         if wait_ready:
-            self.wait_ready(timeout)
+            try:
+                self.wait_ready(timeout)
+            except LaunchError:
+                self.terminate(10)  # a caller whose start failed has nothing to stop
+                raise
         return self
 
     def ready(self) -> bool:
@@ -398,7 +413,7 @@ class ServiceProcess(Child):
             return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
         return False
 
-    def wait_ready(self, timeout: float = 90) -> None:
+    def wait_ready(self, timeout: float = 180) -> None:
         wait_ready([self], timeout)
 
 

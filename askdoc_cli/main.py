@@ -438,7 +438,8 @@ def doctors_import(
     as_json: JsonOut = False,
 ) -> None:
     """Register doctors from a CSV (id,name,credentials,specialties,zip,city,state,lat,lon,
-    radius_km,rating,review_count,email; specialties ';'-separated) by PATCH /doctors/{id}:
+    radius_km,rating,review_count,email,npi,taxonomy_code,status;
+    specialties ';'-separated) by PATCH /doctors/{id}:
     a re-import keeps what the file leaves out (quiet hours, cap, webhook, e-mail)."""
     try:
         rows, rejected = directory.read_rows(file)
@@ -513,6 +514,65 @@ def doctors_import(
         )
     if rejected:
         raise typer.Exit(1)
+
+
+# --- doctors verify / suspend -------------------------------------------------------------
+
+NotifyUrl = Annotated[str, typer.Option(envvar="ASKDOC_NOTIFY_URL", help="The notify service")]
+AdminToken = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="ASKDOC_TOKEN",
+        show_default=False,
+        help="Bearer token [default: an admin token minted from $ASKDOC_JWT_SECRET]",
+    ),
+]
+DoctorArg = Annotated[str, typer.Argument(metavar="ID", help="The doctor's directory id")]
+
+
+def _set_status(
+    doctor_id: str, status: str, notify_url: str, token_: str | None, as_json: bool
+) -> None:
+    settings = load_settings()
+    bearer = token_ or issue_token(
+        jwt_secret(settings),
+        "askdoc-cli",
+        "admin",
+        f"askdoc doctors {status}",
+        min(3600, settings.jwt_max_lifetime_s),
+        settings.jwt_issuer,
+        settings.jwt_audience,
+    )
+    code, reply = asyncio.run(directory.set_status(notify_url, bearer, doctor_id, status))
+    if not isinstance(reply, dict):
+        fail(f"notify refused ({code}): {reply}" if code else reply)
+    if as_json:
+        _print_json(reply)
+    else:
+        err().print(f"{doctor_id}: {reply['status']} (profile version {reply['profile_version']})")
+
+
+@doctors_app.command("verify")
+def doctors_verify(
+    doctor_id: DoctorArg,
+    notify_url: NotifyUrl = "http://127.0.0.1:8004",
+    token_: AdminToken = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Mark a doctor verified (their NPI checked): they are alerted and may answer."""
+    _set_status(doctor_id, "verified", notify_url, token_, as_json)
+
+
+@doctors_app.command("suspend")
+def doctors_suspend(
+    doctor_id: DoctorArg,
+    notify_url: NotifyUrl = "http://127.0.0.1:8004",
+    token_: AdminToken = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Suspend a doctor: no alerts, no answers, until verified again."""
+    _set_status(doctor_id, "suspended", notify_url, token_, as_json)
 
 
 # --- dev --------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 
+from services.notify.directory.domain import npi_check_digit
+
 SEED: dict[str, Any] = json.loads((Path(__file__).parent / "seed_page.json").read_text())
 SPECIALTY_BY_NUCC = {
     "208200000X": "plastic-surgery",
@@ -23,6 +25,13 @@ SPECIALTY_BY_NUCC = {
 # page, and shows that confidence beats raw counts: 40 of 45 outranks 1 of 1.
 VOTE_PLAN = [(50, 1), (45, 2), (44, 3), (42, 3), (40, 5), (1, 0)]
 Token = Callable[[str, str, str], str]
+ADMIN = "admin-demo"
+
+
+def demo_npi(index: int) -> str:
+    """A made-up NPI for the demo's doctor number `index` (valid check digit, no real person)."""
+    first = f"29999{index:04d}"
+    return first + npi_check_digit(first)
 
 
 def doctor_id(name: str) -> str:
@@ -65,9 +74,14 @@ class SeedPlayer:
         return self.status(service, path) == 200
 
     def register_doctors(self) -> list[str]:
-        """The six seed doctors put their profiles in the directory."""
+        """The six seed doctors go into the directory as the import puts them; an admin
+        verifies them.
+
+        An admin writes the profiles: ratings and review counts are set by admins (or the
+        import), never by the doctor.
+        """
         ids = []
-        for answer in SEED["answers"]:
+        for number, answer in enumerate(SEED["answers"], start=1):
             card = answer["doctor"]
             did = doctor_id(card["name"])
             profile = {
@@ -78,13 +92,23 @@ class SeedPlayer:
                 "radius_km": 50,
                 "rating": card["rating"],
                 "review_count": card["review_count"],
+                "npi": demo_npi(number),
             }
+            if card["nucc_code"]:
+                profile["taxonomy_code"] = card["nucc_code"]
             self.call(
                 "PUT",
                 "notify",
                 f"/doctors/{did}",
                 json=profile,
-                headers=self.auth(did, "doctor", card["name"]),
+                headers=self.auth(ADMIN, "admin", "Demo Admin"),
+            )
+            self.call(
+                "PUT",
+                "notify",
+                f"/doctors/{did}/status",
+                json={"status": "verified"},
+                headers=self.auth(ADMIN, "admin", "Demo Admin"),
             )
             ids.append(did)
         return ids
@@ -141,8 +165,10 @@ class SeedPlayer:
         response = self.http.post(
             f"{self.urls['answers']}/questions/{qid}/answers", headers=headers, json=body
         )
-        if response.status_code == 403 and "directory" in response.text:
-            return None  # the doctor's profile event is still on its way
+        if response.status_code == 403 and (
+            "directory" in response.text or "doctor_not_verified" in response.text
+        ):
+            return None  # the doctor's profile (or its verification) is still on its way
         if response.status_code != 201:
             raise RuntimeError(f"answer by {did}: {response.status_code} {response.text}")
         return response.json()

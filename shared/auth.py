@@ -28,6 +28,8 @@ class Principal:
     sub: str
     role: Role
     name: str
+    #: When the token it came from expires (Unix time); long-lived streams end then.
+    expires_at: float | None = None
 
 
 def issue_token(
@@ -172,8 +174,11 @@ class TokenVerifier:
         sub = claims.get("sub")
         if role not in ROLES or not isinstance(sub, str) or not sub:
             raise ApiError(401, "invalid_token", "the bearer token has no valid sub and role")
-        principal = Principal(sub=sub, role=role, name=str(claims.get("name") or sub))
-        return principal, float(claims["exp"])
+        exp = float(claims["exp"])
+        principal = Principal(
+            sub=sub, role=role, name=str(claims.get("name") or sub), expires_at=exp
+        )
+        return principal, exp
 
 
 _by_secret: dict[str, TokenVerifier] = {}

@@ -48,6 +48,9 @@ class DoctorCard(BaseModel):
     state: str | None = Field(None, description="Practice state")
     rating: float | None = Field(None, description="Star rating, 0-5")
     review_count: int = Field(0, description="Number of reviews behind the rating")
+    verified: bool = Field(
+        False, description="An admin verified the doctor's NPI and licence (absent: not verified)"
+    )
 
 
 class Event(BaseModel):
@@ -133,6 +136,9 @@ class VoteCast(Event):
     )
 
 
+DoctorStatus = Literal["pending", "verified", "suspended"]
+
+
 class DoctorProfileChanged(Event):
     """A doctor's directory profile was created or changed (public fields only)."""
 
@@ -149,6 +155,11 @@ class DoctorProfileChanged(Event):
     radius_km: float = Field(description="Alert radius")
     rating: float | None = Field(None, description="Star rating, 0-5")
     review_count: int = Field(0, description="Number of reviews")
+    status: DoctorStatus | None = Field(
+        None,
+        description="Verification status: only a verified doctor is alerted and may answer; "
+        "absent (from producers before verification existed) reads as pending",
+    )
     profile_version: int = Field(ge=1, description="Increases with every change; newest wins")
 
 

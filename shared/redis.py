@@ -35,7 +35,8 @@ def connection_options(settings: Settings) -> dict[str, Any]:
     below the timeout.
     """
     return {
-        "socket_connect_timeout": 2,
+        # Generous: on a starved event loop a short connect timer fires before the reply.
+        "socket_connect_timeout": min(10.0, settings.redis_socket_timeout_s),
         "socket_timeout": settings.redis_socket_timeout_s,
         "socket_keepalive": True,
         "health_check_interval": settings.redis_health_check_s,

@@ -8,6 +8,7 @@ from shared.events import (
     AnswerPosted,
     DoctorCard,
     DoctorProfileChanged,
+    DoctorStatus,
     Location,
     QuestionPosted,
     VoteCast,
@@ -45,9 +46,12 @@ def answer_posted(qid: str, aid: str, doctor_id: str = "doc1", minute: int = 0) 
 
 
 def doctor_profile_changed(
-    doctor_id: str, version: int = 1, name: str = "Jon A. Perlman"
+    doctor_id: str,
+    version: int = 1,
+    name: str = "Jon A. Perlman",
+    status: DoctorStatus | None = "verified",
 ) -> DoctorProfileChanged:
-    """A plastic surgeon's profile in Beverly Hills."""
+    """A plastic surgeon's profile in Beverly Hills (verified unless `status` says otherwise)."""
     return DoctorProfileChanged(
         correlation_id="c",
         producer="notify",
@@ -59,6 +63,7 @@ def doctor_profile_changed(
         radius_km=50,
         rating=4.9,
         review_count=187,
+        status=status,
         profile_version=version,
     )
 

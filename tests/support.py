@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
 import time
+import zlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Self
 
 import redis
 
 from askdoc_cli import launcher
 from askdoc_cli.launcher import ROOT, SERVICES
+from services.notify.directory.domain import npi_check_digit
 from shared.auth import issue_token
 
 __all__ = ["ROOT", "SERVICES"]
@@ -48,6 +51,29 @@ def auth(sub: str, role: str = "patient", name: str = "") -> dict[str, str]:
     return {"Authorization": f"Bearer {token(sub, role, name)}"}
 
 
+#: How long services may take to get ready (a loaded machine needs more: ASKDOC_TEST_READY_S).
+READY_S = float(os.environ.get("ASKDOC_TEST_READY_S", "30"))
+
+
+def made_up_npi(key: str) -> str:
+    """A made-up NPI that passes the check: 9 digits hashed from `key`, then its check digit."""
+    first = "2" + f"{zlib.crc32(key.encode()) % 10**8:08d}"
+    return first + npi_check_digit(first)
+
+
+def verified(profile: dict[str, Any], doctor_id: str) -> dict[str, Any]:
+    """A profile body an admin PUTs to register a doctor already verified."""
+    return {"npi": made_up_npi(doctor_id), **profile, "status": "verified"}
+
+
+ADMIN = "admin-tests"
+
+
+def admin_auth() -> dict[str, str]:
+    """Authorization headers of the tests' admin."""
+    return auth(ADMIN, "admin", "Test Admin")
+
+
 class RedisServer(launcher.RedisProcess):
     """A redis-server child process on a free loopback port, stopped by its pid."""
 
@@ -62,6 +88,15 @@ class ServiceProcess(launcher.ServiceProcess):
 
     def __init__(self, name: str, redis_url: str, port: int | None = None, **env: str) -> None:
         super().__init__(name, redis_url, JWT_SECRET, port, env={**TEST_ENV, **env})
+
+    def start(self, wait_ready: bool = True, timeout: float | None = None) -> Self:
+        """Start it; wait (READY_S unless told) until it is ready."""
+        super().start(wait_ready, READY_S if timeout is None else timeout)
+        return self
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait (READY_S unless told) until it is ready."""
+        super().wait_ready(READY_S if timeout is None else timeout)
 
 
 @contextlib.contextmanager
@@ -78,7 +113,7 @@ def running_services(
         for p in procs.values():
             p.start(wait_ready=False)
         # Each service used to get 30 s of its own; on a loaded machine they need it.
-        launcher.wait_ready(procs.values(), timeout=30 * len(procs))
+        launcher.wait_ready(procs.values(), timeout=max(READY_S, 60 * len(procs)))
         yield procs
     finally:
         launcher.stop_all(procs.values(), timeout=10)

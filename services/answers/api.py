@@ -20,6 +20,7 @@ from .service import (
     AnswerNotFound,
     AnswersService,
     DoctorNotInDirectory,
+    DoctorNotVerified,
     PostAnswer,
     QuestionNotFound,
 )
@@ -47,6 +48,7 @@ STATUSES: dict[type[DomainError], int] = {
     QuestionNotFound: 404,
     AnswerNotFound: 404,
     DoctorNotInDirectory: 403,
+    DoctorNotVerified: 403,
     AlreadyAnswered: 409,
 }
 

@@ -61,6 +61,8 @@ def doctor_card(doctor_id: str, profile: Mapping[str, Any]) -> dict[str, Any]:
         "state": location.get("state"),
         "rating": profile.get("rating"),
         "review_count": int(profile.get("review_count") or 0),
+        # Profiles announced before verification existed carry no status: not verified.
+        "verified": profile.get("status") == "verified",
     }
 
 

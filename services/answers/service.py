@@ -57,6 +57,12 @@ class DoctorNotInDirectory(Forbidden):
     code = "doctor_not_in_directory"
 
 
+class DoctorNotVerified(Forbidden):
+    """The answering doctor is in the directory but not verified (pending or suspended)."""
+
+    code = "doctor_not_verified"
+
+
 class AlreadyAnswered(Conflict):
     """The doctor has answered this question before (`answer_id` is that answer)."""
 
@@ -129,6 +135,10 @@ class AnswersService:
             raise DoctorNotInDirectory(
                 "you are not in the doctor directory yet: register your profile with "
                 f"PUT /doctors/{doctor_id} first"
+            )
+        if not card.get("verified"):
+            raise DoctorNotVerified(
+                "only verified doctors may answer: an admin verifies your NPI first"
             )
         now = datetime.now(UTC)
         created_ms = int(now.timestamp() * 1000)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from html import escape
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
@@ -28,9 +28,10 @@ from .directory.service import (
     PracticeLocation,
     QuietWindow,
     SaveDoctorProfile,
+    SetDoctorStatus,
     WebhooksUnavailable,
 )
-from .inbox.live import LiveHub, sse_stream
+from .inbox.live import LiveStreams
 from .inbox.service import BadCursor, InboxService, ListInbox, MarkRead
 from .parts import NotifyParts
 
@@ -40,6 +41,8 @@ router = APIRouter(tags=["notify"])
 STATUSES: Mapping[type[DomainError], int] = {BadCursor: 400, WebhooksUnavailable: 503}
 
 Editor = Annotated[Principal, writer("doctor", "admin")]
+Admin = Annotated[Principal, writer("admin")]
+Status = Literal["pending", "verified", "suspended"]
 Reader = Annotated[Principal, writer()]
 DoctorId = ResourceId
 NotificationId = ResourceId
@@ -94,6 +97,22 @@ class DoctorIn(BaseModel):
     )
     quiet_hours: QuietHoursIn | None = None
     daily_cap: int | None = Field(None, ge=1, le=1000, description="Routine alerts per local day")
+    npi: str | None = Field(
+        None,
+        max_length=10,
+        examples=["1234567893"],
+        description="National Provider Identifier (10 digits, Luhn check with prefix 80840); "
+        "left out of a PUT it keeps the stored one",
+    )
+    taxonomy_code: str | None = Field(
+        None,
+        max_length=10,
+        examples=["208200000X"],
+        description="NUCC provider taxonomy code of the NPI; defaults to the primary specialty's",
+    )
+    status: Status | None = Field(
+        None, description="Verification status: admins only; left out it stays as it is"
+    )
 
     def command(self, doctor_id: str, actor: Principal) -> SaveDoctorProfile:
         """The service layer's command for this body, sent by `actor`."""
@@ -120,7 +139,18 @@ class DoctorIn(BaseModel):
             if actor.role == "admin"
             else frozenset(f for f in ADMIN_ONLY if f not in self.model_fields_set),
             email_alerts=self.email_alerts,
+            npi=self.npi,
+            taxonomy_code=self.taxonomy_code,
+            status=self.status,
         )
+
+
+class StatusIn(BaseModel):
+    """A doctor's new verification status."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Status
 
 
 #: Fields a PATCH may not set to null (the profile cannot be without them).
@@ -150,6 +180,9 @@ class DoctorPatch(BaseModel):
     webhook_secret: str | None = Field(None, min_length=16, max_length=256)
     quiet_hours: QuietHoursIn | None = None
     daily_cap: int | None = Field(None, ge=1, le=1000)
+    npi: str | None = Field(None, max_length=10, description="National Provider Identifier")
+    taxonomy_code: str | None = Field(None, max_length=10, description="NUCC taxonomy code")
+    status: Status | None = Field(None, description="Verification status (admins only)")
 
     @model_validator(mode="after")
     def _no_null_for_required(self) -> DoctorPatch:
@@ -197,6 +230,15 @@ async def put_doctor(
 ) -> dict[str, Any]:
     """The doctor themself or an admin; publishes doctor-profile-changed atomically."""
     return await directory_service(request).save_profile(payload.command(doctor_id, user))
+
+
+@router.put("/doctors/{doctor_id}/status", summary="Verify or suspend a doctor (admins)")
+async def put_doctor_status(
+    doctor_id: DoctorId, payload: StatusIn, request: Request, user: Admin
+) -> dict[str, Any]:
+    """Only verified doctors are alerted and may answer; publishes doctor-profile-changed."""
+    command = SetDoctorStatus(doctor_id, payload.status, actor_is_admin=user.role == "admin")
+    return await directory_service(request).set_status(command)
 
 
 @router.patch("/doctors/{doctor_id}", summary="Change some fields of a doctor's profile")
@@ -249,16 +291,13 @@ async def inbox_stream(
     user: StreamUser,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
 ) -> StreamingResponse:
-    """`id:` is the notification id; reconnect with Last-Event-ID to get what you missed."""
-    hub: LiveHub = request.app.state.hub
-    inbox = inbox_service(request)
-    body = sse_stream(
-        hub,
-        user.sub,
-        lambda after: inbox.items_after(user.sub, after),
-        last_event_id,
-        inbox.settings.sse_heartbeat_s,
-    )
+    """`id:` is the notification id; reconnect with Last-Event-ID to get what you missed.
+
+    The stream ends with a `token-expired` event when the token does (reconnect with a
+    fresh one); a user holds at most ASKDOC_SSE_MAX_STREAMS_PER_USER streams (429).
+    """
+    live: LiveStreams = request.app.state.live_streams
+    body = await live.open(user.sub, user.expires_at, last_event_id)
     return StreamingResponse(
         body,
         media_type="text/event-stream",

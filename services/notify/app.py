@@ -19,7 +19,8 @@ from shared.service import ServiceRuntime
 
 from . import SERVICE, api, handlers
 from .background import Background
-from .inbox.live import LiveHub
+from .inbox.live import LiveHub, LiveStreams
+from .inbox.slots import StreamSlots
 from .parts import build_delivery, build_parts
 from .settings import NotifySettings
 
@@ -52,7 +53,7 @@ def create_app(settings: NotifySettings) -> FastAPI:
     """The notify service: directory and inbox API, matching consumers, delivery workers."""
     runtime = ServiceRuntime(SERVICE, settings)
     parts = build_parts(runtime.redis, runtime.committer, runtime.tag, settings)
-    handlers.register(runtime.consumer, parts.alerts)
+    handlers.register(runtime.consumer, parts.alerts, parts.escalations)
     runtime.warmups.append(geo.warm_up)
     # The delivery worker and the live reader block on reads and wait on receivers:
     # they get a connection pool of their own, so they never starve the event handlers.
@@ -60,6 +61,7 @@ def create_app(settings: NotifySettings) -> FastAPI:
     hub = LiveHub(side, parts.inbox.items)
     loops: dict[str, Callable[[], Awaitable[None]]] = {
         "held-releaser": parts.held.run_releaser,
+        "escalator": parts.escalations.run_escalator,
         "inbox-trimmer": parts.inbox.run_trimmer,
         "live-hub": hub.run,
     }
@@ -78,6 +80,13 @@ def create_app(settings: NotifySettings) -> FastAPI:
     )
     app.state.parts = parts
     app.state.hub = hub
+    app.state.live_streams = LiveStreams(
+        hub,
+        StreamSlots(runtime.redis, runtime.tag),
+        parts.inbox.items_after,
+        settings.sse_heartbeat_s,
+        settings.sse_max_streams_per_user,
+    )
 
     runtime_lifespan = app.router.lifespan_context
 

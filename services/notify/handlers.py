@@ -5,18 +5,21 @@ from __future__ import annotations
 from shared.consumer import EventConsumer
 from shared.events import AnswerPosted, QuestionPosted, VoteCast
 
+from .alerts.escalation import Escalations
 from .alerts.service import AlertService
 
 
-def register(consumer: EventConsumer, alerts: AlertService) -> None:
+def register(consumer: EventConsumer, alerts: AlertService, escalations: Escalations) -> None:
     """Subscribe the notifier to questions, answers and votes."""
 
     @consumer.on(QuestionPosted)
     async def on_question_posted(event: QuestionPosted) -> None:
         await alerts.on_question_posted(event)
+        await escalations.on_question_posted(event)
 
     @consumer.on(AnswerPosted)
     async def on_answer_posted(event: AnswerPosted) -> None:
+        await escalations.on_answer_posted(event)
         await alerts.on_answer_posted(event)
 
     @consumer.on(VoteCast)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from shared.atomic import Committer
 from shared.redis import RedisClient
 
+from .alerts.escalation import Escalations
+from .alerts.escalation_store import EscalationStore
 from .alerts.release import HeldAlerts
 from .alerts.service import AlertService
 from .alerts.store import AlertStore
@@ -33,6 +35,7 @@ class Stores:
     outbox: OutboxStore
     alerts: AlertStore
     matches: MatchStore
+    escalations: EscalationStore
 
 
 def build_stores(
@@ -52,6 +55,11 @@ def build_stores(
             redis, committer, tag, inbox, settings.dedupe_ttl_s, settings.redis_concurrency
         ),
         matches=MatchStore(redis, tag),
+        escalations=EscalationStore(
+            redis,
+            tag,
+            int(settings.escalate_after_s * (settings.escalate_rounds + 1)) + 7 * 86400,
+        ),
     )
 
 
@@ -66,6 +74,7 @@ class NotifyParts:
     alerts: AlertService
     held: HeldAlerts
     opt_out: EmailOptOut
+    escalations: Escalations
 
 
 def build_parts(
@@ -80,7 +89,8 @@ def build_parts(
     # A saved profile may change quiet hours or the cap: held alerts are re-planned.
     directory = DirectoryService(stores.directory, held.nudge, webhook_policy(settings))
     opt_out = EmailOptOut(unsubscribe_key(settings), directory.switch_off)
-    return NotifyParts(stores, directory, matcher, inbox, alerts, held, opt_out)
+    escalations = Escalations(stores.escalations, matcher, alerts, settings)
+    return NotifyParts(stores, directory, matcher, inbox, alerts, held, opt_out, escalations)
 
 
 def sealing_key(settings: NotifySettings) -> str:

@@ -83,8 +83,33 @@ class NotifySettings(Settings):
     delivery_claim_idle_s: float = Field(
         180, ge=1, description="a delivery idle this long (its worker died) is taken over"
     )
+    escalate_after_s: float = Field(
+        86400,
+        gt=0,
+        description="a question with no answer this long alerts the next ring of doctors "
+        "(and again after as long, up to escalate_rounds)",
+    )
+    escalate_rounds: int = Field(
+        2, ge=0, le=10, description="most escalation rounds per question; 0 turns it off"
+    )
+    escalate_interval_s: float = Field(1.0, gt=0, description="how often escalations are due")
     held_release_interval_s: float = Field(1.0, gt=0, description="how often held alerts are due")
+    urgent_per_asker_per_day: int = Field(
+        3,
+        ge=0,
+        description="urgent questions of one asker per UTC day alerted as urgent; later ones "
+        "alert as routine (the page's emergency notice always shows)",
+    )
+    urgent_per_doctor_per_quiet_hour: int = Field(
+        3,
+        ge=1,
+        description="urgent alerts that page a doctor in one hour of their quiet hours; "
+        "later ones wait for the window's end and go out together",
+    )
     sse_heartbeat_s: float = Field(15.0, gt=0, description="comment line keeping SSE alive")
+    sse_max_streams_per_user: int = Field(
+        5, ge=1, le=100, description="live streams one user may hold open (more: 429)"
+    )
     delivery_in_process: bool = Field(
         True,
         description="drain the delivery outbox (webhook, e-mail) in this process; set false "

@@ -45,6 +45,7 @@ class DoctorCard(_Shape):
     state: str | None = None
     rating: float | None = None
     review_count: int = 0
+    verified: bool = False
 
 
 class Answer(_Shape):

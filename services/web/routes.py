@@ -469,7 +469,7 @@ async def save_settings(
     webhook_url: Annotated[str, Form(max_length=2100)] = "",
     webhook_secret: Annotated[str, Form(max_length=300)] = "",
 ) -> Response:
-    """Replace the profile with the form's fields (rating and reviews stay as they are)."""
+    """Replace the profile with the form's fields; rating and reviews stay as admins set them."""
     token = _signed_in(session, request, "doctor")
     assert session.user is not None
     current = await web.services.notify.doctor(session.user.sub, token)
@@ -505,9 +505,7 @@ async def save_settings(
         "specialties": form["specialties"],
         "location": place,
         "radius_km": numbers["radius_km"] or 50,
-        # The card's rating and reviews are set by admins: a doctor's save keeps them.
-        "rating": current.rating if current else None,
-        "review_count": current.review_count if current else None,
+        # No rating or reviews: admins set them, and a doctor's PUT without them keeps them.
         "email": email.strip() or None,
         "webhook_url": webhook_url.strip() or None,
         "daily_cap": int(numbers["daily_cap"]) if numbers["daily_cap"] else None,

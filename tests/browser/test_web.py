@@ -93,6 +93,8 @@ def test_the_seed_page_renders_as_the_seed(stack: Stack, browser: Browser) -> No
             expect(article).to_contain_text(f"{card['city']}, {card['state']}")
             expect(article).to_contain_text(f"{card['rating']:.1f} out of 5 stars")
             expect(article).to_contain_text(f"{card['review_count']} reviews")
+            # The seed doctors are verified: each card says so.
+            expect(article.get_by_text("Verified", exact=False)).to_be_visible()
         expect(answers.nth(1)).to_contain_text("MD, FACS")
         expect(answers.nth(1)).to_contain_text("Plastic Surgery")
         # A signed-out reader sees the counts and is invited to sign in to vote.

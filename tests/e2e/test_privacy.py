@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,10 @@ def world() -> Iterator[dict[str, Any]]:
         # as received, which is what this test reads there.
         "answers": {"ASKDOC_MAX_ENTRY_BYTES": "300"},
         "questions": {"ASKDOC_ANON_READ_LIMIT": "100000"},
-        "notify": {},
+        "notify": {
+            "ASKDOC_URGENT_PER_ASKER_PER_DAY": "2",
+            "ASKDOC_URGENT_PER_DOCTOR_PER_QUIET_HOUR": "1",
+        },
     }
     procs = {n: ServiceProcess(n, server.url, ports[n], **env[n]) for n in names}
     for name, proc in procs.items():
@@ -278,3 +282,56 @@ def test_anonymous_reads_are_limited_per_address_signed_in_ones_are_not() -> Non
     finally:
         questions.terminate(10)
         server.cleanup()
+
+
+def test_urgent_floods_page_a_doctor_a_few_times_and_an_asker_a_few_times_a_day(
+    world: dict[str, Any],
+) -> None:
+    urls = world["urls"]
+    now = datetime.now(UTC)
+    quiet = {
+        "start": (now - timedelta(minutes=10)).strftime("%H:%M"),
+        "end": (now + timedelta(hours=3)).strftime("%H:%M"),
+        "tz": "UTC",
+    }
+    for doctor, extra in (("dr-night", {"quiet_hours": quiet}), ("dr-awake", {})):
+        saved = httpx.put(
+            f"{urls['notify']}/doctors/{doctor}",
+            json=doctor_body(name=doctor, specialties=["neurology"], radius_km=50, **extra),
+            headers=auth(doctor, "doctor"),
+            timeout=10,
+        )
+        assert saved.status_code == 200, saved.text
+    qids = []
+    for n in range(3):
+        posted = httpx.post(
+            f"{urls['questions']}/questions",
+            json={
+                "title": f"Sudden chest pain number {n}",
+                "body": "sudden chest pain and my left arm is numb",
+                "topics": ["acne"],
+                "specialties": ["neurology"],
+                "location": {"zip": "90012"},
+            },
+            headers=auth("p-flood"),
+            timeout=10,
+        )
+        assert posted.status_code == 201, posted.text
+        assert posted.json()["urgent"] is True and "911" in posted.json()["emergency_notice"]
+        qids.append(posted.json()["id"])
+
+    def inbox(doctor: str) -> list[dict[str, Any]]:
+        reply = httpx.get(f"{urls['notify']}/inbox", headers=auth(doctor, "doctor"), timeout=10)
+        items: list[dict[str, Any]] = reply.json()["items"]
+        return [i for i in items if i["question_id"] in qids]
+
+    awake = wait_for(lambda: len(inbox("dr-awake")) == 3 and inbox("dr-awake"), timeout=30)
+    # The asker's third urgent question of the day alerts as routine.
+    urgency = {i["question_id"]: i["urgent"] for i in awake}
+    assert [urgency[q] for q in qids] == [True, True, False]
+    # At night, one urgent page an hour; the rest wait (collapsed) for the morning.
+    night = inbox("dr-night")
+    assert [i["question_id"] for i in night] == [qids[0]], night
+    # Every page still shows the emergency notice.
+    page = httpx.get(f"{urls['questions']}/questions/{qids[2]}", timeout=10).json()
+    assert page["urgent"] is True and "911" in page["emergency_notice"]

@@ -19,7 +19,9 @@ from tests.support import (
     ROOT,
     RedisServer,
     ServiceProcess,
+    admin_auth,
     auth,
+    verified,
     wait_for,
 )
 
@@ -87,7 +89,10 @@ def play(urls: dict[str, str]) -> dict[str, Any]:
         "location": {"city": "Los Angeles", "state": "CA"},
         "radius_km": 50,
     }
-    assert http.put(f"{urls['notify']}/doctors/dr-acl", json=profile, headers=doctor).is_success
+    registered = http.put(
+        f"{urls['notify']}/doctors/dr-acl", json=verified(profile, "dr-acl"), headers=admin_auth()
+    )
+    assert registered.is_success
     question = {
         "title": "Uneven smile after a dental visit",
         "body": "One side of my smile pulls up. Is there an injection for it?",

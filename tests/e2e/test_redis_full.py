@@ -21,7 +21,14 @@ import pytest
 import redis
 
 from shared import streams
-from tests.support import RedisServer, ServiceProcess, auth, wait_for
+from tests.support import (
+    RedisServer,
+    ServiceProcess,
+    admin_auth,
+    auth,
+    verified,
+    wait_for,
+)
 
 MAXMEMORY = 48 * 1024 * 1024
 MAX_DELIVERIES = 5  # the default ASKDOC_MAX_DELIVERIES
@@ -99,7 +106,10 @@ def test_full_redis_gets_503_loses_nothing_and_recovers(
         "location": {"city": "Los Angeles", "state": "CA"},
         "radius_km": 50,
     }
-    assert http.put(f"{url['notify']}/doctors/dr-oom", json=profile, headers=doctor).is_success
+    registered = http.put(
+        f"{url['notify']}/doctors/dr-oom", json=verified(profile, "dr-oom"), headers=admin_auth()
+    )
+    assert registered.is_success
     first = http.post(f"{url['questions']}/questions", json=question(0), headers=auth("p-0"))
     assert first.status_code == 201, first.text
     qid = first.json()["id"]

@@ -22,7 +22,7 @@ import redis
 
 from shared import streams
 from tests.faults.loadgen import CITY, DOCTORS, Burst, Ledger
-from tests.support import RedisServer, ServiceProcess, auth, wait_for
+from tests.support import RedisServer, ServiceProcess, admin_auth, auth, verified, wait_for
 
 pytestmark = pytest.mark.slow
 RESULTS = Path(__file__).parent / "last-run.json"
@@ -87,14 +87,17 @@ def register_doctors(system: System) -> None:
     for doctor in DOCTORS:
         response = httpx.put(
             f"{system.urls['notify']}/doctors/{doctor}",
-            headers=auth(doctor, "doctor"),
-            json={
-                "name": doctor,
-                "credentials": "MD",
-                "specialties": ["dermatology"],
-                "location": CITY,
-                "radius_km": 100,
-            },
+            headers=admin_auth(),
+            json=verified(
+                {
+                    "name": doctor,
+                    "credentials": "MD",
+                    "specialties": ["dermatology"],
+                    "location": CITY,
+                    "radius_km": 100,
+                },
+                doctor,
+            ),
             timeout=10,
         )
         assert response.status_code == 200, response.text

@@ -19,9 +19,11 @@ from tests.support import (
     JWT_SECRET,
     RedisServer,
     ServiceProcess,
+    admin_auth,
     auth,
     running_services,
     token,
+    verified,
     wait_for,
 )
 
@@ -53,22 +55,34 @@ def bad_signature(sub: str, role: str) -> dict[str, str]:
 def world() -> Iterator[dict[str, Any]]:
     server = RedisServer().start()
     try:
-        with running_services(server.url, ASKDOC_RATE_LIMIT_WRITES="100000") as procs:
+        with running_services(
+            server.url,
+            ASKDOC_RATE_LIMIT_WRITES="100000",
+            # Anonymous reads: 3 per client a minute. The tests' own address is exempt,
+            # and, as a trusted proxy (the web), its X-Forwarded-For names the client.
+            ASKDOC_ANON_READ_LIMIT="3",
+            ASKDOC_TRUSTED_PROXIES="127.0.0.1",
+            ASKDOC_READ_LIMIT_EXEMPT="127.0.0.1",
+            ASKDOC_SSE_MAX_STREAMS_PER_USER="1",
+        ) as procs:
             urls = {n: p.url for n, p in procs.items()}
             for doctor in ("dr-sec-1", "dr-sec-2"):
                 r = httpx.put(
                     f"{urls['notify']}/doctors/{doctor}",
-                    headers=auth(doctor, "doctor"),
-                    json={
-                        "name": doctor,
-                        "credentials": "MD",
-                        "specialties": ["dermatology"],
-                        "location": {"zip": "90012"},
-                        "radius_km": 100,
-                        "email": SECRET_MARKERS["email"],
-                        "webhook_url": "http://127.0.0.1:9/hook",
-                        "webhook_secret": SECRET_MARKERS["webhook_secret"],
-                    },
+                    headers=admin_auth(),
+                    json=verified(
+                        {
+                            "name": doctor,
+                            "credentials": "MD",
+                            "specialties": ["dermatology"],
+                            "location": {"zip": "90012"},
+                            "radius_km": 100,
+                            "email": SECRET_MARKERS["email"],
+                            "webhook_url": "http://127.0.0.1:9/hook",
+                            "webhook_secret": SECRET_MARKERS["webhook_secret"],
+                        },
+                        doctor,
+                    ),
                 )
                 assert r.status_code == 200, r.text
             q = httpx.post(
@@ -140,6 +154,7 @@ def cases(w: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any] | None,
             {"name": "dr-sec-2", "specialties": ["dermatology"], "location": {"zip": "90012"}},
             ("dr-sec-2", "doctor"),
         ),
+        ("notify", "PATCH", "/doctors/dr-sec-2", {"daily_cap": 5}, ("dr-sec-2", "doctor")),
         ("notify", "GET", "/inbox", None, ("dr-sec-1", "doctor")),
         ("notify", "POST", f"/inbox/{nid}/read", None, ("dr-sec-1", "doctor")),
     ]
@@ -179,6 +194,28 @@ def cases(w: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any] | None,
             "valid:doctor",
             403,
         ),
+        ("notify", "PATCH", "/doctors/dr-sec-2", {"daily_cap": 5}, "dr-sec-1", "valid:doctor", 403),
+        # a doctor's own rating and review count: admins only
+        (
+            "notify",
+            "PUT",
+            "/doctors/dr-sec-2",
+            {
+                "name": "dr-sec-2",
+                "specialties": ["dermatology"],
+                "location": {"zip": "90012"},
+                "rating": 5.0,
+                "review_count": 10_000_000,
+            },
+            "dr-sec-2",
+            "valid:doctor",
+            403,
+        ),
+        ("notify", "PATCH", "/doctors/dr-sec-2", {"rating": 5.0}, "dr-sec-2", "valid:doctor", 403),
+        ("notify", "PATCH", "/doctors/dr-sec-2", {"rating": 4.0}, "admin-1", "valid:admin", 200),
+        # ids in paths are strict: no ':' or '{' reaches a key
+        ("notify", "GET", "/doctors/dr:sec", None, "", "none", 422),
+        ("questions", "GET", "/questions/q%7Bx%7D", None, "", "none", 422),
         ("notify", "POST", f"/inbox/{nid}/read", None, "dr-sec-2", "valid:doctor", 404),
         ("votes", "PUT", f"/answers/{aid}/vote", {"value": 1}, "dr-sec-1", "valid:doctor", 403),
         (
@@ -209,6 +246,17 @@ def cases(w: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any] | None,
         ("answers", "GET", f"/questions/{qid}/answers", None, "", "none", 200),
         ("votes", "GET", f"/answers/{aid}/votes", None, "", "none", 200),
         ("notify", "GET", "/doctors/dr-sec-1", None, "", "none", 200),
+        # the owner changes their alert settings with PATCH
+        ("notify", "PATCH", "/doctors/dr-sec-2", {"daily_cap": 9}, "dr-sec-2", "valid:doctor", 200),
+        # anonymous reads: 3 per client address a minute (the client behind the web)
+        ("questions", "GET", "/questions", None, "", "forwarded:203.0.113.7", 200),
+        ("questions", "GET", "/questions", None, "", "forwarded:203.0.113.7", 200),
+        ("questions", "GET", "/questions", None, "", "forwarded:203.0.113.7", 200),
+        ("questions", "GET", "/questions", None, "", "forwarded:203.0.113.7", 429),
+        ("questions", "GET", "/questions", None, "", "forwarded:203.0.113.8", 200),
+        ("questions", "GET", "/questions", None, "reader-1", "valid:patient", 200),
+        # a second live stream while the test holds dr-sec-1's one (cap 1)
+        ("notify", "GET", "/inbox/stream", None, "dr-sec-1", "valid:doctor", 429),
     ]
     return rows
 
@@ -223,20 +271,38 @@ def headers_for(credential: str, sub: str) -> dict[str, str]:
         return bad_signature(sub, "doctor")
     if kind == "malformed":
         return {"Authorization": "Bearer not.a.jwt"}
+    if kind == "forwarded":
+        return {"X-Forwarded-For": role}
     return {"Authorization": f"Bearer {token(sub, role)}"}
 
 
 def test_authorization_matrix(world: dict[str, Any]) -> None:
     failures = []
     rows = cases(world)
-    for service, method, path, body, sub, credential, expected in rows:
-        response = httpx.request(
-            method,
-            world["urls"][service] + path,
-            headers=headers_for(credential, sub),
-            json=body,
-            timeout=10,
-        )
+    held = httpx.Client(timeout=30)
+    stream = held.stream(
+        "GET", world["urls"]["notify"] + "/inbox/stream", headers=auth("dr-sec-1", "doctor")
+    )
+    opened = stream.__enter__()
+    lines = opened.iter_lines()
+    assert opened.status_code == 200 and next(lines).startswith("retry:")
+    try:
+        replies = [
+            httpx.request(
+                method,
+                world["urls"][service] + path,
+                headers=headers_for(credential, sub),
+                json=body,
+                timeout=10,
+            )
+            for service, method, path, body, sub, credential, _ in rows
+        ]
+    finally:
+        stream.__exit__(None, None, None)
+        held.close()
+    for (service, method, path, _, sub, credential, expected), response in zip(
+        rows, replies, strict=True
+    ):
         if response.status_code != expected:
             failures.append(
                 f"{method} {service}{path} as {credential}({sub}): {response.status_code} != {expected} {response.text[:120]}"

@@ -76,7 +76,9 @@ def question(r: RedisClient) -> str:
     return qid
 
 
-def profile(doctor_id: str, version: int = 1, name: str = "Jon A. Perlman") -> DoctorProfileChanged:
+def profile(
+    doctor_id: str, version: int = 1, name: str = "Jon A. Perlman", status: Any = "verified"
+) -> DoctorProfileChanged:
     return DoctorProfileChanged(
         correlation_id=uid("c"),
         producer="notify",
@@ -88,6 +90,7 @@ def profile(doctor_id: str, version: int = 1, name: str = "Jon A. Perlman") -> D
         radius_km=50,
         rating=4.9,
         review_count=187,
+        status=status,
         profile_version=version,
     )
 
@@ -135,6 +138,7 @@ async def test_a_doctor_answers_with_their_card_and_the_event_lands(
         "state": "CA",
         "rating": 4.9,
         "review_count": 187,
+        "verified": True,
     }
     assert (await http.get(f"/answers/{created['id']}")).json() == created
     listing = (await http.get(f"/questions/{qid}/answers")).json()
@@ -177,6 +181,29 @@ async def test_only_signed_in_doctors_answer(r: RedisClient, http: httpx.AsyncCl
     assert patient.status_code == 403
     assert patient.json()["error"]["code"] == "forbidden"
     assert posted_events(r, qid) == []
+
+
+@pytest.mark.parametrize("status", ["pending", "suspended", None])
+async def test_only_a_verified_doctor_may_answer(
+    r: RedisClient, http: httpx.AsyncClient, status: str | None
+) -> None:
+    qid, doctor_id = question(r), uid("doc")
+    publish(r, profile(doctor_id, 1, status=status))
+    refused = await answer(http, qid, doctor_id)
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "doctor_not_verified"
+    assert posted_events(r, qid) == []
+    publish(r, profile(doctor_id, 2, status="verified"))
+    accepted = await answer(http, qid, doctor_id)
+    assert accepted.status_code == 201, accepted.text
+    assert accepted.json()["doctor"]["verified"] is True
+    [event] = posted_events(r, qid)
+    assert event.doctor.verified is True
+    # Suspended later: no further answers, on any question.
+    publish(r, profile(doctor_id, 3, status="suspended"))
+    again = await answer(http, question(r), doctor_id)
+    assert again.status_code == 403
+    assert again.json()["error"]["code"] == "doctor_not_verified"
 
 
 async def test_a_doctor_outside_the_directory_is_told_to_register(

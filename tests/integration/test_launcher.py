@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 import redis
 
@@ -38,3 +44,41 @@ def test_a_child_that_exits_before_ready_is_reported_with_its_logs(redis_url: st
             launcher.wait_ready([service], timeout=30)
     finally:
         service.terminate(5)
+
+
+def test_children_die_with_a_killed_launcher() -> None:
+    """A SIGKILLed launcher (dev, a test run) leaves no Redis behind."""
+    script = (
+        "from askdoc_cli.launcher import RedisProcess\n"
+        "import time\n"
+        "server = RedisProcess(own_session=True).start()\n"
+        "print(server.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=launcher.ROOT, stdout=subprocess.PIPE, text=True
+    )
+    assert parent.stdout is not None
+    pid = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait(10)
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid)
+
+
+def test_a_failed_start_leaves_nothing_running(redis_url: str) -> None:
+    service = launcher.ServiceProcess("votes", redis_url, "s" * 32)
+    with pytest.raises(LaunchError, match="not ready"):
+        service.start(timeout=0.2)  # still importing: not ready in time
+    assert not service.running()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split(")")[-1].split()[0] != "Z"

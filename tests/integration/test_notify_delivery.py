@@ -41,8 +41,10 @@ from tests.support import (
     WEBHOOK_SECRET_KEY,
     RedisServer,
     ServiceProcess,
+    admin_auth,
     auth,
     free_port,
+    verified,
     wait_for,
 )
 
@@ -102,13 +104,11 @@ def env() -> Iterator[dict[str, Any]]:
 
 
 def put_doctor(env: dict[str, Any], doctor_id: str, **profile: Any) -> dict[str, Any]:
-    body = {"name": f"Dr {doctor_id}", "credentials": "MD", **profile}
-    # A card's rating and review count are set by admins (or the import), never by the doctor.
-    carded = "rating" in profile or "review_count" in profile
+    body = verified({"name": f"Dr {doctor_id}", "credentials": "MD", **profile}, doctor_id)
     r = httpx.put(
         f"{env['notify'].url}/doctors/{doctor_id}",
         json=body,
-        headers=auth("root", "admin") if carded else auth(doctor_id, "doctor"),
+        headers=admin_auth(),
         timeout=10,
     )
     assert r.status_code == 200, r.text

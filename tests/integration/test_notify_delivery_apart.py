@@ -16,7 +16,15 @@ import httpx
 import pytest
 
 from shared.events import Location, QuestionPosted
-from tests.support import RedisServer, ServiceProcess, auth, free_port, wait_for
+from tests.support import (
+    RedisServer,
+    ServiceProcess,
+    admin_auth,
+    auth,
+    free_port,
+    verified,
+    wait_for,
+)
 
 SECRET = "whsec_YXBhcnQtdGVzdC13ZWJob29rLXNlY3JldC0wMDAwMDA="
 
@@ -61,7 +69,9 @@ def test_delivery_runs_apart_and_sends_what_notify_left_in_the_outbox(
             "webhook_secret": SECRET,
         }
         r = httpx.put(
-            f"{notify.url}/doctors/dr-apart", json=profile, headers=auth("dr-apart", "doctor")
+            f"{notify.url}/doctors/dr-apart",
+            json=verified(profile, "dr-apart"),
+            headers=admin_auth(),
         )
         assert r.status_code == 200, r.text
         question = QuestionPosted(

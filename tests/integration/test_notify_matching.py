@@ -30,7 +30,15 @@ from shared.atomic import Committer
 from shared.auth import Principal
 from shared.events import Location, QuestionPosted
 from shared.redis import make_redis
-from tests.support import JWT_SECRET, RedisServer, ServiceProcess, auth, wait_for
+from tests.support import (
+    JWT_SECRET,
+    RedisServer,
+    ServiceProcess,
+    admin_auth,
+    auth,
+    verified,
+    wait_for,
+)
 
 SEED = Path("/work/shared/seed/seed-page.json")
 TOPICS = ["facial-asymmetry", "botox"]
@@ -134,7 +142,10 @@ async def register_in_process(url: str, profiles: list[tuple[str, dict[str, Any]
         for start in range(0, len(profiles), 50):
             chunk = profiles[start : start + 50]
             await asyncio.gather(
-                *(directory.save_profile(DoctorIn(**p).command(i, admin)) for i, p in chunk)
+                *(
+                    directory.save_profile(DoctorIn(**verified(p, i)).command(i, admin))
+                    for i, p in chunk
+                )
             )
     finally:
         await client.aclose()
@@ -150,8 +161,8 @@ def world() -> Iterator[dict[str, Any]]:
         for doctor_id, profile in seeds:
             r = httpx.put(
                 f"{notify.url}/doctors/{doctor_id}",
-                json=profile,
-                headers=auth(doctor_id, "doctor"),
+                json=verified(profile, doctor_id),
+                headers=admin_auth(),
                 timeout=10,
             )
             assert r.status_code == 200, r.text

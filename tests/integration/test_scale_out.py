@@ -9,7 +9,7 @@ import httpx
 
 from shared import streams
 from shared.events import Location, QuestionPosted
-from tests.support import RedisServer, ServiceProcess, auth, wait_for
+from tests.support import RedisServer, ServiceProcess, admin_auth, auth, verified, wait_for
 
 DOCTORS = [f"dr-scale-{n}" for n in range(4)]
 
@@ -40,13 +40,16 @@ def test_three_notify_replicas_share_the_work_and_alert_each_doctor_once(
         for doctor in DOCTORS:
             response = httpx.put(
                 f"{replicas[0].url}/doctors/{doctor}",
-                headers=auth(doctor, "doctor"),
-                json={
-                    "name": doctor,
-                    "specialties": ["dermatology"],
-                    "location": {"zip": "90012"},
-                    "radius_km": 80,
-                },
+                headers=admin_auth(),
+                json=verified(
+                    {
+                        "name": doctor,
+                        "specialties": ["dermatology"],
+                        "location": {"zip": "90012"},
+                        "radius_km": 80,
+                    },
+                    doctor,
+                ),
             )
             assert response.status_code == 200, response.text
         client = redis_server.client()

@@ -202,6 +202,8 @@ class FakeAlertStore:
         self.questions: dict[str, dict[str, str]] = {}
         self.tallies: dict[str, dict[str, int]] = {}
         self.locked: set[str] = set()
+        self.urgent_asked: dict[tuple[str, str], set[str]] = {}
+        self.urgent_pages: dict[tuple[str, str], set[str]] = {}
 
     async def commit(self, change: AlertChange) -> bool:
         guards = [args[1] for kind, args in change.steps if kind == "once"]
@@ -234,6 +236,17 @@ class FakeAlertStore:
 
     async def sent_counts(self, doctor_days: Sequence[tuple[str, str]]) -> list[int]:
         return [self.sent.get(pair, 0) for pair in doctor_days]
+
+    async def urgent_rank(self, asker_id: str, day: str, question_id: str) -> int:
+        asked = self.urgent_asked.setdefault((asker_id, day), set())
+        asked.add(question_id)
+        return len(asked)
+
+    async def urgent_paged(self, doctor_ids: Sequence[str], hour: str) -> list[int]:
+        return [len(self.urgent_pages.get((d, hour), set())) for d in doctor_ids]
+
+    async def note_urgent_paged(self, doctor_id: str, hour: str, question_id: str) -> None:
+        self.urgent_pages.setdefault((doctor_id, hour), set()).add(question_id)
 
     async def remember_question(
         self, question_id: str, asker_id: str, title: str, ttl_s: int

@@ -33,6 +33,7 @@ PROFILE = {
     "rating": 4.9,
     "review_count": 187,
     "email": "private@example.com",
+    "status": "verified",
 }
 
 
@@ -82,6 +83,7 @@ def test_card_takes_primary_specialty_and_practice_city_without_contact_data() -
         "state": "CA",
         "rating": 4.9,
         "review_count": 187,
+        "verified": True,
     }
     assert DoctorCard(**card).id == "doc-1"
 
@@ -92,6 +94,13 @@ def test_card_of_a_sparse_profile() -> None:
     assert card["city"] is None and card["state"] is None
     assert card["credentials"] == ""
     assert card["rating"] is None and card["review_count"] == 0
+    # A profile announced before verification existed has no status: not verified.
+    assert card["verified"] is False
+
+
+@pytest.mark.parametrize("status", ["pending", "suspended"])
+def test_card_of_an_unverified_doctor_has_no_mark(status: str) -> None:
+    assert doctor_card("doc-3", {**PROFILE, "status": status})["verified"] is False
 
 
 def test_new_answer_shape() -> None:

@@ -95,6 +95,43 @@ def test_quiet_hours_hold_an_alert_until_they_end_but_urgent_ones_pass() -> None
     assert world.store.holds["dr-q"] == {} and "dr-q" not in world.store.due
 
 
+def test_urgent_floods_are_bounded_per_asker_and_collapse_per_doctor_at_night() -> None:
+    flood = SETTINGS.model_copy(
+        update={"urgent_per_asker_per_day": 4, "urgent_per_doctor_per_quiet_hour": 2}
+    )
+    world = World()
+    world.alerts.settings = flood
+    world.index.add("dr-night", ("dermatology",), *LA)
+    quiet_all_day(world, "dr-night")
+    for n in range(6):
+        asyncio.run(world.alerts.on_question_posted(question(f"q-chest-{n}", "p-flood", True)))
+    asyncio.run(world.alerts.on_question_posted(question("q-chest-0", "p-flood", True)))  # again
+    # Two urgent pages this hour; two more urgent ones wait as a digest; the asker's
+    # 5th and 6th urgent questions of the day alert as routine (held for the morning).
+    items = [
+        json.loads(world.inbox_store.hashes[i]["item"])
+        for i in sorted(world.inbox_store.ids["dr-night"])
+    ]
+    assert [(i["kind"], i["urgent"]) for i in items] == [("question-match", True)] * 2
+    assert len(world.store.holds["dr-night"]) == 4
+    asyncio.run(world.held.release_due(datetime.now(UTC) + timedelta(hours=3)))
+    released = world.kinds("dr-night")[2:]
+    assert sorted(released) == ["digest", "question-match", "question-match"]
+
+
+def test_alerts_held_for_a_doctor_suspended_meanwhile_never_go_out() -> None:
+    world = World()
+    world.index.add("dr-s", ("dermatology",), *LA)
+    quiet_all_day(world, "dr-s")
+    asyncio.run(world.alerts.on_question_posted(question("q-held")))
+    assert len(world.store.holds["dr-s"]) == 1
+    world.prefs.by_doctor["dr-s"] = {**world.prefs.by_doctor["dr-s"], "verified": False}
+    later = datetime.now(UTC) + timedelta(hours=3)
+    assert asyncio.run(world.held.release_due(later)) == 1
+    assert world.kinds("dr-s") == []
+    assert world.store.holds["dr-s"] == {} and "dr-s" not in world.store.due
+
+
 def test_alerts_over_the_daily_cap_go_out_in_one_digest() -> None:
     world = World()
     world.index.add("dr-cap", ("dermatology",), *LA)

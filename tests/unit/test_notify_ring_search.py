@@ -111,3 +111,23 @@ def test_matches_are_frozen_so_a_redelivery_alerts_the_same_doctors() -> None:
     assert [m["doctor_id"] for m in json.loads(frozen.stored["q1"])] == ["first"]
     fresh, _ = asyncio.run(matcher.matches_for(question("q2")))
     assert [m.doctor_id for m in fresh] == ["newcomer", "first"]
+
+
+def test_an_escalation_finds_the_next_ring_beyond_the_doctors_already_alerted() -> None:
+    settings = NotifySettings(jwt_secret="x" * 32, match_cap=2)  # type: ignore[call-arg]
+    index = FakeDoctorIndex()
+    index.add("alerted", ("dermatology",), *LA)
+    index.add("pasadena", ("dermatology",), 34.1478, -118.1445)  # ~14 km
+    index.add("neuro", ("neurology",), 34.1478, -118.1445)
+    index.add("san-diego", ("dermatology",), 32.7157, -117.1611, radius_km=20)  # ~180 km
+    matcher = Matcher(index, FakeFrozenMatches(), settings)
+    found, rows = asyncio.run(matcher.next_ring(question("q1"), {"alerted"}, 1, "24 h"))
+    assert [m.doctor_id for m in found] == ["pasadena"]
+    assert found[0].reason_text().startswith("no answer yet after 24 h; you are 14")
+    # The ring after that one, with both alerted: beyond the doctor's own 20 km radius.
+    skip = {"alerted", "pasadena"}
+    found, _ = asyncio.run(matcher.next_ring(question("q1"), skip, 2, "48 h"))
+    assert [m.doctor_id for m in found] == ["san-diego"] and found[0].escalation == 2
+    everyone = {"alerted", "pasadena", "san-diego"}
+    assert asyncio.run(matcher.next_ring(question("q1"), everyone, 3, "72 h"))[0] == []
+    assert "alerted" not in rows

@@ -95,6 +95,12 @@ def next_local_midnight(tz: str | None, now_utc: datetime) -> datetime:
     return _local_instant(tomorrow, time(0, 0), zone, now_utc)
 
 
+def hour_key(now_utc: datetime) -> str:
+    """The UTC hour 'YYYY-MM-DDTHH', the key of the per-hour urgent alert count."""
+    _require_aware(now_utc)
+    return now_utc.astimezone(UTC).strftime("%Y-%m-%dT%H")
+
+
 def day_key(tz: str | None, now_utc: datetime) -> str:
     """The doctor's local date 'YYYY-MM-DD', the key of the per-day alert counter."""
     _require_aware(now_utc)
@@ -145,9 +151,21 @@ def plan_delivery(
     daily_cap: int | None,
     sent_today: int,
     now_utc: datetime,
+    urgent_this_hour: int = 0,
+    urgent_hourly_cap: int | None = None,
 ) -> DeliveryDecision:
     """When an alert goes out: now, after quiet hours, or in the next day's digest."""
     _require_aware(now_utc)
+    if (
+        urgent
+        and urgent_hourly_cap is not None
+        and urgent_this_hour >= urgent_hourly_cap
+        and quiet_hours is not None
+        and in_quiet_hours(quiet_hours, now_utc)
+    ):
+        # A flood of "emergencies" must not page a doctor all night: past a few an hour,
+        # the rest wait for the window's end and go out collapsed into one digest.
+        return DeliveryDecision.hold(quiet_hours_end(quiet_hours, now_utc), HoldReason.DAILY_CAP)
     if urgent:
         # Urgent alerts (red-flag triage) bypass both the daily cap and quiet hours: they
         # are rare, their value is lost if held until morning or a digest, and a doctor's

@@ -35,6 +35,18 @@ class AlertPort(Protocol):
         """Alerts delivered to each (doctor, local day)."""
         ...
 
+    async def urgent_rank(self, asker_id: str, day: str, question_id: str) -> int:
+        """Count an asker's urgent question for the day (once per question); how many so far."""
+        ...
+
+    async def urgent_paged(self, doctor_ids: Sequence[str], hour: str) -> list[int]:
+        """Urgent alerts each doctor got in this UTC hour."""
+        ...
+
+    async def note_urgent_paged(self, doctor_id: str, hour: str, question_id: str) -> None:
+        """Count an urgent alert a doctor got this hour (once per question)."""
+        ...
+
     async def remember_question(
         self, question_id: str, asker_id: str, title: str, ttl_s: int
     ) -> None:

@@ -65,6 +65,9 @@ class HeldAlerts:
                 for hold_id, entry in holds.items()
             ]
             prefs = await self.directory.prefs(doctor_id)
+            if prefs.get("verified") is False:
+                await self._drop(doctor_id, list(holds.values()))
+                return
             qh = prefs.get("quiet_hours")
             day = domain.day_key(str(qh["tz"]) if qh else None, now)
             [sent] = await self.store.sent_counts([(doctor_id, day)])
@@ -80,6 +83,14 @@ class HeldAlerts:
         finally:
             await self.store.refresh_due(doctor_id)
             await self.store.unlock_release(doctor_id)
+
+    async def _drop(self, doctor_id: str, held: list[HeldEntry]) -> None:
+        """A doctor suspended (or back to pending) while alerts were held: they never go out."""
+        change = AlertChange()
+        for entry in held:
+            change.unhold(doctor_id, entry.member)
+        if held and await self.store.commit(change):
+            log.info("held_alerts_dropped", doctor_id=doctor_id, dropped=len(held))
 
     async def _apply(
         self,

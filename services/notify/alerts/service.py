@@ -11,6 +11,7 @@ from typing import Any
 from shared.events import AnswerPosted, QuestionPosted, VoteCast
 from shared.logging import get_logger
 
+from ..directory.domain import DoctorRow
 from ..inbox.domain import fresh_item
 from ..inbox.service import InboxService
 from ..matching.domain import Match
@@ -79,23 +80,7 @@ class AlertService:
             ),
             self.matcher.matches_for(event),
         )
-        now = datetime.now(UTC)
-        chosen = [m for m in matches if m.doctor_id in rows]
-        days = [domain.day_key(rows[m.doctor_id].tz, now) for m in chosen]
-        # Preferences and today's counts only for the chosen few, both at once.
-        prefs, counts = await asyncio.gather(
-            self.directory.prefs_many([m.doctor_id for m in chosen]),
-            self.store.sent_counts(
-                [(m.doctor_id, day) for m, day in zip(chosen, days, strict=True)]
-            ),
-        )
-        planned = [
-            self._plan_alert(event, m, p, day, sent, now)
-            for m, p, day, sent in zip(chosen, prefs, days, counts, strict=True)
-        ]
-        # All of a question's alerts in one round trip; each commits or not on its own.
-        applied = await self.store.commit_many([change for change, _ in planned])
-        outcomes = [after(ok) for (_, after), ok in zip(planned, applied, strict=True)]
+        outcomes = await self.alert_matches(event, matches, rows)
         MATCH_SECONDS.observe(asyncio.get_running_loop().time() - started)
         log.info(
             "question_matched",
@@ -108,6 +93,59 @@ class AlertService:
             located=event.location is not None,
         )
 
+    async def alert_matches(
+        self, event: QuestionPosted, matches: list[Match], rows: dict[str, DoctorRow]
+    ) -> list[str]:
+        """Alert (or hold for) each matched doctor at most once; each one's outcome."""
+        now = datetime.now(UTC)
+        chosen = [m for m in matches if m.doctor_id in rows]
+        days = [domain.day_key(rows[m.doctor_id].tz, now) for m in chosen]
+        urgent, paged = await self._urgency(event, [m.doctor_id for m in chosen], now)
+        # Preferences and today's counts only for the chosen few, both at once.
+        prefs, counts = await asyncio.gather(
+            self.directory.prefs_many([m.doctor_id for m in chosen]),
+            self.store.sent_counts(
+                [(m.doctor_id, day) for m, day in zip(chosen, days, strict=True)]
+            ),
+        )
+        planned = [
+            self._plan_alert(event, m, p, day, sent, now, urgent, urgent_paged)
+            for m, p, day, sent, urgent_paged in zip(
+                chosen, prefs, days, counts, paged, strict=True
+            )
+        ]
+        # All of a question's alerts in one round trip; each commits or not on its own.
+        applied = await self.store.commit_many([change for change, _ in planned])
+        outcomes = [after(ok) for (_, after), ok in zip(planned, applied, strict=True)]
+        if urgent:
+            hour = domain.hour_key(now)
+            await asyncio.gather(
+                *(
+                    self.store.note_urgent_paged(m.doctor_id, hour, event.question_id)
+                    for m, outcome in zip(chosen, outcomes, strict=True)
+                    if outcome == "delivered"
+                )
+            )
+        return outcomes
+
+    async def _urgency(
+        self, event: QuestionPosted, doctor_ids: list[str], now: datetime
+    ) -> tuple[bool, list[int]]:
+        """Whether the question alerts as urgent, and each doctor's urgent alerts this hour.
+
+        One asker's urgent questions beyond the day's allowance alert as routine: a flood
+        of "chest pain" must not page the same doctors all night.
+        """
+        if not event.urgent:
+            return False, [0] * len(doctor_ids)
+        day = now.astimezone(UTC).date().isoformat()
+        rank = await self.store.urgent_rank(event.asker_id, day, event.question_id)
+        if rank > self.settings.urgent_per_asker_per_day:
+            ALERTS.labels("question-match", "urgent_downgraded").inc()
+            log.info("urgent_downgraded", question_id=event.question_id, urgent_today=rank)
+            return False, [0] * len(doctor_ids)
+        return True, await self.store.urgent_paged(doctor_ids, domain.hour_key(now))
+
     def _plan_alert(
         self,
         event: QuestionPosted,
@@ -116,14 +154,18 @@ class AlertService:
         day: str,
         sent_today: int,
         now: datetime,
+        urgent: bool,
+        urgent_this_hour: int,
     ) -> tuple[AlertChange, Callable[[bool], str]]:
         """One doctor's alert (deliver or hold), and what to do once committed."""
         decision = domain.plan_delivery(
-            urgent=event.urgent,
+            urgent=urgent,
             quiet_hours=quiet_hours(prefs),
             daily_cap=prefs.get("daily_cap"),
             sent_today=sent_today,
             now_utc=now,
+            urgent_this_hour=urgent_this_hour,
+            urgent_hourly_cap=self.settings.urgent_per_doctor_per_quiet_hour,
         )
         guard = ("qm", event.question_id, match.doctor_id)
         if decision.deliver_now:
@@ -134,7 +176,7 @@ class AlertService:
                 title=event.title,
                 reason=match.reason(),
                 reason_text=match.reason_text(),
-                urgent=event.urgent,
+                urgent=urgent,
                 red_flags=list(event.red_flags),
             )
             note = self.inbox.notification(match.doctor_id, item, prefs)

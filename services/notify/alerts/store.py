@@ -179,6 +179,32 @@ class AlertStore:
         keys = [self._sent_key(d, day) for d, day in doctor_days]
         return [int(v or 0) for v in await self.redis.mget(keys)]
 
+    async def urgent_rank(self, asker_id: str, day: str, question_id: str) -> int:
+        """Count an asker's urgent question for the day (once per question); how many so far."""
+        key = f"{self._tag}:urgent-asker:{asker_id}:{day}"
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.sadd(key, question_id)
+        pipe.expire(key, DAY_COUNTER_TTL_S)
+        pipe.scard(key)
+        return int((await pipe.execute())[-1])
+
+    async def urgent_paged(self, doctor_ids: Sequence[str], hour: str) -> list[int]:
+        """Urgent alerts each doctor got in this UTC hour, in one round trip."""
+        if not doctor_ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for doctor_id in doctor_ids:
+            pipe.scard(f"{self._tag}:urgent-paged:{doctor_id}:{hour}")
+        return [int(n) for n in await pipe.execute()]
+
+    async def note_urgent_paged(self, doctor_id: str, hour: str, question_id: str) -> None:
+        """Count an urgent alert a doctor got this hour (once per question)."""
+        key = f"{self._tag}:urgent-paged:{doctor_id}:{hour}"
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.sadd(key, question_id)
+        pipe.expire(key, 2 * 3600)
+        await pipe.execute()
+
     async def remember_question(
         self, question_id: str, asker_id: str, title: str, ttl_s: int
     ) -> None:

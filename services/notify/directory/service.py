@@ -18,7 +18,15 @@ from shared.metrics import EVENTS_PUBLISHED
 from .. import SERVICE
 from ..alerts.domain import parse_quiet_hours
 from ..delivery.domain import new_webhook_secret, webhook_secret_key, webhook_url_problem
-from .domain import alert_prefs, profile_view
+from .domain import (
+    STATUSES,
+    VERIFIED,
+    alert_prefs,
+    is_verified,
+    npi_valid,
+    nucc_code_valid,
+    profile_view,
+)
 
 log = get_logger("askdoc.notify.directory")
 
@@ -90,6 +98,36 @@ class ProfileIncomplete(Invalid):
     code = "profile_incomplete"
 
 
+class InvalidNpi(Invalid):
+    """An NPI that is not 10 digits passing the Luhn check with the 80840 prefix."""
+
+    code = "invalid_npi"
+
+
+class InvalidTaxonomyCode(Invalid):
+    """A taxonomy code that is not shaped like a NUCC code (e.g. 208200000X)."""
+
+    code = "invalid_taxonomy_code"
+
+
+class NpiRequired(Invalid):
+    """Only a profile with an NPI can be verified."""
+
+    code = "npi_required"
+
+
+class UnknownStatus(Invalid):
+    """A verification status outside pending, verified, suspended."""
+
+    code = "unknown_status"
+
+
+class StatusAdminOnly(Forbidden):
+    """Only an admin changes a doctor's verification status."""
+
+    code = "status_admin_only"
+
+
 class ProfileChangedConcurrently(Conflict):
     """Other writers kept changing the profile; the client should retry."""
 
@@ -142,6 +180,18 @@ class SaveDoctorProfile:
     #: "rating" and/or "review_count": keep the stored value instead of this command's.
     keep: frozenset[str] = field(default_factory=frozenset)
     email_alerts: bool | None = None
+    npi: str | None = None  # None keeps the stored one
+    taxonomy_code: str | None = None  # None keeps the stored one (or the specialty's code)
+    status: str | None = None  # None keeps the stored status; only admins change it
+
+
+@dataclass(frozen=True)
+class SetDoctorStatus:
+    """An admin verifies, suspends or returns a doctor to pending."""
+
+    doctor_id: str
+    status: str
+    actor_is_admin: bool
 
 
 #: What only admins (and the import, which signs in as one) set on a doctor's card.
@@ -204,6 +254,9 @@ class DirectoryService:
         if not cmd.actor_is_admin and cmd.actor_id != cmd.doctor_id:
             raise NotYourProfile("a doctor may only edit their own profile")
         specialties = _specialties(cmd.specialties)
+        npi, taxonomy_code = _credentials_ids(cmd.npi, cmd.taxonomy_code)
+        if cmd.status is not None and cmd.status not in STATUSES:
+            raise UnknownStatus(f"status must be one of {', '.join(STATUSES)}")
         place = await _geocode(cmd.location)
         quiet_hours = None
         if cmd.quiet_hours is not None:
@@ -236,6 +289,14 @@ class DirectoryService:
             stored = await self.store.get(cmd.doctor_id)
             old, version = stored if stored else ({}, 0)
             rating, review_count = _card_numbers(cmd, old)
+            # Left out of a PUT, the NPI and taxonomy code stay as stored.
+            npi_now = npi or old.get("npi")
+            code_now = (
+                taxonomy_code
+                or old.get("taxonomy_code")
+                or taxonomy.get_specialty(specialties[0]).nucc_code
+            )
+            status = _next_status(old, cmd, npi_now)
             now = datetime.now(UTC)
             hook = _webhook_fields(cmd, old, now.timestamp(), self.webhooks.rotation_s)
             profile: dict[str, Any] = {
@@ -254,23 +315,13 @@ class DirectoryService:
                 else not cmd.email_alerts,
                 "quiet_hours": quiet_hours,
                 "daily_cap": cmd.daily_cap,
+                "npi": npi_now,
+                "taxonomy_code": code_now,
+                "status": status,
                 "profile_version": version + 1,
                 "updated_at": now.isoformat(),
             }
-            event = DoctorProfileChanged(
-                correlation_id=current_correlation_id(),
-                producer=SERVICE,
-                doctor_id=cmd.doctor_id,
-                name=cmd.name,
-                credentials=cmd.credentials,
-                specialties=specialties,
-                location=Location(**location),
-                radius_km=cmd.radius_km,
-                rating=rating,
-                review_count=review_count,
-                profile_version=version + 1,
-                occurred_at=now,
-            )
+            event = _announcement(profile, now)
             result = await self.store.save(
                 profile, old.get("specialties", []), all_slugs, alert_prefs(profile), event
             )
@@ -343,6 +394,49 @@ class DirectoryService:
             **merged,
         )
         return await self.save_profile(save)
+
+    async def set_status(self, cmd: SetDoctorStatus) -> dict[str, Any]:
+        """Move a doctor between pending, verified and suspended; announce it like any change."""
+        if not cmd.actor_is_admin:
+            raise StatusAdminOnly("only an admin changes a doctor's verification status")
+        if cmd.status not in STATUSES:
+            raise UnknownStatus(f"status must be one of {', '.join(STATUSES)}")
+        for _ in range(SAVE_ATTEMPTS):
+            stored = await self.store.get(cmd.doctor_id)
+            if stored is None:
+                raise DoctorNotFound(f"no doctor {cmd.doctor_id!r}")
+            old, version = stored
+            if cmd.status == VERIFIED and not old.get("npi"):
+                raise NpiRequired("a doctor needs an NPI on their profile to be verified")
+            if (old.get("status") or "pending") == cmd.status:
+                return profile_view(old, private=True)
+            now = datetime.now(UTC)
+            profile = {
+                **old,
+                "status": cmd.status,
+                "profile_version": version + 1,
+                "updated_at": now.isoformat(),
+            }
+            event = _announcement(profile, now)
+            result = await self.store.save(
+                profile,
+                old.get("specialties", []),
+                [s.slug for s in taxonomy.specialties()],
+                alert_prefs(profile),
+                event,
+            )
+            if result.applied:
+                break
+        else:
+            raise ProfileChangedConcurrently("the profile changed concurrently; try again")
+        EVENTS_PUBLISHED.labels(SERVICE, event.stream).inc()
+        log.info(
+            "doctor_status_changed",
+            doctor_id=cmd.doctor_id,
+            status=cmd.status,
+            profile_version=version + 1,
+        )
+        return profile_view(profile, private=True)
 
     async def profile(
         self, doctor_id: str, viewer_id: str | None, viewer_is_admin: bool
@@ -435,9 +529,34 @@ def _announcement(profile: dict[str, Any], now: datetime) -> DoctorProfileChange
         radius_km=profile["radius_km"],
         rating=profile.get("rating"),
         review_count=profile.get("review_count") or 0,
+        status=profile.get("status") or "pending",
         profile_version=profile["profile_version"],
         occurred_at=now,
     )
+
+
+def _credentials_ids(npi: str | None, taxonomy_code: str | None) -> tuple[str | None, str | None]:
+    """The NPI and NUCC code as given, checked."""
+    if npi is not None and not npi_valid(npi):
+        raise InvalidNpi("npi must be 10 digits with a valid check digit (Luhn, prefix 80840)")
+    if taxonomy_code is not None and not nucc_code_valid(taxonomy_code):
+        raise InvalidTaxonomyCode("taxonomy_code must be a NUCC code such as 208200000X")
+    return npi, taxonomy_code
+
+
+def _next_status(old: dict[str, Any], cmd: SaveDoctorProfile, npi: str | None) -> str:
+    """The status a saved profile gets: kept, set by an admin, or back to pending."""
+    stored = old.get("status") or "pending"
+    if cmd.status is not None and cmd.status != stored:
+        if not cmd.actor_is_admin:
+            raise StatusAdminOnly("only an admin changes a doctor's verification status")
+        stored = cmd.status
+    elif not cmd.actor_is_admin and is_verified(old) and npi != old.get("npi"):
+        # Verification vouched for one NPI: a doctor who changes it is checked again.
+        stored = "pending"
+    if stored == VERIFIED and not npi:
+        raise NpiRequired("a doctor needs an NPI on their profile to be verified")
+    return stored
 
 
 def _specialties(values: tuple[str, ...]) -> list[str]:

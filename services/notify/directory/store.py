@@ -16,7 +16,7 @@ from shared.events import DoctorProfileChanged
 from shared.redis import RedisClient
 
 from ..scripts import lua
-from .domain import DoctorRow, rating_score
+from .domain import DoctorRow, is_verified, rating_score
 from .sealing import SecretBox, open_profile
 
 DIRECTORY_TAG = streams.slot_tag(streams.DOCTOR_PROFILE_CHANGED)
@@ -73,7 +73,9 @@ class DirectoryStore:
         """
         doctor_id = event.doctor_id
         loc = profile["location"]
-        specialties = list(profile["specialties"])
+        # Only a verified doctor is in the indexes matching searches: a pending or
+        # suspended one is never a candidate, without a check per candidate.
+        specialties = list(profile["specialties"]) if is_verified(profile) else []
         txn = Txn().absent(
             "version", self._version_key(doctor_id, event.profile_version), ttl_s=86400
         )

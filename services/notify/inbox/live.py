@@ -14,12 +14,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from redis.exceptions import RedisError
 
 from shared import streams
+from shared.errors import RateLimited
 from shared.events import WIRE_FIELD
 from shared.logging import get_logger
 from shared.redis import RedisClient
@@ -119,6 +122,16 @@ class LiveHub:
                 self.unsubscribe(recipient, queue)
 
 
+class TooManyStreams(RateLimited):
+    """The user holds as many live streams as allowed (429)."""
+
+    code = "too_many_streams"
+
+
+#: Told to the client when its token expires: reconnect with a fresh one.
+EXPIRY_EVENT = 'event: token-expired\ndata: {"reconnect": "with a fresh token"}\n\n'
+
+
 def sse_event(item: dict[str, Any]) -> str:
     """One SSE message: the notification id as the event id, the item as data."""
     return f"id: {item['id']}\nevent: notification\ndata: {json.dumps(item)}\n\n"
@@ -130,8 +143,11 @@ async def sse_stream(
     replay: Callable[[str], Awaitable[list[dict[str, Any]]]],
     last_event_id: str | None,
     heartbeat_s: float,
+    expires_at: float | None = None,
+    keep_alive: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[str]:
-    """The SSE body for one client: replay after Last-Event-ID, then live items."""
+    """The SSE body for one client: replay after Last-Event-ID, then live items, until
+    the client's token expires (`expires_at`); `keep_alive` runs every `heartbeat_s`."""
     queue = hub.subscribe(recipient)  # before the replay, so nothing falls between
     try:
         yield "retry: 3000\n: connected\n\n"
@@ -140,11 +156,24 @@ async def sse_stream(
             for item in await replay(last_event_id):
                 sent.add(item["id"])
                 yield sse_event(item)
+        kept_at = time.monotonic()
         while True:
+            wait = heartbeat_s
+            if expires_at is not None:
+                left = expires_at - time.time()
+                if left <= 0:
+                    # A stream outliving its token would outlive a revoked session too.
+                    yield EXPIRY_EVENT
+                    return
+                wait = min(wait, left)
+            if keep_alive is not None and time.monotonic() - kept_at >= heartbeat_s:
+                kept_at = time.monotonic()
+                await keep_alive()
             try:
-                live = await asyncio.wait_for(queue.get(), heartbeat_s)
+                live = await asyncio.wait_for(queue.get(), wait)
             except TimeoutError:
-                yield ": heartbeat\n\n"
+                if expires_at is None or time.time() < expires_at:
+                    yield ": heartbeat\n\n"
                 continue
             if live is _CLOSED:
                 return
@@ -153,3 +182,72 @@ async def sse_stream(
             yield sse_event(live)
     finally:
         hub.unsubscribe(recipient, queue)
+
+
+class LiveStreams:
+    """Opens live streams within each user's cap (slots shared by every replica)."""
+
+    def __init__(
+        self,
+        hub: LiveHub,
+        slots: StreamSlotsPort,
+        replay: Callable[[str, str], Awaitable[list[dict[str, Any]]]],
+        heartbeat_s: float,
+        max_per_user: int,
+    ) -> None:
+        self.hub = hub
+        self.slots = slots
+        self.replay = replay
+        self.heartbeat_s = heartbeat_s
+        self.max_per_user = max_per_user
+
+    async def open(
+        self, user_id: str, expires_at: float | None, last_event_id: str | None
+    ) -> AsyncIterator[str]:
+        """The user's SSE body; TooManyStreams when they hold `max_per_user` already."""
+        conn_id = uuid.uuid4().hex
+        # Three missed renewals and the slot of a dead replica's stream is free again.
+        lease_s = 3 * self.heartbeat_s
+        if not await self.slots.take(user_id, conn_id, lease_s, self.max_per_user):
+            raise TooManyStreams(
+                f"at most {self.max_per_user} live streams per user; close one first",
+                retry_after_s=max(1, int(self.heartbeat_s)),
+            )
+
+        async def keep_alive() -> None:
+            with contextlib.suppress(RedisError, OSError):
+                await self.slots.renew(user_id, conn_id, lease_s)
+
+        async def body() -> AsyncIterator[str]:
+            try:
+                async for chunk in sse_stream(
+                    self.hub,
+                    user_id,
+                    lambda after: self.replay(user_id, after),
+                    last_event_id,
+                    self.heartbeat_s,
+                    expires_at,
+                    keep_alive,
+                ):
+                    yield chunk
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await self.slots.give_back(user_id, conn_id)
+
+        return body()
+
+
+class StreamSlotsPort(Protocol):
+    """Leased stream slots per user (inbox/slots.py)."""
+
+    async def take(self, user_id: str, conn_id: str, lease_s: float, cap: int) -> bool:
+        """Hold one more slot; False when `cap` are held."""
+        ...
+
+    async def renew(self, user_id: str, conn_id: str, lease_s: float) -> None:
+        """Extend a slot's lease."""
+        ...
+
+    async def give_back(self, user_id: str, conn_id: str) -> None:
+        """Free a slot."""
+        ...

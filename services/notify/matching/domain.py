@@ -55,9 +55,20 @@ class Match:
     widened: bool
     radius_used_km: float
     located: bool = True
+    escalation: int = 0  # the escalation round that found the doctor (0: the first alert)
+    waited: str = ""  # how long the question has gone unanswered, e.g. '24 h'
 
     def reason(self) -> dict[str, Any]:
         """The inbox item's `reason`: matched specialty, distance, rank and search radius."""
+        if self.escalation:
+            return {
+                **self._first_reason(),
+                "escalation": self.escalation,
+                "no_answer_after": self.waited,
+            }
+        return self._first_reason()
+
+    def _first_reason(self) -> dict[str, Any]:
         if not self.located:
             # The asker gave no location: matched on specialty alone, ranked by rating.
             return {
@@ -78,6 +89,13 @@ class Match:
 
     def reason_text(self) -> str:
         """A one-line explanation, e.g. 'plastic-surgery · 12.3 km · rank 1'."""
+        if self.escalation:
+            where = (
+                f"you are {self.distance_km:g} km away"
+                if self.located
+                else "you are among the best rated"
+            )
+            return f"no answer yet after {self.waited}; {where} · {self.specialty}"
         if not self.located:
             return f"{self.specialty} · rank {self.rank} · asker gave no location"
         text = f"{self.specialty} · {self.distance_km:g} km · rank {self.rank}"
@@ -185,6 +203,50 @@ def match_by_rating(
             located=False,
         )
         for rank, (c, specialty) in enumerate(eligible[: policy.cap], start=1)
+    ]
+
+
+def waited_text(seconds: float) -> str:
+    """How long a question has waited, as a reason says it: '24 h', '90 min', '5 s'."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:g} h" if seconds % 3600 == 0 else f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{round(seconds / 60)} min"
+    return f"{round(seconds)} s"
+
+
+def escalation_matches(
+    question_specialties: Sequence[str],
+    candidates: Iterable[Candidate],
+    radius_km: float,
+    cap: int,
+    escalation: int,
+    waited: str,
+) -> list[Match]:
+    """The doctors one escalation round alerts: of a matching specialty, within the ring
+    (whatever their own radius: the question found no one nearer), nearest first.
+
+    The caller leaves out every doctor alerted before; ties in a distance band go to the
+    better rated, as for the first alert.
+    """
+    eligible: list[tuple[Candidate, str]] = []
+    for c in _merge_duplicates(candidates):
+        specialty = _first_shared(question_specialties, c.specialties)
+        if specialty is not None and math.isfinite(c.distance_km) and c.distance_km <= radius_km:
+            eligible.append((c, specialty))
+    eligible.sort(key=lambda item: (item[0].distance_km, -item[0].rating, item[0].doctor_id))
+    return [
+        Match(
+            doctor_id=c.doctor_id,
+            specialty=specialty,
+            distance_km=round(c.distance_km, 1),
+            rank=rank,
+            widened=True,
+            radius_used_km=radius_km,
+            escalation=escalation,
+            waited=waited,
+        )
+        for rank, (c, specialty) in enumerate(eligible[:cap], start=1)
     ]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Protocol
 
 from shared import geo
@@ -12,7 +12,15 @@ from shared.events import QuestionPosted
 
 from ..directory.domain import DoctorRow
 from ..settings import NotifySettings
-from .domain import Candidate, Match, MatchPolicy, RingSearch, match_by_rating, match_doctors
+from .domain import (
+    Candidate,
+    Match,
+    MatchPolicy,
+    RingSearch,
+    escalation_matches,
+    match_by_rating,
+    match_doctors,
+)
 
 
 class DoctorIndex(Protocol):
@@ -76,6 +84,62 @@ class Matcher:
         if kept != encoded:
             return await self._decoded(kept)
         return matches, rows
+
+    async def first_alerted(self, question_id: str) -> set[str]:
+        """The doctors the question's first matching chose."""
+        stored = await self.frozen.frozen(question_id)
+        return {m["doctor_id"] for m in json.loads(stored)} if stored else set()
+
+    async def decoded(self, raw: str) -> Matched:
+        """Matches stored as JSON, with the rows of the doctors still in the directory."""
+        return await self._decoded(raw)
+
+    async def next_ring(
+        self, event: QuestionPosted, alerted: set[str], escalation: int, waited: str
+    ) -> Matched:
+        """An escalation round's doctors: the nearest ring holding matching doctors not yet
+        alerted, searched outwards from the asker (best rated first without a location)."""
+        specialties = list(dict.fromkeys(event.specialties))
+        skip = alerted | {event.asker_id}
+        # The nearest ones per specialty were alerted already: fetch past them.
+        count = min(self.settings.geo_search_count + len(skip), self.settings.geo_search_max)
+        cap = self.policy.cap
+        if event.location is None:
+            found = await self.index.best_rated(specialties, count)
+            rated = await self.index.rows([d for d in found if d not in skip])
+            candidates = [
+                Candidate(d, tuple(found[d]), 0.0, 0.0, row.rating, row.review_count)
+                for d, row in rated.items()
+            ]
+            chosen = match_by_rating(specialties, candidates, self.policy)
+            return [replace(m, escalation=escalation, waited=waited) for m in chosen], rated
+        lat, lon = event.location.lat, event.location.lon
+        current = self.rings.first()
+        rows: dict[str, DoctorRow] = {}
+        while True:
+            found, _ = await self.index.near(specialties, lat, lon, current.radius_km * 1.01, count)
+            rows.update(
+                await self.index.rows([d for d in found if d not in rows and d not in skip])
+            )
+            candidates = [
+                Candidate(
+                    doctor_id=d,
+                    specialties=tuple(found[d]),
+                    distance_km=geo.haversine_km(lat, lon, row.lat, row.lon),
+                    radius_km=row.radius_km,
+                    rating=row.rating,
+                    review_count=row.review_count,
+                )
+                for d in found
+                if d not in skip and (row := rows.get(d)) is not None
+            ]
+            matches = escalation_matches(
+                specialties, candidates, current.radius_km, cap, escalation, waited
+            )
+            if matches or current.at_limit:
+                return matches, rows
+            radius = min(current.radius_km * self.rings.widen_factor, self.rings.limit_km)
+            current = replace(current, radius_km=radius, at_limit=radius >= self.rings.limit_km)
 
     async def _decoded(self, raw: str) -> Matched:
         matches = [Match(**m) for m in json.loads(raw)]
