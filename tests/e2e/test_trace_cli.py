@@ -22,7 +22,15 @@ from askdoc_cli import launcher
 from askdoc_cli.main import app
 from shared import streams
 from tests.receivers import WebhookReceiver
-from tests.support import RedisServer, ServiceProcess, auth, free_port, wait_for
+from tests.support import (
+    RedisServer,
+    ServiceProcess,
+    admin_auth,
+    auth,
+    free_port,
+    verified,
+    wait_for,
+)
 
 SECRET = "whsec_YXNrZG9jLXRlc3Qtd2ViaG9vay1zZWNyZXQtMDAwMDA="
 LA = {"city": "Los Angeles", "state": "CA"}
@@ -67,7 +75,10 @@ def put_doctor(url: str, doctor_id: str, **profile: Any) -> None:
         "radius_km": 50,
         **profile,
     }
-    r = httpx.put(f"{url}/doctors/{doctor_id}", json=body, headers=auth(doctor_id, "doctor"))
+    # Registered verified by an admin: only verified doctors are alerted and may answer.
+    r = httpx.put(
+        f"{url}/doctors/{doctor_id}", json=verified(body, doctor_id), headers=admin_auth()
+    )
     assert r.status_code == 200, r.text
 
 

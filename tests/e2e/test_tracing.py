@@ -21,7 +21,15 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from askdoc_cli import launcher
 from shared import streams
 from tests.receivers import WebhookReceiver
-from tests.support import RedisServer, ServiceProcess, auth, free_port, wait_for
+from tests.support import (
+    RedisServer,
+    ServiceProcess,
+    admin_auth,
+    auth,
+    free_port,
+    verified,
+    wait_for,
+)
 
 SECRET = "whsec_YXNrZG9jLXRlc3Qtd2ViaG9vay1zZWNyZXQtMDAwMDA="
 
@@ -124,16 +132,19 @@ def test_one_trace_links_the_post_the_xadd_the_handling_and_the_webhook(
     procs, hooks, collector = world["procs"], world["hooks"], world["collector"]
     doctor = httpx.put(
         f"{procs['notify'].url}/doctors/dr-traced",
-        json={
-            "name": "Dr Traced",
-            "credentials": "MD",
-            "specialties": ["dermatology"],
-            "location": {"city": "Los Angeles", "state": "CA"},
-            "radius_km": 50,
-            "webhook_url": hooks.url("/traced"),
-            "webhook_secret": SECRET,
-        },
-        headers=auth("dr-traced", "doctor"),
+        json=verified(
+            {
+                "name": "Dr Traced",
+                "credentials": "MD",
+                "specialties": ["dermatology"],
+                "location": {"city": "Los Angeles", "state": "CA"},
+                "radius_km": 50,
+                "webhook_url": hooks.url("/traced"),
+                "webhook_secret": SECRET,
+            },
+            "dr-traced",
+        ),
+        headers=admin_auth(),
         timeout=10,
     )
     assert doctor.status_code == 200, doctor.text
