@@ -24,6 +24,7 @@ from rich.text import Text
 from askdoc_cli import dev as dev_stack
 from askdoc_cli import dlq as dead_letters
 from askdoc_cli import doctors as directory
+from askdoc_cli import journey
 from askdoc_cli import lag as lag_report
 from askdoc_cli import tail as tailing
 from askdoc_cli.context import (
@@ -137,6 +138,74 @@ def lag(
         )
     if behind and fail_on_behind:
         raise typer.Exit(1)
+
+
+# --- trace ------------------------------------------------------------------------------
+
+
+@app.command("trace")
+def trace_question(
+    question_id: Annotated[str, typer.Argument(help="The question's id")],
+    doctor: Annotated[
+        str | None,
+        typer.Option("--doctor", help="Say why this doctor was or was not alerted."),
+    ] = None,
+    redis_url: RedisUrl = None,
+    as_json: JsonOut = False,
+) -> None:
+    """A question's journey: its events, the doctors alerted and why, deliveries, dead letters."""
+    settings = load_settings(redis_url)
+    report = run_redis(settings, lambda r: journey.collect(r, question_id, doctor))
+    if as_json:
+        _print_json(report)
+    else:
+        _print_journey(report)
+    if not report["found"]:
+        err().print(
+            Text(f"question {question_id} not found on askdoc.question-posted", style="red")
+        )
+        raise typer.Exit(1)
+
+
+def _print_journey(report: dict[str, Any]) -> None:
+    console = out()
+    console.print(
+        f"question {report['question_id']}  correlation_id={report['correlation_id']}  "
+        f"specialties={','.join(report['specialties'] or [])}"
+    )
+    rows = [
+        [
+            e["stream"].removeprefix("askdoc."),
+            e["entry_id"],
+            str(e.get("occurred_at", "")),
+            " ".join(
+                f"{k}={e[k]}"
+                for k in ("answer_id", "doctor_id", "recipient_id", "kind", "value")
+                if e.get(k) is not None
+            ),
+        ]
+        for e in report["events"]
+    ]
+    print_table("events", ["stream", "entry", "at", "about"], rows)
+    alert_rows = [
+        [
+            a["recipient_id"] or "",
+            a["kind"] or "",
+            journey.reason_text(a["reason"]) if a["kind"] == "question-match" else "",
+            " ".join(f"{c}:{s}" for c, s in a["delivery"].items()),
+        ]
+        for a in report["alerts"]
+    ]
+    print_table("alerts", ["recipient", "kind", "why", "delivery"], alert_rows)
+    if report["dead_letters"]:
+        letter_rows = [
+            [d["entry_id"], str(d["source_stream"]), str(d["group"]), str(d["error"])]
+            for d in report["dead_letters"]
+        ]
+        print_table("dead letters", ["entry", "from", "group", "error"], letter_rows)
+    if "doctor" in report:
+        verdict = report["doctor"]
+        console.print(f"doctor {verdict['doctor_id']}: {verdict['verdict']} ({verdict['why']})")
 
 
 # --- events tail ------------------------------------------------------------------------

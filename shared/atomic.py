@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared import tracing
 from shared.events import Event
 from shared.lua import script
 from shared.redis import RedisClient
@@ -37,6 +38,8 @@ class Txn:
     guards: list[dict[str, Any]] = field(default_factory=list)
     guard_names: list[str] = field(default_factory=list)
     writes: list[dict[str, Any]] = field(default_factory=list)
+    # Producer spans of the events published, by the index of their XADD among the writes.
+    spans: list[tuple[int, Any]] = field(default_factory=list)
 
     def _index(self, key: str) -> int:
         try:
@@ -84,6 +87,11 @@ class Txn:
         Retention is the trimmer's job (shared/retention.py), which never cuts what a
         group has yet to read; `maxlen` is ignored and goes once no caller passes it.
         """
+        span = tracing.publishing(event.stream)
+        if span is not None:
+            xadds = sum(1 for w in self.writes if w["command"] == "XADD")
+            self.spans.append((xadds, span))
+            event = event.model_copy(update={"traceparent": tracing.span_traceparent(span)})
         return self.call("XADD", event.stream, "*", *_flatten(event.to_wire()))
 
 
@@ -113,7 +121,11 @@ class Committer:
             keys.extend(txn.keys)
         spec = json.dumps(specs, separators=(",", ":"))
         replies = await self._script(keys=keys, args=[spec])
-        return [_result(txn, reply) for txn, reply in zip(txns, replies, strict=True)]
+        results = [_result(txn, reply) for txn, reply in zip(txns, replies, strict=True)]
+        for txn, result in zip(txns, results, strict=True):
+            for index, span in txn.spans:
+                tracing.end_publish(span, result.entry_ids[index] if result.applied else None)
+        return results
 
 
 def _result(txn: Txn, reply: Any) -> CommitResult:

@@ -23,11 +23,12 @@ from typing import Any, TypeVar
 
 from faststream import AckPolicy, Context
 from faststream.redis import RedisBroker, StreamSub
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from redis import exceptions as redis_errors
 from redis.exceptions import ResponseError
 
-from shared import streams
+from shared import streams, tracing
 from shared.atomic import Committer, Txn
 from shared.events import WIRE_FIELD, DeadLetter, Event
 from shared.logging import bind_correlation_id, get_logger
@@ -160,7 +161,19 @@ class EventConsumer:
             event.correlation_id, event_id=str(event.event_id), event_type=event.event_type
         )
         try:
-            await sub.handler(event)
+            with tracing.span(
+                f"{sub.stream} process",
+                SpanKind.CONSUMER,
+                parent=event.traceparent,
+                **{
+                    "messaging.system": "redis",
+                    "messaging.destination.name": sub.stream,
+                    "messaging.consumer.group.name": self.group,
+                    "messaging.message.id": entry_id,
+                    "askdoc.deliveries": deliveries,
+                },
+            ):
+                await sub.handler(event)
         except Exception as exc:
             HANDLER_FAILURES.labels(self.group, sub.stream).inc()
             error = f"{type(exc).__name__}: {exc}"

@@ -66,10 +66,17 @@ class Event(BaseModel):
     occurred_at: AwareDatetime = Field(default_factory=utcnow, description="When it happened (UTC)")
     correlation_id: str = Field(description="Id of the request or event that caused this one")
     producer: str = Field(description="The service that published it")
+    traceparent: str | None = Field(
+        None,
+        description="W3C trace context (https://www.w3.org/TR/trace-context/) of the span "
+        "that published it, when the producer traces; absent otherwise",
+    )
 
     def to_wire(self) -> dict[str, str]:
         """The stream entry fields for this event."""
-        return {WIRE_FIELD: self.model_dump_json()}
+        # Without a trace the entry stays as it was before the field existed.
+        exclude = {"traceparent"} if self.traceparent is None else None
+        return {WIRE_FIELD: self.model_dump_json(exclude=exclude)}
 
 
 class QuestionPosted(Event):

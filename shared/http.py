@@ -11,10 +11,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from opentelemetry.trace import SpanKind
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared import tracing
 from shared.auth import Principal, Role, optional_user, require_user
 from shared.errors import ApiError, DomainError, RateLimited, status_for
 from shared.logging import bind_correlation_id, get_logger
@@ -46,11 +48,12 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = None
+        request_id = parent = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 request_id = value.decode("latin-1")[:128] or None
-                break
+            elif name == b"traceparent":
+                parent = value.decode("latin-1")[:128]
         cid = bind_correlation_id(request_id)
         started = time.perf_counter()
         status = 500
@@ -63,24 +66,39 @@ class RequestContextMiddleware:
                 message["headers"] = [*message["headers"], (b"x-request-id", cid.encode())]
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            elapsed = time.perf_counter() - started
-            HTTP_REQUESTS.labels(self.service, scope["method"], path, str(status)).inc()
-            HTTP_SECONDS.labels(self.service, scope["method"], path).observe(elapsed)
-            if status >= 500:
-                log.error("http_request", method=scope["method"], route=path, status=status)
-            elif path not in ("/healthz", "/readyz", "/metrics"):
-                log.info(
-                    "http_request",
-                    method=scope["method"],
-                    route=path,
-                    status=status,
-                    ms=round(elapsed * 1000, 2),
-                )
+        method = scope["method"]
+        with tracing.span(
+            method, SpanKind.SERVER, parent, **{"http.request.method": method}
+        ) as span:
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                path = getattr(scope.get("route"), "path", "unmatched")
+                if span is not None:
+                    _name_server_span(span, method, path, status)
+                self._record(method, path, status, time.perf_counter() - started)
+
+    def _record(self, method: str, path: str, status: int, elapsed: float) -> None:
+        HTTP_REQUESTS.labels(self.service, method, path, str(status)).inc()
+        HTTP_SECONDS.labels(self.service, method, path).observe(elapsed)
+        if status >= 500:
+            log.error("http_request", method=method, route=path, status=status)
+        elif path not in ("/healthz", "/readyz", "/metrics"):
+            log.info(
+                "http_request",
+                method=method,
+                route=path,
+                status=status,
+                ms=round(elapsed * 1000, 2),
+            )
+
+
+def _name_server_span(span: Any, method: str, route: str, status: int) -> None:
+    span.update_name(f"{method} {route}")
+    span.set_attribute("http.route", route)
+    span.set_attribute("http.response.status_code", status)
+    if status >= 500:
+        tracing.failed(span, f"HTTP {status}")
 
 
 class _BodyTooLarge(Exception):

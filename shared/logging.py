@@ -10,6 +10,8 @@ from typing import Any
 
 import structlog
 
+from shared.tracing import current_trace_id
+
 _correlation_id: ContextVar[str | None] = ContextVar("askdoc_correlation_id", default=None)
 
 # Keys that may carry personal data; they never reach a log line even if bound by mistake.
@@ -38,6 +40,13 @@ def _redact(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     return event_dict
 
 
+def _add_trace_id(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    trace_id = current_trace_id()
+    if trace_id:
+        event_dict["trace_id"] = trace_id
+    return event_dict
+
+
 def configure_logging(service: str, fmt: str = "json", level: str = "INFO") -> None:
     """Route structlog and stdlib logging to stderr in one format."""
     renderer: Any = (
@@ -52,6 +61,7 @@ def configure_logging(service: str, fmt: str = "json", level: str = "INFO") -> N
 
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        _add_trace_id,
         add_service,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

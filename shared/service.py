@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +14,7 @@ import uvicorn
 from faststream.redis import RedisBroker
 from redis.exceptions import RedisError
 
-from shared import streams
+from shared import streams, tracing
 from shared.atomic import Committer
 from shared.consumer import EventConsumer, PollWatch
 from shared.events import EVENT_BY_STREAM
@@ -189,6 +190,8 @@ class ServiceRuntime:
 def serve(app: Any, settings: Settings, default_port: int, service: str) -> None:
     """Run an ASGI app with uvicorn until SIGTERM/SIGINT, shutting down gracefully."""
     configure_logging(service, settings.log_format, settings.log_level)
+    if tracing.setup(service):
+        log.info("tracing_on", exporters=os.environ.get("OTEL_TRACES_EXPORTER", "otlp"))
     config = uvicorn.Config(
         app,
         host=settings.http_host,

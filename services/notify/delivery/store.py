@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from redis.exceptions import ResponseError
 
-from shared import streams
+from shared import streams, tracing
 from shared.atomic import Committer, Txn
 from shared.events import DeadLetter
 from shared.logging import current_correlation_id
@@ -55,6 +55,7 @@ class OutboxStore:
             recipient,
             "channels",
             ",".join(channels),
+            *_trace_fields(),
         )
 
     async def ensure_group(self) -> None:
@@ -113,3 +114,9 @@ class OutboxStore:
         txn = Txn().absent("dead_letter", marker, ttl_s=self.dedupe_ttl_s)
         await self.committer.commit(txn.publish(letter))
         await self.ack(entry_id)
+
+
+def _trace_fields() -> list[str]:
+    # The send continues the trace of the handling that queued it.
+    parent = tracing.traceparent()
+    return ["traceparent", parent] if parent else []

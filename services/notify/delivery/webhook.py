@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from shared import tracing
+
 from ..settings import NotifySettings
 from .attempts import Attempt, GiveUp, Gone, Retry
 from .domain import by_family, check_webhook_url, retry_after_s, sign_webhook, webhook_payload
@@ -72,6 +74,7 @@ async def _send(
         "webhook-signature": sign_webhook(secrets, nid, timestamp, body),
         "X-Askdoc-Event": kind,
         "Idempotency-Key": nid,
+        **tracing.outgoing_headers(),
     }
     # A dead address must leave time for the next one within the attempt's deadline.
     connect_s = settings.webhook_timeout_s / (len(addresses) + 1)

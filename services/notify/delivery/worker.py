@@ -22,9 +22,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import httpx
+from opentelemetry.trace import SpanKind
 from redis import exceptions as redis_errors
 from redis.exceptions import RedisError
 
+from shared import tracing
 from shared.logging import get_logger
 
 from ..metrics import DELIVERIES
@@ -192,7 +194,8 @@ class DeliveryWorker:
                 # does to a worker (a crash, a kill), it must not do it forever.
                 await self._give_up(entry_id, fields, "never finished", deliveries)
                 return
-            await self._deliver_entry(entry_id, fields)
+            with tracing.span("notify deliver", parent=fields.get("traceparent")):
+                await self._deliver_entry(entry_id, fields)
         except _Interrupted:
             log.info("delivery_interrupted", notification_id=nid)
         except _REDIS_UNAVAILABLE as exc:
@@ -280,7 +283,7 @@ class DeliveryWorker:
         else:
             await self._final(nid, channel, "skipped", "unknown channel")
             return
-        await self._with_retries(channel, nid, recipient, attempt)
+        await self._with_retries(channel, nid, recipient, _traced(channel, attempt))
 
     async def _with_retries(self, channel: str, nid: str, recipient: str, attempt: Attempt) -> None:
         s = self.settings
@@ -347,3 +350,15 @@ def signing_secrets(contact: dict[str, Any], now: float) -> list[str]:
     previous = contact.get("webhook_secret_previous")
     until = contact.get("webhook_secret_previous_until") or 0
     return [current, previous] if previous and until > now else [current]
+
+
+def _traced(channel: str, attempt: Attempt) -> Attempt:
+    """`attempt` inside a client span per try (the attempt itself when not tracing)."""
+    if not tracing.enabled():
+        return attempt
+
+    async def traced() -> None:
+        with tracing.span(f"{channel} send", SpanKind.CLIENT, **{"askdoc.channel": channel}):
+            await attempt()
+
+    return traced
