@@ -20,7 +20,16 @@ import pytest
 
 from askdoc_cli import launcher
 from shared import streams
-from tests.support import JWT_SECRET, RedisServer, ServiceProcess, auth, free_port, wait_for
+from tests.support import (
+    JWT_SECRET,
+    RedisServer,
+    ServiceProcess,
+    admin_auth,
+    auth,
+    free_port,
+    verified,
+    wait_for,
+)
 
 POINT = {"lat": 34.052231, "lon": -118.243683}  # a home in downtown Los Angeles
 # More than 2 decimals anywhere in a JSON number next to "lat"/"lon".
@@ -74,8 +83,9 @@ def test_a_home_leaves_questions_only_coarse_and_named_after_its_city(
     urls, redis = world["urls"], world["server"].client()
     near = httpx.put(
         f"{urls['notify']}/doctors/dr-near",
-        json=doctor_body(),
-        headers=auth("dr-near", "doctor"),
+        # Only verified doctors are alerted: an admin registers this one verified.
+        json=verified(doctor_body(), "dr-near"),
+        headers=admin_auth(),
         timeout=10,
     )
     assert near.status_code == 200, near.text
@@ -182,7 +192,7 @@ def test_a_doctor_patches_alert_settings_and_a_reimport_keeps_them(
         "daily_cap": 7,
         "email": "one@clinic.example",
         "webhook_url": "http://127.0.0.1:9/hook",
-        "webhook_secret": "whsec-0123456789abcdef",
+        "webhook_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     }
     patched = httpx.patch(url, json=settings, headers=mine, timeout=10)
     assert patched.status_code == 200, patched.text
@@ -297,8 +307,10 @@ def test_urgent_floods_page_a_doctor_a_few_times_and_an_asker_a_few_times_a_day(
     for doctor, extra in (("dr-night", {"quiet_hours": quiet}), ("dr-awake", {})):
         saved = httpx.put(
             f"{urls['notify']}/doctors/{doctor}",
-            json=doctor_body(name=doctor, specialties=["neurology"], radius_km=50, **extra),
-            headers=auth(doctor, "doctor"),
+            json=verified(
+                doctor_body(name=doctor, specialties=["neurology"], radius_km=50, **extra), doctor
+            ),
+            headers=admin_auth(),
             timeout=10,
         )
         assert saved.status_code == 200, saved.text
