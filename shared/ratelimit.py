@@ -11,6 +11,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from redis.exceptions import OutOfMemoryError
+
 from shared.atomic import Committer, Txn
 from shared.errors import RateLimited
 from shared.settings import Settings
@@ -121,7 +123,12 @@ class ReadLimit:
         if self.reads == 0 or _within(address, self.exempt):
             return
         txn = Txn().limit(GUARD, self.key(address), self.reads, self.window_s)
-        result = await committer.commit(txn)
+        try:
+            result = await committer.commit(txn)
+        except OutOfMemoryError:
+            # A full Redis refuses the counter's write; reads need no memory, so the
+            # page still shows (the limit is back as soon as Redis has room).
+            return
         if not result.applied:
             raise RateLimited(
                 f"too many anonymous reads: at most {self.reads} per {self.window_s} s; "
