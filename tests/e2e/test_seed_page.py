@@ -40,7 +40,13 @@ def seed_page(system: tuple[RedisServer, dict[str, ServiceProcess]]) -> dict[str
 
 
 #: Streams the seed scenario has no reason to write to.
-NOT_IN_THE_SEED = {streams.QUESTION_EDITED, streams.ANSWER_EDITED, streams.ANSWER_ACCEPTED}
+NOT_IN_THE_SEED = {
+    streams.QUESTION_EDITED,
+    streams.ANSWER_EDITED,
+    streams.ANSWER_ACCEPTED,
+    streams.QUESTION_FOLLOWED,
+    streams.QUESTION_UNFOLLOWED,
+}
 
 
 def test_the_page_shows_six_answers_ranked_as_the_seed(seed_page: dict[str, Any]) -> None:
