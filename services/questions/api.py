@@ -23,7 +23,6 @@ from .service import (
     BlankQuestion,
     EditConflict,
     NotYourQuestion,
-    PlaceQuery,
     PostQuestion,
     QuestionAnswered,
     QuestionNotFound,
@@ -105,7 +104,7 @@ def post_question_command(
         body=payload.body,
         topics=tuple(payload.topics),
         specialties=tuple(payload.specialties) if payload.specialties is not None else None,
-        location=PlaceQuery(loc.zip, loc.city, loc.state, loc.lat, loc.lon) if loc else None,
+        location=loc.query() if loc else None,
         anonymous=payload.anonymous,
         idempotency_key=idempotency_key,
     )
