@@ -249,6 +249,39 @@ class AnswerAccepted(Event):
     )
 
 
+class QuestionFollowed(Event):
+    """A signed-in user follows a question (the asker follows from the start, unannounced)."""
+
+    stream: ClassVar[str] = streams.QUESTION_FOLLOWED
+
+    event_type: Literal["question-followed"] = Field(
+        "question-followed", description="The event's name"
+    )
+    question_id: str = Field(description="The question followed")
+    user_id: str = Field(description="Who follows it (the JWT `sub`); they hear of new answers")
+    follow_version: int = Field(
+        ge=1,
+        description="Per (question, user) counter of follow changes: a consumer keeps the "
+        "highest, so a late or redelivered event never undoes a newer one",
+    )
+
+
+class QuestionUnfollowed(Event):
+    """A user stopped following a question (the asker too: they then hear of no new answer)."""
+
+    stream: ClassVar[str] = streams.QUESTION_UNFOLLOWED
+
+    event_type: Literal["question-unfollowed"] = Field(
+        "question-unfollowed", description="The event's name"
+    )
+    question_id: str = Field(description="The question unfollowed")
+    user_id: str = Field(description="Who stopped following it (the JWT `sub`)")
+    follow_version: int = Field(
+        ge=2,
+        description="Per (question, user) counter of follow changes (see question-followed)",
+    )
+
+
 AnyEvent = Annotated[
     QuestionPosted
     | AnswerPosted
@@ -258,7 +291,9 @@ AnyEvent = Annotated[
     | DeadLetter
     | QuestionEdited
     | AnswerEdited
-    | AnswerAccepted,
+    | AnswerAccepted
+    | QuestionFollowed
+    | QuestionUnfollowed,
     Field(discriminator="event_type"),
 ]
 
@@ -272,5 +307,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     QuestionEdited,
     AnswerEdited,
     AnswerAccepted,
+    QuestionFollowed,
+    QuestionUnfollowed,
 )
 EVENT_BY_STREAM: dict[str, type[Event]] = {cls.stream: cls for cls in EVENT_TYPES}

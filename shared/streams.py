@@ -11,6 +11,8 @@ DEAD_LETTER = "askdoc.dead-letter"
 QUESTION_EDITED = "askdoc.question-edited"
 ANSWER_EDITED = "askdoc.answer-edited"
 ANSWER_ACCEPTED = "askdoc.answer-accepted"
+QUESTION_FOLLOWED = "askdoc.question-followed"
+QUESTION_UNFOLLOWED = "askdoc.question-unfollowed"
 
 ALL = (
     QUESTION_POSTED,
@@ -22,6 +24,8 @@ ALL = (
     QUESTION_EDITED,
     ANSWER_EDITED,
     ANSWER_ACCEPTED,
+    QUESTION_FOLLOWED,
+    QUESTION_UNFOLLOWED,
 )
 
 # Which service's group reads which stream; used by `askdoc lag` and the deploy files.
@@ -29,7 +33,14 @@ CONSUMERS: dict[str, tuple[str, ...]] = {
     "questions": (ANSWER_POSTED, VOTE_CAST, ANSWER_EDITED),
     "answers": (QUESTION_POSTED, DOCTOR_PROFILE_CHANGED),
     "votes": (ANSWER_POSTED,),
-    "notify": (QUESTION_POSTED, ANSWER_POSTED, VOTE_CAST, ANSWER_ACCEPTED),
+    "notify": (
+        QUESTION_POSTED,
+        ANSWER_POSTED,
+        VOTE_CAST,
+        ANSWER_ACCEPTED,
+        QUESTION_FOLLOWED,
+        QUESTION_UNFOLLOWED,
+    ),
 }
 
 # The stream each service publishes to; its keys share that stream's hash slot, so a
@@ -43,7 +54,13 @@ HOME_STREAM: dict[str, str] = {
 
 # Every stream a service writes to (the dead-letter stream is written by any consumer).
 PUBLISHES: dict[str, tuple[str, ...]] = {
-    "questions": (QUESTION_POSTED, QUESTION_EDITED, ANSWER_ACCEPTED),
+    "questions": (
+        QUESTION_POSTED,
+        QUESTION_EDITED,
+        ANSWER_ACCEPTED,
+        QUESTION_FOLLOWED,
+        QUESTION_UNFOLLOWED,
+    ),
     "answers": (ANSWER_POSTED, ANSWER_EDITED),
     "votes": (VOTE_CAST,),
     "notify": (DOCTOR_PROFILE_CHANGED, NOTIFICATION_SENT),

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from shared.consumer import EventConsumer
-from shared.events import AnswerAccepted, AnswerPosted, QuestionPosted, VoteCast
+from shared.events import (
+    AnswerAccepted,
+    AnswerPosted,
+    QuestionFollowed,
+    QuestionPosted,
+    QuestionUnfollowed,
+    VoteCast,
+)
 
 from .alerts.escalation import Escalations
 from .alerts.service import AlertService
@@ -29,3 +36,11 @@ def register(consumer: EventConsumer, alerts: AlertService, escalations: Escalat
     @consumer.on(AnswerAccepted)
     async def on_answer_accepted(event: AnswerAccepted) -> None:
         await alerts.on_answer_accepted(event)
+
+    @consumer.on(QuestionFollowed)
+    async def on_question_followed(event: QuestionFollowed) -> None:
+        await alerts.on_follow_changed(event)
+
+    @consumer.on(QuestionUnfollowed)
+    async def on_question_unfollowed(event: QuestionUnfollowed) -> None:
+        await alerts.on_follow_changed(event)

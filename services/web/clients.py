@@ -90,6 +90,8 @@ class Answer(_Shape):
     doctor: DoctorCard
     helpful: int = 0
     unhelpful: int = 0
+    accepted: bool = False
+    edited_at: str | None = None
 
 
 class Place(_Shape):
@@ -121,6 +123,7 @@ class Question(_Shape):
     asker: Asker | None = None
     urgent: bool = False
     emergency_notice: str | None = None
+    edited_at: str | None = None
 
 
 class QuestionPage(Question):
@@ -129,6 +132,8 @@ class QuestionPage(Question):
     answers: list[Answer] = Field(default_factory=list)
     answer_count: int = 0
     disclaimer: str = ""
+    follower_count: int = 0
+    following: bool = False
 
 
 class QuestionList(_Shape):
@@ -295,9 +300,15 @@ class QuestionsClient(_Client):
         super().__init__(http, base_url, "questions")
         self._taxonomy: tuple[float, Taxonomy] | None = None
 
-    async def page(self, qid: str) -> QuestionPage:
-        """The question page."""
-        return QuestionPage.model_validate(await self.call("GET", f"/questions/{qid}"))
+    async def page(self, qid: str, token: str | None = None) -> QuestionPage:
+        """The question page (with `following` for the holder of `token`)."""
+        return QuestionPage.model_validate(await self.call("GET", f"/questions/{qid}", token))
+
+    async def follow(self, token: str, qid: str, following: bool) -> int:
+        """Follow or unfollow a question as the signed-in user; how many follow it now."""
+        method = "PUT" if following else "DELETE"
+        reply = await self.call(method, f"/questions/{qid}/follow", token)
+        return int(reply["follower_count"])
 
     async def recent(
         self, topic: str | None = None, cursor: str | None = None, limit: int = 20

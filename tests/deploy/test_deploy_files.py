@@ -48,6 +48,8 @@ CONSUMED_STREAMS = {
         "askdoc.answer-posted",
         "askdoc.vote-cast",
         "askdoc.answer-accepted",
+        "askdoc.question-followed",
+        "askdoc.question-unfollowed",
     },
 }
 
