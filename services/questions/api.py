@@ -24,7 +24,6 @@ from .service import (
     EditConflict,
     FollowConflict,
     NotYourQuestion,
-    PlaceQuery,
     PostQuestion,
     QuestionAnswered,
     QuestionNotFound,
@@ -108,7 +107,7 @@ def post_question_command(
         body=payload.body,
         topics=tuple(payload.topics),
         specialties=tuple(payload.specialties) if payload.specialties is not None else None,
-        location=PlaceQuery(loc.zip, loc.city, loc.state, loc.lat, loc.lon) if loc else None,
+        location=loc.query() if loc else None,
         anonymous=payload.anonymous,
         idempotency_key=idempotency_key,
     )

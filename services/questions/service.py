@@ -21,6 +21,7 @@ from shared.events import (
     QuestionUnfollowed,
     VoteCast,
 )
+from shared.geo import PlaceQuery
 from shared.idempotency import IdempotentWrite, ReplyRecord
 from shared.logging import current_correlation_id, get_logger
 from shared.metrics import EVENTS_PUBLISHED
@@ -41,17 +42,6 @@ from .store import (
 log = get_logger("askdoc.questions")
 
 SERVICE = "questions"
-
-
-@dataclass(frozen=True)
-class PlaceQuery:
-    """Where the asker is, as they say it: a ZIP code, a city and state, or coordinates."""
-
-    zip: str | None = None
-    city: str | None = None
-    state: str | None = None
-    lat: float | None = None
-    lon: float | None = None
 
 
 @dataclass(frozen=True)
@@ -245,7 +235,7 @@ class QuestionsService:
             loc = command.location
             try:
                 # A dict lookup: the gazetteer indexes are built before readiness.
-                place = geo.geocode(loc.zip, loc.city, loc.state, loc.lat, loc.lon)
+                place = loc.locate()
             except geo.UnknownPlace as exc:
                 raise UnknownLocation(str(exc)) from None
             if place.city is None:

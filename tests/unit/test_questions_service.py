@@ -10,7 +10,6 @@ import pytest
 from services.questions.service import (
     BadCursor,
     BlankQuestion,
-    PlaceQuery,
     PostQuestion,
     QuestionNotFound,
     QuestionsService,
@@ -18,6 +17,7 @@ from services.questions.service import (
 )
 from shared.errors import RateLimited
 from shared.events import QuestionPosted
+from shared.geo import PlaceQuery
 from shared.idempotency import IdempotencyKeyReused
 from shared.ratelimit import WriteLimit
 from shared.settings import Settings
