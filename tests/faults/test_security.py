@@ -147,6 +147,8 @@ def cases(w: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any] | None,
         ("questions", "POST", "/questions", q_body, ("patient-x", "patient")),
         ("answers", "POST", f"/questions/{qid}/answers", a_body, ("dr-sec-2", "doctor")),
         ("votes", "PUT", f"/answers/{aid}/vote", {"value": 1}, ("reader-1", "patient")),
+        ("questions", "PUT", f"/questions/{qid}/follow", None, ("reader-1", "patient")),
+        ("questions", "DELETE", f"/questions/{qid}/follow", None, ("reader-1", "patient")),
         (
             "notify",
             "PUT",
