@@ -79,6 +79,11 @@ class Relay:
             except (RedisError, OSError) as exc:
                 log.warning("relay_failed", outbox=self.outbox, error=str(exc)[:200])
                 await asyncio.sleep(1)
+            except Exception as exc:  # the relay must outlive any one bug
+                log.error(
+                    "relay_error", outbox=self.outbox, error=f"{type(exc).__name__}: {exc}"[:300]
+                )
+                await asyncio.sleep(1)
 
     async def forward(self, entries: list[tuple[str, dict[str, str] | None]]) -> int:
         """XADD each entry to its stream (once), then XACK it; how many were published."""

@@ -137,6 +137,14 @@ class ServiceRuntime:
                         GROUP_PENDING.labels(self.service, stream).set(group["pending"])
                         lag = group.get("lag")
                         GROUP_LAG.labels(self.service, stream).set(-1 if lag is None else lag)
+                if self.relay is not None and await self.redis.exists(self.relay.outbox):
+                    # The relay's outbox is a stream like the others: its backlog shows too.
+                    for group in await self.redis.xinfo_groups(self.relay.outbox):
+                        GROUP_PENDING.labels(group["name"], self.relay.outbox).set(group["pending"])
+                        lag = group.get("lag")
+                        GROUP_LAG.labels(group["name"], self.relay.outbox).set(
+                            -1 if lag is None else lag
+                        )
             except (RedisError, OSError) as exc:
                 log.warning("stream_watch_failed", error=str(exc)[:200])
             await asyncio.sleep(5)

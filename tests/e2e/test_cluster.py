@@ -123,3 +123,18 @@ def test_edits_picks_and_follows_commit_on_a_redis_cluster(
     for service in ("questions", "answers"):
         outbox = outbox_key(streams.slot_tag(streams.HOME_STREAM[service]))
         assert client.xpending(outbox, GROUP)["pending"] == 0
+    # The relay did it, and the outbox's backlog is exported like a stream's.
+    outbox = outbox_key(streams.slot_tag(streams.QUESTION_POSTED))
+    relayed = (
+        f'askdoc_events_relayed_total{{service="questions",stream="{streams.QUESTION_EDITED}"}} 1.0'
+    )
+
+    def metrics() -> str:
+        return httpx.get(f"{urls['questions']}/metrics", timeout=10).text
+
+    assert relayed in metrics()
+    wait_for(
+        lambda: f'askdoc_group_lag{{group="relay",stream="{outbox}"}} 0.0' in metrics(),
+        timeout=20,
+        what="the outbox's lag among the metrics",
+    )
