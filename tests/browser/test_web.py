@@ -536,6 +536,12 @@ def test_a_reader_follows_without_javascript_and_hears_of_the_next_answer(
         page.get_by_role("button", name="Unfollow").click()
         expect(page.get_by_text("1 following")).to_be_visible()
         expect(page.get_by_role("button", name="Follow", exact=True)).to_be_visible()
+        # Another site's form (no CSRF token) cannot make the reader follow.
+        forged = reader.request.post(
+            f"/questions/{qid}/follow", form={"follow": "1"}, max_redirects=0
+        )
+        assert forged.status == 403
+        assert stack.api("GET", "questions", f"/questions/{qid}")["follower_count"] == 1
     with person(browser, stack) as anonymous:
         page = anonymous.new_page()
         page.goto(f"/questions/{qid}")
