@@ -11,6 +11,8 @@ DEAD_LETTER = "askdoc.dead-letter"
 QUESTION_EDITED = "askdoc.question-edited"
 ANSWER_EDITED = "askdoc.answer-edited"
 ANSWER_ACCEPTED = "askdoc.answer-accepted"
+ITEM_FLAGGED = "askdoc.item-flagged"
+MODERATION_DECIDED = "askdoc.moderation-decided"
 
 ALL = (
     QUESTION_POSTED,
@@ -22,14 +24,16 @@ ALL = (
     QUESTION_EDITED,
     ANSWER_EDITED,
     ANSWER_ACCEPTED,
+    ITEM_FLAGGED,
+    MODERATION_DECIDED,
 )
 
 # Which service's group reads which stream; used by `askdoc lag` and the deploy files.
 CONSUMERS: dict[str, tuple[str, ...]] = {
-    "questions": (ANSWER_POSTED, VOTE_CAST, ANSWER_EDITED),
-    "answers": (QUESTION_POSTED, DOCTOR_PROFILE_CHANGED),
+    "questions": (ANSWER_POSTED, VOTE_CAST, ANSWER_EDITED, ITEM_FLAGGED, MODERATION_DECIDED),
+    "answers": (QUESTION_POSTED, DOCTOR_PROFILE_CHANGED, MODERATION_DECIDED),
     "votes": (ANSWER_POSTED,),
-    "notify": (QUESTION_POSTED, ANSWER_POSTED, VOTE_CAST, ANSWER_ACCEPTED),
+    "notify": (QUESTION_POSTED, ANSWER_POSTED, VOTE_CAST, ANSWER_ACCEPTED, MODERATION_DECIDED),
 }
 
 # The stream each service publishes to; its keys share that stream's hash slot, so a
@@ -43,7 +47,13 @@ HOME_STREAM: dict[str, str] = {
 
 # Every stream a service writes to (the dead-letter stream is written by any consumer).
 PUBLISHES: dict[str, tuple[str, ...]] = {
-    "questions": (QUESTION_POSTED, QUESTION_EDITED, ANSWER_ACCEPTED),
+    "questions": (
+        QUESTION_POSTED,
+        QUESTION_EDITED,
+        ANSWER_ACCEPTED,
+        ITEM_FLAGGED,
+        MODERATION_DECIDED,
+    ),
     "answers": (ANSWER_POSTED, ANSWER_EDITED),
     "votes": (VOTE_CAST,),
     "notify": (DOCTOR_PROFILE_CHANGED, NOTIFICATION_SENT),

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from shared.consumer import EventConsumer
-from shared.events import AnswerAccepted, AnswerPosted, QuestionPosted, VoteCast
+from shared.events import (
+    AnswerAccepted,
+    AnswerPosted,
+    ModerationDecided,
+    QuestionPosted,
+    VoteCast,
+)
 
 from .alerts.escalation import Escalations
 from .alerts.service import AlertService
@@ -29,3 +35,7 @@ def register(consumer: EventConsumer, alerts: AlertService, escalations: Escalat
     @consumer.on(AnswerAccepted)
     async def on_answer_accepted(event: AnswerAccepted) -> None:
         await alerts.on_answer_accepted(event)
+
+    @consumer.on(ModerationDecided)
+    async def on_moderation_decided(event: ModerationDecided) -> None:
+        await alerts.on_moderation_decided(event)
