@@ -402,6 +402,62 @@ async def inbox_stream(
     )
 
 
+# --- moderation (admins) ------------------------------------------------------------------
+
+#: The reason categories of a flag, as the moderation page names them.
+REASONS = {
+    "spam": "Spam",
+    "unsafe-medical-advice": "Unsafe medical advice",
+    "harassment": "Harassment",
+    "other": "Other",
+}
+_STATUS = Annotated[str, Query(pattern=r"^(open|hidden)$")]
+
+
+@router.get("/moderation", summary="The moderation queue (admins)")
+async def moderation(
+    request: Request,
+    web: WebDep,
+    session: SessionDep,
+    status: _STATUS = "open",
+    cursor: Annotated[str | None, Query(max_length=20, pattern=r"^[0-9]+$")] = None,
+    done: Annotated[str | None, Query(pattern=r"^(hidden|restored)$")] = None,
+) -> Response:
+    """Flagged items with counts per reason (most flagged, oldest first), or hidden ones."""
+    token = _signed_in(session, request, "admin")
+    page = await web.services.questions.moderation_queue(token, status, cursor)
+    return web.render(
+        "moderation.html", session, page=page, listing=status, reasons=REASONS, done=done
+    )
+
+
+@router.post("/moderation/decide", summary="Hide or restore an item (admins)")
+async def moderation_decide(
+    request: Request,
+    web: WebDep,
+    session: FormSession,
+    question_id: Annotated[str, Form(pattern=r"^[A-Za-z0-9_-]{1,64}$")],
+    decision: Annotated[str, Form(pattern=r"^(hidden|restored)$")],
+    answer_id: Annotated[str, Form(pattern=r"^([A-Za-z0-9_-]{1,64})?$")] = "",
+    reason: Annotated[str, Form(max_length=40)] = "",
+) -> Response:
+    """Send the decision, wait briefly for the queue to show it, and go back to the queue."""
+    token = _signed_in(session, request, "admin")
+    if reason and reason not in REASONS:
+        raise ApiProblem(422, "unknown_reason", "pick one of the listed reasons")
+    questions = web.services.questions
+    await questions.decide(token, question_id, answer_id or None, decision, reason or None)
+    item_id = answer_id or question_id
+    back = "open" if decision == "hidden" else "hidden"
+
+    async def moved() -> bool:
+        page = await questions.moderation_queue(token, back)
+        return all(i.item_id != item_id for i in page.items)
+
+    await _wait_for(moved, READ_YOUR_WRITE_S)
+    return web.redirect(f"/moderation?status={back}&done={decision}", session)
+
+
 # --- a doctor's settings -------------------------------------------------------------------
 
 
