@@ -100,7 +100,7 @@ async def moderation_queue(
     _admin: Admin,
     status: Literal["open", "hidden"] = "open",
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=20)] = None,
+    cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,9}$")] = None,
 ) -> dict[str, Any]:
     """Flagged items with counts per reason, most flagged then oldest first; or hidden ones."""
     return await moderation(request).queue(status, limit, cursor)
