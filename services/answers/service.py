@@ -263,7 +263,7 @@ class AnswersService:
     async def revisions_of(self, aid: str) -> dict[str, Any]:
         """An answer's revisions, oldest first (just the original if never edited)."""
         answer = await self.store.get(aid)
-        if answer is None:
+        if answer is None or await self.store.is_hidden(aid):
             raise AnswerNotFound(f"no answer {aid!r}")
         items = await self.store.revisions(aid)
         if not items:

@@ -38,4 +38,5 @@ def register(consumer: EventConsumer, alerts: AlertService, escalations: Escalat
 
     @consumer.on(ModerationDecided)
     async def on_moderation_decided(event: ModerationDecided) -> None:
+        await escalations.on_moderation_decided(event)
         await alerts.on_moderation_decided(event)

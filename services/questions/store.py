@@ -132,8 +132,12 @@ class QuestionStore:
         """Whether any answer has reached the question's page."""
         return bool(await self.redis.hlen(self._answers(qid)))
 
+    async def hidden(self, kind: str, item_id: str) -> bool:
+        """Whether moderators hid the question or answer."""
+        return bool(await self.redis.hexists(visibility_key(self.tag, kind), item_id))
+
     async def get(self, qid: str) -> dict[str, Any] | None:
-        """A stored question, or None."""
+        """A stored question (hidden or not), or None."""
         raw = await self.redis.get(self._q(qid))
         return json.loads(raw) if raw else None
 

@@ -162,6 +162,7 @@ def test_readers_flag_admins_hide_and_restore_and_authors_are_told(
         what="the hidden answer to leave the answers listing",
     )
     assert httpx.get(f"{a}/answers/{aid}", timeout=10).status_code == 404
+    assert httpx.get(f"{a}/answers/{aid}/revisions", timeout=10).status_code == 404
     told = wait_for(
         lambda: inbox(n, "dr-mod", "doctor", "item-hidden"), timeout=30, what="the doctor told"
     )
@@ -189,6 +190,8 @@ def test_readers_flag_admins_hide_and_restore_and_authors_are_told(
     listing = httpx.get(f"{q}/questions", params={"limit": 100}, timeout=10).json()["items"]
     assert qid not in [i["id"] for i in listing] and other in [i["id"] for i in listing]
     assert qid not in [r["id"] for r in httpx.get(related_url, timeout=10).json()["items"]]
+    for gone in ("revisions", "related"):
+        assert httpx.get(f"{question_url}/{gone}", timeout=10).status_code == 404
     hidden_q = wait_for(
         lambda: inbox(n, "pat-mod", "patient", "item-hidden"), timeout=30, what="asker told"
     )

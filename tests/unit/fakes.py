@@ -66,6 +66,7 @@ class FakeQuestionStore:
         self.indexes: dict[str, set[str]] = {}
         self.answers: dict[str, dict[str, dict[str, Any]]] = {}
         self.tallies: dict[str, tuple[int, int, int]] = {}
+        self.hidden_items: set[tuple[str, str]] = set()
         self.revision_log: dict[str, list[dict[str, Any]]] = {}
         self.revision_markers: set[str] = set()
         self.events: list[Event] = []
@@ -93,6 +94,9 @@ class FakeQuestionStore:
 
     async def get(self, qid: str) -> dict[str, Any] | None:
         return self.questions.get(qid)
+
+    async def hidden(self, kind: str, item_id: str) -> bool:
+        return (kind, item_id) in self.hidden_items
 
     async def get_many(self, qids: list[str]) -> list[dict[str, Any]]:
         return [self.questions[q] for q in qids if q in self.questions]
