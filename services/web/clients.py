@@ -309,6 +309,14 @@ class QuestionsClient(_Client):
         )
         return Question.model_validate(reply)
 
+    async def flag(
+        self, token: str, qid: str, aid: str | None, reason: str, note: str | None
+    ) -> None:
+        """Flag a question, or one of its answers, for the moderators (one flag per user)."""
+        path = f"/questions/{qid}" + (f"/answers/{aid}" if aid else "") + "/flag"
+        body = {"reason": reason, **({"note": note} if note else {})}
+        await self.call("PUT", path, token, json=body)
+
     async def moderation_queue(
         self, token: str, status: str, cursor: str | None = None
     ) -> ModerationQueue:

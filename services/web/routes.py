@@ -30,6 +30,13 @@ ZIP = re.compile(r"^\d{5}(-\d{4})?$")
 # How long a write waits for the question page (a read model fed by events) to show it,
 # so the page the browser lands on shows what the person just did.
 READ_YOUR_WRITE_S = 3.0
+#: The reason categories of a flag, as the report forms and the moderation page name them.
+REASONS = {
+    "spam": "Spam",
+    "unsafe-medical-advice": "Unsafe medical advice",
+    "harassment": "Harassment",
+    "other": "Other",
+}
 
 
 def _web(request: Request) -> Web:
@@ -144,6 +151,7 @@ async def _question_page(
     error: str | None = None,
     answer_form: dict[str, str] | None = None,
     answer_errors: dict[str, str] | None = None,
+    notice: str | None = None,
 ) -> Response:
     questions = web.services.questions
     page, related, taxonomy = await asyncio.gather(
@@ -187,13 +195,61 @@ async def _question_page(
         error=error,
         answer_form=answer_form or {"headline": "", "body": "", "key": uuid.uuid4().hex},
         answer_errors=answer_errors or {},
+        notice=notice,
+        report_reasons=REASONS,
     )
 
 
 @router.get("/questions/{qid}", summary="A question page")
-async def question(qid: Id, web: WebDep, session: SessionDep) -> Response:
+async def question(
+    qid: Id,
+    web: WebDep,
+    session: SessionDep,
+    reported: Annotated[str | None, Query(pattern=r"^(question|answer)$")] = None,
+) -> Response:
     """The question, its ranked answers with doctor cards, votes, related questions."""
-    return await _question_page(web, session, qid)
+    notice = f"Thank you: a moderator will look at this {reported}." if reported else None
+    return await _question_page(web, session, qid, notice=notice)
+
+
+async def _report(
+    request: Request, web: Web, session: Session, qid: str, aid: str | None, reason: str, note: str
+) -> Response:
+    token = _signed_in(session, request)
+    try:
+        await web.services.questions.flag(token, qid, aid, reason, note.strip() or None)
+    except ApiProblem as exc:
+        if exc.status in (401, 404) or exc.status >= 500:
+            raise
+        return await _question_page(web, session, qid, exc.status, error=exc.message)
+    where = f"answer#answer-{aid}" if aid else "question"
+    return web.redirect(f"/questions/{qid}?reported={where}", session)
+
+
+_REASON = Annotated[str, Form(pattern=r"^(spam|unsafe-medical-advice|harassment|other)$")]
+_NOTE = Annotated[str, Form(max_length=300)]
+
+
+@router.post("/questions/{qid}/flag", summary="Report a question to the moderators")
+async def report_question(
+    qid: Id, request: Request, web: WebDep, session: FormSession, reason: _REASON, note: _NOTE = ""
+) -> Response:
+    """Flag the question once (a repeat is no second flag) and say thank you."""
+    return await _report(request, web, session, qid, None, reason, note)
+
+
+@router.post("/questions/{qid}/answers/{aid}/flag", summary="Report an answer to the moderators")
+async def report_answer(
+    qid: Id,
+    aid: Id,
+    request: Request,
+    web: WebDep,
+    session: FormSession,
+    reason: _REASON,
+    note: _NOTE = "",
+) -> Response:
+    """Flag the answer once (a repeat is no second flag) and say thank you."""
+    return await _report(request, web, session, qid, aid, reason, note)
 
 
 @router.post("/questions/{qid}/answers", summary="Answer a question (doctors)")
@@ -404,13 +460,6 @@ async def inbox_stream(
 
 # --- moderation (admins) ------------------------------------------------------------------
 
-#: The reason categories of a flag, as the moderation page names them.
-REASONS = {
-    "spam": "Spam",
-    "unsafe-medical-advice": "Unsafe medical advice",
-    "harassment": "Harassment",
-    "other": "Other",
-}
 _STATUS = Annotated[str, Query(pattern=r"^(open|hidden)$")]
 
 

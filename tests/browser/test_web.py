@@ -590,6 +590,49 @@ def test_an_admin_hides_and_restores_a_flagged_answer_from_the_moderation_page(
         expect(told.first).not_to_contain_text("reader-m")
 
 
+def test_a_reader_reports_an_answer_from_the_page_once_and_never_their_own(
+    stack: Stack, browser: Browser
+) -> None:
+    title = "Does microneedling help deep acne scars?"
+    qid = _post_question(stack, "patient-r", title, ["acne"])
+    aid = _answer(stack, qid, "dr-jason-emer", "Jason Emer", "Microneedling helps some scars")
+    with person(browser, stack, "reader-r", java_script_enabled=False) as reader:
+        page = reader.new_page()
+        page.goto(f"/questions/{qid}")
+        answer = page.get_by_role("article", name="Microneedling helps some scars")
+        answer.get_by_text("Report this answer").click()
+        answer.get_by_label("Why should a moderator look at it?").select_option(
+            label="Unsafe medical advice"
+        )
+        answer.get_by_label("Note for the moderators (optional)").fill("no mention of risks")
+        answer.get_by_role("button", name="Send report").click()
+        expect(page.get_by_role("status")).to_have_text(
+            "Thank you: a moderator will look at this answer."
+        )
+        # Reporting again is no second flag.
+        again = page.get_by_role("article", name="Microneedling helps some scars")
+        again.get_by_text("Report this answer").click()
+        again.get_by_role("button", name="Send report").click()
+        expect(page.get_by_role("status")).to_be_visible()
+    _queued(stack, aid, 1)
+    queue = stack.api("GET", "questions", "/moderation/queue", headers=auth("admin", "admin"))
+    [item] = [i for i in queue["items"] if i["item_id"] == aid]
+    assert item["counts"]["unsafe-medical-advice"] == 1
+    assert item["notes"] == ["no mention of risks"]
+
+    # The asker has no report form on their own question; the doctor none on their answer.
+    with person(browser, stack, "patient-r") as asker:
+        page = asker.new_page()
+        page.goto(f"/questions/{qid}")
+        expect(page.get_by_text("Report this question")).to_have_count(0)
+        expect(page.get_by_text("Report this answer")).to_have_count(1)
+    with person(browser, stack, "dr-jason-emer", "doctor", "Jason Emer") as doctor:
+        page = doctor.new_page()
+        page.goto(f"/questions/{qid}")
+        expect(page.get_by_text("Report this answer")).to_have_count(0)
+        expect(page.get_by_text("Report this question")).to_have_count(1)
+
+
 def test_the_moderation_page_has_no_serious_axe_violation(stack: Stack, browser: Browser) -> None:
     assert AXE.exists(), "axe-core is missing: run 'make browser' (npm ci in tests/browser)"
     qid = _post_question(
