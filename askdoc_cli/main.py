@@ -26,6 +26,7 @@ from askdoc_cli import dlq as dead_letters
 from askdoc_cli import doctors as directory
 from askdoc_cli import journey
 from askdoc_cli import lag as lag_report
+from askdoc_cli import moderation as moderating
 from askdoc_cli import tail as tailing
 from askdoc_cli.context import (
     err,
@@ -54,7 +55,9 @@ dlq_app = typer.Typer(help="List and replay dead letters (askdoc.dead-letter).")
 doctors_app = typer.Typer(help="Manage the doctor directory on the notify service.")
 app.add_typer(events_app, name="events", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq", no_args_is_help=True)
+moderation_app = typer.Typer(help="The moderation queue on the questions service (admins).")
 app.add_typer(doctors_app, name="doctors", no_args_is_help=True)
+app.add_typer(moderation_app, name="moderation", no_args_is_help=True)
 
 RedisUrl = Annotated[
     str | None,
@@ -573,6 +576,135 @@ def doctors_suspend(
 ) -> None:
     """Suspend a doctor: no alerts, no answers, until verified again."""
     _set_status(doctor_id, "suspended", notify_url, token_, as_json)
+
+
+# --- moderation list / hide / restore ---------------------------------------------------
+
+QuestionsUrl = Annotated[
+    str, typer.Option(envvar="ASKDOC_QUESTIONS_URL", help="The questions service")
+]
+QuestionArg = Annotated[str, typer.Argument(metavar="QUESTION_ID", help="The question's id")]
+AnswerOpt = Annotated[
+    str | None,
+    typer.Option("--answer", metavar="ANSWER_ID", help="An answer of the question, not itself"),
+]
+
+
+class FlagReason(StrEnum):
+    """The reason categories of a flag (and of a decision)."""
+
+    spam = "spam"
+    unsafe_medical_advice = "unsafe-medical-advice"
+    harassment = "harassment"
+    other = "other"
+
+
+class QueueStatus(StrEnum):
+    """Which list of the queue to read."""
+
+    open = "open"
+    hidden = "hidden"
+
+
+def _admin_bearer(token_: str | None, what: str) -> str:
+    settings = load_settings()
+    return token_ or issue_token(
+        jwt_secret(settings),
+        "askdoc-cli",
+        "admin",
+        what,
+        min(3600, settings.jwt_max_lifetime_s),
+        settings.jwt_issuer,
+        settings.jwt_audience,
+    )
+
+
+@moderation_app.command("list")
+def moderation_list(
+    status: Annotated[
+        QueueStatus, typer.Option(help="open: flagged items; hidden: taken down")
+    ] = QueueStatus.open,
+    limit: Annotated[int, typer.Option(min=1, max=100, help="Items per page")] = 20,
+    cursor: Annotated[str | None, typer.Option(help="Go on from a previous page")] = None,
+    questions_url: QuestionsUrl = "http://127.0.0.1:8001",
+    token_: AdminToken = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Flagged items with counts per reason, most flagged then oldest first."""
+    bearer = _admin_bearer(token_, "askdoc moderation list")
+    code, reply = asyncio.run(moderating.queue(questions_url, bearer, status.value, limit, cursor))
+    if not isinstance(reply, dict):
+        fail(f"questions refused ({code}): {reply}" if code else reply)
+    if as_json:
+        _print_json(reply)
+        return
+    print_table(
+        f"moderation queue ({status.value})", moderating.COLUMNS, moderating.table_rows(reply)
+    )
+    if reply.get("next_cursor"):
+        err().print(f"more: --cursor {reply['next_cursor']}")
+
+
+def _decide(
+    decision: str,
+    question_id: str,
+    answer_id: str | None,
+    reason: FlagReason | None,
+    questions_url: str,
+    token_: str | None,
+    as_json: bool,
+) -> None:
+    bearer = _admin_bearer(token_, f"askdoc moderation {decision}")
+    code, reply = asyncio.run(
+        moderating.decide(
+            questions_url,
+            bearer,
+            question_id,
+            answer_id,
+            decision,
+            reason.value if reason else None,
+        )
+    )
+    if not isinstance(reply, dict):
+        fail(f"questions refused ({code}): {reply}" if code else reply)
+    if as_json:
+        _print_json(reply)
+    else:
+        err().print(
+            f"{reply['item_kind']} {reply['item_id']}: {reply['decision']} "
+            f"({reply['reason']}, decision {reply['decision_version']})"
+        )
+
+
+ReasonOpt = Annotated[
+    FlagReason | None,
+    typer.Option(help="What the author is told [default: the most flagged reason]"),
+]
+
+
+@moderation_app.command("hide")
+def moderation_hide(
+    question_id: QuestionArg,
+    answer_id: AnswerOpt = None,
+    reason: ReasonOpt = None,
+    questions_url: QuestionsUrl = "http://127.0.0.1:8001",
+    token_: AdminToken = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Hide a question (or, with --answer, one of its answers); its author is told."""
+    _decide("hidden", question_id, answer_id, reason, questions_url, token_, as_json)
+
+
+@moderation_app.command("restore")
+def moderation_restore(
+    question_id: QuestionArg,
+    answer_id: AnswerOpt = None,
+    questions_url: QuestionsUrl = "http://127.0.0.1:8001",
+    token_: AdminToken = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Bring a hidden question (or, with --answer, an answer) back; its author is told."""
+    _decide("restored", question_id, answer_id, None, questions_url, token_, as_json)
 
 
 # --- dev --------------------------------------------------------------------------------

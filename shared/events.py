@@ -164,7 +164,14 @@ class DoctorProfileChanged(Event):
 
 
 NotificationKind = Literal[
-    "question-match", "new-answer", "answer-voted", "digest", "channel-off", "answer-accepted"
+    "question-match",
+    "new-answer",
+    "answer-voted",
+    "digest",
+    "channel-off",
+    "answer-accepted",
+    "item-hidden",
+    "item-restored",
 ]
 
 
@@ -282,6 +289,56 @@ class QuestionUnfollowed(Event):
     )
 
 
+ItemKind = Literal["question", "answer"]
+FlagReason = Literal["spam", "unsafe-medical-advice", "harassment", "other"]
+
+
+class ItemFlagged(Event):
+    """A signed-in user flagged a question or an answer for the moderators (never who)."""
+
+    stream: ClassVar[str] = streams.ITEM_FLAGGED
+
+    event_type: Literal["item-flagged"] = Field("item-flagged", description="The event's name")
+    item_kind: ItemKind = Field(description="What was flagged")
+    item_id: str = Field(description="Id of the question or answer flagged")
+    question_id: str = Field(description="The question (itself, or the answer's question)")
+    reason: FlagReason = Field(description="The reporter's reason category")
+    note: str | None = Field(
+        None, description="The reporter's optional short note, for moderators only"
+    )
+    counts: dict[FlagReason, int] = Field(
+        description="Flags on the item per reason after this one (one per reporter)"
+    )
+    flag_count: int = Field(
+        ge=1, description="All flags on the item after this one; increases by one; newest wins"
+    )
+    first_flagged_at: AwareDatetime = Field(description="When the item was first flagged")
+
+
+ModerationDecision = Literal["hidden", "restored"]
+
+
+class ModerationDecided(Event):
+    """An admin hid a flagged item from pages and listings, or restored it."""
+
+    stream: ClassVar[str] = streams.MODERATION_DECIDED
+
+    event_type: Literal["moderation-decided"] = Field(
+        "moderation-decided", description="The event's name"
+    )
+    item_kind: ItemKind = Field(description="What was decided on")
+    item_id: str = Field(description="Id of the question or answer")
+    question_id: str = Field(description="The question (itself, or the answer's question)")
+    author_id: str = Field(
+        description="The item's author (asker or doctor), who is told; never a reporter"
+    )
+    decision: ModerationDecision = Field(description="hidden: off pages and listings; restored")
+    reason: FlagReason = Field(description="The reason category the decision gives the author")
+    decision_version: int = Field(
+        ge=1, description="Increases with every decision on the item; newest wins"
+    )
+
+
 AnyEvent = Annotated[
     QuestionPosted
     | AnswerPosted
@@ -293,7 +350,9 @@ AnyEvent = Annotated[
     | AnswerEdited
     | AnswerAccepted
     | QuestionFollowed
-    | QuestionUnfollowed,
+    | QuestionUnfollowed
+    | ItemFlagged
+    | ModerationDecided,
     Field(discriminator="event_type"),
 ]
 
@@ -309,5 +368,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     AnswerAccepted,
     QuestionFollowed,
     QuestionUnfollowed,
+    ItemFlagged,
+    ModerationDecided,
 )
 EVENT_BY_STREAM: dict[str, type[Event]] = {cls.stream: cls for cls in EVENT_TYPES}

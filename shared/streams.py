@@ -13,6 +13,8 @@ ANSWER_EDITED = "askdoc.answer-edited"
 ANSWER_ACCEPTED = "askdoc.answer-accepted"
 QUESTION_FOLLOWED = "askdoc.question-followed"
 QUESTION_UNFOLLOWED = "askdoc.question-unfollowed"
+ITEM_FLAGGED = "askdoc.item-flagged"
+MODERATION_DECIDED = "askdoc.moderation-decided"
 
 ALL = (
     QUESTION_POSTED,
@@ -26,12 +28,14 @@ ALL = (
     ANSWER_ACCEPTED,
     QUESTION_FOLLOWED,
     QUESTION_UNFOLLOWED,
+    ITEM_FLAGGED,
+    MODERATION_DECIDED,
 )
 
 # Which service's group reads which stream; used by `askdoc lag` and the deploy files.
 CONSUMERS: dict[str, tuple[str, ...]] = {
-    "questions": (ANSWER_POSTED, VOTE_CAST, ANSWER_EDITED),
-    "answers": (QUESTION_POSTED, DOCTOR_PROFILE_CHANGED),
+    "questions": (ANSWER_POSTED, VOTE_CAST, ANSWER_EDITED, ITEM_FLAGGED, MODERATION_DECIDED),
+    "answers": (QUESTION_POSTED, DOCTOR_PROFILE_CHANGED, MODERATION_DECIDED),
     "votes": (ANSWER_POSTED,),
     "notify": (
         QUESTION_POSTED,
@@ -40,6 +44,7 @@ CONSUMERS: dict[str, tuple[str, ...]] = {
         ANSWER_ACCEPTED,
         QUESTION_FOLLOWED,
         QUESTION_UNFOLLOWED,
+        MODERATION_DECIDED,
     ),
 }
 
@@ -60,6 +65,8 @@ PUBLISHES: dict[str, tuple[str, ...]] = {
         ANSWER_ACCEPTED,
         QUESTION_FOLLOWED,
         QUESTION_UNFOLLOWED,
+        ITEM_FLAGGED,
+        MODERATION_DECIDED,
     ),
     "answers": (ANSWER_POSTED, ANSWER_EDITED),
     "votes": (VOTE_CAST,),

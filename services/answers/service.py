@@ -14,6 +14,7 @@ from shared.events import (
     AnswerPosted,
     DoctorCard,
     DoctorProfileChanged,
+    ModerationDecided,
     QuestionPosted,
 )
 from shared.idempotency import IdempotentWrite, ReplyRecord
@@ -142,6 +143,14 @@ class AnswerStorePort(Protocol):
         """Project a question."""
         ...
 
+    async def is_hidden(self, aid: str) -> bool:
+        """Whether moderators hid the answer."""
+        ...
+
+    async def set_hidden(self, aid: str, version: int, hidden: bool) -> None:
+        """Record a moderation decision on an answer (newest version wins)."""
+        ...
+
     async def set_doctor(self, doctor_id: str, version: int, card: dict[str, Any]) -> None:
         """Project a doctor's card (newest version wins)."""
         ...
@@ -254,7 +263,7 @@ class AnswersService:
     async def revisions_of(self, aid: str) -> dict[str, Any]:
         """An answer's revisions, oldest first (just the original if never edited)."""
         answer = await self.store.get(aid)
-        if answer is None:
+        if answer is None or await self.store.is_hidden(aid):
             raise AnswerNotFound(f"no answer {aid!r}")
         items = await self.store.revisions(aid)
         if not items:
@@ -262,16 +271,16 @@ class AnswersService:
         return {"answer_id": aid, "items": items}
 
     async def answers_of(self, qid: str) -> dict[str, Any]:
-        """A question's answers, oldest first, and their count."""
+        """A question's answers, oldest first, and their count (hidden ones left out)."""
         items = await self.store.answers_of(qid)
         if items is None:
             raise QuestionNotFound(qid)
         return {"question_id": qid, "items": items, "answer_count": len(items)}
 
     async def get_answer(self, aid: str) -> dict[str, Any]:
-        """One answer."""
+        """One answer (not one the moderators hid)."""
         answer = await self.store.get(aid)
-        if answer is None:
+        if answer is None or await self.store.is_hidden(aid):
             raise AnswerNotFound(f"no answer {aid!r}")
         return answer
 
@@ -279,6 +288,14 @@ class AnswersService:
         """Know the question, so doctors can answer it."""
         await self.store.add_question(event.question_id, event.asker_id)
         log.info("question_projected", question_id=event.question_id)
+
+    async def on_moderation_decided(self, event: ModerationDecided) -> None:
+        """Leave a hidden answer out of its question's listing (or bring it back)."""
+        if event.item_kind != "answer":
+            return
+        hidden = event.decision == "hidden"
+        await self.store.set_hidden(event.item_id, event.decision_version, hidden)
+        log.info("answer_moderated", answer_id=event.item_id, hidden=hidden)
 
     async def on_doctor_profile_changed(self, event: DoctorProfileChanged) -> None:
         """Keep the doctor's public card (newest profile version wins)."""

@@ -8,6 +8,8 @@ Keys (``T`` is ``runtime.tag``, the slot of ``askdoc.answer-posted``):
 * ``T:answer:{aid}``: an answer as JSON.
 * ``T:answer:{aid}:revisions``: list of the answer's revisions (JSON), oldest first;
   written at the first edit (with the original) and at every edit after.
+* ``T:answer:{aid}:moderation``: ``hidden`` (0/1) and ``version`` of the latest
+  moderation decision on the answer (from moderation-decided; newest version wins).
 * ``T:doctor:{doctor_id}``: projection of a doctor's card, ``card`` (JSON) and
   ``profile_version`` (newest wins).
 * ``T:idem:...``: Idempotency-Key replies (see ``shared.idempotency``).
@@ -54,6 +56,9 @@ class AnswerStore:
 
     def _revisions(self, aid: str) -> str:
         return f"{self.tag}:answer:{aid}:revisions"
+
+    def _moderation(self, aid: str) -> str:
+        return f"{self.tag}:answer:{aid}:moderation"
 
     def _doctor(self, doctor_id: str) -> str:
         return f"{self.tag}:doctor:{doctor_id}"
@@ -106,7 +111,7 @@ class AnswerStore:
         return json.loads(raw) if raw else None
 
     async def answers_of(self, qid: str) -> list[dict[str, Any]] | None:
-        """A question's answers, oldest first; None if the question is unknown."""
+        """A question's shown answers, oldest first; None if the question is unknown."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.exists(self._question(qid))
         pipe.zrange(self._answers(qid), 0, -1)
@@ -115,8 +120,21 @@ class AnswerStore:
             return None
         if not ids:
             return []
-        raws = await self.redis.mget([self._answer(a) for a in ids])
-        return [json.loads(r) for r in raws if r]
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.mget([self._answer(a) for a in ids])
+        for aid in ids:
+            pipe.hget(self._moderation(aid), "hidden")
+        raws, *hidden = await pipe.execute()
+        return [json.loads(r) for r, h in zip(raws, hidden, strict=True) if r and h != "1"]
+
+    async def is_hidden(self, aid: str) -> bool:
+        """Whether moderators hid the answer."""
+        return bool(await self.redis.hget(self._moderation(aid), "hidden") == "1")
+
+    async def set_hidden(self, aid: str, version: int, hidden: bool) -> None:
+        """Record a moderation decision on an answer; an older decision never wins."""
+        txn = Txn().set_if_newer(self._moderation(aid), "version", version, {"hidden": int(hidden)})
+        await self.committer.commit(txn)
 
     async def question_known(self, qid: str) -> bool:
         """Whether the question has reached this service's projection."""

@@ -6,6 +6,7 @@ from shared.consumer import EventConsumer
 from shared.events import (
     AnswerAccepted,
     AnswerPosted,
+    ModerationDecided,
     QuestionFollowed,
     QuestionPosted,
     QuestionUnfollowed,
@@ -44,3 +45,8 @@ def register(consumer: EventConsumer, alerts: AlertService, escalations: Escalat
     @consumer.on(QuestionUnfollowed)
     async def on_question_unfollowed(event: QuestionUnfollowed) -> None:
         await alerts.on_follow_changed(event)
+
+    @consumer.on(ModerationDecided)
+    async def on_moderation_decided(event: ModerationDecided) -> None:
+        await escalations.on_moderation_decided(event)
+        await alerts.on_moderation_decided(event)

@@ -11,6 +11,9 @@ from shared.service import ServiceRuntime
 from shared.settings import Settings
 
 from . import api, handlers
+from .moderation import api as moderation_api
+from .moderation.service import ModerationService
+from .moderation.store import ModerationStore
 from .service import SERVICE, QuestionsService
 from .store import QuestionStore
 
@@ -22,13 +25,17 @@ def create_app(settings: Settings) -> FastAPI:
     runtime = ServiceRuntime(SERVICE, settings)
     store = QuestionStore(runtime.redis, runtime.committer, runtime.tag, settings.stream_maxlen)
     service = QuestionsService(store, settings, WriteLimit.of(runtime.tag, settings))
-    handlers.register(runtime.consumer, service)
+    moderation = ModerationService(
+        ModerationStore(runtime.redis, runtime.committer, runtime.tag), store
+    )
+    handlers.register(runtime.consumer, service, moderation)
     runtime.warmups.append(geo.warm_up)
     app = create_http_app(
         runtime,
-        [api.router],
+        [api.router, moderation_api.router],
         "Questions, the ranked question page, related questions and the taxonomy.",
-        statuses=api.STATUSES,
+        statuses={**api.STATUSES, **moderation_api.STATUSES},
     )
     app.state.service = service
+    app.state.moderation = moderation
     return app

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from shared.consumer import EventConsumer
-from shared.events import AnswerEdited, AnswerPosted, VoteCast
+from shared.events import AnswerEdited, AnswerPosted, ItemFlagged, ModerationDecided, VoteCast
 
+from .moderation.service import ModerationService
 from .service import QuestionsService
 
 
-def register(consumer: EventConsumer, service: QuestionsService) -> None:
-    """Subscribe the page read model to answers and votes."""
+def register(
+    consumer: EventConsumer, service: QuestionsService, moderation: ModerationService
+) -> None:
+    """Subscribe the page read model to answers and votes, the queue to flags and decisions."""
 
     @consumer.on(AnswerPosted)
     async def on_answer_posted(event: AnswerPosted) -> None:
@@ -22,3 +25,11 @@ def register(consumer: EventConsumer, service: QuestionsService) -> None:
     @consumer.on(AnswerEdited)
     async def on_answer_edited(event: AnswerEdited) -> None:
         await service.on_answer_edited(event)
+
+    @consumer.on(ItemFlagged)
+    async def on_item_flagged(event: ItemFlagged) -> None:
+        await moderation.on_item_flagged(event)
+
+    @consumer.on(ModerationDecided)
+    async def on_moderation_decided(event: ModerationDecided) -> None:
+        await moderation.on_moderation_decided(event)

@@ -144,6 +144,10 @@ class QuestionStorePort(Protocol):
         """A stored question, or None."""
         ...
 
+    async def hidden(self, kind: str, item_id: str) -> bool:
+        """Whether moderators hid the question or answer."""
+        ...
+
     async def get_many(self, qids: list[str]) -> list[dict[str, Any]]:
         """Stored questions in the given order, skipping missing ones."""
         ...
@@ -448,7 +452,7 @@ class QuestionsService:
     async def revisions_of(self, qid: str) -> dict[str, Any]:
         """A question's revisions, oldest first (just the original if never edited)."""
         doc = await self.store.get(qid)
-        if doc is None:
+        if doc is None or await self.store.hidden("question", qid):
             raise QuestionNotFound(qid)
         items = await self.store.revisions(qid) or [domain.revision_of(doc, 1, doc["created_at"])]
         return {"question_id": qid, "items": items}
@@ -497,7 +501,7 @@ class QuestionsService:
     async def related(self, qid: str, limit: int) -> list[dict[str, Any]]:
         """Questions most related to `qid` by topic overlap and title words."""
         doc = await self.store.get(qid)
-        if doc is None:
+        if doc is None or await self.store.hidden("question", qid):
             raise QuestionNotFound(qid)
         candidates: dict[str, None] = {}
         # A bounded read: RELATED_CANDIDATES questions at most, shared among the topics.

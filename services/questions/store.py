@@ -22,6 +22,8 @@ from shared.idempotency import ReplyRecord
 from shared.ratelimit import WriteLimit
 from shared.redis import RedisClient
 
+from .moderation.store import visibility_key
+
 #: Most index entries one listing request reads (in batches of LIST_BATCH): a filter that
 #: matches rarely returns what it found and a cursor to go on, not a walk of the index.
 LIST_SCAN_LIMIT = 400
@@ -184,36 +186,55 @@ class QuestionStore:
         """Whether any answer has reached the question's page."""
         return bool(await self.redis.hlen(self._answers(qid)))
 
+    async def hidden(self, kind: str, item_id: str) -> bool:
+        """Whether moderators hid the question or answer."""
+        return bool(await self.redis.hexists(visibility_key(self.tag, kind), item_id))
+
     async def get(self, qid: str) -> dict[str, Any] | None:
-        """A stored question, or None."""
+        """A stored question (hidden or not), or None."""
         raw = await self.redis.get(self._q(qid))
         return json.loads(raw) if raw else None
 
     async def get_many(self, qids: list[str]) -> list[dict[str, Any]]:
-        """Stored questions in the given order, skipping missing ones."""
+        """Stored questions in the given order, skipping missing and hidden ones."""
         if not qids:
             return []
-        raws = await self.redis.mget([self._q(q) for q in qids])
-        return [json.loads(r) for r in raws if r]
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.mget([self._q(q) for q in qids])
+        pipe.hmget(visibility_key(self.tag, "question"), qids)
+        raws, hidden = await pipe.execute()
+        return [json.loads(r) for r, h in zip(raws, hidden, strict=True) if r and not h]
 
     async def page_parts(
         self, qid: str
     ) -> tuple[dict[str, Any] | None, list[dict[str, Any]], dict[str, tuple[int, int]]]:
-        """A question, its answers and their tallies, in two round trips."""
+        """A question, its answers and their tallies, in two round trips.
+
+        A hidden question reads as missing, and hidden answers are left out.
+        """
         pipe = self.redis.pipeline(transaction=False)
         pipe.get(self._q(qid))
         pipe.hvals(self._answers(qid))
-        raw, answer_raws = await pipe.execute()
-        if not raw:
+        pipe.hget(visibility_key(self.tag, "question"), qid)
+        raw, answer_raws, hidden = await pipe.execute()
+        if not raw or hidden:
             return None, [], {}
         answers = [json.loads(a) for a in answer_raws]
         tallies: dict[str, tuple[int, int]] = {}
         if answers:
             pipe = self.redis.pipeline(transaction=False)
+            pipe.hmget(visibility_key(self.tag, "answer"), [a["id"] for a in answers])
             for answer in answers:
                 pipe.hmget(self._tally(answer["id"]), "helpful", "unhelpful")
-            for answer, (helpful, unhelpful) in zip(answers, await pipe.execute(), strict=True):
-                tallies[answer["id"]] = (int(helpful or 0), int(unhelpful or 0))
+            hidden_answers, *counts = await pipe.execute()
+            shown = []
+            for answer, gone, (helpful, unhelpful) in zip(
+                answers, hidden_answers, counts, strict=True
+            ):
+                if not gone:
+                    shown.append(answer)
+                    tallies[answer["id"]] = (int(helpful or 0), int(unhelpful or 0))
+            answers = shown
         return json.loads(raw), answers, tallies
 
     async def list_ids(

@@ -208,6 +208,31 @@ class Inbox(_Shape):
     unread_count: int = 0
 
 
+class ModerationItem(_Shape):
+    """A flagged or hidden item in the moderation queue, with its counts per reason."""
+
+    item_kind: str
+    item_id: str
+    question_id: str
+    title: str = ""
+    excerpt: str = ""
+    counts: dict[str, int] = Field(default_factory=dict)
+    flag_count: int = 0
+    first_flagged_at: str | None = None
+    status: str = "open"
+    reason: str | None = None
+    decided_at: str | None = None
+    notes: list[str] = Field(default_factory=list)
+
+
+class ModerationQueue(_Shape):
+    """A page of the moderation queue: open (flagged) or hidden items."""
+
+    status: str
+    items: list[ModerationItem]
+    next_cursor: str | None = None
+
+
 class QuietHours(_Shape):
     """A daily do-not-disturb window."""
 
@@ -328,6 +353,30 @@ class QuestionsClient(_Client):
             "POST", "/questions", token, json=question, idempotency_key=idempotency_key
         )
         return Question.model_validate(reply)
+
+    async def flag(
+        self, token: str, qid: str, aid: str | None, reason: str, note: str | None
+    ) -> None:
+        """Flag a question, or one of its answers, for the moderators (one flag per user)."""
+        path = f"/questions/{qid}" + (f"/answers/{aid}" if aid else "") + "/flag"
+        body = {"reason": reason, **({"note": note} if note else {})}
+        await self.call("PUT", path, token, json=body)
+
+    async def moderation_queue(
+        self, token: str, status: str, cursor: str | None = None
+    ) -> ModerationQueue:
+        """Flagged items, most flagged first (status open), or hidden ones (admins)."""
+        params = {"status": status, "cursor": cursor, "limit": 50}
+        reply = await self.call("GET", "/moderation/queue", token, params=params)
+        return ModerationQueue.model_validate(reply)
+
+    async def decide(
+        self, token: str, qid: str, aid: str | None, decision: str, reason: str | None
+    ) -> None:
+        """Hide or restore a question, or one of its answers (admins)."""
+        path = f"/moderation/questions/{qid}" + (f"/answers/{aid}" if aid else "")
+        body = {"decision": decision, **({"reason": reason} if reason else {})}
+        await self.call("PUT", path, token, json=body)
 
     async def taxonomy(self) -> Taxonomy:
         """The controlled vocabulary (cached for a few minutes: it changes with releases)."""

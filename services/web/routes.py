@@ -30,6 +30,13 @@ ZIP = re.compile(r"^\d{5}(-\d{4})?$")
 # How long a write waits for the question page (a read model fed by events) to show it,
 # so the page the browser lands on shows what the person just did.
 READ_YOUR_WRITE_S = 3.0
+#: The reason categories of a flag, as the report forms and the moderation page name them.
+REASONS = {
+    "spam": "Spam",
+    "unsafe-medical-advice": "Unsafe medical advice",
+    "harassment": "Harassment",
+    "other": "Other",
+}
 
 
 def _web(request: Request) -> Web:
@@ -144,6 +151,7 @@ async def _question_page(
     error: str | None = None,
     answer_form: dict[str, str] | None = None,
     answer_errors: dict[str, str] | None = None,
+    notice: str | None = None,
 ) -> Response:
     questions = web.services.questions
     page, related, taxonomy = await asyncio.gather(
@@ -189,13 +197,61 @@ async def _question_page(
         error=error,
         answer_form=answer_form or {"headline": "", "body": "", "key": uuid.uuid4().hex},
         answer_errors=answer_errors or {},
+        notice=notice,
+        report_reasons=REASONS,
     )
 
 
 @router.get("/questions/{qid}", summary="A question page")
-async def question(qid: Id, web: WebDep, session: SessionDep) -> Response:
+async def question(
+    qid: Id,
+    web: WebDep,
+    session: SessionDep,
+    reported: Annotated[str | None, Query(pattern=r"^(question|answer)$")] = None,
+) -> Response:
     """The question, its ranked answers with doctor cards, votes, related questions."""
-    return await _question_page(web, session, qid)
+    notice = f"Thank you: a moderator will look at this {reported}." if reported else None
+    return await _question_page(web, session, qid, notice=notice)
+
+
+async def _report(
+    request: Request, web: Web, session: Session, qid: str, aid: str | None, reason: str, note: str
+) -> Response:
+    token = _signed_in(session, request)
+    try:
+        await web.services.questions.flag(token, qid, aid, reason, note.strip() or None)
+    except ApiProblem as exc:
+        if exc.status in (401, 404) or exc.status >= 500:
+            raise
+        return await _question_page(web, session, qid, exc.status, error=exc.message)
+    where = f"answer#answer-{aid}" if aid else "question"
+    return web.redirect(f"/questions/{qid}?reported={where}", session)
+
+
+_REASON = Annotated[str, Form(pattern=r"^(spam|unsafe-medical-advice|harassment|other)$")]
+_NOTE = Annotated[str, Form(max_length=300)]
+
+
+@router.post("/questions/{qid}/flag", summary="Report a question to the moderators")
+async def report_question(
+    qid: Id, request: Request, web: WebDep, session: FormSession, reason: _REASON, note: _NOTE = ""
+) -> Response:
+    """Flag the question once (a repeat is no second flag) and say thank you."""
+    return await _report(request, web, session, qid, None, reason, note)
+
+
+@router.post("/questions/{qid}/answers/{aid}/flag", summary="Report an answer to the moderators")
+async def report_answer(
+    qid: Id,
+    aid: Id,
+    request: Request,
+    web: WebDep,
+    session: FormSession,
+    reason: _REASON,
+    note: _NOTE = "",
+) -> Response:
+    """Flag the answer once (a repeat is no second flag) and say thank you."""
+    return await _report(request, web, session, qid, aid, reason, note)
 
 
 @router.post("/questions/{qid}/answers", summary="Answer a question (doctors)")
@@ -417,6 +473,55 @@ async def inbox_stream(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+# --- moderation (admins) ------------------------------------------------------------------
+
+_STATUS = Annotated[str, Query(pattern=r"^(open|hidden)$")]
+
+
+@router.get("/moderation", summary="The moderation queue (admins)")
+async def moderation(
+    request: Request,
+    web: WebDep,
+    session: SessionDep,
+    status: _STATUS = "open",
+    cursor: Annotated[str | None, Query(max_length=20, pattern=r"^[0-9]+$")] = None,
+    done: Annotated[str | None, Query(pattern=r"^(hidden|restored)$")] = None,
+) -> Response:
+    """Flagged items with counts per reason (most flagged, oldest first), or hidden ones."""
+    token = _signed_in(session, request, "admin")
+    page = await web.services.questions.moderation_queue(token, status, cursor)
+    return web.render(
+        "moderation.html", session, page=page, listing=status, reasons=REASONS, done=done
+    )
+
+
+@router.post("/moderation/decide", summary="Hide or restore an item (admins)")
+async def moderation_decide(
+    request: Request,
+    web: WebDep,
+    session: FormSession,
+    question_id: Annotated[str, Form(pattern=r"^[A-Za-z0-9_-]{1,64}$")],
+    decision: Annotated[str, Form(pattern=r"^(hidden|restored)$")],
+    answer_id: Annotated[str, Form(pattern=r"^([A-Za-z0-9_-]{1,64})?$")] = "",
+    reason: Annotated[str, Form(max_length=40)] = "",
+) -> Response:
+    """Send the decision, wait briefly for the queue to show it, and go back to the queue."""
+    token = _signed_in(session, request, "admin")
+    if reason and reason not in REASONS:
+        raise ApiProblem(422, "unknown_reason", "pick one of the listed reasons")
+    questions = web.services.questions
+    await questions.decide(token, question_id, answer_id or None, decision, reason or None)
+    item_id = answer_id or question_id
+    back = "open" if decision == "hidden" else "hidden"
+
+    async def moved() -> bool:
+        page = await questions.moderation_queue(token, back)
+        return all(i.item_id != item_id for i in page.items)
+
+    await _wait_for(moved, READ_YOUR_WRITE_S)
+    return web.redirect(f"/moderation?status={back}&done={decision}", session)
 
 
 # --- a doctor's settings -------------------------------------------------------------------

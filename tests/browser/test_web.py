@@ -608,3 +608,162 @@ def test_the_askers_pick_comes_first_with_a_mark_and_edits_say_so(
         for width in (375, 1280):
             page.set_viewport_size({"width": width, "height": 900})
             assert not _axe(page), _axe(page)
+
+
+# (moderation) ------------------------------------------------------------------------------
+
+
+def _flag(stack: Stack, path: str, reader: str, reason: str, note: str | None = None) -> None:
+    body = {"reason": reason, **({"note": note} if note else {})}
+    stack.api("PUT", "questions", f"{path}/flag", headers=auth(reader), json=body)
+
+
+def _queued(stack: Stack, item_id: str, flags: int) -> None:
+    """Wait until the moderation queue (a projection of item-flagged) counts the flags."""
+
+    def counted() -> bool:
+        queue = stack.api("GET", "questions", "/moderation/queue", headers=auth("admin", "admin"))
+        return any(i["item_id"] == item_id and i["flag_count"] == flags for i in queue["items"])
+
+    until(counted, timeout=20, what=f"{flags} flag(s) on {item_id} in the queue")
+
+
+def test_an_admin_hides_and_restores_a_flagged_answer_from_the_moderation_page(
+    stack: Stack, browser: Browser
+) -> None:
+    title = "Is a thread lift safe for a drooping cheek?"
+    qid = _post_question(stack, "patient-m", title, ["facial-asymmetry"])
+    aid = _answer(stack, qid, "dr-jason-emer", "Jason Emer", "Threads are a short-term fix")
+    for reader, note in (("reader-m1", "dangerous dose"), ("reader-m2", None)):
+        _flag(stack, f"/questions/{qid}/answers/{aid}", reader, "unsafe-medical-advice", note)
+    _flag(stack, f"/questions/{qid}", "reader-m1", "spam")
+    _queued(stack, aid, 2)
+    _queued(stack, qid, 1)
+
+    with person(browser, stack, "patient-m") as patient:
+        refused = patient.new_page()
+        response = refused.goto("/moderation")
+        assert response is not None and response.status == 403
+    with person(browser, stack) as anonymous:
+        page = anonymous.new_page()
+        page.goto("/moderation")
+        expect(page).to_have_url(re.compile(r"/signin"))
+
+    # Readable and usable without JavaScript: plain links and forms.
+    with person(
+        browser, stack, "admin-m", "admin", "Ada Admin", java_script_enabled=False
+    ) as admin:
+        page = admin.new_page()
+        page.goto("/")
+        page.get_by_role("link", name="Moderation").click()
+        heading = f"Answer: {title}"
+        flagged = page.get_by_role("article", name=heading)
+        expect(flagged).to_contain_text("2 flags")
+        expect(flagged.get_by_role("list", name="Flags per reason")).to_have_text(
+            "Unsafe medical advice: 2"
+        )
+        flagged.get_by_text("Reporters' notes (1)").click()
+        expect(flagged).to_contain_text("dangerous dose")
+        expect(flagged).not_to_contain_text("reader-m1")
+        # The most flagged comes first: the answer (2) before its question (1).
+        items = page.get_by_role("article")
+        expect(items.first).to_have_accessible_name(heading)
+        expect(page.get_by_role("article", name=f"Question: {title}")).to_be_visible()
+        page.screenshot(path=str(SCREENSHOTS / "moderation.png"), full_page=True)
+
+        flagged.get_by_label("Reason told to the author").select_option(label="Harassment")
+        flagged.get_by_role("button", name="Hide").click()
+        expect(page.get_by_role("status")).to_contain_text("Hidden")
+        expect(page.get_by_role("article", name=heading)).to_have_count(0)
+
+        public = admin.new_page()
+        public.goto(f"/questions/{qid}")
+        expect(public.get_by_role("heading", name="Doctor Answers 0")).to_be_visible()
+
+        page.get_by_role("link", name="Hidden").click()
+        hidden = page.get_by_role("article", name=heading)
+        expect(hidden).to_contain_text("Harassment")
+        hidden.get_by_role("button", name="Restore").click()
+        expect(page.get_by_role("status")).to_contain_text("Restored")
+        public.reload()
+        expect(public.get_by_role("heading", name="Doctor Answers 1")).to_be_visible()
+
+    with person(browser, stack, "dr-jason-emer", "doctor", "Jason Emer") as doctor:
+        inbox = doctor.new_page()
+        inbox.goto("/inbox")
+        told = inbox.get_by_role("article").filter(has_text="Hidden by a moderator")
+        expect(told.first).to_contain_text("harassment")
+        expect(told.first).not_to_contain_text("reader-m")
+
+
+def test_a_reader_reports_an_answer_from_the_page_once_and_never_their_own(
+    stack: Stack, browser: Browser
+) -> None:
+    title = "Does microneedling help deep acne scars?"
+    qid = _post_question(stack, "patient-r", title, ["acne"])
+    aid = _answer(stack, qid, "dr-jason-emer", "Jason Emer", "Microneedling helps some scars")
+    with person(browser, stack, "reader-r", java_script_enabled=False) as reader:
+        page = reader.new_page()
+        page.goto(f"/questions/{qid}")
+        answer = page.get_by_role("article", name="Microneedling helps some scars")
+        answer.get_by_text("Report this answer").click()
+        answer.get_by_label("Why should a moderator look at it?").select_option(
+            label="Unsafe medical advice"
+        )
+        answer.get_by_label("Note for the moderators (optional)").fill("no mention of risks")
+        answer.get_by_role("button", name="Send report").click()
+        expect(page.get_by_role("status")).to_have_text(
+            "Thank you: a moderator will look at this answer."
+        )
+        # Reporting again is no second flag.
+        again = page.get_by_role("article", name="Microneedling helps some scars")
+        again.get_by_text("Report this answer").click()
+        again.get_by_role("button", name="Send report").click()
+        expect(page.get_by_role("status")).to_be_visible()
+    _queued(stack, aid, 1)
+    queue = stack.api("GET", "questions", "/moderation/queue", headers=auth("admin", "admin"))
+    [item] = [i for i in queue["items"] if i["item_id"] == aid]
+    assert item["counts"]["unsafe-medical-advice"] == 1
+    assert item["notes"] == ["no mention of risks"]
+
+    # The asker has no report form on their own question; the doctor none on their answer.
+    with person(browser, stack, "patient-r") as asker:
+        page = asker.new_page()
+        page.goto(f"/questions/{qid}")
+        expect(page.get_by_text("Report this question")).to_have_count(0)
+        expect(page.get_by_text("Report this answer")).to_have_count(1)
+    with person(browser, stack, "dr-jason-emer", "doctor", "Jason Emer") as doctor:
+        page = doctor.new_page()
+        page.goto(f"/questions/{qid}")
+        expect(page.get_by_text("Report this answer")).to_have_count(0)
+        expect(page.get_by_text("Report this question")).to_have_count(1)
+
+
+def test_the_moderation_page_has_no_serious_axe_violation(stack: Stack, browser: Browser) -> None:
+    assert AXE.exists(), "axe-core is missing: run 'make browser' (npm ci in tests/browser)"
+    qid = _post_question(
+        stack, "patient-ax", "Can botox fix a crooked smile after a stroke?", ["botox"]
+    )
+    _flag(stack, f"/questions/{qid}", "reader-ax", "other", "please check")
+    _queued(stack, qid, 1)
+    found: dict[str, Any] = {}
+    for width, height in ((375, 800), (1280, 900)):
+        with person(
+            browser,
+            stack,
+            "admin-ax",
+            "admin",
+            "Ada Admin",
+            viewport={"width": width, "height": height},
+            bypass_csp=True,
+        ) as admin:
+            page = admin.new_page()
+            for path in ("/moderation", "/moderation?status=hidden"):
+                page.goto(path)
+                if violations := _axe(page):
+                    found[f"{width}px {path}"] = violations
+                overflow = page.evaluate(
+                    "() => document.documentElement.scrollWidth - window.innerWidth"
+                )
+                assert overflow <= 0, f"{path} scrolls sideways at {width}px"
+    assert not found, found

@@ -40,8 +40,18 @@ WEB_PEERS = {f"ASKDOC_{name.upper()}_URL": (name, port) for name, port in PORTS.
 
 # The contract: which streams each service's consumer group reads.
 CONSUMED_STREAMS = {
-    "questions": {"askdoc.answer-posted", "askdoc.vote-cast", "askdoc.answer-edited"},
-    "answers": {"askdoc.question-posted", "askdoc.doctor-profile-changed"},
+    "questions": {
+        "askdoc.answer-posted",
+        "askdoc.vote-cast",
+        "askdoc.answer-edited",
+        "askdoc.item-flagged",
+        "askdoc.moderation-decided",
+    },
+    "answers": {
+        "askdoc.question-posted",
+        "askdoc.doctor-profile-changed",
+        "askdoc.moderation-decided",
+    },
     "votes": {"askdoc.answer-posted"},
     "notify": {
         "askdoc.question-posted",
@@ -50,6 +60,7 @@ CONSUMED_STREAMS = {
         "askdoc.answer-accepted",
         "askdoc.question-followed",
         "askdoc.question-unfollowed",
+        "askdoc.moderation-decided",
     },
 }
 

@@ -138,3 +138,55 @@ def test_edits_picks_and_follows_commit_on_a_redis_cluster(
         timeout=20,
         what="the outbox's lag among the metrics",
     )
+
+
+def test_flag_and_hide_commit_in_their_streams_slots_on_a_redis_cluster(
+    cluster_system: tuple[RedisClusterProcesses, dict[str, ServiceProcess]],
+) -> None:
+    """Each moderation write shares its stream's slot, so no CROSSSLOT on a cluster."""
+    cluster, procs = cluster_system
+    questions, notify = procs["questions"].url, procs["notify"].url
+    posted = httpx.post(
+        f"{questions}/questions",
+        json={"title": "Which cream fades acne marks?", "body": "Old marks.", "topics": ["acne"]},
+        headers=auth("pat-cluster"),
+        timeout=10,
+    )
+    assert posted.status_code == 201, posted.text
+    qid = posted.json()["id"]
+    flagged = httpx.put(
+        f"{questions}/questions/{qid}/flag",
+        json={"reason": "spam"},
+        headers=auth("reader-cluster"),
+        timeout=10,
+    )
+    assert flagged.status_code == 200, flagged.text
+    admin = auth("admin-cluster", "admin")
+
+    def queued() -> bool:
+        reply = httpx.get(f"{questions}/moderation/queue", headers=admin, timeout=10)
+        return any(i["item_id"] == qid for i in reply.json()["items"])
+
+    wait_for(queued, timeout=30, what="the flag in the queue")
+    hidden = httpx.put(
+        f"{questions}/moderation/questions/{qid}",
+        json={"decision": "hidden"},
+        headers=admin,
+        timeout=10,
+    )
+    assert hidden.status_code == 200, hidden.text
+    wait_for(
+        lambda: httpx.get(f"{questions}/questions/{qid}", timeout=10).status_code == 404,
+        timeout=30,
+        what="the hidden page to go",
+    )
+
+    def told() -> bool:
+        reply = httpx.get(f"{notify}/inbox", headers=auth("pat-cluster"), timeout=10)
+        return any(i["kind"] == "item-hidden" for i in reply.json()["items"])
+
+    wait_for(told, timeout=30, what="the asker told")
+    client = RedisCluster.from_url(cluster.url, decode_responses=True)
+    for stream in (streams.ITEM_FLAGGED, streams.MODERATION_DECIDED):
+        [(_, fields)] = [e for e in client.xrange(stream) if qid in e[1]["__data__"]]
+        assert json.loads(fields["__data__"])["question_id"] == qid

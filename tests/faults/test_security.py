@@ -142,6 +142,9 @@ def cases(w: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any] | None,
     qid, aid, nid = w["question"]["id"], w["answer"]["id"], w["notification"]
     q_body = {"title": "Another question on acne", "body": "Text", "topics": ["acne"]}
     a_body = {"body": "Another answer that is long enough to be valid."}
+    flag = {"reason": "spam", "note": "looks like an advert"}
+    # "restored" on a shown item changes nothing, so the rows after still see it.
+    keep = {"decision": "restored"}
     protected = [
         # service, method, path, body, owner (sub, role) that may call it
         ("questions", "POST", "/questions", q_body, ("patient-x", "patient")),
@@ -159,6 +162,17 @@ def cases(w: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any] | None,
         ("notify", "PATCH", "/doctors/dr-sec-2", {"daily_cap": 5}, ("dr-sec-2", "doctor")),
         ("notify", "GET", "/inbox", None, ("dr-sec-1", "doctor")),
         ("notify", "POST", f"/inbox/{nid}/read", None, ("dr-sec-1", "doctor")),
+        ("questions", "PUT", f"/questions/{qid}/flag", flag, ("reader-1", "patient")),
+        ("questions", "PUT", f"/questions/{qid}/answers/{aid}/flag", flag, ("reader-1", "patient")),
+        ("questions", "GET", "/moderation/queue", None, ("admin-1", "admin")),
+        ("questions", "PUT", f"/moderation/questions/{qid}", keep, ("admin-1", "admin")),
+        (
+            "questions",
+            "PUT",
+            f"/moderation/questions/{qid}/answers/{aid}",
+            keep,
+            ("admin-1", "admin"),
+        ),
     ]
     rows = []
     for service, method, path, body, (sub, _role) in protected:
@@ -257,6 +271,60 @@ def cases(w: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any] | None,
         ("questions", "GET", "/questions", None, "", "forwarded:203.0.113.7", 429),
         ("questions", "GET", "/questions", None, "", "forwarded:203.0.113.8", 200),
         ("questions", "GET", "/questions", None, "reader-1", "valid:patient", 200),
+        # flags: any signed-in user, never on their own item
+        ("questions", "PUT", f"/questions/{qid}/flag", flag, "patient-sec", "valid:patient", 403),
+        ("questions", "PUT", f"/questions/{qid}/flag", flag, "dr-sec-2", "valid:doctor", 200),
+        ("questions", "PUT", f"/questions/{qid}/flag", flag, "reader-1", "valid:patient", 200),
+        (
+            "questions",
+            "PUT",
+            f"/questions/{qid}/answers/{aid}/flag",
+            flag,
+            "dr-sec-1",
+            "valid:doctor",
+            403,
+        ),
+        (
+            "questions",
+            "PUT",
+            f"/questions/{qid}/answers/{aid}/flag",
+            flag,
+            "reader-1",
+            "valid:patient",
+            200,
+        ),
+        # the moderation queue and decisions: admins only
+        ("questions", "GET", "/moderation/queue", None, "reader-1", "wrong_role:patient", 403),
+        ("questions", "GET", "/moderation/queue", None, "dr-sec-1", "wrong_role:doctor", 403),
+        ("questions", "GET", "/moderation/queue", None, "admin-1", "valid:admin", 200),
+        (
+            "questions",
+            "PUT",
+            f"/moderation/questions/{qid}",
+            keep,
+            "patient-sec",
+            "wrong_role:patient",
+            403,
+        ),
+        (
+            "questions",
+            "PUT",
+            f"/moderation/questions/{qid}/answers/{aid}",
+            keep,
+            "dr-sec-1",
+            "wrong_role:doctor",
+            403,
+        ),
+        ("questions", "PUT", f"/moderation/questions/{qid}", keep, "admin-1", "valid:admin", 200),
+        (
+            "questions",
+            "PUT",
+            f"/moderation/questions/{qid}/answers/{aid}",
+            keep,
+            "admin-1",
+            "valid:admin",
+            200,
+        ),
         # a second live stream while the test holds dr-sec-1's one (cap 1)
         ("notify", "GET", "/inbox/stream", None, "dr-sec-1", "valid:doctor", 429),
     ]

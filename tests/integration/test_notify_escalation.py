@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from shared import streams
-from shared.events import AnswerPosted, DoctorCard, Location, QuestionPosted
+from shared.events import AnswerPosted, DoctorCard, Location, ModerationDecided, QuestionPosted
 from tests.support import RedisServer, ServiceProcess, admin_auth, auth, verified, wait_for
 
 AFTER_S = 4
@@ -157,6 +157,40 @@ def test_an_answer_stops_the_escalation(world: dict[str, Any]) -> None:
     wait_for(lambda: due(server, "q-answered") is None, timeout=15, what="the answer to stop it")
     time.sleep(AFTER_S + 2)
     assert alerted(server, "q-answered") == ["dr-downtown"]
+
+
+def test_a_question_moderators_hid_escalates_no_further_and_its_asker_is_told(
+    world: dict[str, Any],
+) -> None:
+    server: RedisServer = world["server"]
+    ask(server, "q-hidden")
+    wait_for(lambda: alerted(server, "q-hidden"), timeout=15, what="the first alert")
+    hidden = ModerationDecided(
+        correlation_id="corr-mod-q-hidden",
+        producer="questions",
+        item_kind="question",
+        item_id="q-hidden",
+        question_id="q-hidden",
+        author_id="patient-q-hidden",
+        decision="hidden",
+        reason="spam",
+        decision_version=1,
+    )
+    for _ in range(2):  # at-least-once: a redelivery tells the asker no second time
+        server.client().xadd(streams.MODERATION_DECIDED, hidden.to_wire())
+    wait_for(lambda: due(server, "q-hidden") is None, timeout=15, what="hiding to stop it")
+
+    def told() -> list[dict[str, Any]]:
+        inbox = httpx.get(
+            f"{world['notify'].url}/inbox", headers=auth("patient-q-hidden"), timeout=10
+        ).json()
+        return [i for i in inbox["items"] if i["kind"] == "item-hidden"]
+
+    [item] = wait_for(told, timeout=15, what="the asker told")
+    assert item["reason"] == {"item_kind": "question", "category": "spam"}
+    time.sleep(AFTER_S + 2)
+    assert alerted(server, "q-hidden") == ["dr-downtown"]
+    assert len(told()) == 1
 
 
 def test_escalation_survives_a_restart_of_notify(world: dict[str, Any]) -> None:

@@ -68,6 +68,7 @@ class FakeQuestionStore:
         self.indexes: dict[str, set[str]] = {}
         self.answers: dict[str, dict[str, dict[str, Any]]] = {}
         self.tallies: dict[str, tuple[int, int, int]] = {}
+        self.hidden_items: set[tuple[str, str]] = set()
         self.revision_log: dict[str, list[dict[str, Any]]] = {}
         self.revision_markers: set[str] = set()
         # question -> user -> followed at (ms); question -> user -> follow version
@@ -101,6 +102,9 @@ class FakeQuestionStore:
 
     async def get(self, qid: str) -> dict[str, Any] | None:
         return self.questions.get(qid)
+
+    async def hidden(self, kind: str, item_id: str) -> bool:
+        return (kind, item_id) in self.hidden_items
 
     async def get_many(self, qids: list[str]) -> list[dict[str, Any]]:
         return [self.questions[q] for q in qids if q in self.questions]
@@ -230,6 +234,7 @@ class FakeAnswerStore:
         self.revision_log: dict[str, list[dict[str, Any]]] = {}
         self.revision_markers: set[str] = set()
         self.events: list[Event] = []
+        self.moderation: dict[str, tuple[int, bool]] = {}
 
     async def post(
         self,
@@ -279,8 +284,19 @@ class FakeAnswerStore:
     async def answers_of(self, qid: str) -> list[dict[str, Any]] | None:
         if qid not in self.questions:
             return None
-        mine = [a for a in self.answers.values() if a["question_id"] == qid]
+        mine = [
+            a
+            for a in self.answers.values()
+            if a["question_id"] == qid and not self.moderation.get(a["id"], (0, False))[1]
+        ]
         return [self._public(a) for a in sorted(mine, key=lambda a: (a["_ms"], a["id"]))]
+
+    async def is_hidden(self, aid: str) -> bool:
+        return self.moderation.get(aid, (0, False))[1]
+
+    async def set_hidden(self, aid: str, version: int, hidden: bool) -> None:
+        if version > self.moderation.get(aid, (0, False))[0]:
+            self.moderation[aid] = (version, hidden)
 
     async def question_known(self, qid: str) -> bool:
         return qid in self.questions

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from redis.exceptions import RedisError
 
-from shared.events import AnswerPosted, QuestionPosted
+from shared.events import AnswerPosted, ModerationDecided, QuestionPosted
 from shared.logging import get_logger
 
 from ..matching.domain import waited_text
@@ -62,6 +62,11 @@ class Escalations:
     async def on_answer_posted(self, event: AnswerPosted) -> None:
         """An answer stops the question's escalation."""
         await self.store.stop(event.question_id)
+
+    async def on_moderation_decided(self, event: ModerationDecided) -> None:
+        """A question moderators hid alerts no more doctors (a restore does not restart it)."""
+        if event.item_kind == "question" and event.decision == "hidden":
+            await self.store.stop(event.question_id)
 
     async def escalate_due(self, now: datetime | None = None) -> int:
         """Run the round of every question that is due; how many were looked at."""

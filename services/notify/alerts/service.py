@@ -11,6 +11,7 @@ from typing import Any
 from shared.events import (
     AnswerAccepted,
     AnswerPosted,
+    ModerationDecided,
     QuestionFollowed,
     QuestionPosted,
     QuestionUnfollowed,
@@ -30,6 +31,14 @@ from .ports import AlertPort, AlertPrefs
 from .store import AlertChange
 
 log = get_logger("askdoc.notify")
+
+#: How a moderation reason category reads in the author's alert.
+MODERATION_REASONS = {
+    "spam": "spam",
+    "unsafe-medical-advice": "unsafe medical advice",
+    "harassment": "harassment",
+    "other": "against the community rules",
+}
 
 QUESTION_PROJECTION_TTL_S = 365 * 86400
 
@@ -354,6 +363,33 @@ class AlertService:
             note = self.inbox.notification(event.doctor_id, item, prefs)
             change = AlertChange().once(item["id"], "aa", event.question_id, event.answer_id)
             if await self.store.commit(change.notify(note)):
+                self.inbox.delivered(note)
+
+    async def on_moderation_decided(self, event: ModerationDecided) -> None:
+        """Tell an author a moderator hid or restored their item (never who flagged it)."""
+        async with self._handlers:
+            question = await self.store.question(event.question_id)
+            hidden = event.decision == "hidden"
+            what = f"your {event.item_kind}"
+            reason = MODERATION_REASONS.get(event.reason, event.reason)
+            text = (
+                f"a moderator hid {what} ({reason}); readers no longer see it"
+                if hidden
+                else f"a moderator restored {what}; readers see it again"
+            )
+            item = fresh_item(
+                "item-hidden" if hidden else "item-restored",
+                datetime.now(UTC),
+                question_id=event.question_id,
+                answer_id=event.item_id if event.item_kind == "answer" else None,
+                title=question.get("title") if question else None,
+                reason={"item_kind": event.item_kind, "category": event.reason},
+                reason_text=text,
+            )
+            prefs = await self.directory.prefs(event.author_id)
+            note = self.inbox.notification(event.author_id, item, prefs)
+            once = ("mod", event.item_kind, event.item_id, str(event.decision_version))
+            if await self.store.commit(AlertChange().once(item["id"], *once).notify(note)):
                 self.inbox.delivered(note)
 
     async def on_vote_cast(self, event: VoteCast) -> None:

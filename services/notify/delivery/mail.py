@@ -107,6 +107,10 @@ def subject(item: dict[str, Any]) -> str:
         return "A doctor answered your question"
     if kind == "answer-accepted":
         return "The asker marked your answer most helpful"
+    if kind == "item-hidden":
+        return "A moderator hid your post"
+    if kind == "item-restored":
+        return "A moderator restored your post"
     return f"askdoc: {item.get('reason_text', '')}"
 
 

@@ -1,0 +1,57 @@
+-- The moderation queue projection of the questions service, from item-flagged and
+-- moderation-decided (see store.py). One call per event, idempotent by its event id.
+-- KEYS: 1 the event's marker, 2 the item's hash, 3 the open queue (zset),
+--       4 the hidden list (zset), 5 the item's notes (list), 6 the kind's visibility hash.
+-- ARGV[1]: JSON {event = 'flag'|'decision', member, kind, item_id, question_id, at_ms,
+--   marker_ttl_s, and for a flag: flag_count, counts (JSON text), first_ms, note?, notes_kept;
+--   for a decision: version, decision, reason}.
+-- Returns 1 when applied, 0 for an event seen before.
+
+local a = cjson.decode(ARGV[1])
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', a.marker_ttl_s) then return 0 end
+local item = KEYS[2]
+redis.call('HSET', item, 'kind', a.kind, 'item_id', a.item_id, 'question_id', a.question_id)
+
+if a.event == 'flag' then
+  -- counts are the owner's totals: the newest (highest) count wins
+  local seen = tonumber(redis.call('HGET', item, 'flag_count') or '0')
+  if a.flag_count > seen then
+    redis.call('HSET', item, 'flag_count', a.flag_count, 'counts', a.counts, 'first_ms', a.first_ms)
+  end
+  local last = tonumber(redis.call('HGET', item, 'last_flagged_ms') or '0')
+  if a.at_ms > last then redis.call('HSET', item, 'last_flagged_ms', a.at_ms) end
+  if type(a.note) == 'string' then
+    redis.call('LPUSH', KEYS[5], a.note)
+    redis.call('LTRIM', KEYS[5], 0, a.notes_kept - 1)
+  end
+else
+  local seen = tonumber(redis.call('HGET', item, 'decision_version') or '0')
+  if a.version > seen then
+    redis.call('HSET', item, 'decision_version', a.version, 'decision', a.decision,
+      'reason', a.reason, 'decided_ms', a.at_ms)
+    if a.decision == 'hidden' then
+      redis.call('HSET', KEYS[6], a.item_id, a.version)
+    else
+      redis.call('HDEL', KEYS[6], a.item_id)
+    end
+  end
+end
+
+-- Where the item belongs now: hidden; open (flagged since the last decision); or neither.
+local f = redis.call('HMGET', item, 'decision', 'decided_ms', 'last_flagged_ms', 'flag_count',
+  'first_ms')
+local decided_ms = tonumber(f[2] or '0')
+if f[1] == 'hidden' then
+  redis.call('ZADD', KEYS[4], decided_ms, a.member)
+else
+  redis.call('ZREM', KEYS[4], a.member)
+end
+local count = tonumber(f[4] or '0')
+if f[1] ~= 'hidden' and count > 0 and tonumber(f[3] or '0') > decided_ms then
+  local capped = math.min(count, 800)
+  local score = capped * 1e13 + (1e13 - tonumber(f[5] or '0'))
+  redis.call('ZADD', KEYS[3], string.format('%.0f', score), a.member)
+else
+  redis.call('ZREM', KEYS[3], a.member)
+end
+return 1

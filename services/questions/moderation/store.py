@@ -1,0 +1,195 @@
+"""Redis persistence of moderation in the questions service.
+
+A state change and its event share one hash slot (Redis Cluster), so each write lives
+in the slot of the stream it publishes to, and the queue is a projection of both:
+
+* flags, in the slot of ``askdoc.item-flagged`` (``F`` = ``{askdoc.item-flagged}:questions``):
+  ``F:flag:{kind}:{id}:{user}`` the one flag of a reporter (its reason; never published),
+  ``F:flags:{kind}:{id}`` a hash of counts per reason, ``total`` and ``first_ms``,
+  ``F:flags:{kind}:{id}:n:{N}`` a short-lived marker: of two flags racing for count N one lands;
+* decisions, in the slot of ``askdoc.moderation-decided`` (``D``):
+  ``D:item:{kind}:{id}`` the latest decision (``version``, ``decision``, ``reason``, ``by``,
+  ``at``), ``D:item:{kind}:{id}:v:{N}`` the marker that makes version N land once;
+* the projection, in the service's own slot (``T`` = ``runtime.tag`` + ``:mod``), written by
+  the service's consumer of both streams through ``queue.lua``: ``T:item:{kind}:{id}``,
+  ``T:queue`` (open items by most flags, oldest first), ``T:hidden`` (by decision time),
+  ``T:notes:{kind}:{id}`` (latest notes), ``T:vis:{kind}`` (hidden ids: what the page,
+  listings and related questions leave out), ``T:seen:{event_id}`` (dedupe markers).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from shared import streams
+from shared.atomic import CommitResult, Committer, Txn
+from shared.events import ItemFlagged, ModerationDecided
+from shared.lua import script
+from shared.redis import RedisClient
+
+ALREADY_FLAGGED = "already_flagged"
+COUNT_GUARD = "flag_count"
+VERSION_GUARD = "decision_version"
+#: How long a count or version marker guards against a racing write of the same number.
+MARKER_TTL_S = 3600
+#: How long the projection remembers an event it applied (redeliveries come within this).
+SEEN_TTL_S = 7 * 24 * 3600
+#: Latest reporter notes kept per item for the moderators.
+NOTES_KEPT = 20
+
+FLAG_TAG = streams.slot_tag(streams.ITEM_FLAGGED) + ":questions"
+DECISION_TAG = streams.slot_tag(streams.MODERATION_DECIDED) + ":questions"
+
+
+def visibility_key(tag: str, kind: str) -> str:
+    """The hash of a kind's hidden item ids (field: id, value: decision version)."""
+    return f"{tag}:mod:vis:{kind}"
+
+
+class ModerationStore:
+    """Flags, decisions and the moderation queue projection."""
+
+    def __init__(self, redis: RedisClient, committer: Committer, tag: str) -> None:
+        self.redis = redis
+        self.committer = committer
+        self.tag = tag
+        self._project = redis.register_script(script("services.questions.moderation", "queue.lua"))
+
+    # --- flags (slot of askdoc.item-flagged) --------------------------------------------
+
+    def _flag(self, kind: str, item_id: str, user: str) -> str:
+        return f"{FLAG_TAG}:flag:{kind}:{item_id}:{user}"
+
+    def _flags(self, kind: str, item_id: str) -> str:
+        return f"{FLAG_TAG}:flags:{kind}:{item_id}"
+
+    async def flags(self, kind: str, item_id: str) -> dict[str, str]:
+        """An item's flag counts per reason, `total` and `first_ms` (empty if never flagged)."""
+        found: dict[str, str] = await self.redis.hgetall(self._flags(kind, item_id))
+        return found
+
+    async def flag(self, reporter_id: str, event: ItemFlagged, first_ms: int) -> CommitResult:
+        """Count a reporter's one flag on an item and publish item-flagged atomically.
+
+        Guards, in order: the reporter's flag (a repeat stops here; `found` is its reason),
+        then the count marker (a racing flag took this count: read again and retry).
+        """
+        kind, item_id = event.item_kind, event.item_id
+        key = self._flags(kind, item_id)
+        txn = Txn().absent(ALREADY_FLAGGED, self._flag(kind, item_id, reporter_id), event.reason)
+        txn.absent(COUNT_GUARD, f"{key}:n:{event.flag_count}", "1", MARKER_TTL_S)
+        txn.call("HINCRBY", key, event.reason, 1)
+        txn.call("HSET", key, "total", event.flag_count, "first_ms", first_ms)
+        return await self.committer.commit(txn.publish(event))
+
+    async def reason_of(self, reporter_id: str, kind: str, item_id: str) -> str | None:
+        """The reason a reporter gave when they flagged an item, or None."""
+        found: str | None = await self.redis.get(self._flag(kind, item_id, reporter_id))
+        return found
+
+    # --- decisions (slot of askdoc.moderation-decided) ----------------------------------
+
+    def _decision(self, kind: str, item_id: str) -> str:
+        return f"{DECISION_TAG}:item:{kind}:{item_id}"
+
+    async def decision(self, kind: str, item_id: str) -> dict[str, str]:
+        """The latest decision on an item (empty if none)."""
+        found: dict[str, str] = await self.redis.hgetall(self._decision(kind, item_id))
+        return found
+
+    async def decide(self, event: ModerationDecided, admin_id: str) -> CommitResult:
+        """Record a decision and publish moderation-decided atomically (version N lands once)."""
+        key = self._decision(event.item_kind, event.item_id)
+        txn = Txn().absent(VERSION_GUARD, f"{key}:v:{event.decision_version}", "1", MARKER_TTL_S)
+        txn.call(
+            "HSET",
+            key,
+            "version",
+            event.decision_version,
+            "decision",
+            event.decision,
+            "reason",
+            event.reason,
+            "by",
+            admin_id,
+            "at",
+            event.occurred_at.isoformat(),
+        )
+        return await self.committer.commit(txn.publish(event))
+
+    # --- the queue projection (the service's own slot) ----------------------------------
+
+    def _mod(self, name: str) -> str:
+        return f"{self.tag}:mod:{name}"
+
+    def _item(self, kind: str, item_id: str) -> str:
+        return self._mod(f"item:{kind}:{item_id}")
+
+    def _notes(self, kind: str, item_id: str) -> str:
+        return self._mod(f"notes:{kind}:{item_id}")
+
+    async def _apply(self, event_id: str, kind: str, item_id: str, args: dict[str, Any]) -> bool:
+        keys = [
+            self._mod(f"seen:{event_id}"),
+            self._item(kind, item_id),
+            self._mod("queue"),
+            self._mod("hidden"),
+            self._notes(kind, item_id),
+            visibility_key(self.tag, kind),
+        ]
+        args = {
+            **args,
+            "member": f"{kind}:{item_id}",
+            "kind": kind,
+            "item_id": item_id,
+            "marker_ttl_s": SEEN_TTL_S,
+        }
+        return bool(await self._project(keys=keys, args=[json.dumps(args)]))
+
+    async def project_flag(self, event: ItemFlagged) -> bool:
+        """Count a flag in the queue (idempotent; the newest count wins)."""
+        args: dict[str, Any] = {
+            "event": "flag",
+            "question_id": event.question_id,
+            "at_ms": int(event.occurred_at.timestamp() * 1000),
+            "flag_count": event.flag_count,
+            "counts": json.dumps(event.counts),
+            "first_ms": int(event.first_flagged_at.timestamp() * 1000),
+            "notes_kept": NOTES_KEPT,
+        }
+        if event.note:
+            args["note"] = event.note
+        return await self._apply(str(event.event_id), event.item_kind, event.item_id, args)
+
+    async def project_decision(self, event: ModerationDecided) -> bool:
+        """Hide or show an item on the pages and move it in the queue (newest version wins)."""
+        args = {
+            "event": "decision",
+            "question_id": event.question_id,
+            "at_ms": int(event.occurred_at.timestamp() * 1000),
+            "version": event.decision_version,
+            "decision": event.decision,
+            "reason": event.reason,
+        }
+        return await self._apply(str(event.event_id), event.item_kind, event.item_id, args)
+
+    async def queue_page(self, status: str, offset: int, count: int) -> list[dict[str, Any]]:
+        """Items of the open queue (most flags, oldest first) or the hidden list (newest)."""
+        members = await self.redis.zrange(
+            self._mod("queue" if status == "open" else "hidden"),
+            offset,
+            offset + count - 1,
+            desc=True,
+        )
+        if not members:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for member in members:
+            kind, item_id = member.split(":", 1)
+            pipe.hgetall(self._item(kind, item_id))
+            pipe.lrange(self._notes(kind, item_id), 0, -1)
+        replies = await pipe.execute()
+        return [
+            {**replies[i], "notes": replies[i + 1]} for i in range(0, len(replies), 2) if replies[i]
+        ]

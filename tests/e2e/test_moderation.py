@@ -1,0 +1,270 @@
+"""End to end (issue 16 item 5): flag, the moderation queue, hide and restore.
+
+Questions, answers and notify run as processes on their own redis-server; the events are
+read with plain XRANGE, and the CLI drives the same HTTP API as an admin would.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from askdoc_cli import launcher
+from askdoc_cli.main import app as cli
+from shared import streams
+from shared.events import ItemFlagged, ModerationDecided
+from tests.e2e.test_community import answer, ask, events_of, register
+from tests.support import JWT_SECRET, RedisServer, ServiceProcess, auth, free_port, wait_for
+
+ADMIN = auth("admin-mod", "admin")
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[dict[str, Any]]:
+    server = RedisServer().start()
+    names = ["questions", "answers", "notify"]
+    ports = {n: free_port() for n in names}
+    urls = {n: f"http://{launcher.HOST}:{port}" for n, port in ports.items()}
+    procs = {n: ServiceProcess(n, server.url, ports[n]) for n in names}
+    for name, proc in procs.items():
+        proc.env.update(launcher.peer_env(name, urls))
+    try:
+        for proc in procs.values():
+            proc.start(wait_ready=False)
+        launcher.wait_ready(procs.values(), timeout=180)
+        yield {"server": server, "urls": urls}
+    finally:
+        launcher.stop_all(procs.values(), timeout=10)
+        server.cleanup()
+
+
+def flag(url: str, who: str, reason: str, note: str | None = None) -> httpx.Response:
+    body: dict[str, Any] = {"reason": reason}
+    if note is not None:
+        body["note"] = note
+    return httpx.put(f"{url}/flag", json=body, headers=auth(who), timeout=10)
+
+
+def queue(questions: str, status: str = "open") -> list[dict[str, Any]]:
+    reply = httpx.get(
+        f"{questions}/moderation/queue", params={"status": status}, headers=ADMIN, timeout=10
+    )
+    assert reply.status_code == 200, reply.text
+    items: list[dict[str, Any]] = reply.json()["items"]
+    return items
+
+
+def decide(url: str, decision: str, reason: str | None = None) -> dict[str, Any]:
+    body = {"decision": decision, **({"reason": reason} if reason else {})}
+    reply = httpx.put(url, json=body, headers=ADMIN, timeout=10)
+    assert reply.status_code == 200, reply.text
+    decided: dict[str, Any] = reply.json()
+    return decided
+
+
+def inbox(notify: str, who: str, role: str, kind: str) -> list[dict[str, Any]]:
+    reply = httpx.get(f"{notify}/inbox", headers=auth(who, role), timeout=10)
+    assert reply.status_code == 200, reply.text
+    return [i for i in reply.json()["items"] if i["kind"] == kind]
+
+
+def test_readers_flag_admins_hide_and_restore_and_authors_are_told(
+    world: dict[str, Any],
+) -> None:
+    urls, redis = world["urls"], world["server"].client()
+    q, a, n = urls["questions"], urls["answers"], urls["notify"]
+    register(n, "dr-mod")
+    qid = ask(q, "pat-mod")
+    other = ask(q, "pat-other")
+    aid = answer(a, qid, "dr-mod")
+    question_url = f"{q}/questions/{qid}"
+    answer_url = f"{question_url}/answers/{aid}"
+    wait_for(
+        lambda: httpx.get(question_url, timeout=10).json()["answer_count"] == 1,
+        timeout=30,
+        what="the answer on the page",
+    )
+
+    # Who may flag what.
+    assert httpx.put(f"{question_url}/flag", json={"reason": "spam"}, timeout=10).status_code == 401
+    assert flag(question_url, "pat-mod", "spam").status_code == 403  # one's own question
+    own = httpx.put(
+        f"{answer_url}/flag", json={"reason": "spam"}, headers=auth("dr-mod", "doctor"), timeout=10
+    )
+    assert own.status_code == 403, own.text
+    assert flag(question_url, "reader-1", "rude").status_code == 422
+    assert flag(f"{q}/questions/q-nope", "reader-1", "spam").status_code == 404
+    assert flag(f"{question_url}/answers/a-nope", "reader-1", "spam").status_code == 404
+
+    # One flag per user per item: a repeat is no second count, and keeps the first reason.
+    first = flag(question_url, "reader-1", "spam", "selling pills")
+    assert first.status_code == 200, first.text
+    assert first.json() == {
+        "item_kind": "question",
+        "item_id": qid,
+        "question_id": qid,
+        "reason": "spam",
+        "flagged": True,
+    }
+    assert flag(question_url, "reader-1", "harassment").json()["reason"] == "spam"
+    for reader, reason in (("reader-1", "unsafe-medical-advice"), ("reader-2", "other")):
+        flagged = flag(answer_url, reader, reason)
+        assert flagged.status_code == 200, flagged.text
+
+    # The wire: plain JSON, one event per counted flag, never who flagged.
+    on_question = events_of(redis, streams.ITEM_FLAGGED, "item_id", qid)
+    assert [e["flag_count"] for e in on_question] == [1]
+    assert on_question[0]["note"] == "selling pills"
+    on_answer = events_of(redis, streams.ITEM_FLAGGED, "item_id", aid)
+    assert [e["flag_count"] for e in on_answer] == [1, 2]
+    assert on_answer[-1]["counts"] == {
+        "spam": 0,
+        "unsafe-medical-advice": 1,
+        "harassment": 0,
+        "other": 1,
+    }
+    for event in on_question + on_answer:
+        ItemFlagged.model_validate(event)
+    raw = json.dumps([f for _, f in redis.xrange(streams.ITEM_FLAGGED)])
+    assert "reader-1" not in raw and "reader-2" not in raw
+
+    # The queue: admins only; the most flagged first, counts per reason, notes.
+    refused = httpx.get(f"{q}/moderation/queue", headers=auth("reader-1"), timeout=10)
+    assert refused.status_code == 403
+    assert httpx.get(f"{q}/moderation/queue", timeout=10).status_code == 401
+    wait_for(lambda: len(queue(q)) == 2, timeout=30, what="both items in the queue")
+    top, second = queue(q)
+    assert (top["item_kind"], top["item_id"], top["flag_count"]) == ("answer", aid, 2)
+    assert top["counts"]["unsafe-medical-advice"] == 1 and top["counts"]["other"] == 1
+    assert (second["item_id"], second["notes"], second["status"]) == (
+        qid,
+        ["selling pills"],
+        "open",
+    )
+    assert second["title"] == "Acne scars on my cheeks"
+
+    # Hide the answer: off the page, the count and the answers listing; its doctor is told.
+    decided = decide(f"{q}/moderation/questions/{qid}/answers/{aid}", "hidden")
+    assert decided["decision"] == "hidden" and decided["reason"] == "unsafe-medical-advice"
+    wait_for(
+        lambda: httpx.get(question_url, timeout=10).json()["answer_count"] == 0,
+        timeout=30,
+        what="the hidden answer to leave the page",
+    )
+    wait_for(
+        lambda: httpx.get(f"{a}/questions/{qid}/answers", timeout=10).json()["answer_count"] == 0,
+        timeout=30,
+        what="the hidden answer to leave the answers listing",
+    )
+    assert httpx.get(f"{a}/answers/{aid}", timeout=10).status_code == 404
+    assert httpx.get(f"{a}/answers/{aid}/revisions", timeout=10).status_code == 404
+    told = wait_for(
+        lambda: inbox(n, "dr-mod", "doctor", "item-hidden"), timeout=30, what="the doctor told"
+    )
+    assert told[0]["answer_id"] == aid
+    assert told[0]["reason"] == {"item_kind": "answer", "category": "unsafe-medical-advice"}
+    assert "reader-1" not in json.dumps(told) and "reader-2" not in json.dumps(told)
+    # A hidden item cannot be flagged, and it leaves the open queue for the hidden list.
+    assert flag(answer_url, "reader-3", "spam").status_code == 404
+    wait_for(lambda: [i["item_id"] for i in queue(q)] == [qid], timeout=30, what="queue moved")
+    assert [i["item_id"] for i in queue(q, "hidden")] == [aid]
+
+    # Hiding again changes nothing: no second decision, no second alert.
+    again = decide(f"{q}/moderation/questions/{qid}/answers/{aid}", "hidden")
+    assert again["decision_version"] == decided["decision_version"] == 1
+
+    # Hide the question: off its page, the listing and related questions; the asker is told.
+    related_url = f"{q}/questions/{other}/related"
+    assert qid in [r["id"] for r in httpx.get(related_url, timeout=10).json()["items"]]
+    decide(f"{q}/moderation/questions/{qid}", "hidden", "spam")
+    wait_for(
+        lambda: httpx.get(question_url, timeout=10).status_code == 404,
+        timeout=30,
+        what="the hidden question's page to go",
+    )
+    listing = httpx.get(f"{q}/questions", params={"limit": 100}, timeout=10).json()["items"]
+    assert qid not in [i["id"] for i in listing] and other in [i["id"] for i in listing]
+    assert qid not in [r["id"] for r in httpx.get(related_url, timeout=10).json()["items"]]
+    for gone in ("revisions", "related"):
+        assert httpx.get(f"{question_url}/{gone}", timeout=10).status_code == 404
+    hidden_q = wait_for(
+        lambda: inbox(n, "pat-mod", "patient", "item-hidden"), timeout=30, what="asker told"
+    )
+    assert hidden_q[0]["reason"]["category"] == "spam"
+
+    # Restore the question: back on its page and in the listing; the asker is told again.
+    decide(f"{q}/moderation/questions/{qid}", "restored")
+    wait_for(
+        lambda: httpx.get(question_url, timeout=10).status_code == 200,
+        timeout=30,
+        what="the restored page",
+    )
+    listing = httpx.get(f"{q}/questions", params={"limit": 100}, timeout=10).json()["items"]
+    assert qid in [i["id"] for i in listing]
+    wait_for(
+        lambda: inbox(n, "pat-mod", "patient", "item-restored"), timeout=30, what="restored told"
+    )
+    # The restored question left the queue (decided); the answer is still hidden.
+    wait_for(lambda: queue(q) == [], timeout=30, what="the queue to empty")
+    assert httpx.get(question_url, timeout=10).json()["answer_count"] == 0
+
+    decisions = events_of(redis, streams.MODERATION_DECIDED, "question_id", qid)
+    assert [(e["item_kind"], e["decision"]) for e in decisions] == [
+        ("answer", "hidden"),
+        ("question", "hidden"),
+        ("question", "restored"),
+    ]
+    for event in decisions:
+        ModerationDecided.model_validate(event)
+    assert {e["author_id"] for e in decisions} == {"dr-mod", "pat-mod"}
+    raw = json.dumps([f for _, f in redis.xrange(streams.MODERATION_DECIDED)])
+    assert "reader-" not in raw and "admin-mod" not in raw
+
+
+def test_the_cli_lists_hides_and_restores(world: dict[str, Any]) -> None:
+    urls = world["urls"]
+    q, a, n = urls["questions"], urls["answers"], urls["notify"]
+    register(n, "dr-cli-mod")
+    qid = ask(q, "pat-cli-mod")
+    aid = answer(a, qid, "dr-cli-mod")
+    answer_url = f"{q}/questions/{qid}/answers/{aid}"
+    wait_for(
+        lambda: flag(answer_url, "reader-9", "harassment").status_code == 200,
+        timeout=30,
+        what="the answer flagged",
+    )
+    env = {"ASKDOC_QUESTIONS_URL": q, "ASKDOC_JWT_SECRET": JWT_SECRET}
+    runner = CliRunner()
+
+    def listed(status: str) -> list[dict[str, Any]]:
+        result = runner.invoke(cli, ["moderation", "list", "--status", status, "--json"], env=env)
+        assert result.exit_code == 0, result.output
+        items: list[dict[str, Any]] = json.loads(result.stdout)["items"]
+        return items
+
+    wait_for(lambda: any(i["item_id"] == aid for i in listed("open")), timeout=30, what="listed")
+    hide = ["moderation", "hide", qid, "--answer", aid, "--reason", "harassment", "--json"]
+    result = runner.invoke(cli, hide, env=env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["decision"] == "hidden"
+    wait_for(lambda: any(i["item_id"] == aid for i in listed("hidden")), timeout=30, what="hidden")
+    result = runner.invoke(cli, ["moderation", "restore", qid, "--answer", aid], env=env)
+    assert result.exit_code == 0, result.output
+    wait_for(
+        lambda: httpx.get(f"{a}/questions/{qid}/answers", timeout=10).json()["answer_count"] == 1,
+        timeout=30,
+        what="the restored answer listed",
+    )
+    # A patient's token is refused: the CLI reports the service's 403 and exits 1.
+    patient = runner.invoke(
+        cli,
+        ["moderation", "hide", qid, "--token", auth("pat-cli-mod")["Authorization"][7:]],
+        env=env,
+    )
+    assert patient.exit_code == 1
+    assert "403" in patient.output
