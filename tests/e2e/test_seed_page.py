@@ -46,6 +46,8 @@ NOT_IN_THE_SEED = {
     streams.ANSWER_ACCEPTED,
     streams.QUESTION_FOLLOWED,
     streams.QUESTION_UNFOLLOWED,
+    streams.ITEM_FLAGGED,
+    streams.MODERATION_DECIDED,
 }
 
 
