@@ -421,6 +421,9 @@ class QuestionsService:
         """
         if await self.store.get(qid) is None:
             raise QuestionNotFound(qid)
+        if following and await self.store.hidden("question", qid):
+            # A hidden question is gone for readers; one may still stop following it.
+            raise QuestionNotFound(qid)
         for _ in range(3):
             now_following, version = await self.store.follow_state(qid, user_id)
             if now_following == following:

@@ -234,3 +234,8 @@ async def test_following_is_idempotent_versioned_and_the_asker_follows_from_the_
     assert (await service.page(qid))["follower_count"] == 1
     with pytest.raises(QuestionNotFound):
         await service.set_following("q-none", "reader", True)
+    # Hidden by moderators: no new followers, but one may still stop following it.
+    store.hidden_items.add(("question", qid))
+    with pytest.raises(QuestionNotFound):
+        await service.set_following(qid, "another", True)
+    assert (await service.set_following(qid, "reader", False))["following"] is False
