@@ -40,7 +40,14 @@ def seed_page(system: tuple[RedisServer, dict[str, ServiceProcess]]) -> dict[str
 
 
 #: Streams the seed scenario has no reason to write to.
-NOT_IN_THE_SEED = {streams.QUESTION_EDITED, streams.ANSWER_EDITED, streams.ANSWER_ACCEPTED}
+NOT_IN_THE_SEED = {
+    streams.QUESTION_EDITED,
+    streams.ANSWER_EDITED,
+    streams.ANSWER_ACCEPTED,
+    # flags and moderation: tests/e2e/test_moderation.py reads them against their schemas
+    streams.ITEM_FLAGGED,
+    streams.MODERATION_DECIDED,
+}
 
 
 def test_the_page_shows_six_answers_ranked_as_the_seed(seed_page: dict[str, Any]) -> None:
