@@ -172,7 +172,12 @@ def run(
                 secret,
                 ports,
                 # Development: the web offers "sign in as" the demo users.
-                defaults={"ASKDOC_LOG_FORMAT": "console", "ASKDOC_WEB_DEV_LOGIN": "true"},
+                # The backends trust the web (all on loopback): each visitor its own read budget.
+                defaults={
+                    "ASKDOC_LOG_FORMAT": "console",
+                    "ASKDOC_WEB_DEV_LOGIN": "true",
+                    "ASKDOC_TRUSTED_PROXIES": "127.0.0.1",
+                },
                 output=lambda _: sup.print_line,
                 own_session=True,
             )

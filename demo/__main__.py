@@ -75,7 +75,12 @@ class Demo:
             redis_url,
             self.secret,
             ports,
-            env={"ASKDOC_LOG_FORMAT": "json", "ASKDOC_WEB_DEV_LOGIN": "true"},
+            # The backends trust the web (all on loopback): each visitor its own read budget.
+            env={
+                "ASKDOC_LOG_FORMAT": "json",
+                "ASKDOC_WEB_DEV_LOGIN": "true",
+                "ASKDOC_TRUSTED_PROXIES": "127.0.0.1",
+            },
             output=lambda name: logs / f"{name}.log",
             own_session=True,
         )

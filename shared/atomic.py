@@ -6,6 +6,11 @@ Idempotency-Key that must be absent, a record that must exist) and only then wri
 including the XADD of the event with an auto id. Every key is declared, so the call is
 also valid on Redis Cluster when the keys share a hash tag. The script is atomic.lua
 beside this module; guards and writes reach it as JSON with named fields.
+
+On a cluster, an event whose stream hashes to another slot than the state it announces
+(e.g. question-edited beside a question kept in the question-posted slot) cannot be in
+the same script: a Committer given an outbox writes such an event to that outbox instead,
+in the state's slot and the same call, and shared/relay.py forwards it to its stream.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from redis.crc import key_slot
 
 from shared import tracing
 from shared.events import Event
@@ -99,11 +106,44 @@ def _flatten(fields: dict[str, str]) -> list[str]:
     return [part for item in fields.items() for part in item]
 
 
-class Committer:
-    """Runs `Txn`s on one Redis client through a cached script."""
+def relayed(txn: Txn, outbox: str) -> Txn:
+    """`txn` with its events for streams in other hash slots written to `outbox` instead.
 
-    def __init__(self, redis: RedisClient) -> None:
+    Only a Txn whose state is all in the outbox's slot is changed; the outbox entry is the
+    event's fields after a `stream` field naming where the relay forwards it.
+    """
+    home = key_slot(outbox.encode())
+    xadds = {w["key"] for w in txn.writes if w["command"] == "XADD"}
+    state = {i for i in range(1, len(txn.keys) + 1) if i not in xadds}
+    if not state or any(key_slot(txn.keys[i - 1].encode()) != home for i in state):
+        return txn
+    away = {i for i in xadds if key_slot(txn.keys[i - 1].encode()) != home}
+    if not away:
+        return txn
+    # Rebuilt so that the away streams are not even declared (a cluster refuses the call
+    # when any declared key is in another slot).
+    copy = Txn(guard_names=list(txn.guard_names), spans=list(txn.spans))
+    for g in txn.guards:
+        copy.guards.append({**g, "key": copy._index(txn.keys[g["key"] - 1])})
+    for w in txn.writes:
+        key = txn.keys[w["key"] - 1]
+        if w["key"] in away:
+            copy.call("XADD", outbox, w["args"][0], "stream", key, *w["args"][1:])
+        else:
+            copy.writes.append({**w, "key": copy._index(key)})
+    return copy
+
+
+class Committer:
+    """Runs `Txn`s on one Redis client through a cached script.
+
+    With an `outbox` (on a cluster), events bound for another hash slot than their state
+    go through it (see `relayed`).
+    """
+
+    def __init__(self, redis: RedisClient, outbox: str | None = None) -> None:
         self._script = redis.register_script(script("shared", "atomic.lua"))
+        self.outbox = outbox
 
     async def commit(self, txn: Txn) -> CommitResult:
         """Apply `txn` if every guard holds; otherwise change nothing."""
@@ -114,6 +154,8 @@ class Committer:
         """Apply several Txns in one round trip; each stands or falls on its own guards."""
         if not txns:
             return []
+        if self.outbox is not None:
+            txns = [relayed(txn, self.outbox) for txn in txns]
         keys: list[str] = []
         specs = []
         for txn in txns:

@@ -15,6 +15,7 @@ from jwt import PyJWKClient, PyJWKSet
 from jwt.exceptions import PyJWKClientConnectionError
 
 from shared.errors import ApiError
+from shared.ids import is_resource_id
 from shared.settings import Settings
 
 Role = Literal["patient", "doctor", "admin"]
@@ -174,6 +175,11 @@ class TokenVerifier:
         sub = claims.get("sub")
         if role not in ROLES or not isinstance(sub, str) or not sub:
             raise ApiError(401, "invalid_token", "the bearer token has no valid sub and role")
+        if not is_resource_id(sub):
+            # A sub becomes part of key names (votes, inboxes, follows): same rule as ids.
+            raise ApiError(
+                401, "invalid_token", "the bearer token's sub is not a valid id (see ID_PATTERN)"
+            )
         exp = float(claims["exp"])
         principal = Principal(
             sub=sub, role=role, name=str(claims.get("name") or sub), expires_at=exp

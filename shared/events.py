@@ -256,6 +256,39 @@ class AnswerAccepted(Event):
     )
 
 
+class QuestionFollowed(Event):
+    """A signed-in user follows a question (the asker follows from the start, unannounced)."""
+
+    stream: ClassVar[str] = streams.QUESTION_FOLLOWED
+
+    event_type: Literal["question-followed"] = Field(
+        "question-followed", description="The event's name"
+    )
+    question_id: str = Field(description="The question followed")
+    user_id: str = Field(description="Who follows it (the JWT `sub`); they hear of new answers")
+    follow_version: int = Field(
+        ge=1,
+        description="Per (question, user) counter of follow changes: a consumer keeps the "
+        "highest, so a late or redelivered event never undoes a newer one",
+    )
+
+
+class QuestionUnfollowed(Event):
+    """A user stopped following a question (the asker too: they then hear of no new answer)."""
+
+    stream: ClassVar[str] = streams.QUESTION_UNFOLLOWED
+
+    event_type: Literal["question-unfollowed"] = Field(
+        "question-unfollowed", description="The event's name"
+    )
+    question_id: str = Field(description="The question unfollowed")
+    user_id: str = Field(description="Who stopped following it (the JWT `sub`)")
+    follow_version: int = Field(
+        ge=2,
+        description="Per (question, user) counter of follow changes (see question-followed)",
+    )
+
+
 ItemKind = Literal["question", "answer"]
 FlagReason = Literal["spam", "unsafe-medical-advice", "harassment", "other"]
 
@@ -316,6 +349,8 @@ AnyEvent = Annotated[
     | QuestionEdited
     | AnswerEdited
     | AnswerAccepted
+    | QuestionFollowed
+    | QuestionUnfollowed
     | ItemFlagged
     | ModerationDecided,
     Field(discriminator="event_type"),
@@ -331,6 +366,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     QuestionEdited,
     AnswerEdited,
     AnswerAccepted,
+    QuestionFollowed,
+    QuestionUnfollowed,
     ItemFlagged,
     ModerationDecided,
 )

@@ -258,6 +258,21 @@ def geocode(
     return labels
 
 
+@dataclass(frozen=True)
+class PlaceQuery:
+    """A US place as someone gives it: a ZIP code, a city and state, or coordinates."""
+
+    zip: str | None = None
+    city: str | None = None
+    state: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+
+    def locate(self) -> Place:
+        """Geocode it (see `geocode`); raises UnknownPlace."""
+        return geocode(self.zip, self.city, self.state, self.lat, self.lon)
+
+
 # Reverse lookup: cities bucketed in a grid of whole cells, built once, so the nearest
 # city is found among the few hundred in the cells around a point, not among all 30,000.
 _CELL_DEG = 0.5

@@ -13,6 +13,11 @@ HTTP_SECONDS = Histogram(
 EVENTS_PUBLISHED = Counter(
     "askdoc_events_published_total", "Events written to streams", ["service", "stream"]
 )
+EVENTS_RELAYED = Counter(
+    "askdoc_events_relayed_total",
+    "Events forwarded from a service's outbox to their stream (Redis Cluster only)",
+    ["service", "stream"],
+)
 EVENTS_CONSUMED = Counter(
     "askdoc_events_consumed_total", "Events handled successfully", ["group", "stream"]
 )

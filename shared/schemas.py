@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.geo import PlaceQuery
+
 
 class LocationIn(BaseModel):
     """A place: a US ZIP code, a city and state, or coordinates."""
@@ -15,3 +17,7 @@ class LocationIn(BaseModel):
     state: str | None = Field(None, min_length=2, max_length=40, examples=["CA"])
     lat: float | None = Field(None, ge=-90, le=90)
     lon: float | None = Field(None, ge=-180, le=180)
+
+    def query(self) -> PlaceQuery:
+        """The service layers' form of this place."""
+        return PlaceQuery(self.zip, self.city, self.state, self.lat, self.lon)

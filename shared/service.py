@@ -21,6 +21,7 @@ from shared.events import EVENT_BY_STREAM
 from shared.logging import configure_logging, get_logger
 from shared.metrics import GROUP_LAG, GROUP_PENDING, READY, STREAM_LENGTH
 from shared.redis import connection_options, make_redis, safe_url
+from shared.relay import Relay, outbox_key
 from shared.retention import Trimmer
 from shared.settings import Settings
 
@@ -51,7 +52,10 @@ class ServiceRuntime:
         self.tag = streams.slot_tag(streams.HOME_STREAM[service])
         self.settings = settings
         self.redis = make_redis(settings)
-        self.committer = Committer(self.redis)
+        cluster = settings.redis_mode == "cluster"
+        # On a cluster, events for streams outside the home slot go through the relay.
+        self.relay = Relay(self.redis, service, self.tag, settings) if cluster else None
+        self.committer = Committer(self.redis, outbox_key(self.tag) if cluster else None)
         self.broker = make_broker(settings)
         self.consumer = EventConsumer(self.broker, self.redis, settings, service)
         self.polls = PollWatch()
@@ -60,7 +64,7 @@ class ServiceRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         #: Internal streams this service also trims, beside those it publishes (e.g.
         #: notify's outbox): the same rule, never past what its group has to read.
-        self.trimmed_streams: list[str] = []
+        self.trimmed_streams: list[str] = [outbox_key(self.tag)] if cluster else []
         self._broker_started = False
         # Blocking set-up (e.g. loading the gazetteer) run in a thread before readiness.
         self.warmups: list[Callable[[], Any]] = []
@@ -118,6 +122,8 @@ class ServiceRuntime:
         log.info("service_ready", consumer=self.settings.consumer_name)
         self._tasks.append(asyncio.create_task(self._watch_streams(), name="watch"))
         self._tasks.append(asyncio.create_task(self._trim_streams(), name="trim"))
+        if self.relay is not None:
+            self._tasks.append(asyncio.create_task(self.relay.run(), name="relay"))
 
     async def _watch_streams(self) -> None:
         """Export stream lengths, pending and lag of this service's groups."""

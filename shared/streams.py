@@ -11,6 +11,8 @@ DEAD_LETTER = "askdoc.dead-letter"
 QUESTION_EDITED = "askdoc.question-edited"
 ANSWER_EDITED = "askdoc.answer-edited"
 ANSWER_ACCEPTED = "askdoc.answer-accepted"
+QUESTION_FOLLOWED = "askdoc.question-followed"
+QUESTION_UNFOLLOWED = "askdoc.question-unfollowed"
 ITEM_FLAGGED = "askdoc.item-flagged"
 MODERATION_DECIDED = "askdoc.moderation-decided"
 
@@ -24,6 +26,8 @@ ALL = (
     QUESTION_EDITED,
     ANSWER_EDITED,
     ANSWER_ACCEPTED,
+    QUESTION_FOLLOWED,
+    QUESTION_UNFOLLOWED,
     ITEM_FLAGGED,
     MODERATION_DECIDED,
 )
@@ -33,7 +37,15 @@ CONSUMERS: dict[str, tuple[str, ...]] = {
     "questions": (ANSWER_POSTED, VOTE_CAST, ANSWER_EDITED, ITEM_FLAGGED, MODERATION_DECIDED),
     "answers": (QUESTION_POSTED, DOCTOR_PROFILE_CHANGED, MODERATION_DECIDED),
     "votes": (ANSWER_POSTED,),
-    "notify": (QUESTION_POSTED, ANSWER_POSTED, VOTE_CAST, ANSWER_ACCEPTED, MODERATION_DECIDED),
+    "notify": (
+        QUESTION_POSTED,
+        ANSWER_POSTED,
+        VOTE_CAST,
+        ANSWER_ACCEPTED,
+        QUESTION_FOLLOWED,
+        QUESTION_UNFOLLOWED,
+        MODERATION_DECIDED,
+    ),
 }
 
 # The stream each service publishes to; its keys share that stream's hash slot, so a
@@ -51,6 +63,8 @@ PUBLISHES: dict[str, tuple[str, ...]] = {
         QUESTION_POSTED,
         QUESTION_EDITED,
         ANSWER_ACCEPTED,
+        QUESTION_FOLLOWED,
+        QUESTION_UNFOLLOWED,
         ITEM_FLAGGED,
         MODERATION_DECIDED,
     ),

@@ -25,7 +25,6 @@ from .directory.service import (
     ADMIN_ONLY,
     DirectoryService,
     PatchDoctorProfile,
-    PracticeLocation,
     QuietWindow,
     SaveDoctorProfile,
     SetDoctorStatus,
@@ -124,7 +123,7 @@ class DoctorIn(BaseModel):
             name=self.name,
             credentials=self.credentials,
             specialties=tuple(self.specialties),
-            location=PracticeLocation(loc.zip, loc.city, loc.state, loc.lat, loc.lon),
+            location=loc.query(),
             radius_km=self.radius_km,
             rating=self.rating,
             review_count=self.review_count,
@@ -201,7 +200,7 @@ class DoctorPatch(BaseModel):
             if name == "specialties" and value is not None:
                 value = tuple(value)
             elif name == "location" and value is not None:
-                value = PracticeLocation(value.zip, value.city, value.state, value.lat, value.lon)
+                value = value.query()
             elif name == "quiet_hours" and value is not None:
                 value = QuietWindow(value.start, value.end, value.tz)
             changes[name] = value

@@ -7,7 +7,9 @@ from shared.events import (
     AnswerAccepted,
     AnswerPosted,
     ModerationDecided,
+    QuestionFollowed,
     QuestionPosted,
+    QuestionUnfollowed,
     VoteCast,
 )
 
@@ -35,6 +37,14 @@ def register(consumer: EventConsumer, alerts: AlertService, escalations: Escalat
     @consumer.on(AnswerAccepted)
     async def on_answer_accepted(event: AnswerAccepted) -> None:
         await alerts.on_answer_accepted(event)
+
+    @consumer.on(QuestionFollowed)
+    async def on_question_followed(event: QuestionFollowed) -> None:
+        await alerts.on_follow_changed(event)
+
+    @consumer.on(QuestionUnfollowed)
+    async def on_question_unfollowed(event: QuestionUnfollowed) -> None:
+        await alerts.on_follow_changed(event)
 
     @consumer.on(ModerationDecided)
     async def on_moderation_decided(event: ModerationDecided) -> None:

@@ -69,6 +69,14 @@ class NotifySettings(Settings):
     smtp_from: str = Field("alerts@askdoc.example", description="sender of alert e-mails")
     smtp_timeout_s: float = Field(10, gt=0, le=120)
 
+    follow_alert_batch: int = Field(
+        100,
+        ge=1,
+        le=1000,
+        description="followers alerted per commit of a new answer (one Lua call per batch, "
+        "so a popular question never makes one giant call)",
+    )
+
     inbox_max_items: int = Field(500, ge=1, description="per recipient; oldest read go first")
     inbox_ttl_days: int = Field(90, ge=1, description="notifications expire after this")
 

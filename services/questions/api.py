@@ -22,8 +22,8 @@ from .service import (
     BadCursor,
     BlankQuestion,
     EditConflict,
+    FollowConflict,
     NotYourQuestion,
-    PlaceQuery,
     PostQuestion,
     QuestionAnswered,
     QuestionNotFound,
@@ -35,6 +35,7 @@ router = APIRouter(tags=["questions"])
 
 Asker = Annotated[Principal, writer("patient", "admin", limit_in_commit=True)]
 Editor = Annotated[Principal, writer("patient", "admin")]
+Follower = Annotated[Principal, writer()]
 
 
 class QuestionIn(BaseModel):
@@ -83,6 +84,7 @@ STATUSES: dict[type[DomainError], int] = {
     AnswerNotOnPage: 404,
     QuestionAnswered: 409,
     EditConflict: 409,
+    FollowConflict: 409,
 }
 
 
@@ -105,7 +107,7 @@ def post_question_command(
         body=payload.body,
         topics=tuple(payload.topics),
         specialties=tuple(payload.specialties) if payload.specialties is not None else None,
-        location=PlaceQuery(loc.zip, loc.city, loc.state, loc.lat, loc.lon) if loc else None,
+        location=loc.query() if loc else None,
         anonymous=payload.anonymous,
         idempotency_key=idempotency_key,
     )
@@ -122,10 +124,14 @@ async def post_question(
 
 @router.get("/questions/{question_id}", summary="The question page")
 async def get_question(
-    question_id: ResourceId, request: Request, _reader: AnyReader
+    question_id: ResourceId, request: Request, reader: AnyReader
 ) -> dict[str, Any]:
-    """The question with its answers ranked best first, answer count and disclaimer."""
-    return await questions_service(request).page(question_id)
+    """The question with its answers ranked best first, answer count and disclaimer.
+
+    `follower_count` always; `following` (whether the reader follows it) when signed in.
+    """
+    reader_id = reader.sub if reader is not None else None
+    return await questions_service(request).page(question_id, reader_id)
 
 
 @router.patch("/questions/{question_id}", summary="Edit one's question (until answered)")
@@ -144,6 +150,22 @@ async def accept_answer(
 ) -> dict[str, Any]:
     """Mark one answer "most helpful to me"; a new pick replaces the old. Returns the page."""
     return await questions_service(request).accept_answer(question_id, user.sub, payload.answer_id)
+
+
+@router.put("/questions/{question_id}/follow", summary="Follow a question")
+async def follow_question(
+    question_id: ResourceId, request: Request, user: Follower
+) -> dict[str, Any]:
+    """Hear of its new answers in one's inbox (idempotent). The asker follows from the start."""
+    return await questions_service(request).set_following(question_id, user.sub, True)
+
+
+@router.delete("/questions/{question_id}/follow", summary="Stop following a question")
+async def unfollow_question(
+    question_id: ResourceId, request: Request, user: Follower
+) -> dict[str, Any]:
+    """Hear no more of its new answers (idempotent); the asker may unfollow too."""
+    return await questions_service(request).set_following(question_id, user.sub, False)
 
 
 @router.get("/questions/{question_id}/revisions", summary="A question's revisions")

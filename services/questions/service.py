@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -15,9 +16,12 @@ from shared.events import (
     AnswerPosted,
     Location,
     QuestionEdited,
+    QuestionFollowed,
     QuestionPosted,
+    QuestionUnfollowed,
     VoteCast,
 )
+from shared.geo import PlaceQuery
 from shared.idempotency import IdempotentWrite, ReplyRecord
 from shared.logging import current_correlation_id, get_logger
 from shared.metrics import EVENTS_PUBLISHED
@@ -38,17 +42,6 @@ from .store import (
 log = get_logger("askdoc.questions")
 
 SERVICE = "questions"
-
-
-@dataclass(frozen=True)
-class PlaceQuery:
-    """Where the asker is, as they say it: a ZIP code, a city and state, or coordinates."""
-
-    zip: str | None = None
-    city: str | None = None
-    state: str | None = None
-    lat: float | None = None
-    lon: float | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +111,12 @@ class AnswerNotOnPage(NotFound):
     """The picked answer is not (yet) on the question's page."""
 
     code = "answer_not_found"
+
+
+class FollowConflict(Conflict):
+    """Follow changes of one user kept racing; none of this request's landed."""
+
+    code = "follow_conflict"
 
 
 class BadCursor(Invalid):
@@ -203,6 +202,24 @@ class QuestionStorePort(Protocol):
         """Record an answer's tally (newest wins)."""
         ...
 
+    async def follow_state(self, qid: str, user_id: str) -> tuple[bool, int]:
+        """Whether a user follows a question now, and their follow changes so far."""
+        ...
+
+    async def set_following(
+        self,
+        qid: str,
+        user_id: str,
+        at_ms: int,
+        event: QuestionFollowed | QuestionUnfollowed,
+    ) -> CommitResult:
+        """Follow or unfollow as the event says, with the event, atomically (version guard)."""
+        ...
+
+    async def follow_info(self, qid: str, user_id: str | None) -> tuple[int, bool]:
+        """How many follow a question, and whether `user_id` is one of them."""
+        ...
+
 
 class QuestionsService:
     """Posting and reading questions; keeping the page read model current."""
@@ -222,7 +239,7 @@ class QuestionsService:
             loc = command.location
             try:
                 # A dict lookup: the gazetteer indexes are built before readiness.
-                place = geo.geocode(loc.zip, loc.city, loc.state, loc.lat, loc.lon)
+                place = loc.locate()
             except geo.UnknownPlace as exc:
                 raise UnknownLocation(str(exc)) from None
             if place.city is None:
@@ -292,12 +309,20 @@ class QuestionsService:
             public["emergency_notice"] = triage.EMERGENCY_NOTICE
         return public
 
-    async def page(self, qid: str) -> dict[str, Any]:
-        """The question page: question, ranked answers with votes, count, disclaimer."""
-        doc, answers, tallies = await self.store.page_parts(qid)
+    async def page(self, qid: str, reader_id: str | None = None) -> dict[str, Any]:
+        """The question page: question, ranked answers with votes, count, disclaimer.
+
+        With followers: `follower_count`, and `following` for a signed-in reader.
+        """
+        (doc, answers, tallies), (followers, following) = await asyncio.gather(
+            self.store.page_parts(qid), self.store.follow_info(qid, reader_id)
+        )
         if doc is None:
             raise QuestionNotFound(qid)
         page = self._public(doc)
+        page["follower_count"] = followers
+        if reader_id is not None:
+            page["following"] = following
         ranked = domain.rank_answers(answers, tallies)
         accepted = doc.get("accepted_answer_id")
         # The asker's pick comes first, apart from the ranking; the rest keep their order.
@@ -387,6 +412,42 @@ class QuestionsService:
         EVENTS_PUBLISHED.labels(SERVICE, event.stream).inc()
         log.info("answer_accepted", question_id=qid, answer_id=aid, changed=previous is not None)
         return await self.page(qid)
+
+    async def set_following(self, qid: str, user_id: str, following: bool) -> dict[str, Any]:
+        """Follow (or unfollow) a question; idempotent: a repeat changes and publishes nothing.
+
+        Each change bumps the user's follow version, which the event carries, so notify's
+        projection keeps the newest state whatever order events arrive in.
+        """
+        if await self.store.get(qid) is None:
+            raise QuestionNotFound(qid)
+        for _ in range(3):
+            now_following, version = await self.store.follow_state(qid, user_id)
+            if now_following == following:
+                break
+            now = datetime.now(UTC)
+            kind = QuestionFollowed if following else QuestionUnfollowed
+            event = kind(
+                correlation_id=current_correlation_id(),
+                producer=SERVICE,
+                question_id=qid,
+                user_id=user_id,
+                follow_version=version + 1,
+                occurred_at=now,
+            )
+            result = await self.store.set_following(
+                qid, user_id, int(now.timestamp() * 1000), event
+            )
+            if result.failed_guard == "question":
+                raise QuestionNotFound(qid)
+            if result.applied:
+                EVENTS_PUBLISHED.labels(SERVICE, event.stream).inc()
+                log.info("question_follow_changed", question_id=qid, following=following)
+                break
+        else:
+            raise FollowConflict("the follow changed at the same moment; retry")
+        count, now_following = await self.store.follow_info(qid, user_id)
+        return {"question_id": qid, "following": now_following, "follower_count": count}
 
     async def revisions_of(self, qid: str) -> dict[str, Any]:
         """A question's revisions, oldest first (just the original if never edited)."""

@@ -13,7 +13,9 @@ from shared.events import (
     AnswerEdited,
     AnswerPosted,
     QuestionEdited,
+    QuestionFollowed,
     QuestionPosted,
+    QuestionUnfollowed,
     VoteCast,
 )
 from shared.idempotency import ReplyRecord
@@ -31,6 +33,7 @@ RELATED_CANDIDATES = 200
 REVISION_GUARD = "revision"
 #: How long a revision marker guards against a racing edit of the same revision.
 REVISION_MARKER_TTL_S = 3600
+FOLLOW_GUARD = "follow"
 
 
 def index_member(doc: dict[str, Any]) -> str:
@@ -70,6 +73,14 @@ class QuestionStore:
     def _revisions(self, qid: str) -> str:
         return f"{self.tag}:q:{qid}:revisions"
 
+    def _followers(self, qid: str) -> str:
+        # who follows now, scored by when they (last) followed, epoch ms
+        return f"{self.tag}:q:{qid}:followers"
+
+    def _follow_versions(self, qid: str) -> str:
+        # user -> how many follow changes they made (the asker starts at 1, following)
+        return f"{self.tag}:q:{qid}:follow-ver"
+
     def _tally(self, aid: str) -> str:
         return f"{self.tag}:tally:{aid}"
 
@@ -97,6 +108,10 @@ class QuestionStore:
             txn.call("ZADD", self._index("topic", topic), 0, member)
         for specialty in doc["specialties"]:
             txn.call("ZADD", self._index("specialty", specialty), 0, member)
+        # The asker follows their question from the start (no question-followed event:
+        # question-posted names the asker).
+        txn.call("ZADD", self._followers(doc["id"]), doc["created_ms"], doc["asker_id"])
+        txn.call("HSET", self._follow_versions(doc["id"]), doc["asker_id"], 1)
         return await self.committer.commit(txn.publish(event, self.maxlen))
 
     async def edit(
@@ -122,6 +137,45 @@ class QuestionStore:
         """Store the asker's pick on the question and publish answer-accepted atomically."""
         txn = Txn().call("SET", self._q(doc["id"]), json.dumps(doc))
         return await self.committer.commit(txn.publish(event, self.maxlen))
+
+    async def follow_state(self, qid: str, user_id: str) -> tuple[bool, int]:
+        """Whether a user follows a question now, and their follow changes so far."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zscore(self._followers(qid), user_id)
+        pipe.hget(self._follow_versions(qid), user_id)
+        score, version = await pipe.execute()
+        return score is not None, int(version or 0)
+
+    async def set_following(
+        self,
+        qid: str,
+        user_id: str,
+        at_ms: int,
+        event: QuestionFollowed | QuestionUnfollowed,
+    ) -> CommitResult:
+        """Follow or unfollow (as the event says) and publish the event, atomically.
+
+        The guard is the follow version: of two changes racing from one state, one lands.
+        """
+        version = event.follow_version
+        marker = f"{self._q(qid)}:follow:{user_id}:{version}"
+        txn = Txn().present("question", self._q(qid))
+        txn.absent(FOLLOW_GUARD, marker, "1", REVISION_MARKER_TTL_S)
+        if isinstance(event, QuestionFollowed):
+            txn.call("ZADD", self._followers(qid), at_ms, user_id)
+        else:
+            txn.call("ZREM", self._followers(qid), user_id)
+        txn.call("HSET", self._follow_versions(qid), user_id, version)
+        return await self.committer.commit(txn.publish(event, self.maxlen))
+
+    async def follow_info(self, qid: str, user_id: str | None) -> tuple[int, bool]:
+        """How many follow a question, and whether `user_id` (if any) is one of them."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zcard(self._followers(qid))
+        if user_id is not None:
+            pipe.zscore(self._followers(qid), user_id)
+        replies = await pipe.execute()
+        return int(replies[0]), user_id is not None and replies[1] is not None
 
     async def page_answer(self, qid: str, aid: str) -> dict[str, Any] | None:
         """One answer as its question's page shows it, or None if not there."""

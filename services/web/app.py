@@ -20,7 +20,7 @@ from shared.http import BodyLimitMiddleware, RequestContextMiddleware
 from shared.logging import get_logger
 
 from . import routes
-from .clients import ApiProblem, BackendUnavailable, Services
+from .clients import ApiProblem, BackendUnavailable, ForwardedForMiddleware, Services
 from .context import HERE, CsrfRefused, SignInRequired, Web, templates
 from .live import LiveRelays
 from .session import Session, Sessions
@@ -206,6 +206,7 @@ def create_app(settings: WebSettings) -> FastAPI:
 
     app.include_router(routes.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.add_middleware(ForwardedForMiddleware)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, service=SERVICE)
     app.add_middleware(SecurityHeadersMiddleware)

@@ -5,12 +5,43 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.logging import current_correlation_id
+
+# The visitor's address chain for the backends' per-address read limit: the request's own
+# X-Forwarded-For with the web's peer appended, as any proxy appends its own.
+_forwarded_for: ContextVar[str | None] = ContextVar("askdoc_web_forwarded_for", default=None)
+
+
+class ForwardedForMiddleware:
+    """Remembers who is asking, so every backend call carries X-Forwarded-For (pure ASGI).
+
+    The backends trust the web (`ASKDOC_TRUSTED_PROXIES`) and count an anonymous read for
+    the right-most address in the chain that is not itself a trusted proxy: each visitor
+    has their own budget instead of all sharing the web's address.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        chain = [v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for"]
+        peer = scope.get("client")
+        if peer:
+            chain.append(str(peer[0]))
+        token = _forwarded_for.set(", ".join(chain)[:512] or None)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _forwarded_for.reset(token)
 
 
 class ApiProblem(Exception):
@@ -59,6 +90,8 @@ class Answer(_Shape):
     doctor: DoctorCard
     helpful: int = 0
     unhelpful: int = 0
+    accepted: bool = False
+    edited_at: str | None = None
 
 
 class Place(_Shape):
@@ -90,6 +123,7 @@ class Question(_Shape):
     asker: Asker | None = None
     urgent: bool = False
     emergency_notice: str | None = None
+    edited_at: str | None = None
 
 
 class QuestionPage(Question):
@@ -98,6 +132,8 @@ class QuestionPage(Question):
     answers: list[Answer] = Field(default_factory=list)
     answer_count: int = 0
     disclaimer: str = ""
+    follower_count: int = 0
+    following: bool = False
 
 
 class QuestionList(_Shape):
@@ -228,6 +264,9 @@ class _Client:
 
     def _headers(self, token: str | None, idempotency_key: str | None = None) -> dict[str, str]:
         headers = {"X-Request-ID": current_correlation_id()}
+        forwarded_for = _forwarded_for.get()
+        if forwarded_for:
+            headers["X-Forwarded-For"] = forwarded_for
         if token:
             headers["Authorization"] = f"Bearer {token}"
         if idempotency_key:
@@ -286,9 +325,15 @@ class QuestionsClient(_Client):
         super().__init__(http, base_url, "questions")
         self._taxonomy: tuple[float, Taxonomy] | None = None
 
-    async def page(self, qid: str) -> QuestionPage:
-        """The question page."""
-        return QuestionPage.model_validate(await self.call("GET", f"/questions/{qid}"))
+    async def page(self, qid: str, token: str | None = None) -> QuestionPage:
+        """The question page (with `following` for the holder of `token`)."""
+        return QuestionPage.model_validate(await self.call("GET", f"/questions/{qid}", token))
+
+    async def follow(self, token: str, qid: str, following: bool) -> int:
+        """Follow or unfollow a question as the signed-in user; how many follow it now."""
+        method = "PUT" if following else "DELETE"
+        reply = await self.call(method, f"/questions/{qid}/follow", token)
+        return int(reply["follower_count"])
 
     async def recent(
         self, topic: str | None = None, cursor: str | None = None, limit: int = 20

@@ -155,7 +155,9 @@ async def _question_page(
 ) -> Response:
     questions = web.services.questions
     page, related, taxonomy = await asyncio.gather(
-        questions.page(qid), _quietly(questions.related(qid), []), questions.taxonomy()
+        questions.page(qid, session.token),
+        _quietly(questions.related(qid), []),
+        questions.taxonomy(),
     )
     user = session.user
     tallies: list[Tally | None] = [None] * len(page.answers)
@@ -311,6 +313,21 @@ async def vote(
     # Others may vote meanwhile; after a short wait the page shows whatever it has.
     await _wait_for(counted, READ_YOUR_WRITE_S)
     return web.redirect(f"/questions/{question_id}#answer-{aid}", session)
+
+
+@router.post("/questions/{qid}/follow", summary="Follow or unfollow a question")
+async def follow(
+    qid: Id,
+    request: Request,
+    web: WebDep,
+    session: FormSession,
+    follow: Annotated[int, Form(ge=0, le=1)],
+) -> Response:
+    """1 follows (new answers reach one's inbox), 0 unfollows; back to the question."""
+    token = _signed_in(session, request)
+    await web.services.questions.follow(token, qid, bool(follow))
+    # The questions service owns follows: the page read right after already shows it.
+    return web.redirect(f"/questions/{qid}#follow", session)
 
 
 # --- asking --------------------------------------------------------------------------------

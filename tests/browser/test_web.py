@@ -504,6 +504,106 @@ def test_a_stopping_web_ends_its_open_live_streams_at_once(stack: Stack) -> None
         replica.terminate(10)
 
 
+# (follow, pick, edits) -------------------------------------------------------------------
+
+
+def test_a_reader_follows_without_javascript_and_hears_of_the_next_answer(
+    stack: Stack, browser: Browser
+) -> None:
+    title = "Does a masseter Botox dose change the jawline for good?"
+    qid = _post_question(stack, "patient-f", title, ["botox"])
+    with person(browser, stack, "reader-f", java_script_enabled=False) as reader:
+        page = reader.new_page()
+        page.goto(f"/questions/{qid}")
+        expect(page.get_by_text("1 following")).to_be_visible()  # the asker
+        page.get_by_role("button", name="Follow", exact=True).click()
+        expect(page.get_by_text("2 following")).to_be_visible()
+        expect(page.get_by_text("You follow this question")).to_be_visible()
+        expect(page.get_by_role("button", name="Unfollow")).to_be_visible()
+
+        _answer(stack, qid, "dr-jason-emer", "Jason Emer", "The jawline slims for months")
+        page.get_by_role("link", name="Inbox").click()
+        alert = page.get_by_role("article").filter(has=page.get_by_role("link", name=title))
+
+        def arrived() -> bool:
+            page.reload()
+            return alert.count() == 1
+
+        until(arrived, timeout=30, what="the follower's new-answer alert")
+        expect(alert).to_contain_text("answered a question you follow")
+
+        page.goto(f"/questions/{qid}")
+        page.get_by_role("button", name="Unfollow").click()
+        expect(page.get_by_text("1 following")).to_be_visible()
+        expect(page.get_by_role("button", name="Follow", exact=True)).to_be_visible()
+    with person(browser, stack) as anonymous:
+        page = anonymous.new_page()
+        page.goto(f"/questions/{qid}")
+        expect(page.get_by_text("1 following")).to_be_visible()
+        expect(page.get_by_role("button", name="Follow", exact=True)).to_have_count(0)
+        expect(page.get_by_role("link", name="Sign in").last).to_be_visible()
+
+
+def test_the_askers_pick_comes_first_with_a_mark_and_edits_say_so(
+    stack: Stack, browser: Browser
+) -> None:
+    qid = _post_question(
+        stack, "patient-p", "Can fillers lift a flat cheek on one side?", ["fillers"]
+    )
+    edited = httpx.patch(
+        f"{stack.urls['questions']}/questions/{qid}",
+        json={"body": "My left cheek is flatter since an accident."},
+        headers=auth("patient-p"),
+        timeout=10,
+    )
+    assert edited.status_code == 200, edited.text
+    first = _answer(stack, qid, "dr-jon-a-perlman", "Jon A. Perlman", "Fillers then fat")
+    second = _answer(stack, qid, "dr-victor-chung", "Victor Chung", "Sculptra builds volume")
+    stack.api("PUT", "votes", f"/answers/{first}/vote", headers=auth("voter-p"), json={"value": 1})
+    until(
+        lambda: stack.api("GET", "questions", f"/questions/{qid}")["answers"][0]["id"] == first,
+        what="the voted answer ranked first",
+    )
+    stack.api(
+        "PUT",
+        "questions",
+        f"/questions/{qid}/accepted-answer",
+        headers=auth("patient-p"),
+        json={"answer_id": second},
+    )
+    changed = httpx.patch(
+        f"{stack.urls['answers']}/answers/{second}",
+        json={
+            "headline": "Sculptra builds volume",
+            "body": "Sculptra builds volume slowly over three sessions.",
+        },
+        headers=auth("dr-victor-chung", "doctor"),
+        timeout=10,
+    )
+    assert changed.status_code == 200, changed.text
+    until(
+        lambda: stack.api("GET", "questions", f"/questions/{qid}")["answers"][0].get("edited_at"),
+        what="the edit on the page",
+    )
+    with person(browser, stack, "reader-p", bypass_csp=True) as reader:
+        page = reader.new_page()
+        page.goto(f"/questions/{qid}")
+        answers = _answers(page, 2)
+        # The pick is first, apart from the votes that rank the first answer higher.
+        expect(answers.first).to_contain_text("The asker's pick: most helpful to them")
+        expect(answers.first.get_by_role("heading", level=3)).to_have_text("Sculptra builds volume")
+        expect(answers.first).to_contain_text("Edited")
+        expect(answers.nth(1)).not_to_contain_text("The asker's pick")
+        expect(answers.nth(1)).not_to_contain_text("Edited")
+        question = page.get_by_role("article", name="Can fillers lift a flat cheek on one side?")
+        expect(question.get_by_text("edited", exact=False).first).to_be_visible()
+        page.get_by_role("button", name="Follow", exact=True).click()
+        expect(page.get_by_text("2 following")).to_be_visible()
+        for width in (375, 1280):
+            page.set_viewport_size({"width": width, "height": 900})
+            assert not _axe(page), _axe(page)
+
+
 # (moderation) ------------------------------------------------------------------------------
 
 

@@ -58,6 +58,8 @@ CONSUMED_STREAMS = {
         "askdoc.answer-posted",
         "askdoc.vote-cast",
         "askdoc.answer-accepted",
+        "askdoc.question-followed",
+        "askdoc.question-unfollowed",
         "askdoc.moderation-decided",
     },
 }
@@ -74,6 +76,7 @@ SETTINGS = {
     "ASKDOC_CLAIM_IDLE_MS",
     "ASKDOC_MAX_DELIVERIES",
     "ASKDOC_WEBHOOK_ALLOW_PRIVATE",
+    "ASKDOC_TRUSTED_PROXIES",
     "ASKDOC_SMTP_HOST",
     "ASKDOC_SMTP_PORT",
     "ASKDOC_SMTP_FROM",

@@ -1,4 +1,5 @@
-"""The seed scenario on a local three-node Redis Cluster (ASKDOC_REDIS_MODE=cluster)."""
+"""The seed scenario, and edits, picks and follows, on a local three-node Redis Cluster
+(ASKDOC_REDIS_MODE=cluster)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,10 @@ import pytest
 from redis.cluster import RedisCluster
 
 from shared import streams
+from shared.relay import GROUP, outbox_key
 from tests.e2e.scenario import SEED, alerted, play_seed
-from tests.support import (
-    RedisClusterProcesses,
-    ServiceProcess,
-    auth,
-    running_services,
-    wait_for,
-)
+from tests.e2e.test_community import answer, ask, events_of, new_answers, register
+from tests.support import RedisClusterProcesses, ServiceProcess, auth, running_services, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +60,69 @@ def test_seed_page_reproduced_on_a_redis_cluster(
         )
 
     wait_for(drained, timeout=20, what="every group to ack everything on the cluster")
+
+
+def test_edits_picks_and_follows_commit_on_a_redis_cluster(
+    cluster_system: tuple[RedisClusterProcesses, dict[str, ServiceProcess]],
+) -> None:
+    """Their events hash to other slots than the state they announce: the relay takes them."""
+    cluster, procs = cluster_system
+    urls = {name: p.url for name, p in procs.items()}
+    client = RedisCluster.from_url(cluster.url, decode_responses=True)
+    home = client.keyslot(streams.QUESTION_POSTED)
+    away = (streams.QUESTION_EDITED, streams.ANSWER_ACCEPTED, streams.QUESTION_FOLLOWED)
+    assert all(client.keyslot(s) != home for s in away)
+    register(urls["notify"], "dr-cl-edit")
+    qid = ask(urls["questions"], "pat-cl")
+    page_url = f"{urls['questions']}/questions/{qid}"
+
+    edit = httpx.patch(
+        page_url, json={"title": "Old acne scars, both cheeks"}, headers=auth("pat-cl"), timeout=10
+    )
+    assert edit.status_code == 200, edit.text
+    follow = httpx.put(f"{page_url}/follow", headers=auth("fan-cl"), timeout=10)
+    assert follow.status_code == 200 and follow.json()["follower_count"] == 2, follow.text
+    aid = answer(urls["answers"], qid, "dr-cl-edit")
+    changed = httpx.patch(
+        f"{urls['answers']}/answers/{aid}",
+        json={"body": "Fillers and a laser, in that order."},
+        headers=auth("dr-cl-edit", "doctor"),
+        timeout=10,
+    )
+    assert changed.status_code == 200, changed.text
+
+    def answered_and_edited() -> bool:
+        answers = httpx.get(page_url, timeout=10).json()["answers"]
+        return bool(answers) and answers[0].get("revision") == 2
+
+    wait_for(answered_and_edited, timeout=60, what="the edited answer on the page (relayed)")
+    pick = httpx.put(
+        f"{page_url}/accepted-answer", json={"answer_id": aid}, headers=auth("pat-cl"), timeout=10
+    )
+    assert pick.status_code == 200 and pick.json()["answers"][0]["accepted"], pick.text
+
+    (alert,) = wait_for(
+        lambda: new_answers(urls["notify"], "fan-cl"), timeout=60, what="the follower's alert"
+    )
+    assert alert["answer_id"] == aid
+    wait_for(
+        lambda: [
+            i
+            for i in httpx.get(
+                f"{urls['notify']}/inbox", headers=auth("dr-cl-edit", "doctor"), timeout=10
+            ).json()["items"]
+            if i["kind"] == "answer-accepted"
+        ],
+        timeout=60,
+        what="the picked doctor's alert (relayed answer-accepted)",
+    )
+    for stream in (*away, streams.ANSWER_EDITED):
+        (event,) = events_of(client, stream, "question_id", qid)
+        assert event["schema_version"] == 1
+    # Each relayed event was published once, and every outbox is drained.
+    for service in ("questions", "answers"):
+        outbox = outbox_key(streams.slot_tag(streams.HOME_STREAM[service]))
+        assert client.xpending(outbox, GROUP)["pending"] == 0
 
 
 def test_flag_and_hide_commit_in_their_streams_slots_on_a_redis_cluster(

@@ -1,5 +1,6 @@
-"""End to end (issue 16): edits with history, the asker's pick. Questions, answers and
-notify run as processes on their own redis-server; events are read with plain XRANGE."""
+"""End to end (issue 16): edits with history, the asker's pick, following a question.
+Questions, answers and notify run as processes on their own redis-server; events are read
+with plain XRANGE."""
 
 from __future__ import annotations
 
@@ -15,7 +16,13 @@ import pytest
 from askdoc_cli import launcher
 from demo.scenario import demo_npi
 from shared import streams
-from shared.events import AnswerAccepted, AnswerEdited, QuestionEdited
+from shared.events import (
+    AnswerAccepted,
+    AnswerEdited,
+    QuestionEdited,
+    QuestionFollowed,
+    QuestionUnfollowed,
+)
 from tests.support import RedisServer, ServiceProcess, auth, free_port, wait_for
 
 NUMBERS = itertools.count()
@@ -220,3 +227,75 @@ def test_the_askers_pick_comes_first_with_a_mark_and_its_doctor_is_told(
     picks = events_of(redis, streams.ANSWER_ACCEPTED, "question_id", qid)
     assert [AnswerAccepted.model_validate(e).previous_answer_id for e in picks] == [None, second]
     assert "pat-pick" not in json.dumps(picks)
+
+
+def new_answers(notify: str, user: str, role: str = "patient") -> list[dict[str, Any]]:
+    inbox = httpx.get(f"{notify}/inbox", headers=auth(user, role), timeout=10)
+    assert inbox.status_code == 200, inbox.text
+    return [i for i in inbox.json()["items"] if i["kind"] == "new-answer"]
+
+
+def test_followers_hear_of_each_new_answer_once_and_never_of_their_own(
+    world: dict[str, Any],
+) -> None:
+    urls, redis = world["urls"], world["server"].client()
+    notify = urls["notify"]
+    for doctor in ("dr-fol-a", "dr-fol-b"):
+        register(notify, doctor)
+    qid = ask(urls["questions"], "pat-fol")
+    page_url = f"{urls['questions']}/questions/{qid}"
+    follow_url = f"{page_url}/follow"
+
+    anonymous = httpx.get(page_url, timeout=10).json()
+    assert anonymous["follower_count"] == 1 and "following" not in anonymous  # the asker
+    assert httpx.put(follow_url, timeout=10).status_code == 401
+    missing = httpx.put(
+        f"{urls['questions']}/questions/q-none/follow", headers=auth("fan-1"), timeout=10
+    )
+    assert missing.status_code == 404, missing.text
+
+    # Following is idempotent: twice is one follow, one event.
+    for _ in range(2):
+        reply = httpx.put(follow_url, headers=auth("fan-1"), timeout=10)
+        assert reply.status_code == 200, reply.text
+        assert reply.json() == {"question_id": qid, "following": True, "follower_count": 2}
+    assert httpx.put(follow_url, headers=auth("fan-2"), timeout=10).json()["follower_count"] == 3
+    for _ in range(2):
+        gone = httpx.delete(follow_url, headers=auth("fan-2"), timeout=10)
+        assert gone.status_code == 200 and gone.json()["following"] is False, gone.text
+    # A doctor may follow too; they then hear of other doctors' answers, not their own.
+    assert httpx.put(follow_url, headers=auth("dr-fol-b", "doctor"), timeout=10).status_code == 200
+    page = httpx.get(page_url, headers=auth("fan-1"), timeout=10).json()
+    assert page["follower_count"] == 3 and page["following"] is True
+    assert httpx.get(page_url, headers=auth("fan-2"), timeout=10).json()["following"] is False
+
+    followed = events_of(redis, streams.QUESTION_FOLLOWED, "question_id", qid)
+    assert sorted(
+        (e["user_id"], QuestionFollowed.model_validate(e).follow_version) for e in followed
+    ) == [("dr-fol-b", 1), ("fan-1", 1), ("fan-2", 1)]
+    (unfollowed,) = events_of(redis, streams.QUESTION_UNFOLLOWED, "question_id", qid)
+    assert QuestionUnfollowed.model_validate(unfollowed).follow_version == 2
+
+    first = answer(urls["answers"], qid, "dr-fol-b")
+    (fan_alert,) = wait_for(
+        lambda: new_answers(notify, "fan-1"), timeout=30, what="the follower's alert"
+    )
+    assert fan_alert["answer_id"] == first and "question you follow" in fan_alert["reason_text"]
+    (asker_alert,) = wait_for(
+        lambda: new_answers(notify, "pat-fol"), timeout=30, what="the asker's alert"
+    )
+    assert asker_alert["answer_id"] == first
+
+    second = answer(urls["answers"], qid, "dr-fol-a")
+    (told,) = wait_for(
+        lambda: new_answers(notify, "dr-fol-b", "doctor"), timeout=30, what="dr-fol-b's alert"
+    )
+    assert told["answer_id"] == second  # of the other doctor's answer, never of their own
+    wait_for(
+        lambda: len(new_answers(notify, "fan-1")) == 2, timeout=30, what="fan-1's second alert"
+    )
+    time.sleep(1)  # time for any duplicate to arrive
+    assert sorted(a["answer_id"] for a in new_answers(notify, "pat-fol")) == sorted([first, second])
+    assert sorted(a["answer_id"] for a in new_answers(notify, "fan-1")) == sorted([first, second])
+    assert new_answers(notify, "fan-2") == []
+    assert new_answers(notify, "dr-fol-a", "doctor") == []

@@ -289,9 +289,36 @@ def test_anonymous_reads_are_limited_per_address_signed_in_ones_are_not() -> Non
         for _ in range(4):
             httpx.get(url, headers=again, timeout=10)
         assert httpx.get(url, headers=again, timeout=10).status_code == 429
+
+        # The web passes each visitor on (X-Forwarded-For with its own peer appended):
+        # one visitor spending their budget leaves another's page alone.
+        web = ServiceProcess(
+            "web", server.url, **{name: questions.url for name in BACKEND_URLS}
+        ).start(timeout=90)
+        try:
+            for _ in range(5):
+                page = httpx.get(web.url + "/", headers=_visitor(7), timeout=10)
+                assert page.status_code == 200
+            assert httpx.get(web.url + "/", headers=_visitor(7), timeout=10).status_code == 429
+            assert httpx.get(web.url + "/", headers=_visitor(8), timeout=10).status_code == 200
+        finally:
+            web.terminate(10)
     finally:
         questions.terminate(10)
         server.cleanup()
+
+
+BACKEND_URLS = (
+    "ASKDOC_QUESTIONS_URL",
+    "ASKDOC_ANSWERS_URL",
+    "ASKDOC_VOTES_URL",
+    "ASKDOC_NOTIFY_URL",
+)
+
+
+def _visitor(n: int) -> dict[str, str]:
+    """A browser behind a proxy the web sits after (the web's own peer is loopback)."""
+    return {"X-Forwarded-For": f"198.51.100.{n}"}
 
 
 def test_urgent_floods_page_a_doctor_a_few_times_and_an_asker_a_few_times_a_day(

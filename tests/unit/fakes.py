@@ -23,7 +23,9 @@ from shared.events import (
     AnswerPosted,
     Event,
     QuestionEdited,
+    QuestionFollowed,
     QuestionPosted,
+    QuestionUnfollowed,
     VoteCast,
 )
 from shared.idempotency import ReplyRecord
@@ -69,6 +71,10 @@ class FakeQuestionStore:
         self.hidden_items: set[tuple[str, str]] = set()
         self.revision_log: dict[str, list[dict[str, Any]]] = {}
         self.revision_markers: set[str] = set()
+        # question -> user -> followed at (ms); question -> user -> follow version
+        self.follower_sets: dict[str, dict[str, int]] = {}
+        self.follow_versions: dict[str, dict[str, int]] = {}
+        self.follow_markers: set[str] = set()
         self.events: list[Event] = []
 
     async def post(
@@ -89,6 +95,8 @@ class FakeQuestionStore:
         keys += [f"specialty:{s}" for s in doc["specialties"]]
         for key in keys:
             self.indexes.setdefault(key, set()).add(member)
+        self.follower_sets[doc["id"]] = {doc["asker_id"]: doc["created_ms"]}
+        self.follow_versions[doc["id"]] = {doc["asker_id"]: 1}
         self.events.append(event)
         return CommitResult(True, entry_ids=(f"{len(self.events)}-0",))
 
@@ -181,6 +189,36 @@ class FakeQuestionStore:
         current = self.tallies.get(event.answer_id)
         if current is None or event.tally_version > current[2]:
             self.tallies[event.answer_id] = (event.helpful, event.unhelpful, event.tally_version)
+
+    async def follow_state(self, qid: str, user_id: str) -> tuple[bool, int]:
+        following = user_id in self.follower_sets.get(qid, {})
+        return following, self.follow_versions.get(qid, {}).get(user_id, 0)
+
+    async def set_following(
+        self,
+        qid: str,
+        user_id: str,
+        at_ms: int,
+        event: QuestionFollowed | QuestionUnfollowed,
+    ) -> CommitResult:
+        if qid not in self.questions:
+            return CommitResult(False, "question", "")
+        marker = f"{qid}:{user_id}:{event.follow_version}"
+        if marker in self.follow_markers:
+            return CommitResult(False, "follow", "1")
+        self.follow_markers.add(marker)
+        followers = self.follower_sets.setdefault(qid, {})
+        if isinstance(event, QuestionFollowed):
+            followers[user_id] = at_ms
+        else:
+            followers.pop(user_id, None)
+        self.follow_versions.setdefault(qid, {})[user_id] = event.follow_version
+        self.events.append(event)
+        return CommitResult(True, entry_ids=(f"{len(self.events)}-0",))
+
+    async def follow_info(self, qid: str, user_id: str | None) -> tuple[int, bool]:
+        followers = self.follower_sets.get(qid, {})
+        return len(followers), user_id is not None and user_id in followers
 
 
 class FakeAnswerStore:

@@ -204,6 +204,8 @@ class FakeAlertStore:
         self.locked: set[str] = set()
         self.urgent_asked: dict[tuple[str, str], set[str]] = {}
         self.urgent_pages: dict[tuple[str, str], set[str]] = {}
+        # question -> user -> (newest follow version seen, following)
+        self.follows: dict[str, dict[str, tuple[int, bool]]] = {}
 
     async def commit(self, change: AlertChange) -> bool:
         guards = [args[1] for kind, args in change.steps if kind == "once"]
@@ -255,6 +257,23 @@ class FakeAlertStore:
 
     async def question(self, question_id: str) -> dict[str, str]:
         return dict(self.questions.get(question_id, {}))
+
+    async def apply_follow(
+        self, question_id: str, user_id: str, version: int, following: bool, ttl_s: int
+    ) -> bool:
+        seen = self.follows.setdefault(question_id, {})
+        if version <= seen.get(user_id, (0, False))[0]:
+            return False
+        seen[user_id] = (version, following)
+        return True
+
+    async def followers(self, question_id: str, after: str | None, count: int) -> list[str]:
+        users = sorted(u for u, (_, on) in self.follows.get(question_id, {}).items() if on)
+        return [u for u in users if after is None or u > after][:count]
+
+    async def asker_follows(self, question_id: str, asker_id: str) -> bool:
+        seen = self.follows.get(question_id, {}).get(asker_id)
+        return seen is None or seen[1]
 
     async def vote_state(self, answer_id: str) -> tuple[int, int]:
         seen = self.tallies.get(answer_id, {})

@@ -13,7 +13,15 @@ from services.notify.alerts.service import AlertService, QuestionNotSeenYet
 from services.notify.inbox.service import InboxService
 from services.notify.matching.service import Matcher
 from services.notify.settings import NotifySettings
-from shared.events import AnswerPosted, DoctorCard, Location, QuestionPosted, VoteCast
+from shared.events import (
+    AnswerPosted,
+    DoctorCard,
+    Location,
+    QuestionFollowed,
+    QuestionPosted,
+    QuestionUnfollowed,
+    VoteCast,
+)
 from tests.unit.notify_fakes import (
     FakeAlertStore,
     FakeDoctorIndex,
@@ -189,3 +197,41 @@ def test_vote_alerts_come_at_milestones_and_stale_tallies_change_nothing() -> No
         asyncio.run(world.alerts.on_vote_cast(vote(helpful, version)))
     assert world.kinds("dr-x") == ["answer-voted", "answer-voted"]  # at 1 and at 5
     assert world.store.tallies["a1"] == {"version": 6, "helpful": 6, "notified": 5}
+
+
+def follow(
+    qid: str, user: str, version: int, on: bool = True
+) -> QuestionFollowed | QuestionUnfollowed:
+    kind = QuestionFollowed if on else QuestionUnfollowed
+    return kind(
+        correlation_id=f"c-f{version}",
+        producer="questions",
+        question_id=qid,
+        user_id=user,
+        follow_version=version,
+    )
+
+
+def test_followers_hear_of_an_answer_once_in_batches_never_the_answering_doctor() -> None:
+    settings = SETTINGS.model_copy(update={"follow_alert_batch": 2})
+    world = World()
+    world.alerts.settings = settings
+    asyncio.run(world.alerts.on_question_posted(question("q1", asker="p1")))
+    for user in ("f1", "f2", "f3", "dr-x", "dr-y"):
+        asyncio.run(world.alerts.on_follow_changed(follow("q1", user, 1)))
+    asyncio.run(world.alerts.on_follow_changed(follow("q1", "p1", 3)))  # the asker, again
+    asyncio.run(world.alerts.on_answer_posted(answer("a1", "q1", doctor_id="dr-x")))
+    asyncio.run(world.alerts.on_answer_posted(answer("a1", "q1", doctor_id="dr-x")))  # again
+    for user in ("p1", "f1", "f2", "f3", "dr-y"):
+        assert world.kinds(user) == ["new-answer"], user
+    assert world.kinds("dr-x") == []
+
+
+def test_a_late_follow_event_never_undoes_a_newer_unfollow_and_the_asker_may_opt_out() -> None:
+    world = World()
+    asyncio.run(world.alerts.on_question_posted(question("q1", asker="p1")))
+    asyncio.run(world.alerts.on_follow_changed(follow("q1", "f1", 2, on=False)))
+    asyncio.run(world.alerts.on_follow_changed(follow("q1", "f1", 1)))  # late, older
+    asyncio.run(world.alerts.on_follow_changed(follow("q1", "p1", 2, on=False)))
+    asyncio.run(world.alerts.on_answer_posted(answer("a1", "q1")))
+    assert world.kinds("f1") == [] and world.kinds("p1") == []

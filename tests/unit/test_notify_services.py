@@ -18,7 +18,6 @@ from services.notify.directory.service import (
     InvalidWebhookUrl,
     NotYourProfile,
     PatchDoctorProfile,
-    PracticeLocation,
     ProfileChangedConcurrently,
     ProfileIncomplete,
     QuietWindow,
@@ -37,6 +36,7 @@ from services.notify.inbox.service import (
     NotificationNotFound,
 )
 from services.notify.settings import NotifySettings
+from shared.geo import PlaceQuery
 from tests.unit.notify_fakes import FakeInbox, FakeProfileStore
 
 SETTINGS = NotifySettings(jwt_secret="x" * 32, inbox_max_items=3)  # type: ignore[call-arg]
@@ -51,7 +51,7 @@ def profile(**changes: Any) -> SaveDoctorProfile:
         name="Dr One",
         credentials="MD",
         specialties=("Dermatology",),
-        location=PracticeLocation(lat=34.05, lon=-118.24),
+        location=PlaceQuery(lat=34.05, lon=-118.24),
         radius_km=50,
     )
     return replace(base, **changes)
@@ -219,7 +219,7 @@ def test_a_patch_creates_a_profile_only_with_the_required_fields() -> None:
     full = {
         "name": "Dr Nine",
         "specialties": ("dermatology",),
-        "location": PracticeLocation(zip="90012"),
+        "location": PlaceQuery(zip="90012"),
     }
     view = asyncio.run(service.patch_profile(PatchDoctorProfile("dr-9", "root", True, full)))
     assert view["city"] == "Los Angeles" and view["radius_km"] == 50

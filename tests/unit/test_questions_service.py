@@ -10,7 +10,6 @@ import pytest
 from services.questions.service import (
     BadCursor,
     BlankQuestion,
-    PlaceQuery,
     PostQuestion,
     QuestionNotFound,
     QuestionsService,
@@ -18,6 +17,7 @@ from services.questions.service import (
 )
 from shared.errors import RateLimited
 from shared.events import QuestionPosted
+from shared.geo import PlaceQuery
 from shared.idempotency import IdempotencyKeyReused
 from shared.ratelimit import WriteLimit
 from shared.settings import Settings
@@ -208,3 +208,29 @@ async def test_related_questions_share_topics_first() -> None:
     related = await service.related(mine["id"], 5)
     assert [r["id"] for r in related] == [close["id"], far["id"]]
     assert related[0]["score"] > related[1]["score"]
+
+
+async def test_following_is_idempotent_versioned_and_the_asker_follows_from_the_start() -> None:
+    service, store = build()
+    qid = (await service.post_question(ask()))["id"]
+    page = await service.page(qid, "reader")
+    assert page["follower_count"] == 1 and page["following"] is False
+    assert (await service.page(qid, "pat"))["following"] is True
+    assert "following" not in await service.page(qid)
+
+    followed = await service.set_following(qid, "reader", True)
+    assert followed == {"question_id": qid, "following": True, "follower_count": 2}
+    assert await service.set_following(qid, "reader", True) == followed  # a repeat: nothing new
+    await service.set_following(qid, "reader", False)
+    await service.set_following(qid, "pat", False)  # the asker may unfollow too
+    await service.set_following(qid, "reader", True)
+    changes = [e for e in store.events if not isinstance(e, QuestionPosted)]
+    assert [(type(e).__name__, e.user_id, e.follow_version) for e in changes] == [  # type: ignore[attr-defined]
+        ("QuestionFollowed", "reader", 1),
+        ("QuestionUnfollowed", "reader", 2),
+        ("QuestionUnfollowed", "pat", 2),
+        ("QuestionFollowed", "reader", 3),
+    ]
+    assert (await service.page(qid))["follower_count"] == 1
+    with pytest.raises(QuestionNotFound):
+        await service.set_following("q-none", "reader", True)

@@ -73,6 +73,19 @@ def test_a_token_without_iat_is_refused() -> None:
     refused(TokenVerifier(SECRET), jwt.encode(body, SECRET, algorithm="HS256"))
 
 
+@pytest.mark.parametrize("sub", ["a:b", "x}", "with space", "-leading", "x" * 65, "é"])
+def test_a_sub_that_is_not_an_id_is_refused(sub: str) -> None:
+    # A sub ends up in key names (a vote's voter, an inbox): the ids' one pattern holds.
+    token = jwt.encode(claims(sub=sub), SECRET, algorithm="HS256")
+    assert "not a valid id" in refused(TokenVerifier(SECRET), token)
+
+
+@pytest.mark.parametrize("sub", ["dr-jon-a-perlman", "auth0|5f1c0e", "jane.doe@clinic", "u_1"])
+def test_subs_of_identity_providers_are_ids(sub: str) -> None:
+    token = jwt.encode(claims(sub=sub), SECRET, algorithm="HS256")
+    assert TokenVerifier(SECRET).verify(token).sub == sub
+
+
 def test_issuer_and_audience_are_checked_when_set() -> None:
     verifier = TokenVerifier(SECRET, TokenPolicy(issuer="https://id.example", audience="askdoc"))
     good = issue_token(SECRET, "u-1", "patient", issuer="https://id.example", audience="askdoc")

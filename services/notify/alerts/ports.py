@@ -57,6 +57,20 @@ class AlertPort(Protocol):
         """The projected question ({} when not seen yet)."""
         ...
 
+    async def apply_follow(
+        self, question_id: str, user_id: str, version: int, following: bool, ttl_s: int
+    ) -> bool:
+        """Record a follow change unless a newer one was seen; whether it was applied."""
+        ...
+
+    async def followers(self, question_id: str, after: str | None, count: int) -> list[str]:
+        """A page of a question's followers, by user id, after `after`."""
+        ...
+
+    async def asker_follows(self, question_id: str, asker_id: str) -> bool:
+        """Whether the asker still follows (unless an unfollow of theirs was seen)."""
+        ...
+
     async def vote_state(self, answer_id: str) -> tuple[int, int]:
         """(tally version seen, helpful count last alerted on) of an answer."""
         ...

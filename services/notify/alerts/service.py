@@ -12,7 +12,9 @@ from shared.events import (
     AnswerAccepted,
     AnswerPosted,
     ModerationDecided,
+    QuestionFollowed,
     QuestionPosted,
+    QuestionUnfollowed,
     VoteCast,
 )
 from shared.logging import get_logger
@@ -244,33 +246,105 @@ class AlertService:
             await self._on_answer_posted(event)
 
     async def _on_answer_posted(self, event: AnswerPosted) -> None:
-        question = await self.store.question(event.question_id)
+        """The asker (unless they unfollowed), then every follower, never the answerer."""
+        qid = event.question_id
+        question = await self.store.question(qid)
         if not question:
-            raise QuestionNotSeenYet(f"question {event.question_id} not projected yet")
+            raise QuestionNotSeenYet(f"question {qid} not projected yet")
         asker = question["asker_id"]
-        if asker == event.doctor.id:
-            return
-        now = datetime.now(UTC)
         doctor = event.doctor
         who = f"{doctor.name}, {doctor.credentials}" if doctor.credentials else doctor.name
-        item = fresh_item(
-            "new-answer",
-            now,
-            question_id=event.question_id,
-            answer_id=event.answer_id,
-            title=question.get("title"),
-            reason={
-                "doctor_id": doctor.id,
-                "doctor_name": doctor.name,
-                "specialty": doctor.specialty,
-            },
-            reason_text=f"{who} answered your question",
+        now = datetime.now(UTC)
+        reason = {"doctor_id": doctor.id, "doctor_name": doctor.name, "specialty": doctor.specialty}
+        if asker != doctor.id and await self.store.asker_follows(qid, asker):
+            item = fresh_item(
+                "new-answer",
+                now,
+                question_id=qid,
+                answer_id=event.answer_id,
+                title=question.get("title"),
+                reason=reason,
+                reason_text=f"{who} answered your question",
+            )
+            note = self.inbox.notification(asker, item, await self.directory.prefs(asker))
+            # The asker's guard is per answer (as before following existed), apart from
+            # the followers' per (answer, follower): one alert each, whatever the path.
+            if await self.store.commit(
+                AlertChange().once(item["id"], "na", event.answer_id).notify(note)
+            ):
+                self.inbox.delivered(note)
+        await self._alert_followers(event, question, {asker, doctor.id}, who, reason, now)
+
+    async def _alert_followers(
+        self,
+        event: AnswerPosted,
+        question: dict[str, str],
+        skip: set[str],
+        who: str,
+        reason: dict[str, Any],
+        now: datetime,
+    ) -> int:
+        """Alert a question's followers of a new answer, a batch per commit; how many.
+
+        Batches of `follow_alert_batch` followers, each one Lua call of guarded alerts, so
+        a popular question costs many small calls, never one that stalls Redis. A
+        redelivery walks the followers again; each one's guard keeps it to one alert.
+        """
+        qid = event.question_id
+        batch = self.settings.follow_alert_batch
+        after: str | None = None
+        alerted = 0
+        while True:
+            page = await self.store.followers(qid, after, batch)
+            recipients = [user for user in page if user not in skip]
+            if recipients:
+                prefs = await self.directory.prefs_many(recipients)
+                notes = []
+                changes = []
+                for user, user_prefs in zip(recipients, prefs, strict=True):
+                    item = fresh_item(
+                        "new-answer",
+                        now,
+                        question_id=qid,
+                        answer_id=event.answer_id,
+                        title=question.get("title"),
+                        reason={**reason, "following": True},
+                        reason_text=f"{who} answered a question you follow",
+                    )
+                    note = self.inbox.notification(user, item, user_prefs)
+                    notes.append(note)
+                    changes.append(
+                        AlertChange().once(item["id"], "na", event.answer_id, user).notify(note)
+                    )
+                applied = await self.store.commit_many(changes)
+                for note, ok in zip(notes, applied, strict=True):
+                    if ok:
+                        self.inbox.delivered(note)
+                        alerted += 1
+            if len(page) < batch:
+                break
+            after = page[-1]
+        if alerted:
+            log.info("followers_alerted", question_id=qid, answer_id=event.answer_id, n=alerted)
+        return alerted
+
+    async def on_follow_changed(self, event: QuestionFollowed | QuestionUnfollowed) -> None:
+        """Keep the projection of who follows a question (newest follow version wins)."""
+        following = isinstance(event, QuestionFollowed)
+        applied = await self.store.apply_follow(
+            event.question_id,
+            event.user_id,
+            event.follow_version,
+            following,
+            QUESTION_PROJECTION_TTL_S,
         )
-        note = self.inbox.notification(asker, item, await self.directory.prefs(asker))
-        if await self.store.commit(
-            AlertChange().once(item["id"], "na", event.answer_id).notify(note)
-        ):
-            self.inbox.delivered(note)
+        log.info(
+            "follow_projected",
+            question_id=event.question_id,
+            following=following,
+            version=event.follow_version,
+            stale=not applied,
+        )
 
     async def on_answer_accepted(self, event: AnswerAccepted) -> None:
         """Tell a doctor the asker picked their answer (once per question and answer)."""

@@ -100,6 +100,7 @@ class AlertStore:
         self.dedupe_ttl_s = dedupe_ttl_s
         self._tag = tag
         self._refresh_due = redis.register_script(lua(__package__, "refresh_due.lua"))
+        self._follow = redis.register_script(lua(__package__, "follow.lua"))
         # A question fans out into many commits; bounded so the pool never runs dry.
         self._commits = asyncio.Semaphore(concurrency)
 
@@ -123,6 +124,14 @@ class AlertStore:
 
     def _question_key(self, question_id: str) -> str:
         return f"{self._tag}:q:{question_id}"
+
+    def _followers_key(self, question_id: str) -> str:
+        # who follows (from question-followed/-unfollowed), score 0, ordered by user id
+        return f"{self._tag}:followers:{question_id}"
+
+    def _follow_versions_key(self, question_id: str) -> str:
+        # user -> newest follow version seen
+        return f"{self._tag}:follow-ver:{question_id}"
 
     def _votes_key(self, answer_id: str) -> str:
         # last seen tally version, helpful count, helpful count last alerted on
@@ -219,6 +228,30 @@ class AlertStore:
         """The projected question ({} when not seen yet)."""
         data: dict[str, str] = await self.redis.hgetall(self._question_key(question_id))
         return data
+
+    async def apply_follow(
+        self, question_id: str, user_id: str, version: int, following: bool, ttl_s: int
+    ) -> bool:
+        """Record a follow change unless a newer one was seen; whether it was applied."""
+        args = {"user": user_id, "version": version, "following": following, "ttl_s": ttl_s}
+        keys = [self._follow_versions_key(question_id), self._followers_key(question_id)]
+        return bool(await self._follow(keys=keys, args=[json.dumps(args)]))
+
+    async def followers(self, question_id: str, after: str | None, count: int) -> list[str]:
+        """A page of a question's followers, by user id, after `after`."""
+        start = f"({after}" if after is not None else "-"
+        page: list[str] = await self.redis.zrange(
+            self._followers_key(question_id), start, "+", bylex=True, offset=0, num=count
+        )
+        return page
+
+    async def asker_follows(self, question_id: str, asker_id: str) -> bool:
+        """Whether the asker still follows (they do unless an unfollow of theirs was seen)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hget(self._follow_versions_key(question_id), asker_id)
+        pipe.zscore(self._followers_key(question_id), asker_id)
+        version, score = await pipe.execute()
+        return version is None or score is not None
 
     async def vote_state(self, answer_id: str) -> tuple[int, int]:
         """(tally version seen, helpful count last alerted on) of an answer."""

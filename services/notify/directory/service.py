@@ -12,6 +12,7 @@ from shared import geo, taxonomy
 from shared.atomic import CommitResult
 from shared.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from shared.events import DoctorProfileChanged, Location
+from shared.geo import PlaceQuery
 from shared.logging import current_correlation_id, get_logger
 from shared.metrics import EVENTS_PUBLISHED
 
@@ -133,17 +134,6 @@ class ProfileChangedConcurrently(Conflict):
 
 
 @dataclass(frozen=True)
-class PracticeLocation:
-    """Where a doctor practises, as given: a ZIP code, a city and state, or coordinates."""
-
-    zip: str | None = None
-    city: str | None = None
-    state: str | None = None
-    lat: float | None = None
-    lon: float | None = None
-
-
-@dataclass(frozen=True)
 class QuietWindow:
     """Quiet hours as given: 'HH:MM' start and end in an IANA time zone."""
 
@@ -167,7 +157,7 @@ class SaveDoctorProfile:
     name: str
     credentials: str
     specialties: tuple[str, ...]
-    location: PracticeLocation
+    location: PlaceQuery
     radius_km: float
     rating: float | None = None
     review_count: int | None = None
@@ -474,7 +464,7 @@ def _as_command_fields(profile: dict[str, Any]) -> dict[str, Any]:
         "name": profile.get("name"),
         "credentials": profile.get("credentials") or "",
         "specialties": tuple(profile.get("specialties") or ()),
-        "location": PracticeLocation(
+        "location": PlaceQuery(
             loc.get("zip"), loc.get("city"), loc.get("state"), loc.get("lat"), loc.get("lon")
         )
         if loc
@@ -567,9 +557,9 @@ def _specialties(values: tuple[str, ...]) -> list[str]:
     return list(dict.fromkeys(slugs))
 
 
-async def _geocode(loc: PracticeLocation) -> geo.Place:
+async def _geocode(loc: PlaceQuery) -> geo.Place:
     try:
         # Cold gazetteer indexes take a second to build; keep the loop free.
-        return await asyncio.to_thread(geo.geocode, loc.zip, loc.city, loc.state, loc.lat, loc.lon)
+        return await asyncio.to_thread(loc.locate)
     except geo.UnknownPlace as exc:
         raise UnknownPlace(str(exc)) from None
