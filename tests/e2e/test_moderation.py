@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 from typer.testing import CliRunner
 
@@ -22,6 +24,13 @@ from tests.e2e.test_community import answer, ask, events_of, register
 from tests.support import JWT_SECRET, RedisServer, ServiceProcess, auth, free_port, wait_for
 
 ADMIN = auth("admin-mod", "admin")
+SNAPSHOTS = Path(__file__).parents[1] / "contract" / "snapshots"
+
+
+def schema(stream: str) -> dict[str, Any]:
+    """The reviewed JSON Schema of a stream's event (tests/contract/snapshots)."""
+    loaded: dict[str, Any] = json.loads((SNAPSHOTS / f"{stream}.schema.json").read_text())
+    return loaded
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +139,7 @@ def test_readers_flag_admins_hide_and_restore_and_authors_are_told(
     }
     for event in on_question + on_answer:
         ItemFlagged.model_validate(event)
+        jsonschema.validate(event, schema(streams.ITEM_FLAGGED))
     raw = json.dumps([f for _, f in redis.xrange(streams.ITEM_FLAGGED)])
     assert "reader-1" not in raw and "reader-2" not in raw
 
@@ -221,6 +231,7 @@ def test_readers_flag_admins_hide_and_restore_and_authors_are_told(
     ]
     for event in decisions:
         ModerationDecided.model_validate(event)
+        jsonschema.validate(event, schema(streams.MODERATION_DECIDED))
     assert {e["author_id"] for e in decisions} == {"dr-mod", "pat-mod"}
     raw = json.dumps([f for _, f in redis.xrange(streams.MODERATION_DECIDED)])
     assert "reader-" not in raw and "admin-mod" not in raw

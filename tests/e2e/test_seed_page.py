@@ -46,6 +46,7 @@ NOT_IN_THE_SEED = {
     streams.ANSWER_ACCEPTED,
     streams.QUESTION_FOLLOWED,
     streams.QUESTION_UNFOLLOWED,
+    # flags and moderation: tests/e2e/test_moderation.py reads them against their schemas
     streams.ITEM_FLAGGED,
     streams.MODERATION_DECIDED,
 }
