@@ -33,7 +33,8 @@ ZIP = re.compile(r"^\d{5}(-\d{4})?$")
 READ_YOUR_WRITE_S = 3.0
 
 
-def _web(request: Request) -> Web:
+async def _web(request: Request) -> Web:
+    # async: FastAPI runs a plain `def` dependency in its thread pool, on every request.
     web: Web = request.app.state.web
     return web
 
