@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
@@ -21,10 +22,18 @@ from shared.auth import Principal, Role, optional_user, require_user
 from shared.errors import ApiError, DomainError, RateLimited, status_for
 from shared.logging import bind_correlation_id, get_logger
 from shared.metrics import HTTP_REQUESTS, HTTP_SECONDS
-from shared.ratelimit import ReadLimit, WriteLimit, client_address, networks
+from shared.ratelimit import ReadCount, ReadLimit, WriteLimit, client_address, networks
 from shared.service import ServiceRuntime
 
 log = get_logger("askdoc.http")
+
+#: FastAPI's own OpenTelemetry (in newer FastAPIs) would trace each request a second time
+#: and looks up its providers on every request; RequestContextMiddleware traces already.
+NO_NATIVE_TELEMETRY: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters
+    else {}
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -258,6 +267,7 @@ def create_http_app(
         version="1.0.0",
         description=description,
         lifespan=lifespan,
+        **NO_NATIVE_TELEMETRY,
     )
     app.state.settings = runtime.settings
     app.state.runtime = runtime
@@ -322,25 +332,45 @@ def writer(*roles: Role, limit_in_commit: bool = False) -> Any:
 # --- anonymous reads ------------------------------------------------------------------
 
 
-async def public_reader(request: Request) -> Principal | None:
-    """The signed-in reader, or None; an anonymous read counts against its address's limit.
+def _anonymous_read(request: Request) -> ReadCount | None:
+    """The anonymous read to count for this request's client (None: exempt, or no limit).
 
-    Signed-in reads are not counted (their token is verified from a cache). Behind a
-    proxy in `trusted_proxies` (the web service), X-Forwarded-For names the client.
+    Behind a proxy in `trusted_proxies` (the web service), X-Forwarded-For names the client.
     """
-    user = await optional_user(request)
-    if user is not None:
-        return user
-    runtime: ServiceRuntime = request.app.state.runtime
     state = request.app.state
     limit: ReadLimit | None = getattr(state, "read_limit", None)
     if limit is None:
+        runtime: ServiceRuntime = state.runtime
         limit = state.read_limit = ReadLimit.of(runtime.tag, runtime.settings)
         state.trusted_proxies = networks(runtime.settings.trusted_proxies)
     peer = request.client.host if request.client else "unknown"
     address = client_address(peer, request.headers.get("x-forwarded-for"), state.trusted_proxies)
-    await limit.count(runtime.committer, address)
+    return limit.counter(address)
+
+
+async def public_reader(request: Request) -> Principal | None:
+    """The signed-in reader, or None; an anonymous read counts against its address's limit.
+
+    Signed-in reads are not counted (their token is verified from a cache).
+    """
+    user = await optional_user(request)
+    if user is not None:
+        return user
+    read = _anonymous_read(request)
+    if read is not None:
+        runtime: ServiceRuntime = request.app.state.runtime
+        await ReadLimit.count_one(runtime.committer, read)
     return None
+
+
+async def read_to_count(request: Request) -> ReadCount | None:
+    """The anonymous read a route counts in its own round trip; None when signed in.
+
+    For a route that reads Redis anyway: one round trip instead of two (the question page).
+    """
+    if await optional_user(request) is not None:
+        return None
+    return _anonymous_read(request)
 
 
 #: A public read route's caller: signed in, or anonymous within the per-address limit.

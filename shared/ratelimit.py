@@ -75,6 +75,8 @@ def networks(text: str) -> tuple[Network, ...]:
 
 
 def _within(address: str, nets: Sequence[Network]) -> bool:
+    if not nets:  # the common case, on every anonymous read: no address to parse
+        return False
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -92,6 +94,27 @@ def client_address(peer: str, forwarded_for: str | None, trusted: Sequence[Netwo
         if not _within(hop, trusted):
             return hop
     return hops[0] if hops else peer
+
+
+@dataclass(frozen=True)
+class ReadCount:
+    """One anonymous read to count: its address's counter, the limit and the window.
+
+    A route that reads Redis anyway counts it in that same round trip (the question
+    page does); `ReadLimit.count` counts it on its own.
+    """
+
+    key: str
+    reads: int
+    window_s: int
+
+    def exceeded(self, retry_after_s: str | int) -> RateLimited:
+        """The refusal for an address over the limit."""
+        return RateLimited(
+            f"too many anonymous reads: at most {self.reads} per {self.window_s} s; "
+            "sign in, or retry later",
+            retry_after_s=max(1, int(retry_after_s or 1)),
+        )
 
 
 @dataclass(frozen=True)
@@ -118,11 +141,22 @@ class ReadLimit:
         safe = address.replace(":", "_")[:64]
         return f"{self.tag}:rl-read:{safe}:{int(time.time()) // self.window_s}"
 
+    def counter(self, address: str) -> ReadCount | None:
+        """The read to count for `address`; None when it is exempt or there is no limit."""
+        if self.reads == 0 or _within(address, self.exempt):
+            return None
+        return ReadCount(self.key(address), self.reads, self.window_s)
+
     async def count(self, committer: Committer, address: str) -> None:
         """Count one anonymous read; RateLimited when the address is over the limit."""
-        if self.reads == 0 or _within(address, self.exempt):
-            return
-        txn = Txn().limit(GUARD, self.key(address), self.reads, self.window_s)
+        read = self.counter(address)
+        if read is not None:
+            await self.count_one(committer, read)
+
+    @staticmethod
+    async def count_one(committer: Committer, read: ReadCount) -> None:
+        """Count `read` in a commit of its own; RateLimited when its address is over."""
+        txn = Txn().limit(GUARD, read.key, read.reads, read.window_s)
         try:
             result = await committer.commit(txn)
         except OutOfMemoryError:
@@ -130,8 +164,4 @@ class ReadLimit:
             # page still shows (the limit is back as soon as Redis has room).
             return
         if not result.applied:
-            raise RateLimited(
-                f"too many anonymous reads: at most {self.reads} per {self.window_s} s; "
-                "sign in, or retry later",
-                retry_after_s=max(1, int(result.found or 1)),
-            )
+            raise read.exceeded(result.found or 1)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared import taxonomy
-from shared.auth import Principal
+from shared.auth import Principal, optional_user
 from shared.errors import DomainError
-from shared.http import AnyReader, IdempotencyKey, writer
+from shared.http import AnyReader, IdempotencyKey, read_to_count, writer
 from shared.idempotency import IdempotencyKeyReused
 from shared.ids import ResourceId
 from shared.schemas import LocationIn
@@ -122,16 +122,45 @@ async def post_question(
     return JSONResponse(await questions_service(request).post_question(command), status_code=201)
 
 
-@router.get("/questions/{question_id}", summary="The question page")
+#: The page is the same for every reader: any cache may keep it, and asks again each time
+#: (its ETag makes the repeat a 304 without a body).
+PAGE_CACHE_CONTROL = "public, no-cache"
+#: A signed-in reader's page is theirs alone.
+PRIVATE_CACHE_CONTROL = "private, no-store"
+
+
+@router.get(
+    "/questions/{question_id}",
+    summary="The question page",
+    responses={
+        200: {"content": {"application/json": {"schema": {"type": "object"}}}},
+        304: {"description": "Not modified: If-None-Match names the current ETag"},
+    },
+)
 async def get_question(
-    question_id: ResourceId, request: Request, reader: AnyReader
-) -> dict[str, Any]:
+    question_id: ResourceId,
+    request: Request,
+    if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
+) -> Response:
     """The question with its answers ranked best first, answer count and disclaimer.
 
-    `follower_count` always; `following` (whether the reader follows it) when signed in.
+    `follower_count` always. Anonymous readers get the page everyone shares, with an
+    ETag: a repeat with If-None-Match naming it gets 304 and no body, and the read counts
+    against their address's limit in the page's own round trip. A signed-in reader's
+    page also says whether they follow it (`following`), so no cache keeps it.
     """
-    reader_id = reader.sub if reader is not None else None
-    return await questions_service(request).page(question_id, reader_id)
+    # The most read route: its one dependency is called here, not through Depends,
+    # which costs FastAPI a second dependency solve per request.
+    read = await read_to_count(request)
+    service = questions_service(request)
+    if read is None and (reader := await optional_user(request)) is not None:
+        page = await service.page(question_id, reader.sub)
+        return JSONResponse(page, headers={"Cache-Control": PRIVATE_CACHE_CONTROL})
+    view = await service.page_view(question_id, if_none_match, read)
+    headers = {"ETag": view.etag, "Cache-Control": PAGE_CACHE_CONTROL}
+    if view.body is None:
+        return Response(status_code=304, headers=headers)
+    return Response(view.body, media_type="application/json", headers=headers)
 
 
 @router.patch("/questions/{question_id}", summary="Edit one's question (until answered)")

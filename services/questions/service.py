@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -25,7 +27,7 @@ from shared.geo import PlaceQuery
 from shared.idempotency import IdempotentWrite, ReplyRecord
 from shared.logging import current_correlation_id, get_logger
 from shared.metrics import EVENTS_PUBLISHED
-from shared.ratelimit import WriteLimit
+from shared.ratelimit import ReadCount, WriteLimit
 from shared.settings import Settings
 from shared.text import clean_text
 
@@ -34,6 +36,7 @@ from .store import (
     LIST_BATCH,
     LIST_SCAN_LIMIT,
     RELATED_CANDIDATES,
+    CachedPage,
     decode_cursor,
     encode_cursor,
     index_member,
@@ -158,6 +161,14 @@ class QuestionStorePort(Protocol):
         """A question, its answers and their tallies."""
         ...
 
+    async def cached_page(self, qid: str, read: ReadCount | None) -> CachedPage:
+        """The built page if current, else the version to build; counts `read`."""
+        ...
+
+    async def keep_page(self, qid: str, version: str, etag: str, body: bytes) -> None:
+        """Keep a page built from the parts of `version`."""
+        ...
+
     async def list_ids(
         self, kind: str, slug: str, after: str | None, count: int
     ) -> tuple[list[str], str | None]:
@@ -219,6 +230,26 @@ class QuestionStorePort(Protocol):
     async def follow_info(self, qid: str, user_id: str | None) -> tuple[int, bool]:
         """How many follow a question, and whether `user_id` is one of them."""
         ...
+
+
+@dataclass(frozen=True)
+class PageView:
+    """The question page as JSON bytes and its ETag; no body when the reader's is current."""
+
+    etag: str
+    body: bytes | None
+
+
+def page_etag(body: bytes) -> str:
+    """A strong ETag: a digest of the page's bytes."""
+    return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+
+
+def etag_matches(if_none_match: str, etag: str) -> bool:
+    """Whether an If-None-Match header names `etag` (weak comparison, as RFC 9110 says)."""
+    if if_none_match.strip() == "*":
+        return True
+    return any(tag.strip().removeprefix("W/") == etag for tag in if_none_match.split(","))
 
 
 class QuestionsService:
@@ -308,6 +339,27 @@ class QuestionsService:
         if doc.get("urgent"):
             public["emergency_notice"] = triage.EMERGENCY_NOTICE
         return public
+
+    async def page_view(
+        self, qid: str, if_none_match: str | None, read: ReadCount | None
+    ) -> PageView:
+        """The page as built bytes with its ETag, built again only when it changed.
+
+        One round trip when the built page is current (and `read`, an anonymous reader's,
+        is counted in it); no body when `if_none_match` names the current ETag.
+        """
+        cached = await self.store.cached_page(qid, read)
+        if cached.limited_for_s is not None and read is not None:
+            raise read.exceeded(cached.limited_for_s)
+        etag, body = cached.etag, cached.body
+        if etag is None or body is None:
+            page = await self.page(qid)
+            body = json.dumps(page, ensure_ascii=False, separators=(",", ":")).encode()
+            etag = page_etag(body)
+            await self.store.keep_page(qid, cached.version, etag, body)
+        if if_none_match and etag_matches(if_none_match, etag):
+            return PageView(etag, None)
+        return PageView(etag, body)
 
     async def page(self, qid: str, reader_id: str | None = None) -> dict[str, Any]:
         """The question page: question, ranked answers with votes, count, disclaimer.

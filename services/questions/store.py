@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import dataclass
 from typing import Any
+
+from redis.exceptions import OutOfMemoryError
 
 from shared import idempotency
 from shared.atomic import CommitResult, Committer, Txn
@@ -19,10 +22,11 @@ from shared.events import (
     VoteCast,
 )
 from shared.idempotency import ReplyRecord
-from shared.ratelimit import WriteLimit
+from shared.lua import script
+from shared.ratelimit import ReadCount, WriteLimit
 from shared.redis import RedisClient
 
-from .moderation.store import visibility_key
+from .moderation.store import page_version_key, visibility_key
 
 #: Most index entries one listing request reads (in batches of LIST_BATCH): a filter that
 #: matches rarely returns what it found and a cursor to go on, not a walk of the index.
@@ -34,6 +38,8 @@ REVISION_GUARD = "revision"
 #: How long a revision marker guards against a racing edit of the same revision.
 REVISION_MARKER_TTL_S = 3600
 FOLLOW_GUARD = "follow"
+#: How long a built page is kept after it was last built (a page read again is rebuilt).
+PAGE_CACHE_TTL_S = 86_400
 
 
 def index_member(doc: dict[str, Any]) -> str:
@@ -55,14 +61,31 @@ def decode_cursor(cursor: str) -> str:
     return member
 
 
+@dataclass(frozen=True)
+class CachedPage:
+    """What a page read found: the built page if current, else the version to build."""
+
+    version: str
+    etag: str | None = None
+    body: bytes | None = None
+    #: Set when the anonymous reader is over its limit: seconds until the window ends.
+    limited_for_s: int | None = None
+
+
 class QuestionStore:
-    """Questions, the page read model (answers and tallies) and the topic indexes."""
+    """Questions, the page read model (answers and tallies) and the topic indexes.
+
+    The page is also kept built (JSON bytes and their ETag) beside the version it was
+    built from; every write that changes the page bumps the version in its own
+    transaction, so a page built from older parts is never served as current.
+    """
 
     def __init__(self, redis: RedisClient, committer: Committer, tag: str, maxlen: int) -> None:
         self.redis = redis
         self.committer = committer
         self.tag = tag
         self.maxlen = maxlen
+        self._read_page = redis.register_script(script("services.questions", "read_page.lua"))
 
     def _q(self, qid: str) -> str:
         return f"{self.tag}:q:{qid}"
@@ -80,6 +103,12 @@ class QuestionStore:
     def _follow_versions(self, qid: str) -> str:
         # user -> how many follow changes they made (the asker starts at 1, following)
         return f"{self.tag}:q:{qid}:follow-ver"
+
+    def _page(self, qid: str) -> str:
+        return f"{self.tag}:q:{qid}:page"
+
+    def _page_version(self, qid: str) -> str:
+        return page_version_key(self.tag, qid)
 
     def _tally(self, aid: str) -> str:
         return f"{self.tag}:tally:{aid}"
@@ -127,6 +156,7 @@ class QuestionStore:
         txn.call("SET", self._q(doc["id"]), json.dumps(doc))
         for revision in revisions:
             txn.call("RPUSH", self._revisions(doc["id"]), json.dumps(revision))
+        txn.call("INCR", self._page_version(doc["id"]))
         return await self.committer.commit(txn.publish(event, self.maxlen))
 
     async def revisions(self, qid: str) -> list[dict[str, Any]]:
@@ -136,6 +166,7 @@ class QuestionStore:
     async def accept(self, doc: dict[str, Any], event: AnswerAccepted) -> CommitResult:
         """Store the asker's pick on the question and publish answer-accepted atomically."""
         txn = Txn().call("SET", self._q(doc["id"]), json.dumps(doc))
+        txn.call("INCR", self._page_version(doc["id"]))
         return await self.committer.commit(txn.publish(event, self.maxlen))
 
     async def follow_state(self, qid: str, user_id: str) -> tuple[bool, int]:
@@ -166,6 +197,7 @@ class QuestionStore:
         else:
             txn.call("ZREM", self._followers(qid), user_id)
         txn.call("HSET", self._follow_versions(qid), user_id, version)
+        txn.call("INCR", self._page_version(qid))  # the page shows follower_count
         return await self.committer.commit(txn.publish(event, self.maxlen))
 
     async def follow_info(self, qid: str, user_id: str | None) -> tuple[int, bool]:
@@ -264,7 +296,7 @@ class QuestionStore:
             "created_at": event.created_at.isoformat(),
             "doctor": event.doctor.model_dump(),
         }
-        await self.redis.hset(self._answers(event.question_id), event.answer_id, json.dumps(answer))
+        await self._page_write(event.question_id, event.answer_id, answer)
 
     async def edit_answer(self, event: AnswerEdited) -> None:
         """Show an answer's edited text on its page; an older revision never wins.
@@ -286,7 +318,14 @@ class QuestionStore:
             revision=event.revision,
             edited_at=event.edited_at.isoformat(),
         )
-        await self.redis.hset(key, event.answer_id, json.dumps(answer))
+        await self._page_write(event.question_id, event.answer_id, answer)
+
+    async def _page_write(self, qid: str, aid: str, answer: dict[str, Any]) -> None:
+        """Store one answer of a page and bump the page's version, in one transaction."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(self._answers(qid), aid, json.dumps(answer))
+        pipe.incr(self._page_version(qid))
+        await pipe.execute()
 
     async def set_tally(self, event: VoteCast) -> None:
         """Record an answer's tally; an older tally never overwrites a newer one."""
@@ -296,4 +335,37 @@ class QuestionStore:
             event.tally_version,
             {"helpful": event.helpful, "unhelpful": event.unhelpful},
         )
+        # An older tally changes nothing, but the bump only costs a rebuild of the page.
+        txn.call("INCR", self._page_version(event.question_id))
         await self.committer.commit(txn)
+
+    async def cached_page(self, qid: str, read: ReadCount | None) -> CachedPage:
+        """The built page if it is current (else the version to build), in one round trip.
+
+        `read`, an anonymous reader's, is counted in the same call. A full Redis refuses
+        the counter's write: the page is read without it (reads need no memory).
+        """
+        keys = [self._page(qid), self._page_version(qid)]
+        args: list[str | int] = []
+        if read is not None:
+            keys.append(read.key)
+            args = [read.reads, read.window_s]
+        try:
+            reply = await self._read_page(keys=keys, args=args)
+        except OutOfMemoryError:
+            if read is None:
+                raise
+            reply = await self._read_page(keys=keys[:2], args=[])
+        status = reply[0]  # replies are decoded: the client has decode_responses
+        if status == "page":
+            return CachedPage("", reply[1], reply[2].encode())
+        if status == "limited":
+            return CachedPage("", limited_for_s=int(reply[1]))
+        return CachedPage(reply[1])
+
+    async def keep_page(self, qid: str, version: str, etag: str, body: bytes) -> None:
+        """Keep a page built from the parts of `version` (a newer version makes it stale)."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(self._page(qid), mapping={"version": version, "etag": etag, "body": body})
+        pipe.expire(self._page(qid), PAGE_CACHE_TTL_S)
+        await pipe.execute()

@@ -37,6 +37,10 @@ class AnswerRef:
     doctor_id: str
 
 
+#: How many answers' projections a votes process keeps in memory (see VoteStore.answer).
+KNOWN_ANSWERS = 50_000
+
+
 class VoteStore:
     """Votes, tallies and the projection of answers."""
 
@@ -44,6 +48,10 @@ class VoteStore:
         self.redis = redis
         self.tag = tag
         self.maxlen = maxlen
+        # An answer's question and author never change once projected (add_answer writes
+        # the same fields every time), so a vote on a known answer needs no round trip to
+        # look them up. Unknown answers are not remembered: they may appear any moment.
+        self._known: dict[str, AnswerRef] = {}
         self._cast = redis.register_script(script("services.votes", "cast_vote.lua"))
 
     def _answer(self, aid: str) -> str:
@@ -79,12 +87,18 @@ class VoteStore:
 
     async def answer(self, aid: str) -> AnswerRef | None:
         """The projected answer, or None if unknown here."""
+        known = self._known.get(aid)
+        if known is not None:
+            return known
         question_id, doctor_id = await self.redis.hmget(
             self._answer(aid), "question_id", "doctor_id"
         )
         if question_id is None or doctor_id is None:
             return None
-        return AnswerRef(question_id, doctor_id)
+        if len(self._known) >= KNOWN_ANSWERS:
+            self._known.pop(next(iter(self._known)))  # the oldest remembered goes first
+        ref = self._known[aid] = AnswerRef(question_id, doctor_id)
+        return ref
 
     async def tally(self, aid: str, voter_id: str | None) -> tuple[int, int, int | None]:
         """(helpful, unhelpful, the voter's vote: 1, -1, 0, or None without a voter)."""

@@ -16,12 +16,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.errors import ApiError
-from shared.http import BodyLimitMiddleware, RequestContextMiddleware
+from shared.http import NO_NATIVE_TELEMETRY, BodyLimitMiddleware, RequestContextMiddleware
 from shared.logging import get_logger
 
 from . import routes
 from .clients import ApiProblem, BackendUnavailable, ForwardedForMiddleware, Services
-from .context import HERE, CsrfRefused, SignInRequired, Web, templates
+from .context import HERE, CsrfRefused, SignInRequired, Web, templates, templates_digest
 from .live import LiveRelays
 from .session import Session, Sessions
 from .settings import WebSettings
@@ -163,6 +163,7 @@ def create_app(settings: WebSettings) -> FastAPI:
         templates=templates(),
         relays=LiveRelays(),
         dev_users=dev_users if settings.web_dev_login else [],
+        templates_digest=templates_digest(),
     )
 
     @asynccontextmanager
@@ -185,6 +186,7 @@ def create_app(settings: WebSettings) -> FastAPI:
         # from a CDN, which the CSP (rightly) refuses.
         docs_url=None,
         redoc_url=None,
+        **NO_NATIVE_TELEMETRY,
     )
     app.state.web = web
     app.state.settings = settings

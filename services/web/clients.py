@@ -320,14 +320,52 @@ class QuestionsClient(_Client):
     """The questions service: questions, the ranked page, related questions, taxonomy."""
 
     TAXONOMY_TTL_S = 300.0
+    #: Related questions shift slowly (new questions on the same topics): kept this long.
+    RELATED_TTL_S = 30.0
+    #: Pages (and related lists) kept in memory, the most recently fetched.
+    KEPT = 2000
 
     def __init__(self, http: httpx.AsyncClient, base_url: str) -> None:
         super().__init__(http, base_url, "questions")
         self._taxonomy: tuple[float, Taxonomy] | None = None
+        self._pages: dict[str, tuple[str, QuestionPage]] = {}
+        self._related: dict[tuple[str, int], tuple[float, list[Related]]] = {}
 
     async def page(self, qid: str, token: str | None = None) -> QuestionPage:
         """The question page (with `following` for the holder of `token`)."""
-        return QuestionPage.model_validate(await self.call("GET", f"/questions/{qid}", token))
+        return (await self.page_with_etag(qid, token))[1]
+
+    async def page_with_etag(
+        self, qid: str, token: str | None = None
+    ) -> tuple[str | None, QuestionPage]:
+        """The question page and its ETag (None if the service sent none).
+
+        A visitor's page is everyone's: one seen before is asked for by its ETag and
+        reused on 304. A signed-in reader's says whether they follow it, so is not kept.
+        """
+        if token is not None:
+            reply = await self.call("GET", f"/questions/{qid}", token)
+            return None, QuestionPage.model_validate(reply)
+        kept = self._pages.get(qid)
+        headers = self._headers(None)
+        if kept is not None:
+            headers["If-None-Match"] = kept[0]
+        try:
+            response = await self.http.get(f"{self.base_url}/questions/{qid}", headers=headers)
+        except httpx.HTTPError as exc:
+            raise BackendUnavailable(
+                503, "unavailable", f"the {self.service} service cannot be reached ({exc})"
+            ) from None
+        if response.status_code == 304 and kept is not None:
+            return kept
+        if response.status_code >= 400:
+            self._pages.pop(qid, None)
+            raise _problem(self.service, response)
+        page = QuestionPage.model_validate_json(response.content)
+        etag = response.headers.get("etag")
+        if etag:
+            _keep(self._pages, qid, (etag, page), self.KEPT)
+        return etag, page
 
     async def follow(self, token: str, qid: str, following: bool) -> int:
         """Follow or unfollow a question as the signed-in user; how many follow it now."""
@@ -343,9 +381,15 @@ class QuestionsClient(_Client):
         return QuestionList.model_validate(await self.call("GET", "/questions", params=params))
 
     async def related(self, qid: str, limit: int = 5) -> list[Related]:
-        """Questions related to `qid`."""
+        """Questions related to `qid` (kept for RELATED_TTL_S)."""
+        now = time.monotonic()
+        kept = self._related.get((qid, limit))
+        if kept is not None and now - kept[0] < self.RELATED_TTL_S:
+            return kept[1]
         reply = await self.call("GET", f"/questions/{qid}/related", params={"limit": limit})
-        return [Related.model_validate(item) for item in reply["items"]]
+        items = [Related.model_validate(item) for item in reply["items"]]
+        _keep(self._related, (qid, limit), (now, items), self.KEPT)
+        return items
 
     async def ask(self, token: str, question: dict[str, Any], idempotency_key: str) -> Question:
         """Post a question as the signed-in patient."""
@@ -384,6 +428,14 @@ class QuestionsClient(_Client):
         if self._taxonomy is None or now - self._taxonomy[0] > self.TAXONOMY_TTL_S:
             self._taxonomy = (now, Taxonomy.model_validate(await self.call("GET", "/taxonomy")))
         return self._taxonomy[1]
+
+
+def _keep(kept: dict[Any, Any], key: Any, value: Any, most: int) -> None:
+    """Remember `value` under `key`; past `most` entries the oldest goes."""
+    kept.pop(key, None)
+    if len(kept) >= most:
+        kept.pop(next(iter(kept)))
+    kept[key] = value
 
 
 class AnswersClient(_Client):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from .clients import Services
@@ -41,6 +42,8 @@ class Web:
     templates: Environment
     relays: LiveRelays
     dev_users: list[dict[str, str]]
+    #: A digest of the templates: a page's ETag changes when a release changes them.
+    templates_digest: str = ""
 
     def render(
         self, name: str, session: Session, status: int = 200, **context: Any
@@ -54,6 +57,22 @@ class Web:
         )
         # Pages carry a CSRF token and personal data: never stored by a cache.
         response = HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+        self.sessions.save(session, response)
+        return response
+
+    def revalidated(self, response: Response, etag: str) -> None:
+        """Let the visitor's own browser keep a page it must check again before showing.
+
+        Only for a visitor's page: its one personal part is their CSRF token, which their
+        browser holds in the cookie anyway. Pages of a signed-in user stay `no-store`.
+        """
+        response.headers["Cache-Control"] = "private, no-cache"
+        response.headers["ETag"] = etag
+
+    def not_modified(self, etag: str, session: Session) -> Response:
+        """304 for a page the visitor's browser holds as it is."""
+        response = Response(status_code=304)
+        self.revalidated(response, etag)
         self.sessions.save(session, response)
         return response
 
@@ -76,6 +95,15 @@ def _when(value: str | None) -> str:
         return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M UTC")
     except ValueError:
         return value
+
+
+def templates_digest() -> str:
+    """A digest of every template file, the same on every replica of a release."""
+    digest = hashlib.blake2b(digest_size=8)
+    for path in sorted((HERE / "templates").rglob("*")):
+        if path.is_file():
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
 
 
 def templates() -> Environment:

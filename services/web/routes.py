@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import time
 import uuid
@@ -39,7 +40,8 @@ REASONS = {
 }
 
 
-def _web(request: Request) -> Web:
+async def _web(request: Request) -> Web:
+    # async: FastAPI runs a plain `def` dependency in its thread pool, on every request.
     web: Web = request.app.state.web
     return web
 
@@ -152,14 +154,23 @@ async def _question_page(
     answer_form: dict[str, str] | None = None,
     answer_errors: dict[str, str] | None = None,
     notice: str | None = None,
+    if_none_match: str | None = None,
 ) -> Response:
     questions = web.services.questions
-    page, related, taxonomy = await asyncio.gather(
-        questions.page(qid, session.token),
+    (page_etag, page), related, taxonomy = await asyncio.gather(
+        questions.page_with_etag(qid, session.token),
         _quietly(questions.related(qid), []),
         questions.taxonomy(),
     )
     user = session.user
+    etag = None
+    if user is None and status == 200 and page_etag and not (error or answer_form or notice):
+        # A visitor's page is the question page, the related list and their CSRF token:
+        # the same ETag means the same HTML, so a repeat is answered 304 unrendered.
+        parts = [web.templates_digest, page_etag, session.csrf, *(r.id + r.title for r in related)]
+        etag = 'W/"' + hashlib.blake2b("\n".join(parts).encode(), digest_size=12).hexdigest() + '"'
+        if if_none_match and etag in (t.strip() for t in if_none_match.split(",")):
+            return web.not_modified(etag, session)
     tallies: list[Tally | None] = [None] * len(page.answers)
     can_answer = False
     if user is not None and session.token is not None:
@@ -184,7 +195,7 @@ async def _question_page(
         }
         for a, t in zip(page.answers, tallies, strict=True)
     ]
-    return web.render(
+    response = web.render(
         "question.html",
         session,
         status,
@@ -200,6 +211,9 @@ async def _question_page(
         notice=notice,
         report_reasons=REASONS,
     )
+    if etag is not None:
+        web.revalidated(response, etag)
+    return response
 
 
 @router.get("/questions/{qid}", summary="A question page")
@@ -208,10 +222,13 @@ async def question(
     web: WebDep,
     session: SessionDep,
     reported: Annotated[str | None, Query(pattern=r"^(question|answer)$")] = None,
+    if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
 ) -> Response:
-    """The question, its ranked answers with doctor cards, votes, related questions."""
+    """The question, its ranked answers with doctor cards, votes, related questions.
+
+    A visitor's page carries an ETag (a signed-in reader's is never stored)."""
     notice = f"Thank you: a moderator will look at this {reported}." if reported else None
-    return await _question_page(web, session, qid, notice=notice)
+    return await _question_page(web, session, qid, notice=notice, if_none_match=if_none_match)
 
 
 async def _report(

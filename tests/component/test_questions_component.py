@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -11,7 +12,7 @@ from fastapi import FastAPI
 
 from services.questions.app import create_app
 from shared import streams
-from shared.events import QuestionPosted
+from shared.events import AnswerEdited, QuestionPosted
 from tests.component.harness import in_process, publish_and_wait
 from tests.factories import answer_posted, vote_cast
 from tests.support import auth
@@ -68,6 +69,75 @@ async def test_the_page_follows_answers_and_votes(
     page = (await http.get(f"/questions/{qid}")).json()
     assert [a["id"] for a in page["answers"]] == ["a2", "a1"]
     assert page["answer_count"] == 2 and page["status"] == "answered"
+
+
+async def test_the_page_carries_an_etag_and_a_repeat_gets_304_until_it_changes(
+    questions: tuple[httpx.AsyncClient, FastAPI],
+) -> None:
+    http, app = questions
+    redis = app.state.runtime.redis
+    asker = auth("pat-etag")
+    qid = (await http.post("/questions", json=QUESTION, headers=asker)).json()["id"]
+    url = f"/questions/{qid}"
+
+    async def etag_now(previous: str | None) -> str:
+        """The page's ETag, checking the 200 and its 304 repeat; a new one if `previous`."""
+        page = await http.get(url)
+        assert page.status_code == 200 and page.headers["cache-control"] == "public, no-cache"
+        etag = page.headers["etag"]
+        assert etag != previous
+        repeat = await http.get(url, headers={"If-None-Match": etag})
+        assert repeat.status_code == 304 and repeat.content == b""
+        assert repeat.headers["etag"] == etag
+        other = await http.get(url, headers={"If-None-Match": '"other", W/' + etag})
+        assert other.status_code == 304
+        stale = await http.get(url, headers={"If-None-Match": '"not-this-one"'})
+        assert stale.status_code == 200 and stale.json() == page.json()
+        return etag
+
+    first = await etag_now(None)
+    assert await etag_now(None) == first  # unchanged page, same tag
+    edited = await http.patch(url, json={"body": "It is worse in the morning."}, headers=asker)
+    assert edited.status_code == 200
+    after_edit = await etag_now(first)
+    assert (await http.get(url)).json()["body"] == "It is worse in the morning."
+    await publish_and_wait(redis, answer_posted(qid, "a1", "doc-a1", 1), "questions")
+    after_answer = await etag_now(after_edit)
+    assert [a["id"] for a in (await http.get(url)).json()["answers"]] == ["a1"]
+    await publish_and_wait(redis, vote_cast(qid, "a1", "doc-a1", 4, 0, 4), "questions")
+    after_vote = await etag_now(after_answer)
+    assert (await http.get(url)).json()["answers"][0]["helpful"] == 4
+    edit = AnswerEdited(
+        correlation_id="c",
+        producer="answers",
+        answer_id="a1",
+        question_id=qid,
+        doctor_id="doc-a1",
+        body="Edited answer.",
+        revision=2,
+        edited_at=datetime.now(UTC),
+    )
+    await publish_and_wait(redis, edit, "questions")
+    after_answer_edit = await etag_now(after_vote)
+    assert (await http.get(url)).json()["answers"][0]["body"] == "Edited answer."
+    accepted = await http.put(f"{url}/accepted-answer", json={"answer_id": "a1"}, headers=asker)
+    assert accepted.status_code == 200
+    await etag_now(after_answer_edit)
+    assert (await http.get(url)).json()["answers"][0]["accepted"] is True
+    missing = await http.get("/questions/q-none", headers={"If-None-Match": "*"})
+    assert missing.status_code == 404
+
+
+async def test_anonymous_page_reads_count_in_the_page_read(redis_url: str) -> None:
+    async with in_process(create_app, redis_url, anon_read_limit=3) as (http, _):
+        qid = (await http.post("/questions", json=QUESTION, headers=auth("pat-rl"))).json()["id"]
+        statuses = [(await http.get(f"/questions/{qid}")).status_code for _ in range(4)]
+        assert statuses == [200, 200, 200, 429]
+        refused = await http.get(f"/questions/{qid}")
+        assert refused.json()["error"]["code"] == "rate_limited"
+        assert int(refused.headers["retry-after"]) >= 1
+        signed_in = await http.get(f"/questions/{qid}", headers=auth("reader"))
+        assert signed_in.status_code == 200  # signed-in reads are not counted
 
 
 async def test_refusals_map_to_their_statuses(

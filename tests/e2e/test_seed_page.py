@@ -200,3 +200,32 @@ def test_events_validate_as_models_too(
         vote = events.VoteCast.model_validate_json(fields["__data__"])
         assert vote.tally_version > versions.get(vote.answer_id, 0), "tally versions increase"
         versions[vote.answer_id] = vote.tally_version
+
+
+def test_a_repeat_view_of_a_page_is_a_304_until_a_vote_changes_it(
+    seed_page: dict[str, Any], system: tuple[RedisServer, dict[str, ServiceProcess]]
+) -> None:
+    _, procs = system
+    qid = seed_page["qid"]
+    api = f"{procs['questions'].url}/questions/{qid}"
+    page = f"{procs['web'].url}/questions/{qid}"
+    with httpx.Client() as browser:  # keeps the visitor's session cookie, as a browser does
+        first = browser.get(page)
+        assert first.status_code == 200 and first.headers["cache-control"] == "private, no-cache"
+        etag = first.headers["etag"]
+        repeat = browser.get(page, headers={"If-None-Match": etag})
+        assert repeat.status_code == 304 and repeat.content == b""
+        other_visitor = httpx.get(page)  # another session, another CSRF token: another tag
+        assert other_visitor.headers["etag"] != etag
+        json_etag = httpx.get(api).headers["etag"]
+        aid = seed_page["page"]["answers"][-1]["id"]
+        vote_url = f"{procs['votes'].url}/answers/{aid}/vote"
+        voted = httpx.put(vote_url, json={"value": 1}, headers=auth("etag-voter"))
+        assert voted.status_code == 200
+        wait_for(lambda: httpx.get(api).headers["etag"] != json_etag, what="the page to change")
+        assert httpx.get(api, headers={"If-None-Match": json_etag}).status_code == 200
+        changed = browser.get(page, headers={"If-None-Match": etag})
+        assert changed.status_code == 200 and changed.headers["etag"] != etag
+        assert (
+            browser.get(page, headers={"If-None-Match": changed.headers["etag"]}).status_code == 304
+        )

@@ -246,3 +246,22 @@ async def test_the_vote_script_agrees_with_the_rule_on_all_nine_transitions(
             assert (int(stored["helpful"]), int(stored["unhelpful"])) == expected[:2]
     finally:
         await client.aclose()
+
+
+async def test_the_store_remembers_known_answers_but_not_unknown_ones(
+    stack: tuple[RedisServer, ServiceProcess],
+) -> None:
+    server = stack[0]
+    client = redis.asyncio.Redis.from_url(server.url, decode_responses=True)
+    store = VoteStore(client, streams.slot_tag(streams.VOTE_CAST), 1000)
+    try:
+        aid = uid("a")
+        assert await store.answer(aid) is None
+        await store.add_answer(aid, "q1", "doc1")
+        assert await store.answer(aid) is not None  # unknown was not remembered
+        await client.delete(f"{store.tag}:answer:{aid}")
+        # Projections never change, so the remembered one serves without a round trip.
+        ref = await store.answer(aid)
+        assert ref is not None and (ref.question_id, ref.doctor_id) == ("q1", "doc1")
+    finally:
+        await client.aclose()

@@ -12,7 +12,7 @@ from collections import Counter
 from typing import Any
 
 from services.answers.store import QUESTION_GUARD, REVISION_GUARD, UNIQUE_GUARD
-from services.questions.store import decode_cursor
+from services.questions.store import CachedPage, decode_cursor
 from services.votes.domain import apply_vote
 from services.votes.store import AnswerRef, VoteOutcome
 from shared import idempotency, ratelimit
@@ -29,7 +29,7 @@ from shared.events import (
     VoteCast,
 )
 from shared.idempotency import ReplyRecord
-from shared.ratelimit import WriteLimit
+from shared.ratelimit import ReadCount, WriteLimit
 
 
 class _Guards:
@@ -76,6 +76,13 @@ class FakeQuestionStore:
         self.follow_versions: dict[str, dict[str, int]] = {}
         self.follow_markers: set[str] = set()
         self.events: list[Event] = []
+        # The built pages and the page versions every page write bumps.
+        self.page_versions: dict[str, int] = {}
+        self.built_pages: dict[str, tuple[str, str, bytes]] = {}
+        self.reads: dict[str, int] = {}
+
+    def _changed(self, qid: str) -> None:
+        self.page_versions[qid] = self.page_versions.get(qid, 0) + 1
 
     async def post(
         self,
@@ -137,7 +144,22 @@ class FakeQuestionStore:
         ids, _ = await self.list_ids(kind, slug, None, count)
         return ids
 
+    async def cached_page(self, qid: str, read: ReadCount | None) -> CachedPage:
+        if read is not None:
+            self.reads[read.key] = self.reads.get(read.key, 0) + 1
+            if self.reads[read.key] > read.reads:
+                return CachedPage("", limited_for_s=read.window_s)
+        version = str(self.page_versions.get(qid, 0))
+        built = self.built_pages.get(qid)
+        if built is None or built[0] != version:
+            return CachedPage(version)
+        return CachedPage("", built[1], built[2])
+
+    async def keep_page(self, qid: str, version: str, etag: str, body: bytes) -> None:
+        self.built_pages[qid] = (version, etag, body)
+
     async def add_answer(self, event: AnswerPosted) -> None:
+        self._changed(event.question_id)
         self.answers.setdefault(event.question_id, {})[event.answer_id] = {
             "id": event.answer_id,
             "question_id": event.question_id,
@@ -151,6 +173,7 @@ class FakeQuestionStore:
         answer = self.answers.get(event.question_id, {}).get(event.answer_id)
         if answer is None:
             raise LookupError(f"answer {event.answer_id} not on its page yet")
+        self._changed(event.question_id)
         if int(answer.get("revision", 1)) < event.revision:
             answer.update(
                 headline=event.headline,
@@ -166,6 +189,7 @@ class FakeQuestionStore:
         if marker in self.revision_markers:
             return CommitResult(False, "revision", "1")
         self.revision_markers.add(marker)
+        self._changed(doc["id"])
         self.questions[doc["id"]] = json.loads(json.dumps(doc))
         self.revision_log.setdefault(doc["id"], []).extend(revisions)
         self.events.append(event)
@@ -181,11 +205,13 @@ class FakeQuestionStore:
         return self.answers.get(qid, {}).get(aid)
 
     async def accept(self, doc: dict[str, Any], event: AnswerAccepted) -> CommitResult:
+        self._changed(doc["id"])
         self.questions[doc["id"]] = json.loads(json.dumps(doc))
         self.events.append(event)
         return CommitResult(True, entry_ids=(f"{len(self.events)}-0",))
 
     async def set_tally(self, event: VoteCast) -> None:
+        self._changed(event.question_id)
         current = self.tallies.get(event.answer_id)
         if current is None or event.tally_version > current[2]:
             self.tallies[event.answer_id] = (event.helpful, event.unhelpful, event.tally_version)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -14,12 +15,13 @@ from services.questions.service import (
     QuestionNotFound,
     QuestionsService,
     UnknownLocation,
+    etag_matches,
 )
 from shared.errors import RateLimited
 from shared.events import QuestionPosted
 from shared.geo import PlaceQuery
 from shared.idempotency import IdempotencyKeyReused
-from shared.ratelimit import WriteLimit
+from shared.ratelimit import ReadCount, WriteLimit
 from shared.settings import Settings
 from shared.taxonomy import UnknownSlugs
 from tests.factories import answer_posted, vote_cast
@@ -159,6 +161,43 @@ async def test_the_page_ranks_answers_by_votes_and_counts_them() -> None:
     assert (page["answers"][0]["helpful"], page["answers"][0]["unhelpful"]) == (40, 5)
     assert page["answer_count"] == 2 and page["status"] == "answered"
     assert page["disclaimer"]
+
+
+async def test_the_page_view_is_built_once_per_version_and_answers_304_to_its_tag() -> None:
+    service, store = build()
+    qid = (await service.post_question(ask()))["id"]
+    first = await service.page_view(qid, None, None)
+    assert first.body is not None and json.loads(first.body) == await service.page(qid)
+    again = await service.page_view(qid, None, None)
+    assert again == first and store.built_pages[qid][1] == first.etag
+    assert (await service.page_view(qid, first.etag, None)).body is None
+    assert (await service.page_view(qid, f'"x", W/{first.etag}', None)).body is None
+    assert (await service.page_view(qid, "*", None)).body is None
+    assert (await service.page_view(qid, '"x"', None)).body == first.body
+    await service.on_answer_posted(answer_posted(qid, "a1", "doc-a1", minute=1))
+    changed = await service.page_view(qid, first.etag, None)
+    assert changed.etag != first.etag and changed.body is not None
+    assert json.loads(changed.body)["answer_count"] == 1
+    await service.on_vote_cast(vote_cast(qid, "a1", "doc-a1", 3, 0, 1))
+    voted = await service.page_view(qid, changed.etag, None)
+    assert voted.body is not None and json.loads(voted.body)["answers"][0]["helpful"] == 3
+
+
+async def test_an_anonymous_page_read_past_its_limit_is_refused() -> None:
+    service, _ = build()
+    qid = (await service.post_question(ask()))["id"]
+    read = ReadCount("rl-read:1.2.3.4", 2, 60)
+    for _ in range(2):
+        assert (await service.page_view(qid, None, read)).body is not None
+    with pytest.raises(RateLimited):
+        await service.page_view(qid, None, read)
+    assert (await service.page_view(qid, None, None)).body is not None  # signed in
+
+
+def test_if_none_match_compares_tags_weakly() -> None:
+    assert etag_matches('"a"', '"a"') and etag_matches('W/"a"', '"a"')
+    assert etag_matches(' "b" , "a" ', '"a"') and etag_matches("*", '"a"')
+    assert not etag_matches('"b"', '"a"') and not etag_matches('"a', '"a"')
 
 
 async def test_unknown_questions_are_not_found() -> None:

@@ -1,7 +1,8 @@
 -- The moderation queue projection of the questions service, from item-flagged and
 -- moderation-decided (see store.py). One call per event, idempotent by its event id.
 -- KEYS: 1 the event's marker, 2 the item's hash, 3 the open queue (zset),
---       4 the hidden list (zset), 5 the item's notes (list), 6 the kind's visibility hash.
+--       4 the hidden list (zset), 5 the item's notes (list), 6 the kind's visibility hash,
+--       7 the question's page version (a decision changes what its page shows).
 -- ARGV[1]: JSON {event = 'flag'|'decision', member, kind, item_id, question_id, at_ms,
 --   marker_ttl_s, and for a flag: flag_count, counts (JSON text), first_ms, note?, notes_kept;
 --   for a decision: version, decision, reason}.
@@ -34,6 +35,7 @@ else
     else
       redis.call('HDEL', KEYS[6], a.item_id)
     end
+    redis.call('INCR', KEYS[7])
   end
 end
 

@@ -47,6 +47,11 @@ def visibility_key(tag: str, kind: str) -> str:
     return f"{tag}:mod:vis:{kind}"
 
 
+def page_version_key(tag: str, qid: str) -> str:
+    """The counter every change of a question's page bumps, so its built copy is rebuilt."""
+    return f"{tag}:q:{qid}:page-version"
+
+
 class ModerationStore:
     """Flags, decisions and the moderation queue projection."""
 
@@ -137,6 +142,7 @@ class ModerationStore:
             self._mod("hidden"),
             self._notes(kind, item_id),
             visibility_key(self.tag, kind),
+            page_version_key(self.tag, args["question_id"]),
         ]
         args = {
             **args,
