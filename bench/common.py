@@ -1,14 +1,11 @@
-"""Helpers shared by the benchmarks: processes, wrk, percentiles."""
+"""Helpers shared by the benchmarks: processes, percentiles (wrk: bench/harness.py)."""
 
 from __future__ import annotations
 
 import os
-import re
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from contextlib import suppress
 from pathlib import Path
@@ -53,43 +50,6 @@ def start_uvicorn(module: str, redis_url: str) -> tuple[Child, str]:
         time.sleep(0.1)
     child.terminate(5)
     raise RuntimeError(f"{module} did not start")
-
-
-_WRK_LUA = """
-wrk.method = "POST"
-wrk.body = '{"title": "Is there a treatment for facial asymmetry?", "body": "My face is asymmetrical; is there an injection?", "topics": ["facial-asymmetry", "botox"], "location": {"zip": "90012"}}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer %s"
-"""
-
-
-def wrk_post(url: str, bearer: str, seconds: int = 10, connections: int = 32) -> dict[str, float]:
-    """Load `url` with POSTs from wrk (a separate process); requests/s, p50, p99 in ms."""
-    binary = shutil.which("wrk")
-    if binary is None:
-        raise RuntimeError("wrk is missing: apt-get install wrk")
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(_WRK_LUA % bearer)
-    out = subprocess.run(
-        [binary, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name, url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return {
-        "requests_per_s": rps,
-        "p50_ms": _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),  # type: ignore[union-attr]
-        "p99_ms": _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1)),  # type: ignore[union-attr]
-        "non_2xx": float(non2xx.group(1)) if non2xx else 0.0,
-    }
-
-
-def _ms(text: str) -> float:
-    value = float(re.match(r"[\d.]+", text).group(0))  # type: ignore[union-attr]
-    unit = text[len(re.match(r"[\d.]+", text).group(0)) :]  # type: ignore[union-attr]
-    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
 def machine() -> dict[str, Any]:

@@ -10,6 +10,7 @@ import random
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ import redis
 from bench.baselines import hop_latency, raw_loop_rate, redis_benchmark_xadd
 from bench.common import JWT_SECRET, Child, RedisServer, ServiceProcess, percentile, token
 from bench.matching import QUESTION_SPECIALTIES, _zip_points, bulk_load, doctors
+from bench.report import Row, Section, ratio_text
 from shared import streams
 from shared.events import Location, QuestionPosted
 
@@ -272,6 +274,50 @@ def run(quick: bool = False) -> dict[str, Any]:
         "celery_events_per_s": celery_per_s,
         "latency": lat,
     }
+
+
+# --- how fan-out reads in latest.json and the table (bench/report.py) ---------------------
+
+
+def ratios(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The fan-out ratios; ratios.fanout_2_replicas_vs_1 is still to come (issue 14, item 6)."""
+    return {
+        "fanout_vs_raw_loop": result["notify_events_per_s"] / result["raw_loop_per_s"],
+        "fanout_vs_celery": result["notify_events_per_s"] / result["celery_events_per_s"],
+    }
+
+
+def rows(result: Mapping[str, Any]) -> list[Row]:
+    everything = result["_all"]
+    lat = result["latency"]
+    return [
+        (
+            f"fan-out through notify, {result['doctors']:,} doctors",
+            f"{result['notify_events_per_s']:.0f} events/s ({result['alerts_per_event']:.1f} alerts each)",
+            f"raw XREADGROUP/XACK loop {result['raw_loop_per_s']:.0f}/s; "
+            f"redis-benchmark XADD {result['redis_benchmark_xadd_per_s']:.0f}/s",
+            ratio_text(everything, "fanout_vs_raw_loop", ">= 1.0x"),
+            ">= 1.0x",
+        ),
+        (
+            "same fan-out as Celery tasks",
+            f"{result['notify_events_per_s']:.0f} events/s",
+            f"Celery, 2 prefork workers: {result['celery_events_per_s']:.0f} tasks/s",
+            ratio_text(everything, "fanout_vs_celery", ">= 3x"),
+            ">= 3x",
+        ),
+        (
+            f"post -> first alert at {lat['rate_per_s']:.0f}/s",
+            f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms",
+            f"one XADD -> XREADGROUP hop: p50 {lat['hop']['p50_ms']:.2f} ms, "
+            f"p99 {lat['hop']['p99_ms']:.2f} ms",
+            "",
+            "",
+        ),
+    ]
+
+
+SECTION = Section("fanout", "fan-out, latency, Celery", run, ratios, rows)
 
 
 if __name__ == "__main__":

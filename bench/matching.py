@@ -8,11 +8,13 @@ import random
 import statistics
 import subprocess
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import zipcodes
 
 from bench.common import JWT_SECRET, RedisServer
+from bench.report import Row, Section, ratio_text
 from services.notify.directory.domain import DoctorRow
 from services.notify.matching import domain
 from shared import geo
@@ -175,6 +177,50 @@ def run(quick: bool = False) -> dict[str, Any]:
         finally:
             server.cleanup()
     return results
+
+
+# --- how matching reads in latest.json and the table (bench/report.py) --------------------
+
+
+def ratios(result: Mapping[str, Any]) -> dict[str, Any]:
+    """Speed-up over the scan at the largest size, and how selection time grows 10k -> it."""
+    by_size = result["by_size"]
+    largest = by_size[str(max(result["sizes"]))]
+    return {
+        "match_1m_speedup_vs_scan": largest["scan_ms"] / largest["index_ms"],
+        "match_1m_vs_10k_time": largest["index_ms"] / by_size["10000"]["index_ms"],
+    }
+
+
+def rows(result: Mapping[str, Any]) -> list[Row]:
+    out: list[Row] = []
+    for size in result["sizes"]:
+        row = result["by_size"][str(size)]
+        out.append(
+            (
+                f"alert selection, {size:,} doctors",
+                f"{row['index_ms']:.2f} ms",
+                f"linear scan {row['scan_ms']:.1f} ms",
+                f"{row['scan_ms'] / row['index_ms']:.0f}x faster",
+                ">= 100x at 1M",
+            )
+        )
+    out.append(
+        (
+            "selection time, largest vs 10k",
+            "",
+            "",
+            ratio_text(result["_all"], "match_1m_vs_10k_time", "< 2x"),
+            "< 2x",
+        )
+    )
+    out.append(
+        ("directory memory per 100k doctors", f"{result['memory_mb_per_100k']:.1f} MB", "", "", "")
+    )
+    return out
+
+
+SECTION = Section("matching", "matching scale", run, ratios, rows)
 
 
 if __name__ == "__main__":
