@@ -1,7 +1,9 @@
 """The peer users would pick instead: the same fan-out as a Celery task on a Redis broker.
 
-Each task runs exactly notify's handler (`on_question_posted`: matching, inbox writes,
-event publish) in the worker's own event loop, so the difference measured is dispatch.
+Each task runs exactly notify's question handler (`on_questions_posted`: the batch
+scripts that match, write the inbox items and publish, then the full path for what they
+leave) on a batch of one event, in the worker's own event loop, so the difference
+measured is dispatch and batching.
 """
 
 from __future__ import annotations
@@ -39,5 +41,12 @@ def fanout(event_json: str) -> None:
 
     parts = _state["app"].state.parts
     event = QuestionPosted.model_validate_json(event_json)
-    _state["loop"].run_until_complete(parts.alerts.on_question_posted(event))
-    _state["loop"].run_until_complete(parts.stores.inbox.redis.incr("bench:celery:done"))
+    _state["loop"].run_until_complete(_handle(parts, event))
+
+
+async def _handle(parts: Any, event: Any) -> None:
+    # What notify's handlers.py runs for a batch, here for a batch of one.
+    for rest in await parts.alerts.on_questions_posted([event], parts.escalations.watch):
+        await parts.alerts.on_question_posted(rest)
+        await parts.escalations.on_question_posted(rest)
+    await parts.stores.inbox.redis.incr("bench:celery:done")

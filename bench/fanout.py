@@ -18,12 +18,14 @@ import redis
 
 from bench.baselines import hop_latency, raw_loop_rate, redis_benchmark_xadd
 from bench.common import JWT_SECRET, Child, RedisServer, ServiceProcess, percentile, token
+from bench.harness import alternate, paired_ratio
 from bench.matching import QUESTION_SPECIALTIES, _zip_points, bulk_load, doctors
 from bench.report import Row, Section, ratio_text
 from shared import streams
 from shared.events import Location, QuestionPosted
 
 DOCTORS = 10_000
+READY_S = 180  # services start slowly on a loaded machine; that is not what is measured
 
 
 def question_events(n: int, seed: int = 3, prefix: str = "qb") -> list[QuestionPosted]:
@@ -72,88 +74,110 @@ def load_directory(server: RedisServer) -> None:
     bulk_load(server.port, app.state.parts.stores.directory, doctors(DOCTORS))
 
 
-def notify_rate(server: RedisServer, events: list[QuestionPosted]) -> tuple[float, float]:
-    """Events/s drained by one notify process, and alerts written per event."""
+def alerts_sent(client: redis.Redis) -> int:
+    return client.xlen(streams.NOTIFICATION_SENT) if client.exists(streams.NOTIFICATION_SENT) else 0
+
+
+def redis_cpu_s(client: redis.Redis) -> float:
+    cpu = client.info("cpu")
+    return float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])
+
+
+def drain(server: RedisServer, events: list[QuestionPosted]) -> dict[str, float]:
+    """Events/s drained by the notify replicas running now, alerts per event, and Redis
+    CPU per alert (INFO cpu: user + sys, over the drain)."""
     client = server.client()
-    notify = ServiceProcess("notify", server.url, ASKDOC_LOG_LEVEL="WARNING").start()
-    try:
-        before = (
-            client.xlen(streams.NOTIFICATION_SENT)
-            if client.exists(streams.NOTIFICATION_SENT)
-            else 0
-        )
-        started = time.perf_counter()
-        fill(client, streams.QUESTION_POSTED, events)
-        while not drained(client, streams.QUESTION_POSTED, "notify"):
-            time.sleep(0.02)
-        elapsed = time.perf_counter() - started
-        alerts = client.xlen(streams.NOTIFICATION_SENT) - before
-    finally:
-        notify.terminate()
-    return len(events) / elapsed, alerts / len(events)
-
-
-def celery_rate(server: RedisServer, events: list[QuestionPosted]) -> float:
-    """Tasks/s of the same handler run as Celery tasks by two prefork workers."""
-    broker = f"redis://127.0.0.1:{server.port}/1"
-    env = {
-        **os.environ,
-        "BENCH_CELERY_BROKER": broker,
-        "ASKDOC_REDIS_URL": server.url,
-        "ASKDOC_JWT_SECRET": JWT_SECRET,
-        "ASKDOC_LOG_LEVEL": "WARNING",
+    before, cpu = alerts_sent(client), redis_cpu_s(client)
+    started = time.perf_counter()
+    fill(client, streams.QUESTION_POSTED, events)
+    while not drained(client, streams.QUESTION_POSTED, "notify"):
+        time.sleep(0.01)
+    elapsed = time.perf_counter() - started
+    alerts = alerts_sent(client) - before
+    return {
+        "events_per_s": len(events) / elapsed,
+        "alerts_per_event": alerts / len(events),
+        "alerts_per_s": alerts / elapsed,
+        "redis_cpu_us_per_alert": (redis_cpu_s(client) - cpu) / max(alerts, 1) * 1e6,
+        "redis_cpu_share": (redis_cpu_s(client) - cpu) / elapsed,
     }
-    worker = Child(
-        "celery",
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "bench.celery_app",
-            "worker",
-            "-P",
-            "prefork",
-            "-c",
-            "2",
-            "--loglevel",
-            "WARNING",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
-        env,
-    )
-    worker.spawn()
-    client = server.client()
-    try:
-        from bench.celery_app import app, fanout
 
-        app.conf.broker_url = broker
-        time.sleep(4)  # workers boot (and load the gazetteer)
-        warm = events[:20]
-        for event in warm:
-            fanout.apply_async(args=(event.model_dump_json(),))
-        while int(client.get("bench:celery:done") or 0) < len(warm):
-            time.sleep(0.05)
-        rest = events[20:]
-        client.set("bench:celery:done", 0)
+
+def raw_loop(server: RedisServer, events: list[QuestionPosted]) -> dict[str, float]:
+    """The baseline: a plain redis-py XREADGROUP/XACK loop, one entry at a time, no work."""
+    stream = "bench.raw"
+    client = server.client()
+    client.delete(stream)
+    fill(client, stream, events)
+    return {"events_per_s": raw_loop_rate(server.url, stream, len(events))}
+
+
+class Celery:
+    """Two prefork Celery workers running notify's question handler, one task per event."""
+
+    def __init__(self, server: RedisServer) -> None:
+        self.client = server.client()
+        self.broker = f"redis://127.0.0.1:{server.port}/1"
+        env = {
+            **os.environ,
+            "BENCH_CELERY_BROKER": self.broker,
+            "ASKDOC_REDIS_URL": server.url,
+            "ASKDOC_JWT_SECRET": JWT_SECRET,
+            "ASKDOC_LOG_LEVEL": "WARNING",
+        }
+        self.worker = Child(
+            "celery",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "bench.celery_app",
+                "worker",
+                "-P",
+                "prefork",
+                "-c",
+                "2",
+                "--loglevel",
+                "WARNING",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            env,
+        )
+
+    def start(self) -> Celery:
+        from bench.celery_app import app
+
+        app.conf.broker_url = self.broker
+        self.worker.spawn()
+        return self
+
+    def rate(self, events: list[QuestionPosted]) -> dict[str, float]:
+        from bench.celery_app import fanout
+
+        self.client.set("bench:celery:done", 0)
         started = time.perf_counter()
-        for event in rest:
+        for event in events:
             fanout.apply_async(args=(event.model_dump_json(),))
-        while int(client.get("bench:celery:done") or 0) < len(rest):
-            time.sleep(0.02)
-        return len(rest) / (time.perf_counter() - started)
-    finally:
-        worker.terminate(20)
+        deadline = time.monotonic() + 120
+        while int(self.client.get("bench:celery:done") or 0) < len(events):
+            if time.monotonic() > deadline:
+                raise RuntimeError("celery workers did not finish")
+            time.sleep(0.01)
+        return {"events_per_s": len(events) / (time.perf_counter() - started)}
+
+    def stop(self) -> None:
+        self.worker.terminate(20)
 
 
 def latency(server: RedisServer, rate: float, seconds: float) -> dict[str, Any]:
     """POST /questions -> the first notification-sent of that question, at a fixed rate."""
     questions = ServiceProcess(
         "questions", server.url, ASKDOC_LOG_LEVEL="WARNING", ASKDOC_RATE_LIMIT_WRITES="100000000"
-    ).start()
-    notify = ServiceProcess("notify", server.url, ASKDOC_LOG_LEVEL="WARNING").start()
+    ).start(timeout=READY_S)
+    notify = ServiceProcess("notify", server.url, ASKDOC_LOG_LEVEL="WARNING").start(timeout=READY_S)
     sent_at: dict[str, float] = {}
     first_alert: dict[str, float] = {}
     stop = threading.Event()
@@ -246,32 +270,82 @@ def latency(server: RedisServer, rate: float, seconds: float) -> dict[str, Any]:
     }
 
 
+def progress(round_: int, name: str, figures: Mapping[str, float]) -> None:
+    shown = ", ".join(f"{k} {v:.1f}" for k, v in figures.items())
+    print(f"  fan-out round {round_ + 1} {name}: {shown}", file=sys.stderr, flush=True)
+
+
 def run(quick: bool = False) -> dict[str, Any]:
-    n = 1500 if quick else 5000
+    """Rounds that alternate notify (one replica), the raw loop and Celery on the same
+    Redis, then notify with two replicas beside the raw loop; then the latency."""
+    n, m, rounds = (600, 150, 2) if quick else (1000, 200, 3)
     server = RedisServer().start()
+    batches = iter(range(1000))
+
+    def batch(size: int, prefix: str) -> list[QuestionPosted]:
+        return question_events(size, seed=next(batches), prefix=f"{prefix}{next(batches)}-")
+
+    env = {"ASKDOC_LOG_LEVEL": "WARNING"}
+    replicas: list[ServiceProcess] = []
+    celery: Celery | None = None
     try:
         load_directory(server)
-        events = question_events(n)
-        notify_per_s, alerts_per_event = notify_rate(server, events)
-        raw_stream = "bench.raw"
-        fill(server.client(), raw_stream, events)
-        raw_per_s = raw_loop_rate(server.url, raw_stream, n)
+        replicas.append(ServiceProcess("notify", server.url, **env).start(timeout=READY_S))
+        celery = Celery(server).start()
+        time.sleep(3)  # the workers boot (and load the gazetteer)
+        celery.rate(batch(20, "qw"))
+        one = alternate(
+            {
+                "notify": lambda: drain(server, batch(n, "q1")),
+                "raw": lambda: raw_loop(server, batch(n, "qr")),
+                "celery": lambda: celery.rate(batch(m, "qc")) if celery else {},
+            },
+            rounds=rounds,
+            warmup=False,
+            on_round=progress,
+        )
+        celery.stop()
+        celery = None
+        replicas.append(ServiceProcess("notify", server.url, **env).start(timeout=READY_S))
+        drain(server, batch(100, "qw"))  # the second replica warms up
+        two = alternate(
+            {
+                "notify": lambda: drain(server, batch(n, "q2")),
+                "raw": lambda: raw_loop(server, batch(n, "qr")),
+            },
+            rounds=rounds,
+            warmup=False,
+            on_round=progress,
+        )
+        for replica in replicas:
+            replica.terminate()
+        replicas.clear()
         ceiling = redis_benchmark_xadd(server.port)
-        celery_events = question_events(min(n, 2000), seed=11, prefix="qc")
-        celery_per_s = celery_rate(server, celery_events)
-        rate = max(10.0, min(notify_per_s / 2, 200.0))
-        lat = latency(server, rate, seconds=4 if quick else 8)
-        lat["hop"] = hop_latency(server.url, rate, seconds=4 if quick else 8)
+        rate = max(10.0, min(one["notify"]["events_per_s"] / 2, 200.0))
+        lat = latency(server, rate, seconds=4 if quick else 5)
+        lat["hop"] = hop_latency(server.url, rate, seconds=4 if quick else 5)
     finally:
+        for replica in replicas:
+            replica.terminate()
+        if celery is not None:
+            celery.stop()
         server.cleanup()
     return {
         "doctors": DOCTORS,
-        "events": n,
-        "notify_events_per_s": notify_per_s,
-        "alerts_per_event": alerts_per_event,
-        "raw_loop_per_s": raw_per_s,
+        "events_per_run": n,
+        "celery_events_per_run": m,
+        "rounds": rounds,
+        "one_replica": one,
+        "two_replicas": two,
+        "notify_events_per_s": one["notify"]["events_per_s"],
+        "notify_2_replicas_events_per_s": two["notify"]["events_per_s"],
+        "alerts_per_event": one["notify"]["alerts_per_event"],
+        "redis_cpu_us_per_alert": one["notify"]["redis_cpu_us_per_alert"],
+        "redis_cpu_us_per_alert_2_replicas": two["notify"]["redis_cpu_us_per_alert"],
+        "redis_cpu_share_2_replicas": two["notify"]["redis_cpu_share"],
+        "raw_loop_per_s": one["raw"]["events_per_s"],
         "redis_benchmark_xadd_per_s": ceiling,
-        "celery_events_per_s": celery_per_s,
+        "celery_events_per_s": one["celery"]["events_per_s"],
         "latency": lat,
     }
 
@@ -280,10 +354,21 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 def ratios(result: Mapping[str, Any]) -> dict[str, Any]:
-    """The fan-out ratios; ratios.fanout_2_replicas_vs_1 is still to come (issue 14, item 6)."""
+    """Fan-out against the raw loop and Celery, paired round by round; two replicas
+    against one as the ratio of their medians (with the extremes of each as the spread)."""
+    one, two = result["one_replica"]["notify"], result["two_replicas"]["notify"]
+    (one_low, one_high), (two_low, two_high) = (
+        one["spread"]["events_per_s"],
+        two["spread"]["events_per_s"],
+    )
     return {
-        "fanout_vs_raw_loop": result["notify_events_per_s"] / result["raw_loop_per_s"],
-        "fanout_vs_celery": result["notify_events_per_s"] / result["celery_events_per_s"],
+        "fanout_vs_raw_loop": paired_ratio(result["one_replica"], "notify", "raw", "events_per_s"),
+        "fanout_vs_celery": paired_ratio(result["one_replica"], "notify", "celery", "events_per_s"),
+        "fanout_2_replicas_vs_1": {
+            "median": two["events_per_s"] / one["events_per_s"],
+            "min": two_low / one_high,
+            "max": two_high / one_low,
+        },
     }
 
 
@@ -305,6 +390,15 @@ def rows(result: Mapping[str, Any]) -> list[Row]:
             f"Celery, 2 prefork workers: {result['celery_events_per_s']:.0f} tasks/s",
             ratio_text(everything, "fanout_vs_celery", ">= 3x"),
             ">= 3x",
+        ),
+        (
+            "fan-out, 2 notify replicas vs 1",
+            f"{result['notify_2_replicas_events_per_s']:.0f} events/s; Redis CPU "
+            f"{result['redis_cpu_us_per_alert']:.0f} us/alert (1 replica), "
+            f"{result['redis_cpu_us_per_alert_2_replicas']:.0f} us/alert (2)",
+            f"1 replica: {result['notify_events_per_s']:.0f} events/s",
+            ratio_text(everything, "fanout_2_replicas_vs_1"),
+            "",
         ),
         (
             f"post -> first alert at {lat['rate_per_s']:.0f}/s",

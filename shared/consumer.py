@@ -43,6 +43,7 @@ from shared.settings import Settings
 
 E = TypeVar("E", bound=Event)
 Handler = Callable[[Any], Awaitable[None]]
+BatchHandler = Callable[[list[Any]], Awaitable[None]]
 
 log = get_logger("askdoc.consumer")
 
@@ -87,12 +88,31 @@ class EventConsumer:
         self.group = service
         self.committer = Committer(redis)
         self.subscriptions: list[Subscription] = []
+        self.batch_handlers: dict[type[Event], BatchHandler] = {}
 
     def on(self, event_type: type[E]) -> Callable[[Callable[[E], Awaitable[None]]], Any]:
         """Decorate the idempotent handler of one event type."""
 
         def register(handler: Callable[[E], Awaitable[None]]) -> Any:
             self._register(Subscription(event_type.stream, event_type, handler))
+            return handler
+
+        return register
+
+    def on_batch(
+        self, event_type: type[E]
+    ) -> Callable[[Callable[[list[E]], Awaitable[None]]], Any]:
+        """Decorate a handler that takes a whole batch of an event type at once.
+
+        The reader hands it every valid entry of a batch; the per-entry handler (`on`)
+        stays for the claimer, and for each entry of a batch whose handler raised, so a
+        failing entry is retried and dead-lettered on its own without holding up the
+        rest. Both must be idempotent. With tracing on, entries go one by one, each in
+        the trace of the request that caused it.
+        """
+
+        def register(handler: Callable[[list[E]], Awaitable[None]]) -> Any:
+            self.batch_handlers[event_type] = handler
             return handler
 
         return register
@@ -120,6 +140,10 @@ class EventConsumer:
         async def read(body: Any, message: Any = Context("message")) -> None:
             raw = message.raw_message
             ids = [_text(i) for i in raw["message_ids"]]
+            batch = self.batch_handlers.get(sub.event_type)
+            if batch is not None and not tracing.enabled():
+                await self._ack(await self._process_batch(sub, batch, ids, raw["data"]), sub.stream)
+                return
             outcomes = await asyncio.gather(
                 *(
                     self._process(sub, i, fields, 1)
@@ -193,6 +217,46 @@ class EventConsumer:
         EVENTS_CONSUMED.labels(self.group, sub.stream).inc()
         HANDLER_SECONDS.labels(self.group, sub.stream).observe(time.perf_counter() - started)
         return True
+
+    async def _process_batch(
+        self,
+        sub: Subscription,
+        batch: BatchHandler,
+        ids: list[str],
+        entries: list[dict[bytes, bytes]],
+    ) -> list[str]:
+        """Run a batch handler over a batch's valid entries; the ids that may be acked."""
+        started = time.perf_counter()
+        done: list[str] = []
+        events: list[Event] = []
+        kept: list[tuple[str, dict[bytes, bytes]]] = []
+        for entry_id, fields in zip(ids, entries, strict=True):
+            try:
+                events.append(self._decode(sub, fields))
+            except PoisonEntry as exc:
+                await self._dead_letter(sub.stream, entry_id, fields, str(exc), 1)
+                done.append(entry_id)
+                continue
+            kept.append((entry_id, fields))
+        if not events:
+            return done
+        try:
+            await batch(events)
+        except Exception as exc:
+            # One entry may be at fault: each goes on alone, under the per-entry rules.
+            log.warning(
+                "event_batch_failed",
+                stream=sub.stream,
+                entries=len(events),
+                error=f"{type(exc).__name__}: {exc}"[:300],
+            )
+            outcomes = await asyncio.gather(*(self._process(sub, i, f, 1) for i, f in kept))
+            return done + [i for (i, _), ok in zip(kept, outcomes, strict=True) if ok]
+        EVENTS_CONSUMED.labels(self.group, sub.stream).inc(len(events))
+        HANDLER_SECONDS.labels(self.group, sub.stream).observe(
+            (time.perf_counter() - started) / len(events)
+        )
+        return done + [i for i, _ in kept]
 
     def _decode(self, sub: Subscription, fields: dict[bytes, bytes]) -> Event:
         data = fields.get(WIRE_FIELD.encode())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from shared.consumer import EventConsumer
 from shared.events import (
     AnswerAccepted,
@@ -24,6 +26,13 @@ def register(consumer: EventConsumer, alerts: AlertService, escalations: Escalat
     async def on_question_posted(event: QuestionPosted) -> None:
         await alerts.on_question_posted(event)
         await escalations.on_question_posted(event)
+
+    @consumer.on_batch(QuestionPosted)
+    async def on_questions_posted(events: list[QuestionPosted]) -> None:
+        # Most of a batch is matched and alerted in two script calls; what is left (urgent
+        # questions, held alerts) takes the full path, one question at a time.
+        rest = await alerts.on_questions_posted(events, escalations.watch)
+        await asyncio.gather(*(on_question_posted(event) for event in rest))
 
     @consumer.on(AnswerPosted)
     async def on_answer_posted(event: AnswerPosted) -> None:

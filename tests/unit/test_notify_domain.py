@@ -6,6 +6,8 @@ from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.notify.alerts.domain import (
     VOTE_MILESTONES,
@@ -13,11 +15,14 @@ from services.notify.alerts.domain import (
     HoldReason,
     QuietHours,
     day_key,
+    goes_out_now,
     in_quiet_hours,
     next_local_midnight,
+    parse_quiet_hours,
     plan_delivery,
     quiet_hours_end,
     vote_milestone_crossed,
+    zone_clock,
 )
 from services.notify.delivery.domain import (
     by_family,
@@ -565,3 +570,39 @@ def test_allow_private_lets_a_local_receiver_through() -> None:
 def test_hold_reason_values_are_wire_strings() -> None:
     assert HoldReason.QUIET_HOURS.value == "quiet_hours"
     assert HoldReason.DAILY_CAP.value == "daily_cap"
+
+
+# --- the batch script's rule: goes_out_now is plan_delivery(urgent=False).deliver_now ---
+
+
+@given(
+    start=st.integers(0, 1439),
+    end=st.integers(0, 1439),
+    tz=st.sampled_from(["UTC", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe"]),
+    quiet=st.booleans(),
+    cap=st.none() | st.integers(0, 3),
+    sent=st.integers(0, 4),
+    now=st.datetimes(
+        min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31), timezones=st.just(UTC)
+    ),
+)
+def test_goes_out_now_is_the_routine_plan(
+    start: int, end: int, tz: str, quiet: bool, cap: int | None, sent: int, now: datetime
+) -> None:
+    qh = (
+        parse_quiet_hours(
+            f"{start // 60:02d}:{start % 60:02d}", f"{end // 60:02d}:{end % 60:02d}", tz
+        )
+        if quiet
+        else None
+    )
+    plan = plan_delivery(urgent=False, quiet_hours=qh, daily_cap=cap, sent_today=sent, now_utc=now)
+    assert goes_out_now(quiet_hours=qh, daily_cap=cap, sent_today=sent, now_utc=now) is (
+        plan.deliver_now
+    )
+    # The script decides from the zone's whole minute: the same answer.
+    if qh is not None:
+        clock = zone_clock(tz, now)
+        s, e = start, end
+        inside = (s <= clock.minute < e) if s <= e else (clock.minute >= s or clock.minute < e)
+        assert inside is not goes_out_now(quiet_hours=qh, daily_cap=None, sent_today=0, now_utc=now)

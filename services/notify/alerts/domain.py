@@ -186,6 +186,39 @@ def plan_delivery(
     return DeliveryDecision.now()
 
 
+def goes_out_now(
+    *, quiet_hours: QuietHours | None, daily_cap: int | None, sent_today: int, now_utc: datetime
+) -> bool:
+    """Whether a routine (not urgent) alert goes out at once rather than being held.
+
+    The rule `alert_batch.lua` applies inside Redis to a whole batch of questions; it is
+    `plan_delivery(urgent=False, ...).deliver_now`, and a property test holds the three
+    to the same answers. What it holds goes through `plan_delivery` for the when and why.
+    """
+    _require_aware(now_utc)
+    if daily_cap is not None and sent_today >= daily_cap:
+        return False
+    return quiet_hours is None or not in_quiet_hours(quiet_hours, now_utc)
+
+
+@dataclass(frozen=True)
+class ZoneClock:
+    """What a batch script needs of a time zone now: the local date and minute of the day."""
+
+    day: str
+    minute: int
+
+
+def zone_clock(tz: str | None, now_utc: datetime) -> ZoneClock:
+    """The local date (the day counters' key) and minute of the day in `tz` at `now_utc`.
+
+    Quiet hours start and end on whole minutes, so the minute decides `contains` exactly.
+    """
+    _require_aware(now_utc)
+    local = now_utc.astimezone(_zone(tz))
+    return ZoneClock(local.date().isoformat(), local.hour * 60 + local.minute)
+
+
 # Vote alerts, batched by milestone
 
 VOTE_MILESTONES: tuple[int, ...] = (1, 5, 10, 25, 50, 100, 250, 500, 1000)

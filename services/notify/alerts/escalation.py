@@ -59,6 +59,14 @@ class Escalations:
         due = now_ms(event.occurred_at) + self._after_ms
         await self.store.schedule(event.question_id, kept, due)
 
+    def watch(self, event: QuestionPosted) -> tuple[str, int, int] | None:
+        """What starting the question's clock writes (for the alerts' batch script):
+        the question as kept, when its first round is due, the state's TTL; None when off."""
+        if self.settings.escalate_rounds == 0:
+            return None
+        kept = event.model_copy(update={"body": ""}).model_dump_json()
+        return kept, now_ms(event.occurred_at) + self._after_ms, self.store.ttl_s
+
     async def on_answer_posted(self, event: AnswerPosted) -> None:
         """An answer stops the question's escalation."""
         await self.store.stop(event.question_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from .store import AlertChange, HeldEntry
+from .store import AlertChange, BatchOutcome, HeldEntry
 
 
 class AlertPrefs(Protocol):
@@ -29,6 +29,12 @@ class AlertPort(Protocol):
 
     async def commit_many(self, changes: Sequence[AlertChange]) -> list[bool]:
         """Several changes at once; each stands or falls on its own guards."""
+        ...
+
+    async def alert_batch(
+        self, header: dict[str, Any], questions: Sequence[tuple[str, str, str]]
+    ) -> list[BatchOutcome]:
+        """Alert a batch of questions' matched doctors at once (what goes out now)."""
         ...
 
     async def sent_counts(self, doctor_days: Sequence[tuple[str, str]]) -> list[int]:

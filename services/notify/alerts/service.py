@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +19,7 @@ from shared.events import (
     QuestionUnfollowed,
     VoteCast,
 )
-from shared.logging import get_logger
+from shared.logging import bind_correlation_id, get_logger
 
 from ..directory.domain import DoctorRow
 from ..inbox.domain import fresh_item
@@ -41,6 +43,9 @@ MODERATION_REASONS = {
 }
 
 QUESTION_PROJECTION_TTL_S = 365 * 86400
+
+# A question's escalation clock: (the question as kept, due time in ms, the state's TTL).
+Watch = Callable[[QuestionPosted], tuple[str, int, int] | None]
 
 
 class QuestionNotSeenYet(Exception):
@@ -79,8 +84,93 @@ class AlertService:
         # The consumer runs a whole batch of handlers at once: bounded so the Redis
         # connection pool never runs dry.
         self._handlers = asyncio.Semaphore(settings.redis_concurrency)
+        # Time zones of the doctors met so far: the batch script gets their clocks.
+        self._zones: set[str] = {""}
 
     # --- a question ----------------------------------------------------------------------
+
+    async def on_questions_posted(
+        self, events: Sequence[QuestionPosted], watch: Watch
+    ) -> list[QuestionPosted]:
+        """Alert the matching doctors of a batch of questions; the questions left to
+        `on_question_posted` (the full path: urgent ones, held alerts, changed matches).
+
+        Two script calls whatever the batch and the number of doctors: the directory's
+        matches every question, the alerts' commits every alert that goes out now (each
+        on its own once-guard, as `_plan_alert` would) and starts each escalation clock
+        (`watch` gives the question as kept, its due time and the state's TTL).
+        """
+        routine = [e for e in events if not e.urgent]
+        full = [e for e in events if e.urgent]
+        if not routine:
+            return full
+        started = asyncio.get_running_loop().time()
+        now = datetime.now(UTC)
+        matched = await self.matcher.match_batch(routine)
+        questions = []
+        esc_ttl = 0
+        for event, (matches_json, doctors_json) in zip(routine, matched, strict=True):
+            watched = watch(event)
+            kept, due, esc_ttl = watched if watched is not None else ("", 0, esc_ttl)
+            question = {
+                "id": event.question_id,
+                "title": event.title,
+                "asker": event.asker_id,
+                "corr": event.correlation_id,
+                "red_flags": json.dumps(event.red_flags),
+                "due_ms": due,
+                "kept": kept,
+            }
+            questions.append((json.dumps(question), matches_json, doctors_json))
+        header = {
+            "now_ms": now_ms(now),
+            "created_at": now.isoformat(),
+            "occurred_at": now.isoformat().replace("+00:00", "Z"),
+            "nonce": secrets.token_hex(3),
+            "uuid_prefix": str(uuid.uuid4())[:-6],
+            "zones": {
+                zone: {"day": clock.day, "minute": clock.minute}
+                for zone, clock in self._zone_clocks(now).items()
+            },
+            "ttl": {"question": QUESTION_PROJECTION_TTL_S, "esc": esc_ttl},
+            "email": self.settings.smtp_host is not None,
+            "escalate": self.settings.escalate_rounds > 0,
+        }
+        outcomes = await self.store.alert_batch(header, questions)
+        elapsed = (asyncio.get_running_loop().time() - started) / len(routine)
+        for event, outcome in zip(routine, outcomes, strict=True):
+            self.learn_zones(outcome.zones)
+            self.inbox.delivered_many("question-match", outcome.recipients)
+            MATCH_SECONDS.observe(elapsed)
+            if outcome.slow or outcome.deferred:
+                full.append(event)
+                continue
+            bind_correlation_id(event.correlation_id, event_type=event.event_type)
+            log.info(
+                "question_matched",
+                question_id=event.question_id,
+                delivered=outcome.delivered,
+                held=0,
+                duplicates=outcome.duplicates,
+                urgent=False,
+                located=event.location is not None,
+            )
+        return full
+
+    def learn_zones(self, zones: Sequence[str]) -> None:
+        """Time zones the batch script gets clocks for from now on (it also learns those
+        it meets: an alert in a zone it has no clock for takes the full path once)."""
+        self._zones.update(zones)
+
+    def _zone_clocks(self, now: datetime) -> dict[str, domain.ZoneClock]:
+        """The clock of every zone met so far ('' is UTC); an unknown zone is dropped."""
+        clocks = {}
+        for zone in list(self._zones):
+            try:
+                clocks[zone] = domain.zone_clock(zone or None, now)
+            except ValueError:
+                self._zones.discard(zone)
+        return clocks
 
     async def on_question_posted(self, event: QuestionPosted) -> None:
         """Alert the matching doctors: at most once each, within caps and quiet hours."""

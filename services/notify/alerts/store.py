@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared import streams
 from shared.atomic import Committer, Txn
 from shared.redis import RedisClient
 
@@ -74,6 +75,31 @@ class AlertChange:
 
 
 @dataclass(frozen=True)
+class BatchOutcome:
+    """What the batch script did for one question.
+
+    `slow`: its frozen matches differ from this search (a redelivery after the directory
+    changed); `deferred`: alerts it left to the full path (held ones, an unknown zone).
+    """
+
+    slow: bool
+    delivered: int
+    duplicates: int
+    deferred: int
+    zones: list[str]
+    recipients: list[str]
+
+
+def _str(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _split(value: str | bytes) -> list[str]:
+    text = _str(value)
+    return text.split(",") if text else []
+
+
+@dataclass(frozen=True)
 class HeldEntry:
     """A held alert as stored: its member (to remove it), release time and data."""
 
@@ -101,6 +127,7 @@ class AlertStore:
         self._tag = tag
         self._refresh_due = redis.register_script(lua(__package__, "refresh_due.lua"))
         self._follow = redis.register_script(lua(__package__, "follow.lua"))
+        self._alert_batch = redis.register_script(lua(__package__, "alert_batch.lua"))
         # A question fans out into many commits; bounded so the pool never runs dry.
         self._commits = asyncio.Semaphore(concurrency)
 
@@ -178,6 +205,48 @@ class AlertStore:
         async with self._commits:
             results = await self.committer.commit_many([self._txn(c) for c in changes])
         return [r.applied for r in results]
+
+    async def alert_batch(
+        self, header: dict[str, Any], questions: Sequence[tuple[str, str, str]]
+    ) -> list[BatchOutcome]:
+        """Alert a batch of questions' matched doctors in one script call (`alert_batch.lua`).
+
+        `questions` are (question JSON, matches JSON, doctors JSON); the matches reach
+        the script exactly as the directory's script wrote them.
+        """
+        if not questions:
+            return []
+        keys = [streams.NOTIFICATION_SENT, self.inbox.outbox.stream, self._esc_due_key]
+        header = {
+            **header,
+            "tag": self._tag,
+            "ttl": {
+                "dedupe": self.dedupe_ttl_s,
+                "inbox": self.inbox.ttl_s,
+                "question": header["ttl"]["question"],
+                "day": DAY_COUNTER_TTL_S,
+                "esc": header["ttl"]["esc"],
+            },
+        }
+        args = [json.dumps(header), *(part for q in questions for part in q)]
+        async with self._commits:
+            replies = await self._alert_batch(keys=keys, args=args)
+        return [
+            BatchOutcome(
+                slow=_str(r[0]) == "slow",
+                delivered=int(r[1]),
+                duplicates=int(r[2]),
+                deferred=int(r[3]),
+                zones=_split(r[4]),
+                recipients=_split(r[5]),
+            )
+            for r in replies
+        ]
+
+    @property
+    def _esc_due_key(self) -> str:
+        # the escalations' due index (escalation_store.py), written when a question comes
+        return f"{self._tag}:esc-due"
 
     # --- counters and projections ------------------------------------------------------
 

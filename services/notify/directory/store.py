@@ -36,6 +36,7 @@ class DirectoryStore:
         self.box = box
         self._tag = DIRECTORY_TAG
         self._match_rows = redis.register_script(lua(__package__, "match_rows.lua"))
+        self._match_batch = redis.register_script(lua(__package__, "match_batch.lua"))
 
     def _doc_key(self, doctor_id: str) -> str:
         return f"{self._tag}:doc:{doctor_id}"
@@ -184,6 +185,21 @@ class DirectoryStore:
             )
         return rows
 
+    async def match_batch(
+        self, questions: Sequence[dict[str, Any]], policy: dict[str, Any], rings: dict[str, Any]
+    ) -> list[tuple[str, str]]:
+        """Match a batch of questions in one script call (`match_batch.lua`): per question
+        its matches as JSON and the matched doctors' {tz, prefs} as JSON, both left encoded."""
+        if not questions:
+            return []
+        slugs = dict.fromkeys(slug for q in questions for slug in q["sp"])
+        # The first key names the slot even when no question names a specialty.
+        keys = [self._doc_key(""), *(self._geo_key(s) for s in slugs)]
+        keys += [self._rated_key(s) for s in slugs]
+        spec = {"prefix": self._tag, "policy": policy, "rings": rings, "questions": questions}
+        reply = await self._match_batch(keys=keys, args=[json.dumps(spec)])
+        return [(_str(reply[i]), _str(reply[i + 1])) for i in range(0, len(reply), 2)]
+
     async def prefs(self, doctor_id: str) -> dict[str, Any]:
         """A doctor's alert preferences and channels ({} for someone not in the directory)."""
         raw = await self.redis.hget(self._doc_key(doctor_id), "prefs")
@@ -197,6 +213,10 @@ class DirectoryStore:
         for doctor_id in doctor_ids:
             pipe.hget(self._doc_key(doctor_id), "prefs")
         return [json.loads(raw) if raw else {} for raw in await pipe.execute()]
+
+
+def _str(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _row_fields(profile: dict[str, Any], prefs: dict[str, Any], version: int) -> list[Any]:

@@ -145,6 +145,13 @@ class InboxService:
             urgent=item.get("urgent", False),
         )
 
+    def delivered_many(self, kind: str, recipients: Sequence[str]) -> None:
+        """Count notifications a batch script committed; their inboxes are trimmed soon."""
+        if recipients:
+            EVENTS_PUBLISHED.labels(SERVICE, NotificationSent.stream).inc(len(recipients))
+            ALERTS.labels(kind, "delivered").inc(len(recipients))
+            self._to_trim.update(recipients)
+
     async def channel_off(self, recipient: str, channel: str, about_nid: str) -> None:
         """Tell the recipient a channel was switched off (once per notification that
         found out): a webhook that answered 410 Gone."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from shared import geo
 from shared.events import QuestionPosted
@@ -38,6 +38,12 @@ class DoctorIndex(Protocol):
 
     async def rows(self, doctor_ids: Sequence[str]) -> dict[str, DoctorRow]:
         """Matching data of many doctors (missing ones left out)."""
+        ...
+
+    async def match_batch(
+        self, questions: Sequence[dict[str, Any]], policy: dict[str, Any], rings: dict[str, Any]
+    ) -> list[tuple[str, str]]:
+        """Per question, its matches (JSON) and the matched doctors' {tz, prefs} (JSON)."""
         ...
 
 
@@ -84,6 +90,37 @@ class Matcher:
         if kept != encoded:
             return await self._decoded(kept)
         return matches, rows
+
+    async def match_batch(self, events: Sequence[QuestionPosted]) -> list[tuple[str, str]]:
+        """Match many questions in one call to the directory, by the rules of `search`.
+
+        Per question: its matches as JSON (as they are frozen) and the matched doctors'
+        {tz, prefs} as JSON, both left encoded, so Python does no work per doctor.
+        """
+        questions: list[dict[str, Any]] = []
+        for event in events:
+            question: dict[str, Any] = {
+                "sp": list(dict.fromkeys(event.specialties)),
+                "ex": event.asker_id,
+            }
+            if event.location is not None:
+                question["lat"], question["lon"] = event.location.lat, event.location.lon
+            questions.append(question)
+        policy = {
+            "cap": self.policy.cap,
+            "min_matches": self.policy.min_matches,
+            "widen": list(self.policy.widen_factors),
+            "band_km": self.policy.distance_band_km,
+        }
+        rings = {
+            "first_km": self.rings.first_km,
+            "limit_km": self.rings.limit_km,
+            "first_count": self.rings.first_count,
+            "max_count": self.rings.max_count,
+            "widen": self.rings.widen_factor,
+            "deepen": self.rings.deepen_factor,
+        }
+        return await self.index.match_batch(questions, policy, rings)
 
     async def first_alerted(self, question_id: str) -> set[str]:
         """The doctors the question's first matching chose."""

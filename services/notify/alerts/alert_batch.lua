@@ -1,0 +1,192 @@
+-- Alerts the matched doctors of a whole batch of questions in one call (see
+-- AlertStore.alert_batch). Per question: keep who asked, freeze its matches (a redelivery
+-- alerts the same doctors), start its escalation clock; per matched doctor, the same
+-- guarded change AlertService._plan_alert commits when an alert goes out now: the
+-- once-guard, the inbox item and its indexes, the notification-sent event, the outbox
+-- entry, the day's count. What this script does not decide it leaves untouched and hands
+-- back (`defer`): an alert that would be held (quiet hours, daily cap: alerts.domain
+-- .goes_out_now is the rule mirrored here), a zone it has no clock for, or a question
+-- whose frozen matches differ from this search. Python then runs the full path.
+-- KEYS[1]: the notification-sent stream; KEYS[2]: the outbox stream; KEYS[3]: the
+-- escalation due index; every other key shares their slot and is named from `tag`.
+-- ARGV[1]: JSON {tag, now_ms, created_at, occurred_at, nonce, uuid_prefix,
+--   zones = {zone: {day, minute}} ('' is UTC), ttl = {dedupe, inbox, question, day, esc},
+--   email, escalate}
+-- ARGV[2 + 3(i-1)]: question i, JSON {id, title, asker, corr, red_flags (JSON text), due_ms,
+-- kept};
+-- ARGV[3 + 3(i-1)]: its matches (JSON, as frozen); ARGV[4 + 3(i-1)]: its doctors (JSON).
+-- Returns per question {status ('ok' | 'slow'), delivered, duplicates, deferred,
+-- unknown zones (comma-joined), recipients (comma-joined)}.
+
+local stream, outbox, esc_due = KEYS[1], KEYS[2], KEYS[3]
+local h = cjson.decode(ARGV[1])
+local tag, ttl = h.tag, h.ttl
+local null = cjson.null
+local counter = 0
+local batch_seq = redis.call('INCR', tag .. ':nid-batch') % 16777216
+local created_at, occurred_at = cjson.encode(h.created_at), cjson.encode(h.occurred_at)
+
+local function present(v)
+  return v ~= nil and v ~= null
+end
+
+local function minutes(text)
+  -- 'HH:MM' (24-hour) as minutes after midnight; nil when malformed
+  if type(text) ~= 'string' then return nil end
+  local hh, mm = string.match(text, '^%s*(%d%d):(%d%d)%s*$')
+  if not hh then return nil end
+  hh, mm = tonumber(hh), tonumber(mm)
+  if hh > 23 or mm > 59 then return nil end
+  return hh * 60 + mm
+end
+
+local function quiet_now(start, stop, minute)
+  -- domain.QuietHours.contains at a whole local minute (the window's ends are whole)
+  if start <= stop then return start <= minute and minute < stop end
+  return minute >= start or minute < stop
+end
+
+local function goes_out_now(prefs, sent)
+  -- alerts.domain.goes_out_now: true, false (held) or nil with a reason (no clock here)
+  local cap = prefs.daily_cap
+  if present(cap) and sent >= cap then return false end
+  local qh = prefs.quiet_hours
+  if not present(qh) then return true end
+  local start, stop = minutes(qh.start), minutes(qh['end'])
+  if not start or not stop or type(qh.tz) ~= 'string' then return nil, 'bad' end
+  local clock = h.zones[qh.tz]
+  if not clock then return nil, qh.tz end
+  return not quiet_now(start, stop, clock.minute)
+end
+
+local function g(x)
+  -- Python's f'{x:g}'
+  return string.format('%g', x)
+end
+
+local function reason_of(m)
+  -- matching.domain.Match.reason and reason_text (a first alert, not an escalation)
+  if m.located == false then
+    return {specialty = m.specialty, distance_km = null, rank = m.rank, widened = false,
+            radius_km = null, basis = 'specialty_and_rating'},
+      m.specialty .. ' · rank ' .. m.rank .. ' · asker gave no location'
+  end
+  local radius = tonumber(string.format('%.1f', m.radius_used_km))
+  local text = m.specialty .. ' · ' .. g(m.distance_km) .. ' km · rank ' .. m.rank
+  if m.widened then text = text .. ' · search widened to ' .. g(radius) .. ' km' end
+  return {specialty = m.specialty, distance_km = m.distance_km, rank = m.rank,
+          widened = m.widened, radius_km = radius}, text
+end
+
+local function new_ids()
+  -- inbox.domain.new_notification_id ('n' + 12 hex ms + 12 hex): the batch's number from
+  -- a shared counter makes ids unique across replicas, the count within the batch
+  counter = counter + 1
+  return string.format('n%012x%06x%06x', h.now_ms, batch_seq, counter),
+    string.format('%s%06x', h.uuid_prefix, counter)
+end
+
+local function external(prefs)
+  -- InboxService._external
+  local out = {}
+  if type(prefs.channels) ~= 'table' then return out end
+  for _, c in ipairs(prefs.channels) do
+    if c == 'webhook' or (c == 'email' and h.email) then out[#out + 1] = c end
+  end
+  return out
+end
+
+local function deliver(q, m, prefs, guard, day_key)
+  -- AlertChange().once(...).notify(note).count_sent(...), as AlertStore commits it. The
+  -- item and the event are written from the question's parts, encoded once per question.
+  local nid, event_id = new_ids()
+  local reason, text = reason_of(m)
+  reason, text = cjson.encode(reason), cjson.encode(text)
+  local doctor = cjson.encode(m.doctor_id)
+  local ext = external(prefs)
+  local channels = '["inbox","stream"'
+  for _, c in ipairs(ext) do channels = channels .. ',"' .. c .. '"' end
+  local item = table.concat({'{"id":"', nid, '","kind":"question-match","question_id":', q.id_j,
+    ',"answer_id":null,"created_at":', created_at, ',"urgent":false,"reason":', reason,
+    ',"reason_text":', text, ',"title":', q.title_j, ',"red_flags":', q.red_flags,
+    ',"summary":', text, '}'})
+  local event = table.concat({'{"event_id":"', event_id,
+    '","event_type":"notification-sent","schema_version":1,"occurred_at":', occurred_at,
+    ',"correlation_id":', q.corr_j, ',"producer":"notify","notification_id":"', nid,
+    '","recipient_id":', doctor, ',"kind":"question-match","question_id":', q.id_j,
+    ',"answer_id":null,"channels":', channels, '],"reason":', reason, ',"urgent":false}'})
+  redis.call('SET', guard, nid, 'EX', ttl.dedupe)
+  local note = tag .. ':n:' .. nid
+  local status = {'d:inbox', 'delivered'}
+  for _, c in ipairs(ext) do
+    status[#status + 1] = 'd:' .. c
+    status[#status + 1] = 'pending'
+  end
+  redis.call('HSET', note, 'item', item, 'recipient', m.doctor_id, 'read', 0, unpack(status))
+  redis.call('EXPIRE', note, ttl.inbox)
+  for _, index in ipairs({tag .. ':inbox:' .. m.doctor_id, tag .. ':unread:' .. m.doctor_id}) do
+    redis.call('ZADD', index, 0, nid)
+    redis.call('EXPIRE', index, ttl.inbox)
+  end
+  redis.call('XADD', stream, '*', '__data__', event)
+  if #ext > 0 then
+    redis.call('XADD', outbox, '*', 'nid', nid, 'recipient', m.doctor_id, 'channels',
+      table.concat(ext, ','))
+  end
+  redis.call('INCRBY', day_key, 1)
+  redis.call('EXPIRE', day_key, ttl.day)
+end
+
+local function alert_question(q, matches_json, doctors_json)
+  q.id_j, q.title_j, q.corr_j = cjson.encode(q.id), cjson.encode(q.title), cjson.encode(q.corr)
+  local qkey = tag .. ':q:' .. q.id
+  redis.call('HSET', qkey, 'asker_id', q.asker, 'title', q.title)
+  redis.call('EXPIRE', qkey, ttl.question)
+  if h.escalate then
+    local esc = tag .. ':esc:' .. q.id
+    redis.call('HSETNX', esc, 'question', q.kept)
+    redis.call('EXPIRE', esc, ttl.esc)
+    redis.call('ZADD', esc_due, 'NX', q.due_ms, q.id)
+  end
+  local frozen = tag .. ':matches:' .. q.id
+  if not redis.call('SET', frozen, matches_json, 'NX', 'EX', ttl.dedupe) then
+    if redis.call('GET', frozen) ~= matches_json then return {'slow', 0, 0, 0, '', ''} end
+  end
+  local doctors = cjson.decode(doctors_json)
+  local delivered, duplicates, deferred = 0, 0, 0
+  local zones, recipients = {}, {}
+  for _, m in ipairs(cjson.decode(matches_json)) do
+    local row = doctors[m.doctor_id]
+    local guard = tag .. ':once:qm:' .. q.id .. ':' .. m.doctor_id
+    -- a doctor gone from the directory since is left out, as AlertService.alert_matches does
+    if row ~= nil and redis.call('EXISTS', guard) == 1 then
+      duplicates = duplicates + 1
+    elseif row ~= nil then
+      local prefs = {}
+      if row.prefs ~= '' then prefs = cjson.decode(row.prefs) end
+      local clock = h.zones[row.tz]
+      local now, why = nil, row.tz
+      local day_key
+      if clock then
+        day_key = tag .. ':sent:' .. m.doctor_id .. ':' .. clock.day
+        now, why = goes_out_now(prefs, tonumber(redis.call('GET', day_key) or '0'))
+      end
+      if now then
+        deliver(q, m, prefs, guard, day_key)
+        delivered = delivered + 1
+        recipients[#recipients + 1] = m.doctor_id
+      else
+        deferred = deferred + 1
+        if now == nil and why ~= 'bad' then zones[#zones + 1] = why end
+      end
+    end
+  end
+  return {'ok', delivered, duplicates, deferred, table.concat(zones, ','),
+          table.concat(recipients, ',')}
+end
+
+local replies = {}
+for i = 2, #ARGV, 3 do
+  replies[#replies + 1] = alert_question(cjson.decode(ARGV[i]), ARGV[i + 1], ARGV[i + 2])
+end
+return replies

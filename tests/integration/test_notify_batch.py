@@ -1,0 +1,280 @@
+"""The batch scripts against their Python oracles, on random directories (hypothesis).
+
+`match_batch.lua` must choose, for every question of a batch, exactly the matches of
+`Matcher.search` (the ring search and `matching.domain`); `alert_batch.lua` with the full
+path for what it defers must leave Redis as the full path alone does, question after
+question (`AlertService.on_question_posted`): the same inbox items, held alerts, day
+counts, guards, events and outbox entries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from services.notify.directory.domain import rating_score
+from services.notify.directory.store import DIRECTORY_TAG
+from services.notify.matching.domain import Match
+from services.notify.parts import NotifyParts, build_parts
+from services.notify.settings import NotifySettings
+from shared import streams
+from shared.atomic import Committer
+from shared.events import Location, QuestionPosted
+from shared.logging import bind_correlation_id
+from shared.redis import make_redis
+from tests.support import JWT_SECRET
+
+SLUGS = ("dermatology", "plastic-surgery", "otolaryngology")
+CENTRES = ((34.05, -118.24), (34.9, -118.2), (36.1, -115.1))
+ZONES = ("", "America/Los_Angeles", "Asia/Kolkata")
+HEALTH = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+
+
+def notify_settings(url: str, **extra: Any) -> NotifySettings:
+    return NotifySettings(  # type: ignore[call-arg]
+        redis_url=url,
+        jwt_secret=JWT_SECRET,
+        match_cap=3,
+        match_min=2,
+        first_search_km=5,
+        max_radius_km=300,
+        geo_search_count=2,
+        geo_search_max=8,
+        **extra,
+    )
+
+
+def quiet_hours(data: st.DataObject, zone: str) -> dict[str, str] | None:
+    """None, or a window that holds now or clearly does not (never within minutes of an end)."""
+    kind = data.draw(st.sampled_from(["none", "now", "not_now", "never"]))
+    if kind == "none":
+        return None
+    local = datetime.now(UTC).astimezone(ZoneInfo(zone or "UTC"))
+    if kind == "never":
+        start = end = local
+    elif kind == "now":
+        start = local - timedelta(minutes=data.draw(st.integers(20, 600)))
+        end = local + timedelta(minutes=data.draw(st.integers(20, 600)))
+    else:
+        start = local + timedelta(minutes=data.draw(st.integers(20, 600)))
+        end = start + timedelta(minutes=data.draw(st.integers(20, 600)))
+    return {"start": start.strftime("%H:%M"), "end": end.strftime("%H:%M"), "tz": zone or "UTC"}
+
+
+def doctor_rows(data: st.DataObject, with_prefs: bool) -> list[dict[str, Any]]:
+    rows = []
+    for n in range(data.draw(st.integers(0, 14))):
+        lat, lon = data.draw(st.sampled_from(CENTRES))
+        zone = data.draw(st.sampled_from(ZONES)) if with_prefs else ""
+        qh = quiet_hours(data, zone) if with_prefs else None
+        prefs = {
+            "quiet_hours": qh,
+            "daily_cap": data.draw(st.none() | st.integers(0, 2)) if with_prefs else None,
+            "channels": data.draw(st.sampled_from([[], ["webhook"], ["email", "webhook"]])),
+            "verified": True,
+        }
+        rows.append(
+            {
+                "id": f"d{n}",
+                "lat": lat + data.draw(st.sampled_from([0.0, 0.01, 0.05, 0.3, 1.2])),
+                "lon": lon + data.draw(st.sampled_from([0.0, 0.02, 0.4])),
+                "radius_km": float(data.draw(st.sampled_from([3, 20, 60, 150]))),
+                "rating": data.draw(st.sampled_from([3.0, 4.5, 5.0])),
+                "reviews": data.draw(st.integers(0, 2)),
+                "specialties": data.draw(st.lists(st.sampled_from(SLUGS), min_size=1, max_size=3)),
+                "tz": (qh or {}).get("tz", ""),
+                "prefs": prefs,
+            }
+        )
+    return rows
+
+
+def load(client: redis.Redis, rows: list[dict[str, Any]]) -> None:
+    pipe = client.pipeline(transaction=False)
+    for r in rows:
+        pipe.hset(
+            f"{DIRECTORY_TAG}:doc:{r['id']}",
+            mapping={
+                "lat": repr(r["lat"]),
+                "lon": repr(r["lon"]),
+                "radius_km": repr(r["radius_km"]),
+                "rating": repr(r["rating"]),
+                "review_count": r["reviews"],
+                "tz": r["tz"],
+                "prefs": json.dumps(r["prefs"]),
+            },
+        )
+        for slug in dict.fromkeys(r["specialties"]):
+            pipe.geoadd(f"{DIRECTORY_TAG}:geo:{slug}", (r["lon"], r["lat"], r["id"]))
+            pipe.zadd(
+                f"{DIRECTORY_TAG}:rated:{slug}",
+                {r["id"]: rating_score(r["rating"], r["reviews"])},
+            )
+    pipe.execute()
+
+
+def questions(data: st.DataObject, urgent: bool) -> list[QuestionPosted]:
+    out = []
+    for n in range(data.draw(st.integers(1, 4))):
+        located = data.draw(st.booleans() | st.just(True))
+        lat, lon = data.draw(st.sampled_from(CENTRES))
+        out.append(
+            QuestionPosted(
+                correlation_id=f"c{n}",
+                producer="test",
+                question_id=f"q{n}",
+                title=f'Question "{n}" / {data.draw(st.sampled_from(["a", "é", "x%y"]))}',
+                body="b",
+                topics=[],
+                specialties=data.draw(st.lists(st.sampled_from(SLUGS), max_size=3)),
+                location=Location(lat=lat + 0.02, lon=lon) if located else None,
+                asker_id=data.draw(st.sampled_from(["p1", "d0", "d1"])),
+                urgent=urgent and data.draw(st.booleans()),
+                red_flags=["chest-pain"] if data.draw(st.booleans()) else [],
+            )
+        )
+    return out
+
+
+def parts_on(url: str, **extra: Any) -> NotifyParts:
+    s = notify_settings(url, **extra)
+    client = make_redis(s)
+    return build_parts(client, Committer(client), "{askdoc.notification-sent}", s)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=HEALTH)
+@given(data=st.data())
+def test_batch_matching_chooses_what_the_ring_search_chooses(
+    redis_url: str, data: st.DataObject
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    load(client, doctor_rows(data, with_prefs=False))
+    events = questions(data, urgent=False)
+
+    async def both() -> tuple[list[list[Match]], list[list[Match]]]:
+        parts = parts_on(redis_url)
+        try:
+            batch = await parts.matcher.match_batch(events)
+            lua = [[Match(**m) for m in json.loads(raw)] for raw, _ in batch]
+            oracle = [(await parts.matcher.search(e))[0] for e in events]
+            return lua, oracle
+        finally:
+            await parts.stores.directory.redis.aclose()
+
+    lua, oracle = asyncio.run(both())
+    assert lua == oracle
+
+
+def norm(value: Any) -> Any:
+    """JSON numbers as numbers: 75 and 75.0 are one distance (Lua writes the first)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: norm(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [norm(v) for v in value]
+    return value
+
+
+def state(client: redis.Redis) -> dict[str, Any]:
+    """What an alert leaves in Redis, without the random parts (ids, instants)."""
+    tag = "{askdoc.notification-sent}"
+    items = []
+    for key in client.scan_iter(f"{tag}:n:*"):
+        note = client.hgetall(key)
+        item = json.loads(note[b"item"])
+        del item["id"], item["created_at"]
+        status = {k.decode(): v.decode() for k, v in note.items() if k.startswith(b"d:")}
+        items.append(json.dumps(norm([note[b"recipient"].decode(), item, status]), sort_keys=True))
+    held = []
+    for key in client.scan_iter(f"{tag}:held:*"):
+        for member in client.zrange(key, 0, -1):
+            h = json.loads(member)
+            match = json.dumps(norm(h["match"]), sort_keys=True)
+            held.append((key.decode(), h["question_id"], h["reason"], match))
+    events = []
+    for _, fields in client.xrange(streams.NOTIFICATION_SENT):
+        e = json.loads(fields[b"__data__"])
+        for k in ("event_id", "occurred_at", "notification_id"):
+            del e[k]
+        events.append(json.dumps(norm(e), sort_keys=True))
+    outbox = [(f[b"recipient"], f[b"channels"]) for _, f in client.xrange(f"{tag}:outbox")]
+    counters = {k: client.get(k) for k in client.scan_iter(f"{tag}:sent:*")}
+    guards = sorted(client.scan_iter(f"{tag}:once:qm:*"))
+    projections = {k: client.hgetall(k) for k in client.scan_iter(f"{tag}:q:*")}
+    escalations = client.zrange(f"{tag}:esc-due", 0, -1, withscores=True)
+    return {
+        "items": Counter(items),
+        "held": Counter(held),
+        "events": Counter(events),
+        "outbox": Counter(outbox),
+        "counters": counters,
+        "guards": guards,
+        "projections": projections,
+        "escalations": escalations,
+    }
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=HEALTH)
+@given(data=st.data())
+def test_batch_alerts_leave_what_the_full_path_leaves(
+    redis_server: Any, data: st.DataObject
+) -> None:
+    urls = [redis_server.url.rsplit("/", 1)[0] + f"/{db}" for db in (1, 2)]
+    clients = [redis.Redis.from_url(u) for u in urls]
+    rows = doctor_rows(data, with_prefs=True)
+    events = questions(data, urgent=True)
+    # Some alerts went out before (a redelivery finds their guards) and some were counted.
+    sent_before = {r["id"]: data.draw(st.integers(0, 2)) for r in rows}
+    seen = data.draw(st.sets(st.sampled_from([r["id"] for r in rows]))) if rows else set()
+    for client in clients:
+        client.flushdb()
+        load(client, rows)
+    email = data.draw(st.sampled_from([{}, {"smtp_host": "mail.test"}]))
+    learned = data.draw(st.booleans())
+
+    async def run(url: str, batch: bool) -> None:
+        parts = parts_on(url, **email)
+        tag = "{askdoc.notification-sent}"
+        redis_ = parts.stores.alerts.redis
+        try:
+            for r in rows:
+                zone = r["tz"] or "UTC"
+                local_day = datetime.now(UTC).astimezone(ZoneInfo(zone)).date().isoformat()
+                await redis_.set(f"{tag}:sent:{r['id']}:{local_day}", sent_before[r["id"]])
+                if r["id"] in seen and events:
+                    await redis_.set(f"{tag}:once:qm:{events[0].question_id}:{r['id']}", "n-old")
+            if batch:
+                # Half the time the script has every clock; else it meets zones as it goes.
+                if learned:
+                    parts.alerts.learn_zones(["UTC", *ZONES])
+                rest = await parts.alerts.on_questions_posted(events, parts.escalations.watch)
+                for event in rest:
+                    bind_correlation_id(event.correlation_id)  # as the consumer does
+                    await parts.alerts.on_question_posted(event)
+                    await parts.escalations.on_question_posted(event)
+            else:
+                # The order the batch path takes: routine questions first, then urgent ones.
+                ordered = [e for e in events if not e.urgent] + [e for e in events if e.urgent]
+                for event in ordered:
+                    bind_correlation_id(event.correlation_id)
+                    await parts.alerts.on_question_posted(event)
+                    await parts.escalations.on_question_posted(event)
+        finally:
+            await redis_.aclose()
+            await parts.stores.directory.redis.aclose()
+
+    asyncio.run(run(urls[0], batch=True))
+    asyncio.run(run(urls[1], batch=False))
+    batch_state, full_state = state(clients[0]), state(clients[1])
+    for key in full_state:
+        assert batch_state[key] == full_state[key], key
