@@ -163,13 +163,17 @@ class Side:
         self.prefix = prefix
         self.rng = random.Random(prefix)
         self.load: LoadClient | None = None
+        self.before = 0
         self.open: list[int] = []
 
-    def connect(self, connections: int) -> dict[str, Any]:
-        """Open the connections; the server's memory per connection."""
-        time.sleep(1.0)
-        before = rss_kib(self.pid)
+    def start_connecting(self, connections: int) -> None:
+        """Note the server's memory, then have the load client open the connections."""
+        self.before = rss_kib(self.pid)
         self.load = LoadClient(self.port, connections, self.prefix)
+
+    def connected(self) -> dict[str, Any]:
+        """Wait until the connections are open; the server's memory per connection."""
+        assert self.load is not None
         report = self.load.opened()
         time.sleep(2.0)  # the last streams settle
         after = rss_kib(self.pid)
@@ -179,9 +183,9 @@ class Side:
             "connections": held,
             "failed": report["failed"],
             "open_seconds": report["seconds"],
-            "rss_before_mb": round(before / 1024, 1),
+            "rss_before_mb": round(self.before / 1024, 1),
             "rss_after_mb": round(after / 1024, 1),
-            "kib_per_connection": round((after - before) / max(held, 1), 2),
+            "kib_per_connection": round((after - self.before) / max(held, 1), 2),
         }
 
     def burst(self) -> Figures:
@@ -232,7 +236,11 @@ def run(quick: bool = False) -> dict[str, Any]:
         baseline = Side(server, bare.pid, int(url.rsplit(":", 1)[1]), "sse-base-")
         askdoc = Side(server, notify.pid, notify.port, "sse-doctor-")
         sides = [baseline, askdoc]
-        memory = {"baseline": baseline.connect(connections), "askdoc": askdoc.connect(connections)}
+        time.sleep(1.0)  # both idle
+        # Both open at once (a process each, so each server's RSS is its own): half the wait.
+        for side in sides:
+            side.start_connecting(connections)
+        memory = {"baseline": baseline.connected(), "askdoc": askdoc.connected()}
         bursts = alternate({"askdoc": askdoc.burst, "baseline": baseline.burst}, rounds=rounds)
         for name, side in (("askdoc", askdoc), ("baseline", baseline)):
             memory[name]["still_open_after_bursts"] = side.still_open()

@@ -11,10 +11,12 @@ import asyncio
 import contextlib
 import json
 import os
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
@@ -27,12 +29,17 @@ queues: dict[str, asyncio.Queue[str]] = {}
 
 
 async def read_forever(client: aioredis.Redis) -> None:
-    last = "$"
-    tail = await client.xrevrange(streams.NOTIFICATION_SENT, count=1)
-    if tail:
-        last = tail[0][0].decode()
+    last = None
     while True:
-        reply = await client.xread({streams.NOTIFICATION_SENT: last}, count=200, block=2000)
+        try:
+            if last is None:  # pinned by id: "$" on every call would miss entries between
+                tail = await client.xrevrange(streams.NOTIFICATION_SENT, count=1)
+                last = tail[0][0].decode() if tail else "0-0"
+            reply = await client.xread({streams.NOTIFICATION_SENT: last}, count=200, block=2000)
+        except (RedisError, OSError) as exc:
+            print(f"baseline reader: {exc!r}", file=sys.stderr, flush=True)
+            await asyncio.sleep(0.5)
+            continue
         for _, entries in reply or []:
             last = entries[-1][0].decode()
             for _, fields in entries:
