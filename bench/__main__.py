@@ -20,7 +20,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench import fanout, http, matching
+from bench import fanout, http, matching, sse
 from bench.common import machine
 from bench.report import (
     REQUIRED,
@@ -36,10 +36,10 @@ from bench.report import (
 RESULTS = Path(__file__).parent / "results"
 console = Console()
 
-#: In the order they run. Hooks for the rest of issue 14: live streams (`sse.*`, a
-#: bench/sse.py SECTION) and fan-out scale-out (`ratios.fanout_2_replicas_vs_1`, from
-#: bench/fanout.py's `ratios`) slot in here and in bench/report.py's REQUIRED.
-SECTIONS: list[Section] = [http.SECTION, fanout.SECTION, matching.SECTION]
+#: In the order they run. Hook for the rest of issue 14: fan-out scale-out
+#: (`ratios.fanout_2_replicas_vs_1`, from bench/fanout.py's `ratios`) slots in here and in
+#: bench/report.py's REQUIRED.
+SECTIONS: list[Section] = [http.SECTION, fanout.SECTION, matching.SECTION, sse.SECTION]
 
 
 def table(sections: list[Section], results: dict[str, Any]) -> Table:

@@ -146,6 +146,8 @@ def chart(results: Mapping[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     ratios = {n: v for n, v in results["ratios"].items() if v}
+    if not ratios:  # e.g. `--only sse`: no ratio to draw
+        return
     spreads = results.get("ratio_spreads", {})
     names = list(ratios)
     values = [ratios[n] for n in names]

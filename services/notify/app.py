@@ -60,11 +60,19 @@ def create_app(settings: NotifySettings) -> FastAPI:
     # they get a connection pool of their own, so they never starve the event handlers.
     side = make_redis(settings)
     hub = LiveHub(side, parts.inbox.items)
+    live_streams = LiveStreams(
+        hub,
+        StreamSlots(runtime.redis, runtime.tag),
+        parts.inbox.items_after,
+        settings.sse_heartbeat_s,
+        settings.sse_max_streams_per_user,
+    )
     loops: dict[str, Callable[[], Awaitable[None]]] = {
         "held-releaser": parts.held.run_releaser,
         "escalator": parts.escalations.run_escalator,
         "inbox-trimmer": parts.inbox.run_trimmer,
         "live-hub": hub.run,
+        "live-leases": live_streams.run_leases,
     }
     # With delivery_in_process off, `python -m services.notify.delivery` drains the outbox.
     worker = None
@@ -81,13 +89,7 @@ def create_app(settings: NotifySettings) -> FastAPI:
     )
     app.state.parts = parts
     app.state.hub = hub
-    app.state.live_streams = LiveStreams(
-        hub,
-        StreamSlots(runtime.redis, runtime.tag),
-        parts.inbox.items_after,
-        settings.sse_heartbeat_s,
-        settings.sse_max_streams_per_user,
-    )
+    app.state.live_streams = live_streams
 
     runtime_lifespan = app.router.lifespan_context
 

@@ -16,7 +16,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from redis.exceptions import RedisError
@@ -34,25 +34,66 @@ QUEUE_SIZE = 256
 _CLOSED = None
 
 
+class Mailbox:
+    """One connection's undelivered items (None: reconnect), at most QUEUE_SIZE of them.
+
+    A list and at most one waiter: an asyncio.Queue keeps four deques (about 3 KiB), and
+    a replica holds ten thousand connections.
+    """
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: list[dict[str, Any] | None] = []
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put(self, item: dict[str, Any]) -> bool:
+        """Add an item; False (nothing added) when QUEUE_SIZE are waiting already."""
+        if len(self._items) >= QUEUE_SIZE:
+            return False
+        self._items.append(item)
+        self._wake()
+        return True
+
+    def end(self) -> None:
+        """After what is waiting, tell the connection to end (its client reconnects)."""
+        self._items.append(_CLOSED)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def get(self) -> dict[str, Any] | None:
+        """The oldest item, once there is one."""
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.pop(0)
+
+
 class LiveHub:
     """One stream reader per replica, fanning notifications out to local SSE clients."""
 
     def __init__(self, redis: RedisClient, fetch_items: FetchItems) -> None:
         self.redis = redis
         self.fetch_items = fetch_items
-        self._clients: dict[str, set[asyncio.Queue[dict[str, Any] | None]]] = {}
+        self._clients: dict[str, set[Mailbox]] = {}
         self.closed = False
 
-    def subscribe(self, recipient: str) -> asyncio.Queue[dict[str, Any] | None]:
-        """A queue that receives the recipient's new notifications (None: reconnect)."""
-        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(QUEUE_SIZE)
+    def subscribe(self, recipient: str) -> Mailbox:
+        """A mailbox that receives the recipient's new notifications."""
+        queue = Mailbox()
         if self.closed:
-            queue.put_nowait(_CLOSED)  # shutting down: end at once, resume elsewhere
+            queue.end()  # shutting down: end at once, resume elsewhere
             return queue
         self._clients.setdefault(recipient, set()).add(queue)
         return queue
 
-    def unsubscribe(self, recipient: str, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
+    def unsubscribe(self, recipient: str, queue: Mailbox) -> None:
         """Forget a closed connection's queue."""
         queues = self._clients.get(recipient)
         if queues is not None:
@@ -102,14 +143,10 @@ class LiveHub:
             if item is None:
                 continue
             for queue in list(self._clients.get(recipient, ())):
-                try:
-                    queue.put_nowait(item)
-                except asyncio.QueueFull:
+                if not queue.put(item):
                     # A client that cannot keep up is told to reconnect; it resumes
                     # from its Last-Event-ID without losing anything.
-                    with contextlib.suppress(asyncio.QueueEmpty):
-                        queue.get_nowait()
-                    queue.put_nowait(_CLOSED)
+                    queue.end()
                     self.unsubscribe(recipient, queue)
 
     def close(self) -> None:
@@ -117,8 +154,7 @@ class LiveHub:
         self.closed = True
         for recipient, queues in list(self._clients.items()):
             for queue in list(queues):
-                with contextlib.suppress(asyncio.QueueFull):
-                    queue.put_nowait(_CLOSED)
+                queue.end()
                 self.unsubscribe(recipient, queue)
 
 
@@ -137,53 +173,6 @@ def sse_event(item: dict[str, Any]) -> str:
     return f"id: {item['id']}\nevent: notification\ndata: {json.dumps(item)}\n\n"
 
 
-async def sse_stream(
-    hub: LiveHub,
-    recipient: str,
-    replay: Callable[[str], Awaitable[list[dict[str, Any]]]],
-    last_event_id: str | None,
-    heartbeat_s: float,
-    expires_at: float | None = None,
-    keep_alive: Callable[[], Awaitable[None]] | None = None,
-) -> AsyncIterator[str]:
-    """The SSE body for one client: replay after Last-Event-ID, then live items, until
-    the client's token expires (`expires_at`); `keep_alive` runs every `heartbeat_s`."""
-    queue = hub.subscribe(recipient)  # before the replay, so nothing falls between
-    try:
-        yield "retry: 3000\n: connected\n\n"
-        sent: set[str] = set()
-        if last_event_id:
-            for item in await replay(last_event_id):
-                sent.add(item["id"])
-                yield sse_event(item)
-        kept_at = time.monotonic()
-        while True:
-            wait = heartbeat_s
-            if expires_at is not None:
-                left = expires_at - time.time()
-                if left <= 0:
-                    # A stream outliving its token would outlive a revoked session too.
-                    yield EXPIRY_EVENT
-                    return
-                wait = min(wait, left)
-            if keep_alive is not None and time.monotonic() - kept_at >= heartbeat_s:
-                kept_at = time.monotonic()
-                await keep_alive()
-            try:
-                live = await asyncio.wait_for(queue.get(), wait)
-            except TimeoutError:
-                if expires_at is None or time.time() < expires_at:
-                    yield ": heartbeat\n\n"
-                continue
-            if live is _CLOSED:
-                return
-            if live["id"] in sent:
-                continue  # already replayed
-            yield sse_event(live)
-    finally:
-        hub.unsubscribe(recipient, queue)
-
-
 class LiveStreams:
     """Opens live streams within each user's cap (slots shared by every replica)."""
 
@@ -200,41 +189,77 @@ class LiveStreams:
         self.replay = replay
         self.heartbeat_s = heartbeat_s
         self.max_per_user = max_per_user
+        # Three missed renewals and the slot of a dead replica's stream is free again.
+        self.lease_s = 3 * heartbeat_s
+        self._open: dict[str, str] = {}  # connection id -> user id, of this replica
 
     async def open(
         self, user_id: str, expires_at: float | None, last_event_id: str | None
     ) -> AsyncIterator[str]:
         """The user's SSE body; TooManyStreams when they hold `max_per_user` already."""
         conn_id = uuid.uuid4().hex
-        # Three missed renewals and the slot of a dead replica's stream is free again.
-        lease_s = 3 * self.heartbeat_s
-        if not await self.slots.take(user_id, conn_id, lease_s, self.max_per_user):
+        if not await self.slots.take(user_id, conn_id, self.lease_s, self.max_per_user):
             raise TooManyStreams(
                 f"at most {self.max_per_user} live streams per user; close one first",
                 retry_after_s=max(1, int(self.heartbeat_s)),
             )
+        return self._stream(user_id, conn_id, expires_at, last_event_id)
 
-        async def keep_alive() -> None:
+    async def _stream(
+        self, user_id: str, conn_id: str, expires_at: float | None, last_event_id: str | None
+    ) -> AsyncIterator[str]:
+        """The SSE body: replay after Last-Event-ID, then live items, until the token
+        expires (`expires_at`). One generator per stream and nothing else: ten thousand
+        streams make every object count."""
+        # Held (and renewed) only once the body runs: a response that never starts leaves
+        # nothing behind, and its slot lapses with its lease.
+        self._open[conn_id] = user_id
+        queue = self.hub.subscribe(user_id)  # before the replay, so nothing falls between
+        try:
+            yield "retry: 3000\n: connected\n\n"
+            sent: set[str] | None = None
+            if last_event_id:
+                sent = set()
+                for item in await self.replay(user_id, last_event_id):
+                    sent.add(item["id"])
+                    yield sse_event(item)
+            while True:
+                wait = self.heartbeat_s
+                if expires_at is not None:
+                    left = expires_at - time.time()
+                    if left <= 0:
+                        # A stream outliving its token would outlive a revoked session too.
+                        yield EXPIRY_EVENT
+                        return
+                    wait = min(wait, left)
+                try:
+                    # A timer, not wait_for: wait_for makes a task per wait.
+                    async with asyncio.timeout(wait):
+                        live = await queue.get()
+                except TimeoutError:
+                    if expires_at is None or time.time() < expires_at:
+                        yield ": heartbeat\n\n"
+                    continue
+                if live is _CLOSED:
+                    return
+                if sent is not None and live["id"] in sent:
+                    continue  # already replayed
+                yield sse_event(live)
+        finally:
+            self.hub.unsubscribe(user_id, queue)
+            self._open.pop(conn_id, None)
             with contextlib.suppress(RedisError, OSError):
-                await self.slots.renew(user_id, conn_id, lease_s)
+                await self.slots.give_back(user_id, conn_id)
 
-        async def body() -> AsyncIterator[str]:
+    async def run_leases(self) -> None:
+        """Renew the slot leases of this replica's open streams, all at once, forever."""
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            held = [(user, conn) for conn, user in self._open.items()]
             try:
-                async for chunk in sse_stream(
-                    self.hub,
-                    user_id,
-                    lambda after: self.replay(user_id, after),
-                    last_event_id,
-                    self.heartbeat_s,
-                    expires_at,
-                    keep_alive,
-                ):
-                    yield chunk
-            finally:
-                with contextlib.suppress(RedisError, OSError):
-                    await self.slots.give_back(user_id, conn_id)
-
-        return body()
+                await self.slots.renew_all(held, self.lease_s)
+            except (RedisError, OSError) as exc:
+                log.warning("stream_leases_not_renewed", error=str(exc)[:200], streams=len(held))
 
 
 class StreamSlotsPort(Protocol):
@@ -244,8 +269,8 @@ class StreamSlotsPort(Protocol):
         """Hold one more slot; False when `cap` are held."""
         ...
 
-    async def renew(self, user_id: str, conn_id: str, lease_s: float) -> None:
-        """Extend a slot's lease."""
+    async def renew_all(self, streams: Sequence[tuple[str, str]], lease_s: float) -> None:
+        """Extend the leases of (user id, connection id) slots."""
         ...
 
     async def give_back(self, user_id: str, conn_id: str) -> None:

@@ -1,0 +1,67 @@
+"""The live hub's fan-out to connections, without Redis: bounded mailboxes, reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from services.notify.inbox.live import QUEUE_SIZE, LiveHub, Mailbox
+
+
+async def test_a_mailbox_hands_items_over_in_order_and_wakes_its_reader() -> None:
+    box = Mailbox()
+    reader = asyncio.create_task(box.get())
+    await asyncio.sleep(0)
+    assert box.put({"id": "1"}) and box.put({"id": "2"})
+    assert await reader == {"id": "1"}
+    assert await box.get() == {"id": "2"}
+
+
+async def test_a_reader_that_timed_out_leaves_the_mailbox_usable() -> None:
+    box = Mailbox()
+    try:
+        async with asyncio.timeout(0.01):
+            await box.get()
+    except TimeoutError:
+        pass
+    assert box.put({"id": "late"})
+    assert await box.get() == {"id": "late"}
+
+
+async def test_a_full_mailbox_refuses_and_its_end_comes_after_what_waits() -> None:
+    box = Mailbox()
+    for i in range(QUEUE_SIZE):
+        assert box.put({"id": str(i)})
+    assert not box.put({"id": "one too many"})
+    box.end()
+    got = [await box.get() for _ in range(QUEUE_SIZE + 1)]
+    assert got[-1] is None and got[0] == {"id": "0"}
+
+
+async def test_a_slow_client_is_told_to_reconnect_and_others_are_not_held_up() -> None:
+    async def items(nids: list[str]) -> list[dict[str, Any] | None]:
+        return [{"id": nid} for nid in nids]
+
+    hub = LiveHub(redis=None, fetch_items=items)
+    slow, other = hub.subscribe("dr-slow"), hub.subscribe("dr-other")
+    entries = [
+        (f"{n}-0", {"__data__": f'{{"recipient_id": "dr-slow", "notification_id": "n{n}"}}'})
+        for n in range(QUEUE_SIZE + 1)
+    ]
+    entries.append(("9-9", {"__data__": '{"recipient_id": "dr-other", "notification_id": "x"}'}))
+    await hub._fan_out(entries)
+    assert await other.get() == {"id": "x"}
+    got = [await slow.get() for _ in range(QUEUE_SIZE + 1)]
+    assert got[-1] is None  # then the client resumes from its Last-Event-ID
+    assert hub.subscribe("dr-slow") is not slow
+
+
+async def test_closing_the_hub_ends_every_stream_and_any_opened_later() -> None:
+    async def items(nids: list[str]) -> list[dict[str, Any] | None]:
+        return []
+
+    hub = LiveHub(redis=None, fetch_items=items)
+    box = hub.subscribe("dr-a")
+    hub.close()
+    assert await box.get() is None
+    assert await hub.subscribe("dr-b").get() is None
