@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from shared.consumer import EventConsumer
 from shared.events import (
     AnswerAccepted,
@@ -30,9 +28,11 @@ def register(consumer: EventConsumer, alerts: AlertService, escalations: Escalat
     @consumer.on_batch(QuestionPosted)
     async def on_questions_posted(events: list[QuestionPosted]) -> None:
         # Most of a batch is matched and alerted in two script calls; what is left (urgent
-        # questions, held alerts) takes the full path, one question at a time.
+        # questions, held alerts) takes the full path, one question at a time and in order,
+        # so a doctor's day count (and cap) sees the alerts in the order they were asked.
         rest = await alerts.on_questions_posted(events, escalations.watch)
-        await asyncio.gather(*(on_question_posted(event) for event in rest))
+        for event in rest:
+            await on_question_posted(event)
 
     @consumer.on(AnswerPosted)
     async def on_answer_posted(event: AnswerPosted) -> None:

@@ -100,10 +100,14 @@ class AlertService:
         on its own once-guard, as `_plan_alert` would) and starts each escalation clock
         (`watch` gives the question as kept, its due time and the state's TTL).
         """
-        routine = [e for e in events if not e.urgent]
-        full = [e for e in events if e.urgent]
+        # Only the routine questions before the first urgent one: a doctor's day count must
+        # grow in the entries' order (an urgent alert counts too), so from there on the
+        # questions take the full path, in order, after what this batch defers.
+        first_urgent = next((i for i, e in enumerate(events) if e.urgent), len(events))
+        routine, after = list(events[:first_urgent]), list(events[first_urgent:])
         if not routine:
-            return full
+            return after
+        full: list[QuestionPosted] = []
         started = asyncio.get_running_loop().time()
         now = datetime.now(UTC)
         matched = await self.matcher.match_batch(routine)
@@ -155,7 +159,7 @@ class AlertService:
                 urgent=False,
                 located=event.location is not None,
             )
-        return full
+        return full + after
 
     def learn_zones(self, zones: Sequence[str]) -> None:
         """Time zones the batch script gets clocks for from now on (it also learns those
