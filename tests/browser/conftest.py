@@ -13,9 +13,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Playwright, sync_playwright
 
-from askdoc_cli import launcher
 from tests.e2e.scenario import play_seed
-from tests.support import ROOT, SERVICES, RedisServer, ServiceProcess, auth
+from tests.support import ROOT, SERVICES, RedisServer, ServiceProcess, auth, running_services
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -52,38 +51,25 @@ class Stack:
         return response.json()
 
 
-def _wait_ready(procs: list[ServiceProcess], timeout: float = 120) -> None:
-    # The machine is shared: a cold start (the gazetteer) can take far longer than usual.
-    for proc in procs:
-        proc.wait_ready(timeout)
-
-
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
     server = RedisServer().start()
-    procs = {name: ServiceProcess(name, server.url) for name in SERVICES if name != "web"}
-    web: ServiceProcess | None = None
     try:
-        for proc in procs.values():
-            proc.start(wait_ready=False)
-        _wait_ready(list(procs.values()))
-        urls = {name: proc.url for name, proc in procs.items()}
-        web = ServiceProcess(
-            "web", server.url, ASKDOC_WEB_DEV_LOGIN="true", **launcher.peer_env("web", urls)
-        ).start(wait_ready=False)
-        _wait_ready([web])
-        for title, topics in RELATED:
-            httpx.post(
-                urls["questions"] + "/questions",
-                headers=auth("patient-related"),
-                json={"title": title, "body": "Asked for the tests.", "topics": topics},
-                timeout=10,
-            ).raise_for_status()
-        seed = play_seed(urls)
-        yield Stack(web.url, urls, seed, {**procs, "web": web})
+        # All five at once: the web needs only its peers' URLs to start, not the peers.
+        with running_services(
+            server.url, list(SERVICES), each={"web": {"ASKDOC_WEB_DEV_LOGIN": "true"}}
+        ) as procs:
+            urls = {name: proc.url for name, proc in procs.items() if name != "web"}
+            for title, topics in RELATED:
+                httpx.post(
+                    urls["questions"] + "/questions",
+                    headers=auth("patient-related"),
+                    json={"title": title, "body": "Asked for the tests.", "topics": topics},
+                    timeout=10,
+                ).raise_for_status()
+            seed = play_seed(urls)
+            yield Stack(procs["web"].url, urls, seed, procs)
     finally:
-        for proc in [*procs.values(), *([web] if web else [])]:
-            proc.terminate(10)
         server.cleanup()
 
 

@@ -18,16 +18,15 @@ from typing import Any
 import httpx
 import pytest
 
-from askdoc_cli import launcher
 from shared import streams
 from tests.support import (
     JWT_SECRET,
     RedisServer,
     ServiceProcess,
-    admin_auth,
     auth,
-    free_port,
-    verified,
+    doctor_profile,
+    register_doctor,
+    running_services,
     wait_for,
 )
 
@@ -39,10 +38,7 @@ PRECISE = re.compile(r'"(lat|lon)":\s*-?\d+\.\d{3,}')
 @pytest.fixture(scope="module")
 def world() -> Iterator[dict[str, Any]]:
     server = RedisServer().start()
-    names = ["questions", "answers", "notify"]
-    ports = {n: free_port() for n in names}
-    urls = {n: f"http://{launcher.HOST}:{port}" for n, port in ports.items()}
-    env: dict[str, dict[str, str]] = {
+    each: dict[str, dict[str, str]] = {
         # Every question-posted entry is poison to answers: it lands in the dead letters
         # as received, which is what this test reads there.
         "answers": {"ASKDOC_MAX_ENTRY_BYTES": "300"},
@@ -52,43 +48,24 @@ def world() -> Iterator[dict[str, Any]]:
             "ASKDOC_URGENT_PER_DOCTOR_PER_QUIET_HOUR": "1",
         },
     }
-    procs = {n: ServiceProcess(n, server.url, ports[n], **env[n]) for n in names}
-    for name, proc in procs.items():
-        proc.env.update(launcher.peer_env(name, urls))
     try:
-        for proc in procs.values():
-            proc.start(wait_ready=False)
-        # A loaded machine builds the gazetteer slowly.
-        launcher.wait_ready(procs.values(), timeout=120)
-        yield {"server": server, "urls": urls, "procs": procs}
+        with running_services(server.url, [*each, "votes"], each) as procs:
+            urls = {name: proc.url for name, proc in procs.items()}
+            yield {"server": server, "urls": urls, "procs": procs}
     finally:
-        launcher.stop_all(procs.values(), timeout=10)
         server.cleanup()
 
 
 def doctor_body(**changes: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "name": "Dr Near",
-        "credentials": "MD",
-        "specialties": ["dermatology"],
-        "location": {"city": "Los Angeles", "state": "CA"},
-        "radius_km": 10,
-    }
-    return {**body, **changes}
+    return doctor_profile("dr-near", **{"name": "Dr Near", "radius_km": 10, **changes})
 
 
 def test_a_home_leaves_questions_only_coarse_and_named_after_its_city(
     world: dict[str, Any],
 ) -> None:
     urls, redis = world["urls"], world["server"].client()
-    near = httpx.put(
-        f"{urls['notify']}/doctors/dr-near",
-        # Only verified doctors are alerted: an admin registers this one verified.
-        json=verified(doctor_body(), "dr-near"),
-        headers=admin_auth(),
-        timeout=10,
-    )
-    assert near.status_code == 200, near.text
+    # Only verified doctors are alerted: an admin registers this one verified.
+    register_doctor(urls["notify"], "dr-near", name="Dr Near", radius_km=10)
     posted = httpx.post(
         f"{urls['questions']}/questions",
         json={
@@ -246,19 +223,12 @@ def test_an_id_the_system_issues_passes_the_pattern(world: dict[str, Any]) -> No
         assert reply.status_code == 404, reply.text  # allowed, just not registered
 
 
-def test_votes_ids_are_strict_too() -> None:
-    server = RedisServer().start()
-    votes = ServiceProcess("votes", server.url).start(timeout=90)
-    try:
-        for bad in ("a:b", "x{y}"):
-            get = httpx.get(f"{votes.url}/answers/{bad}/votes", timeout=10)
-            put = httpx.put(
-                f"{votes.url}/answers/{bad}/vote", json={"value": 1}, headers=auth("r-1")
-            )
-            assert (get.status_code, put.status_code) == (422, 422)
-    finally:
-        votes.terminate(10)
-        server.cleanup()
+def test_votes_ids_are_strict_too(world: dict[str, Any]) -> None:
+    votes = world["urls"]["votes"]
+    for bad in ("a:b", "x{y}"):
+        get = httpx.get(f"{votes}/answers/{bad}/votes", timeout=10)
+        put = httpx.put(f"{votes}/answers/{bad}/vote", json={"value": 1}, headers=auth("r-1"))
+        assert (get.status_code, put.status_code) == (422, 422)
 
 
 def test_anonymous_reads_are_limited_per_address_signed_in_ones_are_not() -> None:
@@ -332,15 +302,7 @@ def test_urgent_floods_page_a_doctor_a_few_times_and_an_asker_a_few_times_a_day(
         "tz": "UTC",
     }
     for doctor, extra in (("dr-night", {"quiet_hours": quiet}), ("dr-awake", {})):
-        saved = httpx.put(
-            f"{urls['notify']}/doctors/{doctor}",
-            json=verified(
-                doctor_body(name=doctor, specialties=["neurology"], radius_km=50, **extra), doctor
-            ),
-            headers=admin_auth(),
-            timeout=10,
-        )
-        assert saved.status_code == 200, saved.text
+        register_doctor(urls["notify"], doctor, name=doctor, specialties=["neurology"], **extra)
 
     def inbox(doctor: str) -> list[dict[str, Any]]:
         reply = httpx.get(f"{urls['notify']}/inbox", headers=auth(doctor, "doctor"), timeout=10)

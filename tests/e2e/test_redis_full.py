@@ -66,6 +66,16 @@ def fill(client: redis.Redis) -> int:
     return n
 
 
+def max_deliveries_failed(consumers: list[ServiceProcess]) -> int:
+    """The most deliveries any failed handling the consumers logged had (0 if none)."""
+    most = 0
+    for line in "\n".join(p.logs() for p in consumers).splitlines():
+        # A line still being written is not JSON yet: the next poll reads it whole.
+        if "event_handler_failed" in line and line.endswith("}"):
+            most = max(most, int(json.loads(line)["deliveries"]))
+    return most
+
+
 def free(client: redis.Redis, keys: int) -> None:
     client.delete(*[f"filler:{n}" for n in range(keys)])
     client.config_set("maxmemory", MAXMEMORY)
@@ -165,8 +175,14 @@ def test_full_redis_gets_503_loses_nothing_and_recovers(
         for proc in consumers:
             assert proc.proc is not None
             os.kill(proc.proc.pid, signal.SIGCONT)
-    # Twice as long as every retry of a failing entry (max deliveries x claim idle time).
-    time.sleep(2 * MAX_DELIVERIES * CLAIM_IDLE_S + 2)
+    # Until a failing entry has been retried past the maximum deliveries, twice over
+    # (each retry waits the claim idle time), while Redis stays full.
+    wait_for(
+        lambda: max_deliveries_failed(consumers) > MAX_DELIVERIES + 1,
+        timeout=4 * MAX_DELIVERIES * CLAIM_IDLE_S + 30,
+        interval=0.5,
+        what="handlers to fail past the maximum deliveries",
+    )
 
     assert replies and fillers > 0
     statuses = {r.status_code for _, r in replies}

@@ -8,7 +8,6 @@ records.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,39 +17,19 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from askdoc_cli import launcher
 from askdoc_cli.main import app
 from shared import streams
 from tests.receivers import WebhookReceiver
 from tests.support import (
+    LOS_ANGELES,
     RedisServer,
-    ServiceProcess,
-    admin_auth,
     auth,
-    free_port,
-    verified,
+    register_doctor,
+    running_services,
     wait_for,
 )
 
 SECRET = "whsec_YXNrZG9jLXRlc3Qtd2ViaG9vay1zZWNyZXQtMDAwMDA="
-LA = {"city": "Los Angeles", "state": "CA"}
-
-
-@contextlib.contextmanager
-def services(redis_url: str, names: list[str], **env: str) -> Iterator[dict[str, ServiceProcess]]:
-    """The services as processes, with a start-up budget fit for a loaded machine."""
-    ports = {n: free_port() for n in names}
-    urls = {n: f"http://{launcher.HOST}:{port}" for n, port in ports.items()}
-    procs = {n: ServiceProcess(n, redis_url, port, **env) for n, port in ports.items()}
-    for name, proc in procs.items():
-        proc.env.update(launcher.peer_env(name, urls))
-    try:
-        for proc in procs.values():
-            proc.start(wait_ready=False)
-        launcher.wait_ready(procs.values(), timeout=240)
-        yield procs
-    finally:
-        launcher.stop_all(procs.values(), timeout=15)
 
 
 @pytest.fixture(scope="module")
@@ -59,27 +38,11 @@ def world() -> Iterator[dict[str, Any]]:
     # /broken refuses every delivery for good (400: not retried).
     hooks = WebhookReceiver(behaviours={"/broken": lambda _: (400, {})}).start()
     try:
-        with services(server.url, ["questions", "answers", "votes", "notify"]) as procs:
+        with running_services(server.url, ["questions", "answers", "votes", "notify"]) as procs:
             yield {"server": server, "hooks": hooks, "procs": procs}
     finally:
         hooks.stop()
         server.cleanup()
-
-
-def put_doctor(url: str, doctor_id: str, **profile: Any) -> None:
-    body = {
-        "name": f"Dr {doctor_id}",
-        "credentials": "MD",
-        "specialties": ["dermatology"],
-        "location": LA,
-        "radius_km": 50,
-        **profile,
-    }
-    # Registered verified by an admin: only verified doctors are alerted and may answer.
-    r = httpx.put(
-        f"{url}/doctors/{doctor_id}", json=verified(body, doctor_id), headers=admin_auth()
-    )
-    assert r.status_code == 200, r.text
 
 
 def trace(redis_url: str, *args: str) -> dict[str, Any]:
@@ -97,11 +60,11 @@ def test_trace_tells_each_doctors_story(world: dict[str, Any]) -> None:
         "end": (now + timedelta(hours=1)).strftime("%H:%M"),
         "tz": "UTC",
     }
-    put_doctor(notify, "dr-near", webhook_url=hooks.url("/ok"), webhook_secret=SECRET)
-    put_doctor(notify, "dr-broken", webhook_url=hooks.url("/broken"), webhook_secret=SECRET)
-    put_doctor(notify, "dr-far", location={"city": "New York", "state": "NY"}, radius_km=10)
-    put_doctor(notify, "dr-other", specialties=["plastic-surgery"])
-    put_doctor(notify, "dr-quiet", quiet_hours=quiet)
+    register_doctor(notify, "dr-near", webhook_url=hooks.url("/ok"), webhook_secret=SECRET)
+    register_doctor(notify, "dr-broken", webhook_url=hooks.url("/broken"), webhook_secret=SECRET)
+    register_doctor(notify, "dr-far", location={"city": "New York", "state": "NY"}, radius_km=10)
+    register_doctor(notify, "dr-other", specialties=["plastic-surgery"])
+    register_doctor(notify, "dr-quiet", quiet_hours=quiet)
 
     posted = httpx.post(
         f"{procs['questions'].url}/questions",
@@ -110,7 +73,7 @@ def test_trace_tells_each_doctors_story(world: dict[str, Any]) -> None:
             "body": "What helps with old acne scars?",
             "topics": ["acne"],
             "specialties": ["dermatology"],
-            "location": LA,
+            "location": LOS_ANGELES,
         },
         headers={**auth("patient-trace"), "X-Request-ID": "req-trace-1"},
         timeout=10,

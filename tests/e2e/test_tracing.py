@@ -7,7 +7,6 @@ local receiver, which also checks the `traceparent` header it got.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 from collections.abc import Iterator
@@ -18,18 +17,9 @@ import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from askdoc_cli import launcher
 from shared import streams
 from tests.receivers import WebhookReceiver
-from tests.support import (
-    RedisServer,
-    ServiceProcess,
-    admin_auth,
-    auth,
-    free_port,
-    verified,
-    wait_for,
-)
+from tests.support import RedisServer, auth, free_port, register_doctor, running_services, wait_for
 
 SECRET = "whsec_YXNrZG9jLXRlc3Qtd2ViaG9vay1zZWNyZXQtMDAwMDA="
 
@@ -87,23 +77,6 @@ class Collector:
         self.server.shutdown()
 
 
-@contextlib.contextmanager
-def services(redis_url: str, names: list[str], **env: str) -> Iterator[dict[str, ServiceProcess]]:
-    """The services as processes, with a start-up budget fit for a loaded machine."""
-    ports = {n: free_port() for n in names}
-    urls = {n: f"http://{launcher.HOST}:{port}" for n, port in ports.items()}
-    procs = {n: ServiceProcess(n, redis_url, port, **env) for n, port in ports.items()}
-    for name, proc in procs.items():
-        proc.env.update(launcher.peer_env(name, urls))
-    try:
-        for proc in procs.values():
-            proc.start(wait_ready=False)
-        launcher.wait_ready(procs.values(), timeout=240)
-        yield procs
-    finally:
-        launcher.stop_all(procs.values(), timeout=15)
-
-
 @pytest.fixture(scope="module")
 def world() -> Iterator[dict[str, Any]]:
     server = RedisServer().start()
@@ -111,7 +84,7 @@ def world() -> Iterator[dict[str, Any]]:
     try:
         with (
             Collector() as collector,
-            services(
+            running_services(
                 server.url,
                 ["questions", "notify"],
                 OTEL_TRACES_EXPORTER="otlp",
@@ -130,24 +103,13 @@ def test_one_trace_links_the_post_the_xadd_the_handling_and_the_webhook(
     world: dict[str, Any],
 ) -> None:
     procs, hooks, collector = world["procs"], world["hooks"], world["collector"]
-    doctor = httpx.put(
-        f"{procs['notify'].url}/doctors/dr-traced",
-        json=verified(
-            {
-                "name": "Dr Traced",
-                "credentials": "MD",
-                "specialties": ["dermatology"],
-                "location": {"city": "Los Angeles", "state": "CA"},
-                "radius_km": 50,
-                "webhook_url": hooks.url("/traced"),
-                "webhook_secret": SECRET,
-            },
-            "dr-traced",
-        ),
-        headers=admin_auth(),
-        timeout=10,
+    register_doctor(
+        procs["notify"].url,
+        "dr-traced",
+        name="Dr Traced",
+        webhook_url=hooks.url("/traced"),
+        webhook_secret=SECRET,
     )
-    assert doctor.status_code == 200, doctor.text
     posted = httpx.post(
         f"{procs['questions'].url}/questions",
         json={

@@ -20,9 +20,18 @@ import httpx
 import pytest
 import redis
 
+from askdoc_cli import launcher
 from shared import streams
 from tests.faults.loadgen import CITY, DOCTORS, Burst, Ledger
-from tests.support import RedisServer, ServiceProcess, admin_auth, auth, verified, wait_for
+from tests.support import (
+    READY_S,
+    RedisServer,
+    ServiceProcess,
+    admin_auth,
+    auth,
+    verified,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 RESULTS = Path(__file__).parent / "last-run.json"
@@ -43,10 +52,11 @@ class System:
             ServiceProcess("notify", self.redis.url, ASKDOC_CLAIM_IDLE_MS=str(CLAIM_IDLE_MS))
             for _ in range(notify_replicas - 1)
         ]
-        for p in [*self.procs.values(), *self.extra_notify]:
+        started = [*self.procs.values(), *self.extra_notify]
+        for p in started:
             p.start(wait_ready=False)
-        for p in [*self.procs.values(), *self.extra_notify]:
-            p.wait_ready()
+        # One budget for all, as tests.support.running_services gives a loaded machine.
+        launcher.wait_ready(started, timeout=max(READY_S, 60 * len(started)))
 
     @property
     def urls(self) -> dict[str, str]:

@@ -53,6 +53,7 @@ def test_sigterm_acks_in_flight_entries_and_leaves_nothing_pending(
     try:
         wait_for(
             lambda: client.hlen(_answers_key(question["id"])) == answers,
+            timeout=90,  # up to 20,000 entries: a loaded machine took more than 15 s
             what="the rest after restart",
         )
         page = httpx.get(f"{restarted.url}/questions/{question['id']}").json()

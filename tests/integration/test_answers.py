@@ -13,11 +13,10 @@ import httpx
 import pytest
 
 from shared import streams
-from shared.events import AnswerPosted, DoctorProfileChanged, Event, Location, QuestionPosted
+from shared.events import AnswerPosted, Event, QuestionPosted
 from shared.redis import RedisClient
+from tests.factories import ANSWER_BODY, doctor_profile_changed, question_posted
 from tests.support import RedisServer, ServiceProcess, auth, service_on_own_redis, wait_for
-
-BODY = "Botox in the depressor muscles can soften the pull on the stronger side of the face."
 
 
 @pytest.fixture(scope="module")
@@ -60,44 +59,13 @@ def publish(r: RedisClient, event: Event) -> str:
 
 def question(r: RedisClient) -> str:
     qid = uid("q")
-    publish(
-        r,
-        QuestionPosted(
-            correlation_id=uid("c"),
-            producer="questions",
-            question_id=qid,
-            title="Is there an injection that can pull my cheek towards my ear?",
-            body="My face is asymmetrical.",
-            topics=["facial-asymmetry"],
-            specialties=["plastic-surgery"],
-            asker_id=uid("patient"),
-        ),
-    )
+    publish(r, question_posted(qid, asker_id=uid("patient")))
     return qid
-
-
-def profile(
-    doctor_id: str, version: int = 1, name: str = "Jon A. Perlman", status: Any = "verified"
-) -> DoctorProfileChanged:
-    return DoctorProfileChanged(
-        correlation_id=uid("c"),
-        producer="notify",
-        doctor_id=doctor_id,
-        name=name,
-        credentials="MD, FACS",
-        specialties=["plastic-surgery", "facial-plastic-surgery"],
-        location=Location(city="Beverly Hills", state="CA", zip="90210", lat=34.09, lon=-118.41),
-        radius_km=50,
-        rating=4.9,
-        review_count=187,
-        status=status,
-        profile_version=version,
-    )
 
 
 def doctor(r: RedisClient, version: int = 1) -> str:
     doctor_id = uid("doc")
-    publish(r, profile(doctor_id, version))
+    publish(r, doctor_profile_changed(doctor_id, version))
     return doctor_id
 
 
@@ -113,7 +81,7 @@ def posted_events(r: RedisClient, question_id: str) -> list[AnswerPosted]:
 async def answer(http: httpx.AsyncClient, qid: str, doctor_id: str, **body: Any) -> httpx.Response:
     return await http.post(
         f"/questions/{qid}/answers",
-        json={"body": BODY, **body},
+        json={"body": ANSWER_BODY, **body},
         headers=auth(doctor_id, "doctor", "Dr Test"),
     )
 
@@ -127,7 +95,7 @@ async def test_a_doctor_answers_with_their_card_and_the_event_lands(
     created = resp.json()
     assert created["question_id"] == qid
     assert created["headline"] == "Botox can help"
-    assert created["body"] == BODY
+    assert created["body"] == ANSWER_BODY
     assert created["created_at"]
     assert created["doctor"] == {
         "id": doctor_id,
@@ -147,7 +115,7 @@ async def test_a_doctor_answers_with_their_card_and_the_event_lands(
     assert event.answer_id == created["id"]
     assert event.producer == "answers"
     assert event.doctor.model_dump() == created["doctor"]
-    assert event.body == BODY
+    assert event.body == ANSWER_BODY
 
 
 async def test_answers_are_listed_oldest_first(r: RedisClient, http: httpx.AsyncClient) -> None:
@@ -173,10 +141,10 @@ async def test_an_unknown_question_is_404(r: RedisClient, http: httpx.AsyncClien
 
 async def test_only_signed_in_doctors_answer(r: RedisClient, http: httpx.AsyncClient) -> None:
     qid = question(r)
-    anonymous = await http.post(f"/questions/{qid}/answers", json={"body": BODY})
+    anonymous = await http.post(f"/questions/{qid}/answers", json={"body": ANSWER_BODY})
     assert anonymous.status_code == 401
     patient = await http.post(
-        f"/questions/{qid}/answers", json={"body": BODY}, headers=auth(uid("p"), "patient")
+        f"/questions/{qid}/answers", json={"body": ANSWER_BODY}, headers=auth(uid("p"), "patient")
     )
     assert patient.status_code == 403
     assert patient.json()["error"]["code"] == "forbidden"
@@ -188,19 +156,19 @@ async def test_only_a_verified_doctor_may_answer(
     r: RedisClient, http: httpx.AsyncClient, status: str | None
 ) -> None:
     qid, doctor_id = question(r), uid("doc")
-    publish(r, profile(doctor_id, 1, status=status))
+    publish(r, doctor_profile_changed(doctor_id, 1, status=status))
     refused = await answer(http, qid, doctor_id)
     assert refused.status_code == 403
     assert refused.json()["error"]["code"] == "doctor_not_verified"
     assert posted_events(r, qid) == []
-    publish(r, profile(doctor_id, 2, status="verified"))
+    publish(r, doctor_profile_changed(doctor_id, 2, status="verified"))
     accepted = await answer(http, qid, doctor_id)
     assert accepted.status_code == 201, accepted.text
     assert accepted.json()["doctor"]["verified"] is True
     [event] = posted_events(r, qid)
     assert event.doctor.verified is True
     # Suspended later: no further answers, on any question.
-    publish(r, profile(doctor_id, 3, status="suspended"))
+    publish(r, doctor_profile_changed(doctor_id, 3, status="suspended"))
     again = await answer(http, question(r), doctor_id)
     assert again.status_code == 403
     assert again.json()["error"]["code"] == "doctor_not_verified"
@@ -238,8 +206,8 @@ async def test_one_answer_per_doctor_per_question(r: RedisClient, http: httpx.As
         {},
         {"body": "too short"},
         {"body": "x" * 10_001},
-        {"body": BODY, "headline": "h" * 201},
-        {"body": BODY, "extra": 1},
+        {"body": ANSWER_BODY, "headline": "h" * 201},
+        {"body": ANSWER_BODY, "extra": 1},
         {"body": "\x00\x01\x02\x03" * 8},
         {"body": "ok\x07" * 9},
         {"body": 12345678901234567890123},
@@ -280,7 +248,7 @@ async def test_concurrent_repeats_of_one_idempotency_key_answer_once(
     headers = {**auth(doctor_id, "doctor"), "Idempotency-Key": uid("key")}
     replies = await asyncio.gather(
         *(
-            http.post(f"/questions/{qid}/answers", json={"body": BODY}, headers=headers)
+            http.post(f"/questions/{qid}/answers", json={"body": ANSWER_BODY}, headers=headers)
             for _ in range(20)
         )
     )
@@ -290,12 +258,12 @@ async def test_concurrent_repeats_of_one_idempotency_key_answer_once(
     assert (await http.get(f"/questions/{qid}/answers")).json()["answer_count"] == 1
 
     reused = await http.post(
-        f"/questions/{qid}/answers", json={"body": BODY + " More."}, headers=headers
+        f"/questions/{qid}/answers", json={"body": ANSWER_BODY + " More."}, headers=headers
     )
     assert reused.status_code == 422
     assert reused.json()["error"]["code"] == "idempotency_key_reused"
     other_question = await http.post(
-        f"/questions/{question(r)}/answers", json={"body": BODY}, headers=headers
+        f"/questions/{question(r)}/answers", json={"body": ANSWER_BODY}, headers=headers
     )
     assert other_question.status_code == 422
 
@@ -304,13 +272,13 @@ async def test_the_doctor_projection_ignores_an_older_profile_version(
     r: RedisClient, http: httpx.AsyncClient
 ) -> None:
     doctor_id = uid("doc")
-    publish(r, profile(doctor_id, 2, name="Newer Name"))
-    publish(r, profile(doctor_id, 1, name="Older Name"))
-    publish(r, profile(doctor_id, 2, name="Same Version Again"))
+    publish(r, doctor_profile_changed(doctor_id, 2, name="Newer Name"))
+    publish(r, doctor_profile_changed(doctor_id, 1, name="Older Name"))
+    publish(r, doctor_profile_changed(doctor_id, 2, name="Same Version Again"))
     resp = await answer(http, question(r), doctor_id)
     assert resp.status_code == 201
     assert resp.json()["doctor"]["name"] == "Newer Name"
-    publish(r, profile(doctor_id, 3, name="Newest Name"))
+    publish(r, doctor_profile_changed(doctor_id, 3, name="Newest Name"))
     resp = await answer(http, question(r), doctor_id)
     assert resp.json()["doctor"]["name"] == "Newest Name"
 

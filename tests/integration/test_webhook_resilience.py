@@ -86,9 +86,11 @@ def env() -> Iterator[dict[str, Any]]:
         notify.start(timeout=120)  # a loaded machine takes a while to load the gazetteer
         yield {"server": server, "notify": notify, "good": good, "trickle": trickle, "hold": hold}
     finally:
-        notify.terminate(15)
+        # The bad receivers go first: while one still held a delivery open, notify took
+        # 10 s to stop.
         trickle.stop()
         hold.stop()
+        notify.terminate(15)
         good.stop()
         server.cleanup()
 

@@ -1,7 +1,9 @@
 import time
+from pathlib import Path
 
 import pytest
 
+from shared import geo
 from shared.geo import (
     GeoPoint,
     Place,
@@ -179,3 +181,31 @@ def test_nearest_city_is_a_grid_lookup_not_a_scan() -> None:
     for i in range(200):
         nearest_city(30.0 + (i % 15), -120.0 + (i % 40))
     assert (time.perf_counter() - started) / 200 < 0.02
+
+
+def test_the_tables_kept_on_disk_read_back_equal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ASKDOC_GEO_CACHE_DIR", str(tmp_path))
+    path = geo._cache_path()
+    assert path is not None and path.parent == tmp_path
+    tables = geo._indexes()
+    geo._write_cache(path, tables)
+    again = geo._read_cache(path)
+    assert again is not None
+    # Same entries in the same order: the grid, and so nearest_city's ties, come out alike.
+    assert list(again.zips.items()) == list(tables.zips.items())
+    assert list(again.cities.items()) == list(tables.cities.items())
+    assert again.named == tables.named
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+
+
+def test_a_cache_file_that_is_not_ours_is_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = tmp_path / "geo.json"
+    for text in ("{not json", '{"zips": [[1]], "cities": []}', "[]"):
+        bad.write_text(text)
+        assert geo._read_cache(bad) is None
+    monkeypatch.setenv("ASKDOC_GEO_CACHE_DIR", "off")
+    assert geo._cache_path() is None
