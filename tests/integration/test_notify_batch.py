@@ -263,9 +263,8 @@ def test_batch_alerts_leave_what_the_full_path_leaves(
                     await parts.alerts.on_question_posted(event)
                     await parts.escalations.on_question_posted(event)
             else:
-                # The order the batch path takes: routine questions first, then urgent ones.
-                ordered = [e for e in events if not e.urgent] + [e for e in events if e.urgent]
-                for event in ordered:
+                # One question at a time in the stream's order: what the batch must equal.
+                for event in events:
                     bind_correlation_id(event.correlation_id)
                     await parts.alerts.on_question_posted(event)
                     await parts.escalations.on_question_posted(event)
