@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import OutOfMemoryError
+from redis.exceptions import ExecAbortError, OutOfMemoryError
 
 from shared import idempotency
 from shared.atomic import CommitResult, Committer, Txn
@@ -368,4 +368,9 @@ class QuestionStore:
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(self._page(qid), mapping={"version": version, "etag": etag, "body": body})
         pipe.expire(self._page(qid), PAGE_CACHE_TTL_S)
-        await pipe.execute()
+        try:
+            await pipe.execute()
+        except (OutOfMemoryError, ExecAbortError):
+            # A full Redis refuses the copy (MULTI aborts on OOM): the page is still served,
+            # built from its parts, until memory is freed.
+            return
