@@ -402,9 +402,10 @@ class QuestionsService:
 
         Topics, specialties and place stay as asked (doctors were matched on them);
         notify does not consume question-edited, so an edit alerts no one again.
+        A question moderators hid is not found, as on its page.
         """
         doc = await self.store.get(qid)
-        if doc is None:
+        if doc is None or await self.store.hidden("question", qid):
             raise QuestionNotFound(qid)
         if doc["asker_id"] != asker_id:
             raise NotYourQuestion("only the asker may edit a question")
@@ -440,14 +441,17 @@ class QuestionsService:
         return self._public(edited)
 
     async def accept_answer(self, qid: str, asker_id: str, aid: str) -> dict[str, Any]:
-        """The asker marks one answer "most helpful to me" (a new pick replaces the old)."""
+        """The asker marks one answer "most helpful to me" (a new pick replaces the old).
+
+        Neither a hidden question nor a hidden answer can be picked: not found, as on the page.
+        """
         doc = await self.store.get(qid)
-        if doc is None:
+        if doc is None or await self.store.hidden("question", qid):
             raise QuestionNotFound(qid)
         if doc["asker_id"] != asker_id:
             raise NotYourQuestion("only the asker may pick the answer that helped them")
         answer = await self.store.page_answer(qid, aid)
-        if answer is None:
+        if answer is None or await self.store.hidden("answer", aid):
             raise AnswerNotOnPage(f"no answer {aid!r} on this question's page")
         previous = doc.get("accepted_answer_id")
         if previous == aid:

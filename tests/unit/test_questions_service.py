@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from services.questions.service import (
+    AnswerNotOnPage,
     BadCursor,
     BlankQuestion,
     PostQuestion,
@@ -278,3 +279,22 @@ async def test_following_is_idempotent_versioned_and_the_asker_follows_from_the_
     with pytest.raises(QuestionNotFound):
         await service.set_following(qid, "another", True)
     assert (await service.set_following(qid, "reader", False))["following"] is False
+
+
+async def test_a_hidden_question_cannot_be_edited_nor_a_hidden_answer_picked() -> None:
+    service, store = build()
+    qid = (await service.post_question(ask()))["id"]
+    store.hidden_items.add(("question", qid))
+    with pytest.raises(QuestionNotFound):
+        await service.edit_question(qid, "pat", "A new title for a hidden question", None)
+    store.hidden_items.clear()
+    await service.on_answer_posted(answer_posted(qid, "a1", "doc-a1", minute=1))
+    await service.on_answer_posted(answer_posted(qid, "a2", "doc-a2", minute=2))
+    store.hidden_items.add(("answer", "a1"))
+    with pytest.raises(AnswerNotOnPage):
+        await service.accept_answer(qid, "pat", "a1")
+    page = await service.accept_answer(qid, "pat", "a2")
+    assert [a["id"] for a in page["answers"] if a["accepted"]] == ["a2"]
+    store.hidden_items.add(("question", qid))
+    with pytest.raises(QuestionNotFound):
+        await service.accept_answer(qid, "pat", "a2")
