@@ -14,6 +14,7 @@ from shared.events import (
     AnswerPosted,
     DoctorCard,
     DoctorProfileChanged,
+    ItemKind,
     ModerationDecided,
     QuestionPosted,
 )
@@ -143,12 +144,14 @@ class AnswerStorePort(Protocol):
         """Project a question."""
         ...
 
-    async def is_hidden(self, aid: str) -> bool:
-        """Whether moderators hid the answer."""
+    async def is_hidden(self, item_id: str, kind: ItemKind = "answer") -> bool:
+        """Whether moderators hid the answer (or the question)."""
         ...
 
-    async def set_hidden(self, aid: str, version: int, hidden: bool) -> None:
-        """Record a moderation decision on an answer (newest version wins)."""
+    async def set_hidden(
+        self, item_id: str, version: int, hidden: bool, kind: ItemKind = "answer"
+    ) -> None:
+        """Record a moderation decision on an answer or a question (newest version wins)."""
         ...
 
     async def set_doctor(self, doctor_id: str, version: int, card: dict[str, Any]) -> None:
@@ -175,7 +178,7 @@ class AnswersService:
         qid, doctor_id = command.question_id, command.doctor_id
         write = IdempotentWrite.of(command.idempotency_key, command.request())
         headline, body = domain.clean_answer(command.headline, command.body)
-        if not await self.store.question_known(qid):
+        if not await self.store.question_known(qid) or await self.store.is_hidden(qid, "question"):
             raise QuestionNotFound(qid)
         card = await self.store.doctor_card(doctor_id)
         if card is None:
@@ -273,7 +276,7 @@ class AnswersService:
     async def answers_of(self, qid: str) -> dict[str, Any]:
         """A question's answers, oldest first, and their count (hidden ones left out)."""
         items = await self.store.answers_of(qid)
-        if items is None:
+        if items is None or await self.store.is_hidden(qid, "question"):
             raise QuestionNotFound(qid)
         return {"question_id": qid, "items": items, "answer_count": len(items)}
 
@@ -290,12 +293,12 @@ class AnswersService:
         log.info("question_projected", question_id=event.question_id)
 
     async def on_moderation_decided(self, event: ModerationDecided) -> None:
-        """Leave a hidden answer out of its question's listing (or bring it back)."""
-        if event.item_kind != "answer":
-            return
+        """Leave a hidden answer out of its question's listing, and refuse answers to (and
+        the listing of) a hidden question; a restore brings them back."""
         hidden = event.decision == "hidden"
-        await self.store.set_hidden(event.item_id, event.decision_version, hidden)
-        log.info("answer_moderated", answer_id=event.item_id, hidden=hidden)
+        kind = event.item_kind
+        await self.store.set_hidden(event.item_id, event.decision_version, hidden, kind)
+        log.info("item_moderated", kind=kind, item_id=event.item_id, hidden=hidden)
 
     async def on_doctor_profile_changed(self, event: DoctorProfileChanged) -> None:
         """Keep the doctor's public card (newest profile version wins)."""

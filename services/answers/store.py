@@ -22,7 +22,7 @@ from typing import Any
 
 from shared import idempotency
 from shared.atomic import CommitResult, Committer, Txn
-from shared.events import AnswerEdited, AnswerPosted
+from shared.events import AnswerEdited, AnswerPosted, ItemKind
 from shared.idempotency import ReplyRecord
 from shared.redis import RedisClient
 
@@ -57,8 +57,9 @@ class AnswerStore:
     def _revisions(self, aid: str) -> str:
         return f"{self.tag}:answer:{aid}:revisions"
 
-    def _moderation(self, aid: str) -> str:
-        return f"{self.tag}:answer:{aid}:moderation"
+    def _moderation(self, item_id: str, kind: ItemKind = "answer") -> str:
+        # a hidden question's answers are refused too: its decisions are kept beside it
+        return f"{self.tag}:{'answer' if kind == 'answer' else 'q'}:{item_id}:moderation"
 
     def _doctor(self, doctor_id: str) -> str:
         return f"{self.tag}:doctor:{doctor_id}"
@@ -127,13 +128,16 @@ class AnswerStore:
         raws, *hidden = await pipe.execute()
         return [json.loads(r) for r, h in zip(raws, hidden, strict=True) if r and h != "1"]
 
-    async def is_hidden(self, aid: str) -> bool:
-        """Whether moderators hid the answer."""
-        return bool(await self.redis.hget(self._moderation(aid), "hidden") == "1")
+    async def is_hidden(self, item_id: str, kind: ItemKind = "answer") -> bool:
+        """Whether moderators hid the answer (or the question)."""
+        return bool(await self.redis.hget(self._moderation(item_id, kind), "hidden") == "1")
 
-    async def set_hidden(self, aid: str, version: int, hidden: bool) -> None:
-        """Record a moderation decision on an answer; an older decision never wins."""
-        txn = Txn().set_if_newer(self._moderation(aid), "version", version, {"hidden": int(hidden)})
+    async def set_hidden(
+        self, item_id: str, version: int, hidden: bool, kind: ItemKind = "answer"
+    ) -> None:
+        """Record a moderation decision on an answer or a question; an older one never wins."""
+        key = self._moderation(item_id, kind)
+        txn = Txn().set_if_newer(key, "version", version, {"hidden": int(hidden)})
         await self.committer.commit(txn)
 
     async def question_known(self, qid: str) -> bool:

@@ -202,6 +202,20 @@ def test_readers_flag_admins_hide_and_restore_and_authors_are_told(
     assert qid not in [r["id"] for r in httpx.get(related_url, timeout=10).json()["items"]]
     for gone in ("revisions", "related"):
         assert httpx.get(f"{question_url}/{gone}", timeout=10).status_code == 404
+    # The answers service learns of it from moderation-decided: no new answer, no listing.
+    register(n, "dr-mod-late")
+    wait_for(
+        lambda: httpx.get(f"{a}/questions/{qid}/answers", timeout=10).status_code == 404,
+        timeout=30,
+        what="the hidden question's answers listing to go",
+    )
+    late = httpx.post(
+        f"{a}/questions/{qid}/answers",
+        json={"body": "A late answer to a question the moderators hid, with some detail."},
+        headers=auth("dr-mod-late", "doctor"),
+        timeout=10,
+    )
+    assert late.status_code == 404, late.text
     hidden_q = wait_for(
         lambda: inbox(n, "pat-mod", "patient", "item-hidden"), timeout=30, what="asker told"
     )

@@ -22,6 +22,7 @@ from shared.events import (
     AnswerEdited,
     AnswerPosted,
     Event,
+    ItemKind,
     QuestionEdited,
     QuestionFollowed,
     QuestionPosted,
@@ -317,12 +318,14 @@ class FakeAnswerStore:
         ]
         return [self._public(a) for a in sorted(mine, key=lambda a: (a["_ms"], a["id"]))]
 
-    async def is_hidden(self, aid: str) -> bool:
-        return self.moderation.get(aid, (0, False))[1]
+    async def is_hidden(self, item_id: str, kind: ItemKind = "answer") -> bool:
+        return self.moderation.get(f"{kind}:{item_id}", (0, False))[1]
 
-    async def set_hidden(self, aid: str, version: int, hidden: bool) -> None:
-        if version > self.moderation.get(aid, (0, False))[0]:
-            self.moderation[aid] = (version, hidden)
+    async def set_hidden(
+        self, item_id: str, version: int, hidden: bool, kind: ItemKind = "answer"
+    ) -> None:
+        if version > self.moderation.get(f"{kind}:{item_id}", (0, False))[0]:
+            self.moderation[f"{kind}:{item_id}"] = (version, hidden)
 
     async def question_known(self, qid: str) -> bool:
         return qid in self.questions
