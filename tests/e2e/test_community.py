@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 
-from askdoc_cli import launcher
 from demo.scenario import demo_npi
 from shared import streams
 from shared.events import (
@@ -23,7 +22,7 @@ from shared.events import (
     QuestionFollowed,
     QuestionUnfollowed,
 )
-from tests.support import RedisServer, ServiceProcess, auth, free_port, wait_for
+from tests.support import RedisServer, auth, running_services, wait_for
 
 NUMBERS = itertools.count()
 ANSWER = "Botox in the depressor muscles can soften the pull on the stronger side."
@@ -33,20 +32,10 @@ EDITED = "Botox in the depressor muscles softens the pull; fillers can balance t
 @pytest.fixture(scope="module")
 def world() -> Iterator[dict[str, Any]]:
     server = RedisServer().start()
-    names = ["questions", "answers", "notify"]
-    ports = {n: free_port() for n in names}
-    urls = {n: f"http://{launcher.HOST}:{port}" for n, port in ports.items()}
-    procs = {n: ServiceProcess(n, server.url, ports[n]) for n in names}
-    for name, proc in procs.items():
-        proc.env.update(launcher.peer_env(name, urls))
     try:
-        for proc in procs.values():
-            proc.start(wait_ready=False)
-        # A loaded machine builds the gazetteer slowly.
-        launcher.wait_ready(procs.values(), timeout=180)
-        yield {"server": server, "urls": urls}
+        with running_services(server.url, ["questions", "answers", "notify"]) as procs:
+            yield {"server": server, "urls": {n: p.url for n, p in procs.items()}}
     finally:
-        launcher.stop_all(procs.values(), timeout=10)
         server.cleanup()
 
 

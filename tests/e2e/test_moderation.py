@@ -16,12 +16,11 @@ import jsonschema
 import pytest
 from typer.testing import CliRunner
 
-from askdoc_cli import launcher
 from askdoc_cli.main import app as cli
 from shared import streams
 from shared.events import ItemFlagged, ModerationDecided
 from tests.e2e.test_community import answer, ask, events_of, register
-from tests.support import JWT_SECRET, RedisServer, ServiceProcess, auth, free_port, wait_for
+from tests.support import JWT_SECRET, RedisServer, auth, running_services, wait_for
 
 ADMIN = auth("admin-mod", "admin")
 SNAPSHOTS = Path(__file__).parents[1] / "contract" / "snapshots"
@@ -36,19 +35,10 @@ def schema(stream: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def world() -> Iterator[dict[str, Any]]:
     server = RedisServer().start()
-    names = ["questions", "answers", "notify"]
-    ports = {n: free_port() for n in names}
-    urls = {n: f"http://{launcher.HOST}:{port}" for n, port in ports.items()}
-    procs = {n: ServiceProcess(n, server.url, ports[n]) for n in names}
-    for name, proc in procs.items():
-        proc.env.update(launcher.peer_env(name, urls))
     try:
-        for proc in procs.values():
-            proc.start(wait_ready=False)
-        launcher.wait_ready(procs.values(), timeout=180)
-        yield {"server": server, "urls": urls}
+        with running_services(server.url, ["questions", "answers", "notify"]) as procs:
+            yield {"server": server, "urls": {n: p.url for n, p in procs.items()}}
     finally:
-        launcher.stop_all(procs.values(), timeout=10)
         server.cleanup()
 
 
