@@ -448,16 +448,7 @@ def doctors_import(
         rows, rejected = directory.read_rows(file)
     except directory.CsvError as exc:
         fail(str(exc), code=2)  # the file does not fit the command: a usage error
-    settings = load_settings()
-    bearer = token_ or issue_token(
-        jwt_secret(settings),
-        "askdoc-cli",
-        "admin",
-        "askdoc doctors import",
-        min(6 * 3600, settings.jwt_max_lifetime_s),
-        settings.jwt_issuer,
-        settings.jwt_audience,
-    )
+    bearer = _admin_bearer(token_, "askdoc doctors import", ttl_s=6 * 3600)
     total = len(rows) + len(rejected)
     progress = Progress(
         TextColumn("importing doctors"),
@@ -534,19 +525,24 @@ AdminToken = Annotated[
 DoctorArg = Annotated[str, typer.Argument(metavar="ID", help="The doctor's directory id")]
 
 
-def _set_status(
-    doctor_id: str, status: str, notify_url: str, token_: str | None, as_json: bool
-) -> None:
+def _admin_bearer(token_: str | None, what: str, ttl_s: int = 3600) -> str:
+    """The given token, or an admin token minted from $ASKDOC_JWT_SECRET for `what`."""
     settings = load_settings()
-    bearer = token_ or issue_token(
+    return token_ or issue_token(
         jwt_secret(settings),
         "askdoc-cli",
         "admin",
-        f"askdoc doctors {status}",
-        min(3600, settings.jwt_max_lifetime_s),
+        what,
+        min(ttl_s, settings.jwt_max_lifetime_s),
         settings.jwt_issuer,
         settings.jwt_audience,
     )
+
+
+def _set_status(
+    doctor_id: str, status: str, notify_url: str, token_: str | None, as_json: bool
+) -> None:
+    bearer = _admin_bearer(token_, f"askdoc doctors {status}")
     code, reply = asyncio.run(directory.set_status(notify_url, bearer, doctor_id, status))
     if not isinstance(reply, dict):
         fail(f"notify refused ({code}): {reply}" if code else reply)
@@ -604,19 +600,6 @@ class QueueStatus(StrEnum):
 
     open = "open"
     hidden = "hidden"
-
-
-def _admin_bearer(token_: str | None, what: str) -> str:
-    settings = load_settings()
-    return token_ or issue_token(
-        jwt_secret(settings),
-        "askdoc-cli",
-        "admin",
-        what,
-        min(3600, settings.jwt_max_lifetime_s),
-        settings.jwt_issuer,
-        settings.jwt_audience,
-    )
 
 
 @moderation_app.command("list")

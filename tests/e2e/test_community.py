@@ -7,11 +7,9 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 
 from demo.scenario import demo_npi
 from shared import streams
@@ -22,21 +20,11 @@ from shared.events import (
     QuestionFollowed,
     QuestionUnfollowed,
 )
-from tests.support import RedisServer, auth, running_services, wait_for
+from tests.support import auth, wait_for
 
 NUMBERS = itertools.count()
 ANSWER = "Botox in the depressor muscles can soften the pull on the stronger side."
 EDITED = "Botox in the depressor muscles softens the pull; fillers can balance the rest."
-
-
-@pytest.fixture(scope="module")
-def world() -> Iterator[dict[str, Any]]:
-    server = RedisServer().start()
-    try:
-        with running_services(server.url, ["questions", "answers", "notify"]) as procs:
-            yield {"server": server, "urls": {n: p.url for n, p in procs.items()}}
-    finally:
-        server.cleanup()
 
 
 def register(notify: str, doctor_id: str) -> None:

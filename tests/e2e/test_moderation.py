@@ -7,20 +7,18 @@ read with plain XRANGE, and the CLI drives the same HTTP API as an admin would.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import jsonschema
-import pytest
 from typer.testing import CliRunner
 
 from askdoc_cli.main import app as cli
 from shared import streams
 from shared.events import ItemFlagged, ModerationDecided
 from tests.e2e.test_community import answer, ask, events_of, register
-from tests.support import JWT_SECRET, RedisServer, auth, running_services, wait_for
+from tests.support import JWT_SECRET, auth, wait_for
 
 ADMIN = auth("admin-mod", "admin")
 SNAPSHOTS = Path(__file__).parents[1] / "contract" / "snapshots"
@@ -30,16 +28,6 @@ def schema(stream: str) -> dict[str, Any]:
     """The reviewed JSON Schema of a stream's event (tests/contract/snapshots)."""
     loaded: dict[str, Any] = json.loads((SNAPSHOTS / f"{stream}.schema.json").read_text())
     return loaded
-
-
-@pytest.fixture(scope="module")
-def world() -> Iterator[dict[str, Any]]:
-    server = RedisServer().start()
-    try:
-        with running_services(server.url, ["questions", "answers", "notify"]) as procs:
-            yield {"server": server, "urls": {n: p.url for n, p in procs.items()}}
-    finally:
-        server.cleanup()
 
 
 def flag(url: str, who: str, reason: str, note: str | None = None) -> httpx.Response:
