@@ -67,7 +67,13 @@ async def page(page_id: str) -> Response:
 @app.put("/answers/{answer_id}/vote")
 async def vote(answer_id: str, body: VoteBody) -> dict[str, int]:
     reply = await cast(
-        keys=[f"bench:votes:{answer_id}", f"bench:tally:{answer_id}", f"bench.{streams.VOTE_CAST}"],
+        keys=[
+            f"bench:votes:{answer_id}",
+            f"bench:tally:{answer_id}",
+            f"bench.{streams.VOTE_CAST}",
+            f"bench:answer:{answer_id}:moderation",  # never hidden: the script reads, passes
+            "bench:q:q:moderation",
+        ],
         args=["bench-voter", body.value, _EVENT],
     )
     return {"helpful": int(reply[1]), "unhelpful": int(reply[2])}

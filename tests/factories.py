@@ -9,7 +9,10 @@ from shared.events import (
     DoctorCard,
     DoctorProfileChanged,
     DoctorStatus,
+    ItemKind,
     Location,
+    ModerationDecided,
+    ModerationDecision,
     QuestionPosted,
     VoteCast,
 )
@@ -84,4 +87,25 @@ def vote_cast(
         helpful=helpful,
         unhelpful=unhelpful,
         tally_version=version,
+    )
+
+
+def moderation_decided(
+    item_kind: ItemKind,
+    item_id: str,
+    decision: ModerationDecision,
+    version: int,
+    qid: str = "q1",
+) -> ModerationDecided:
+    """An admin's decision `version` on a question or an answer of `qid`."""
+    return ModerationDecided(
+        correlation_id="c",
+        producer="questions",
+        item_kind=item_kind,
+        item_id=item_id,
+        question_id=qid,
+        author_id="p1",
+        decision=decision,
+        reason="spam",
+        decision_version=version,
     )

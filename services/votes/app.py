@@ -16,9 +16,9 @@ DEFAULT_PORT = 8003
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """The votes service: HTTP API plus its answer projection consumer."""
+    """The votes service: HTTP API plus its answer and moderation projection consumers."""
     runtime = ServiceRuntime(SERVICE, settings)
-    store = VoteStore(runtime.redis, runtime.tag, settings.stream_maxlen)
+    store = VoteStore(runtime.redis, runtime.committer, runtime.tag, settings.stream_maxlen)
     service = VotesService(store)
     handlers.register(runtime.consumer, service)
     app = create_http_app(

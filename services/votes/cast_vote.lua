@@ -2,10 +2,18 @@
 -- Mirrors domain.apply_vote; reading the previous vote, moving the counts, bumping the
 -- version and the XADD happen in one script, so concurrent votes can neither lose an
 -- update nor publish a tally that was never stored.
--- Returns {changed (0/1), helpful, unhelpful, previous, version, entry id or ''}.
+-- KEYS[4], KEYS[5]: the moderation hashes of the answer and of its question (from
+-- moderation-decided); a hidden one takes no vote, checked here so no vote slips in
+-- between a check and the write.
+-- Returns {changed (0/1), helpful, unhelpful, previous, version, entry id or ''}, or
+-- {-1} when the answer or its question is hidden (nothing written).
 
 local votes_key, tally_key, stream = KEYS[1], KEYS[2], KEYS[3]
 local voter, new, event_json = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+
+if redis.call('HGET', KEYS[4], 'hidden') == '1' or redis.call('HGET', KEYS[5], 'hidden') == '1' then
+  return {-1}
+end
 
 local previous = tonumber(redis.call('HGET', votes_key, voter) or '0')
 local helpful = tonumber(redis.call('HGET', tally_key, 'helpful') or '0')

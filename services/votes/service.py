@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from shared.errors import Forbidden, NotFound
-from shared.events import AnswerPosted, VoteCast
+from shared.events import AnswerPosted, ItemKind, ModerationDecided, VoteCast
 from shared.logging import current_correlation_id, get_logger
 from shared.metrics import EVENTS_PUBLISHED
 
@@ -28,7 +28,8 @@ class CastVote:
 
 
 class AnswerNotFound(NotFound):
-    """The answer is not (yet) known to the votes service."""
+    """The answer is not (yet) known to the votes service, or moderators hid it (or its
+    question): a hidden item is not found, here as on its page."""
 
 
 class OwnAnswer(Forbidden):
@@ -40,20 +41,26 @@ class OwnAnswer(Forbidden):
 class VoteStorePort(Protocol):
     """What the votes service layer needs from its store."""
 
-    async def cast(self, template: VoteCast) -> VoteOutcome:
-        """Apply the template's vote and publish it, atomically."""
+    async def cast(self, template: VoteCast) -> VoteOutcome | None:
+        """Apply the template's vote and publish it, atomically; None if hidden."""
         ...
 
     async def answer(self, aid: str) -> AnswerRef | None:
         """The projected answer, or None."""
         ...
 
-    async def tally(self, aid: str, voter_id: str | None) -> tuple[int, int, int | None]:
-        """(helpful, unhelpful, the voter's vote)."""
+    async def tally(
+        self, aid: str, question_id: str, voter_id: str | None
+    ) -> tuple[int, int, int | None] | None:
+        """(helpful, unhelpful, the voter's vote); None if hidden."""
         ...
 
     async def add_answer(self, aid: str, question_id: str, doctor_id: str) -> None:
         """Project an answer."""
+        ...
+
+    async def set_hidden(self, item_id: str, version: int, hidden: bool, kind: ItemKind) -> None:
+        """Record a moderation decision on an answer or a question (newest version wins)."""
         ...
 
 
@@ -70,6 +77,10 @@ class VotesService:
                 f"no answer {aid!r} (an answer just posted can take a moment to appear here)"
             )
         return ref
+
+    @staticmethod
+    def _hidden(aid: str) -> AnswerNotFound:
+        return AnswerNotFound(f"no answer {aid!r}")
 
     async def cast_vote(self, command: CastVote) -> dict[str, Any]:
         """Cast, change (1 or -1) or retract (0) a vote; the answer's tally.
@@ -95,6 +106,8 @@ class VotesService:
             tally_version=1,
         )
         outcome = await self.store.cast(template)
+        if outcome is None:
+            raise self._hidden(aid)
         if outcome.changed:
             EVENTS_PUBLISHED.labels(SERVICE, VoteCast.stream).inc()
         log.info(
@@ -109,14 +122,25 @@ class VotesService:
 
     async def tally(self, aid: str, voter_id: str | None) -> dict[str, Any]:
         """An answer's tally, with the voter's own vote when one is given."""
-        await self._answer(aid)
-        helpful, unhelpful, mine = await self.store.tally(aid, voter_id)
+        ref = await self._answer(aid)
+        found = await self.store.tally(aid, ref.question_id, voter_id)
+        if found is None:
+            raise self._hidden(aid)
+        helpful, unhelpful, mine = found
         return _tally(aid, helpful, unhelpful, mine)
 
     async def on_answer_posted(self, event: AnswerPosted) -> None:
         """Know the answer, its question and its author, so it can be voted on."""
         await self.store.add_answer(event.answer_id, event.question_id, event.doctor.id)
         log.info("answer_projected", answer_id=event.answer_id, question_id=event.question_id)
+
+    async def on_moderation_decided(self, event: ModerationDecided) -> None:
+        """Refuse votes on a hidden answer, or on the answers of a hidden question; a
+        restore brings voting back, the tally as it was."""
+        hidden = event.decision == "hidden"
+        kind = event.item_kind
+        await self.store.set_hidden(event.item_id, event.decision_version, hidden, kind)
+        log.info("item_moderated", kind=kind, item_id=event.item_id, hidden=hidden)
 
 
 def _tally(aid: str, helpful: int, unhelpful: int, your_vote: int | None) -> dict[str, Any]:

@@ -5,6 +5,10 @@ Keys (``T`` is ``runtime.tag``, the slot of ``askdoc.vote-cast``):
 * ``T:answer:{aid}``: projection of an answer: hash ``question_id``, ``doctor_id``.
 * ``T:votes:{aid}``: hash voter id -> 1 or -1 (a retracted vote is removed).
 * ``T:tally:{aid}``: hash ``helpful``, ``unhelpful``, ``tally_version``.
+* ``T:answer:{aid}:moderation`` and ``T:q:{qid}:moderation``: ``hidden`` (0/1) and
+  ``version`` of the latest moderation decision on the answer or the question (from
+  moderation-decided; newest version wins). A hidden answer, or any answer of a hidden
+  question, takes no vote and shows no tally.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared import streams
-from shared.events import VoteCast
+from shared.atomic import Committer, Txn
+from shared.events import ItemKind, VoteCast
 from shared.lua import script
 from shared.redis import RedisClient
 
@@ -44,8 +49,9 @@ KNOWN_ANSWERS = 50_000
 class VoteStore:
     """Votes, tallies and the projection of answers."""
 
-    def __init__(self, redis: RedisClient, tag: str, maxlen: int) -> None:
+    def __init__(self, redis: RedisClient, committer: Committer, tag: str, maxlen: int) -> None:
         self.redis = redis
+        self.committer = committer
         self.tag = tag
         self.maxlen = maxlen
         # An answer's question and author never change once projected (add_answer writes
@@ -63,18 +69,30 @@ class VoteStore:
     def _tally(self, aid: str) -> str:
         return f"{self.tag}:tally:{aid}"
 
-    async def cast(self, template: VoteCast) -> VoteOutcome:
+    def _moderation(self, item_id: str, kind: ItemKind) -> str:
+        return f"{self.tag}:{'answer' if kind == 'answer' else 'q'}:{item_id}:moderation"
+
+    async def cast(self, template: VoteCast) -> VoteOutcome | None:
         """Apply `template.value` for its voter and publish the VoteCast, atomically.
 
         The rule is domain.apply_vote, applied inside Redis by cast_vote.lua. The
         template's counts, previous value and version are placeholders the script fills
-        in; nothing is written or published when the vote is unchanged.
+        in; nothing is written or published when the vote is unchanged. None, with
+        nothing written, when the answer or its question is hidden.
         """
         aid = template.answer_id
         reply = await self._cast(
-            keys=[self._votes(aid), self._tally(aid), streams.VOTE_CAST],
+            keys=[
+                self._votes(aid),
+                self._tally(aid),
+                streams.VOTE_CAST,
+                self._moderation(aid, "answer"),
+                self._moderation(template.question_id, "question"),
+            ],
             args=[template.voter_id, template.value, template.model_dump_json()],
         )
+        if int(reply[0]) < 0:
+            return None
         changed, helpful, unhelpful, previous, version, entry_id = reply
         return VoteOutcome(
             bool(int(changed)),
@@ -100,16 +118,30 @@ class VoteStore:
         ref = self._known[aid] = AnswerRef(question_id, doctor_id)
         return ref
 
-    async def tally(self, aid: str, voter_id: str | None) -> tuple[int, int, int | None]:
-        """(helpful, unhelpful, the voter's vote: 1, -1, 0, or None without a voter)."""
+    async def tally(
+        self, aid: str, question_id: str, voter_id: str | None
+    ) -> tuple[int, int, int | None] | None:
+        """(helpful, unhelpful, the voter's vote: 1, -1, 0, or None without a voter);
+        None when the answer or its question is hidden."""
         pipe = self.redis.pipeline(transaction=False)
+        pipe.hget(self._moderation(aid, "answer"), "hidden")
+        pipe.hget(self._moderation(question_id, "question"), "hidden")
         pipe.hmget(self._tally(aid), "helpful", "unhelpful")
         if voter_id is not None:
             pipe.hget(self._votes(aid), voter_id)
         replies = await pipe.execute()
-        helpful, unhelpful = replies[0]
-        mine = int(replies[1] or 0) if voter_id is not None else None
+        if "1" in replies[:2]:
+            return None
+        helpful, unhelpful = replies[2]
+        mine = int(replies[3] or 0) if voter_id is not None else None
         return int(helpful or 0), int(unhelpful or 0), mine
+
+    async def set_hidden(self, item_id: str, version: int, hidden: bool, kind: ItemKind) -> None:
+        """Record a moderation decision on an answer or a question; an older one never wins."""
+        key = self._moderation(item_id, kind)
+        await self.committer.commit(
+            Txn().set_if_newer(key, "version", version, {"hidden": int(hidden)})
+        )
 
     async def add_answer(self, aid: str, question_id: str, doctor_id: str) -> None:
         """Project an answer (idempotent: the same fields every time)."""

@@ -52,7 +52,7 @@ CONSUMED_STREAMS = {
         "askdoc.doctor-profile-changed",
         "askdoc.moderation-decided",
     },
-    "votes": {"askdoc.answer-posted"},
+    "votes": {"askdoc.answer-posted", "askdoc.moderation-decided"},
     "notify": {
         "askdoc.question-posted",
         "askdoc.answer-posted",

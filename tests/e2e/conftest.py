@@ -1,4 +1,4 @@
-"""What several e2e modules share: questions, answers and notify as processes on one Redis.
+"""What several e2e modules share: questions, answers, votes and notify as processes on one Redis.
 
 A module that needs another set defines its own `world`, which wins over this one.
 """
@@ -17,7 +17,7 @@ from tests.support import RedisServer, running_services
 def world() -> Iterator[dict[str, Any]]:
     server = RedisServer().start()
     try:
-        with running_services(server.url, ["questions", "answers", "notify"]) as procs:
+        with running_services(server.url, ["questions", "answers", "votes", "notify"]) as procs:
             yield {"server": server, "urls": {n: p.url for n, p in procs.items()}}
     finally:
         server.cleanup()

@@ -1,6 +1,6 @@
 """End to end (issue 16 item 5): flag, the moderation queue, hide and restore.
 
-Questions, answers and notify run as processes on their own redis-server; the events are
+Questions, answers, votes and notify run as processes on their own redis-server; the events are
 read with plain XRANGE, and the CLI drives the same HTTP API as an admin would.
 """
 
@@ -227,6 +227,60 @@ def test_readers_flag_admins_hide_and_restore_and_authors_are_told(
     assert {e["author_id"] for e in decisions} == {"dr-mod", "pat-mod"}
     raw = json.dumps([f for _, f in redis.xrange(streams.MODERATION_DECIDED)])
     assert "reader-" not in raw and "admin-mod" not in raw
+
+
+def test_a_hidden_answer_takes_no_vote_and_its_page_tally_stays_the_votes_tally(
+    world: dict[str, Any],
+) -> None:
+    urls, redis = world["urls"], world["server"].client()
+    q, a, v, n = urls["questions"], urls["answers"], urls["votes"], urls["notify"]
+    register(n, "dr-vote-mod")
+    qid = ask(q, "pat-vote-mod")
+    aid = answer(a, qid, "dr-vote-mod")
+    page_url, tally_url = f"{q}/questions/{qid}", f"{v}/answers/{aid}/votes"
+
+    def cast(who: str, value: int) -> httpx.Response:
+        body = {"value": value}
+        return httpx.put(f"{v}/answers/{aid}/vote", json=body, headers=auth(who), timeout=10)
+
+    def on_page() -> dict[str, Any] | None:
+        page = httpx.get(page_url, timeout=10)
+        if page.status_code != 200:
+            return None
+        found = [x for x in page.json()["answers"] if x["id"] == aid]
+        return found[0] if found else None
+
+    wait_for(lambda: cast("voter-1", 1).status_code == 200, timeout=30, what="the first vote")
+    wait_for(lambda: (on_page() or {}).get("helpful") == 1, timeout=30, what="tally on page")
+
+    def tally_status() -> int:
+        return httpx.get(tally_url, timeout=10).status_code
+
+    # The answer hidden, then its question: votes learns of each from moderation-decided.
+    for decision_url in (
+        f"{q}/moderation/questions/{qid}/answers/{aid}",
+        f"{q}/moderation/questions/{qid}",
+    ):
+        decide(decision_url, "hidden", "spam")
+        wait_for(lambda: tally_status() == 404, timeout=30, what="votes to learn of the hiding")
+        for who, value in (("voter-1", 0), ("voter-2", 1), ("voter-3", -1)):
+            refused = cast(who, value)
+            assert refused.status_code == 404, refused.text
+        decide(decision_url, "restored")
+        wait_for(lambda: tally_status() == 200, timeout=30, what="votes to learn of the restore")
+        wait_for(on_page, timeout=30, what="the answer back on its page")
+
+    # Nothing was published while hidden; voting carries on from the same tally.
+    assert [e["tally_version"] for e in events_of(redis, streams.VOTE_CAST, "answer_id", aid)] == [
+        1
+    ]
+    assert cast("voter-2", 1).json()["helpful"] == 2
+    wait_for(lambda: (on_page() or {}).get("helpful") == 2, timeout=30, what="page tally")
+    shown = on_page() or {}
+    tally = httpx.get(tally_url, timeout=10).json()
+    assert (
+        (shown["helpful"], shown["unhelpful"]) == (tally["helpful"], tally["unhelpful"]) == (2, 0)
+    )
 
 
 def test_the_cli_lists_hides_and_restores(world: dict[str, Any]) -> None:

@@ -17,8 +17,10 @@ import redis.asyncio
 from services.votes.domain import VALUES, Vote, apply_vote
 from services.votes.store import VoteOutcome, VoteStore
 from shared import streams
+from shared.atomic import Committer
 from shared.events import AnswerPosted, DoctorCard, VoteCast
 from shared.redis import RedisClient
+from tests.factories import moderation_decided
 from tests.support import RedisServer, ServiceProcess, auth, service_on_own_redis, wait_for
 
 
@@ -199,14 +201,14 @@ async def test_the_vote_script_agrees_with_the_rule_on_all_nine_transitions(
     r: RedisClient, stack: tuple[RedisServer, ServiceProcess]
 ) -> None:
     client = redis.asyncio.Redis.from_url(stack[0].url, decode_responses=True)
-    store = VoteStore(client, streams.slot_tag(streams.VOTE_CAST), 1000)
+    store = VoteStore(client, Committer(client, None), streams.slot_tag(streams.VOTE_CAST), 1000)
     try:
         for previous, new in itertools.product(VALUES, VALUES):
             posted = answer_posted(uid("doc"))
             aid, voter = posted.answer_id, uid("reader")
 
             async def cast(who: str, value: Vote, posted: AnswerPosted = posted) -> VoteOutcome:
-                return await store.cast(
+                outcome = await store.cast(
                     VoteCast(
                         correlation_id="c",
                         producer="votes",
@@ -220,6 +222,8 @@ async def test_the_vote_script_agrees_with_the_rule_on_all_nine_transitions(
                         tally_version=1,
                     )
                 )
+                assert outcome is not None
+                return outcome
 
             # Other readers first, so a decrement has something to take from.
             others: tuple[Vote, ...] = (1, 1, 1, -1, -1)
@@ -255,7 +259,7 @@ async def test_the_store_remembers_known_answers_but_not_unknown_ones(
 ) -> None:
     server = stack[0]
     client = redis.asyncio.Redis.from_url(server.url, decode_responses=True)
-    store = VoteStore(client, streams.slot_tag(streams.VOTE_CAST), 1000)
+    store = VoteStore(client, Committer(client, None), streams.slot_tag(streams.VOTE_CAST), 1000)
     try:
         aid = uid("a")
         assert await store.answer(aid) is None
@@ -267,3 +271,52 @@ async def test_the_store_remembers_known_answers_but_not_unknown_ones(
         assert ref is not None and (ref.question_id, ref.doctor_id) == ("q1", "doc1")
     finally:
         await client.aclose()
+
+
+async def test_a_hidden_answer_takes_no_vote_and_a_restore_brings_voting_back(
+    r: RedisClient, http: httpx.AsyncClient, posted: AnswerPosted
+) -> None:
+    aid, qid = posted.answer_id, posted.question_id
+    url = f"/answers/{aid}/votes"
+    assert (await vote(http, aid, "reader-before", 1)).status_code == 200
+
+    def decide(kind: str, item_id: str, decision: str, version: int) -> str:
+        event = moderation_decided(kind, item_id, decision, version, qid)  # type: ignore[arg-type]
+        return str(r.xadd(event.stream, event.to_wire()))  # type: ignore[arg-type]
+
+    def handled(entry_id: str) -> bool:
+        [group] = [g for g in r.xinfo_groups(streams.MODERATION_DECIDED) if g["name"] == "votes"]
+        done = tuple(map(int, group["last-delivered-id"].split("-")))
+        pending = r.xpending_range(streams.MODERATION_DECIDED, "votes", entry_id, entry_id, 1)
+        return done >= tuple(map(int, entry_id.split("-"))) and not pending
+
+    async def status() -> int:
+        return (await http.get(url)).status_code
+
+    async def until(code: int) -> None:
+        for _ in range(500):
+            if await status() == code:
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"the tally never answered {code}")
+
+    for kind, item_id in (("answer", aid), ("question", qid)):
+        decide(kind, item_id, "hidden", 1)
+        await until(404)
+        for voter, value in (("reader-before", 0), ("reader-before", -1), ("reader-new", 1)):
+            refused = await vote(http, aid, voter, value)
+            assert refused.status_code == 404, refused.text
+            assert refused.json()["error"]["code"] == "not_found"
+        assert len(cast_events(r, aid)) == 1  # nothing published while hidden
+        decide(kind, item_id, "restored", 2)
+        await until(200)
+        # A redelivered older decision does not hide it again (newest version wins).
+        late = decide(kind, item_id, "hidden", 1)
+        wait_for(lambda late=late: handled(late), 10, what="the late decision handled")
+        assert await status() == 200
+    voted = await vote(http, aid, "reader-new", 1)
+    assert voted.status_code == 200, voted.text
+    assert (voted.json()["helpful"], voted.json()["unhelpful"]) == (2, 0)
+    # The tally carries on where it was: one version per published vote, no gap.
+    assert [e.tally_version for e in cast_events(r, aid)] == [1, 2]
+    assert (await http.get(url, headers=auth("reader-before"))).json()["your_vote"] == 1

@@ -351,9 +351,19 @@ class FakeVoteStore:
         self.votes: dict[str, dict[str, int]] = {}
         self.tallies: dict[str, tuple[int, int, int]] = {}
         self.events: list[VoteCast] = []
+        #: "kind:id" -> (decision version, hidden)
+        self.moderation: dict[str, tuple[int, bool]] = {}
 
-    async def cast(self, template: VoteCast) -> VoteOutcome:
+    def _hidden(self, aid: str, question_id: str) -> bool:
+        return any(
+            self.moderation.get(key, (0, False))[1]
+            for key in (f"answer:{aid}", f"question:{question_id}")
+        )
+
+    async def cast(self, template: VoteCast) -> VoteOutcome | None:
         aid, voter = template.answer_id, template.voter_id
+        if self._hidden(aid, template.question_id):
+            return None
         votes = self.votes.setdefault(aid, {})
         previous = votes.get(voter, 0)
         helpful, unhelpful, version = self.tallies.get(aid, (0, 0, 0))
@@ -380,10 +390,18 @@ class FakeVoteStore:
     async def answer(self, aid: str) -> AnswerRef | None:
         return self.answers.get(aid)
 
-    async def tally(self, aid: str, voter_id: str | None) -> tuple[int, int, int | None]:
+    async def tally(
+        self, aid: str, question_id: str, voter_id: str | None
+    ) -> tuple[int, int, int | None] | None:
+        if self._hidden(aid, question_id):
+            return None
         helpful, unhelpful, _ = self.tallies.get(aid, (0, 0, 0))
         mine = self.votes.get(aid, {}).get(voter_id, 0) if voter_id is not None else None
         return helpful, unhelpful, mine
 
     async def add_answer(self, aid: str, question_id: str, doctor_id: str) -> None:
         self.answers[aid] = AnswerRef(question_id, doctor_id)
+
+    async def set_hidden(self, item_id: str, version: int, hidden: bool, kind: ItemKind) -> None:
+        if version > self.moderation.get(f"{kind}:{item_id}", (0, False))[0]:
+            self.moderation[f"{kind}:{item_id}"] = (version, hidden)

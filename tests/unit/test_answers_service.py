@@ -15,11 +15,12 @@ from services.answers.service import (
     PostAnswer,
     QuestionNotFound,
 )
-from shared.events import AnswerEdited, AnswerPosted, ModerationDecided
+from shared.events import AnswerEdited, AnswerPosted
 from shared.idempotency import IdempotencyKeyReused
 from shared.settings import Settings
 from tests.factories import ANSWER_BODY as BODY
 from tests.factories import doctor_profile_changed as profile
+from tests.factories import moderation_decided as decided
 from tests.factories import question_posted
 from tests.support import JWT_SECRET
 from tests.unit.fakes import FakeAnswerStore
@@ -110,20 +111,6 @@ async def test_an_edit_keeps_the_original_as_revision_one_and_only_its_doctor_ma
     listed = (await service.revisions_of(answer["id"]))["items"]
     assert [r["revision"] for r in listed] == [1, 2, 3] and listed[0]["body"] == BODY
     assert [type(e) for e in store.events] == [AnswerPosted, AnswerEdited, AnswerEdited]
-
-
-def decided(item_kind: str, item_id: str, decision: str, version: int) -> ModerationDecided:
-    return ModerationDecided(
-        correlation_id="c",
-        producer="questions",
-        item_kind=item_kind,  # type: ignore[arg-type]
-        item_id=item_id,
-        question_id="q1",
-        author_id="p1",
-        decision=decision,  # type: ignore[arg-type]
-        reason="spam",
-        decision_version=version,
-    )
 
 
 async def test_a_hidden_question_takes_no_answers_and_lists_none_until_restored() -> None:

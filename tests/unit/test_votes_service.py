@@ -6,6 +6,7 @@ import pytest
 
 from services.votes.service import AnswerNotFound, CastVote, OwnAnswer, VotesService
 from tests.factories import answer_posted
+from tests.factories import moderation_decided as decided
 from tests.unit.fakes import FakeVoteStore
 
 
@@ -65,3 +66,26 @@ async def test_the_tally_shows_the_callers_own_vote_only_when_signed_in() -> Non
     assert (await service.tally("a1", "reader"))["your_vote"] == -1
     assert (await service.tally("a1", "other"))["your_vote"] == 0
     assert (await service.tally("a1", None))["your_vote"] is None
+
+
+async def test_a_hidden_answer_or_question_takes_no_vote_until_restored() -> None:
+    service, store = await build()
+    await service.cast_vote(CastVote("a1", "reader", 1))
+    await service.on_moderation_decided(decided("answer", "a1", "hidden", 1))
+    for value in (1, -1, 0):
+        with pytest.raises(AnswerNotFound):
+            await service.cast_vote(CastVote("a1", "other", value))
+    with pytest.raises(AnswerNotFound):
+        await service.tally("a1", "reader")
+    # A late, older decision changes nothing; the restore brings the tally back as it was.
+    await service.on_moderation_decided(decided("answer", "a1", "restored", 2))
+    await service.on_moderation_decided(decided("answer", "a1", "hidden", 1))
+    assert (await service.tally("a1", "reader"))["helpful"] == 1
+    # Hiding the question hides its answers' votes too.
+    await service.on_moderation_decided(decided("question", "q1", "hidden", 1))
+    with pytest.raises(AnswerNotFound):
+        await service.cast_vote(CastVote("a1", "other", 1))
+    await service.on_moderation_decided(decided("question", "q1", "restored", 2))
+    tally = await service.cast_vote(CastVote("a1", "other", 1))
+    assert tally["helpful"] == 2
+    assert [e.tally_version for e in store.events] == [1, 2]
