@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     consumer_name: str = Field(default_factory=_default_consumer_name)
     dedupe_ttl_s: int = Field(14 * 86400, description="how long processed-event markers live")
     idempotency_ttl_s: int = Field(86400, description="how long Idempotency-Key replies live")
+    flag_retention_s: int = Field(
+        90 * 86400,
+        ge=1,
+        description="how long a reporter's flag is remembered (one flag per user per item "
+        "within it) and a restored item's entry stays in the moderation queue projection",
+    )
     max_entry_bytes: int = Field(256 * 1024, description="larger stream entries are poison")
     max_body_bytes: int = Field(
         64 * 1024, ge=1024, description="larger request bodies get 413 before any parsing"

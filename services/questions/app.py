@@ -26,7 +26,8 @@ def create_app(settings: Settings) -> FastAPI:
     store = QuestionStore(runtime.redis, runtime.committer, runtime.tag, settings.stream_maxlen)
     service = QuestionsService(store, settings, WriteLimit.of(runtime.tag, settings))
     moderation = ModerationService(
-        ModerationStore(runtime.redis, runtime.committer, runtime.tag), store
+        ModerationStore(runtime.redis, runtime.committer, runtime.tag, settings.flag_retention_s),
+        store,
     )
     handlers.register(runtime.consumer, service, moderation)
     runtime.warmups.append(geo.warm_up)

@@ -4,8 +4,9 @@
 --       4 the hidden list (zset), 5 the item's notes (list), 6 the kind's visibility hash,
 --       7 the question's page version (a decision changes what its page shows).
 -- ARGV[1]: JSON {event = 'flag'|'decision', member, kind, item_id, question_id, at_ms,
---   marker_ttl_s, and for a flag: flag_count, counts (JSON text), first_ms, note?, notes_kept;
---   for a decision: version, decision, reason}.
+--   marker_ttl_s, retention_s (how long an entry in neither list is kept), and for a flag:
+--   flag_count, counts (JSON text), first_ms, note?, notes_kept; for a decision: version,
+--   decision, reason}.
 -- Returns 1 when applied, 0 for an event seen before.
 
 local a = cjson.decode(ARGV[1])
@@ -49,11 +50,21 @@ else
   redis.call('ZREM', KEYS[4], a.member)
 end
 local count = tonumber(f[4] or '0')
-if f[1] ~= 'hidden' and count > 0 and tonumber(f[3] or '0') > decided_ms then
+local open = f[1] ~= 'hidden' and count > 0 and tonumber(f[3] or '0') > decided_ms
+if open then
   local capped = math.min(count, 800)
   local score = capped * 1e13 + (1e13 - tonumber(f[5] or '0'))
   redis.call('ZADD', KEYS[3], string.format('%.0f', score), a.member)
 else
   redis.call('ZREM', KEYS[3], a.member)
+end
+-- In neither list (restored, not flagged since), the entry serves no view: it goes after
+-- the retention; open or hidden, it stays.
+if open or f[1] == 'hidden' then
+  redis.call('PERSIST', item)
+  redis.call('PERSIST', KEYS[5])
+else
+  redis.call('EXPIRE', item, a.retention_s)
+  redis.call('EXPIRE', KEYS[5], a.retention_s)
 end
 return 1

@@ -5,6 +5,7 @@ in the slot of the stream it publishes to, and the queue is a projection of both
 
 * flags, in the slot of ``askdoc.item-flagged`` (``F`` = ``{askdoc.item-flagged}:questions``):
   ``F:flag:{kind}:{id}:{user}`` the one flag of a reporter (its reason; never published),
+  kept for ``retention_s`` (``ASKDOC_FLAG_RETENTION_S``) from the flag, set with it,
   ``F:flags:{kind}:{id}`` a hash of counts per reason, ``total`` and ``first_ms``,
   ``F:flags:{kind}:{id}:n:{N}`` a short-lived marker: of two flags racing for count N one lands;
 * decisions, in the slot of ``askdoc.moderation-decided`` (``D``):
@@ -15,6 +16,13 @@ in the slot of the stream it publishes to, and the queue is a projection of both
   ``T:queue`` (open items by most flags, oldest first), ``T:hidden`` (by decision time),
   ``T:notes:{kind}:{id}`` (latest notes), ``T:vis:{kind}`` (hidden ids: what the page,
   listings and related questions leave out), ``T:seen:{event_id}`` (dedupe markers).
+  An item that is neither open nor hidden (restored, not flagged since) is in no list:
+  its hash and notes expire ``retention_s`` after that decision; a new flag or a hiding
+  keeps them again (queue.lua, in the same call as the change).
+
+What is kept for good: the counts per item (``F:flags:...``, the owner's totals every
+item-flagged carries) and the latest decision per item (``D:item:...``, whose version
+orders decisions), both one small hash per item, like the items themselves.
 """
 
 from __future__ import annotations
@@ -55,10 +63,14 @@ def page_version_key(tag: str, qid: str) -> str:
 class ModerationStore:
     """Flags, decisions and the moderation queue projection."""
 
-    def __init__(self, redis: RedisClient, committer: Committer, tag: str) -> None:
+    def __init__(
+        self, redis: RedisClient, committer: Committer, tag: str, retention_s: int
+    ) -> None:
         self.redis = redis
         self.committer = committer
         self.tag = tag
+        #: How long a reporter's flag, and a restored item's queue entry, are kept.
+        self.retention_s = retention_s
         self._project = redis.register_script(script("services.questions.moderation", "queue.lua"))
 
     # --- flags (slot of askdoc.item-flagged) --------------------------------------------
@@ -77,12 +89,14 @@ class ModerationStore:
     async def flag(self, reporter_id: str, event: ItemFlagged, first_ms: int) -> CommitResult:
         """Count a reporter's one flag on an item and publish item-flagged atomically.
 
-        Guards, in order: the reporter's flag (a repeat stops here; `found` is its reason),
+        Guards, in order: the reporter's flag (a repeat stops here; `found` is its reason;
+        it is remembered for `retention_s`, after which the reporter's flag counts anew),
         then the count marker (a racing flag took this count: read again and retry).
         """
         kind, item_id = event.item_kind, event.item_id
         key = self._flags(kind, item_id)
-        txn = Txn().absent(ALREADY_FLAGGED, self._flag(kind, item_id, reporter_id), event.reason)
+        marker = self._flag(kind, item_id, reporter_id)
+        txn = Txn().absent(ALREADY_FLAGGED, marker, event.reason, self.retention_s)
         txn.absent(COUNT_GUARD, f"{key}:n:{event.flag_count}", "1", MARKER_TTL_S)
         txn.call("HINCRBY", key, event.reason, 1)
         txn.call("HSET", key, "total", event.flag_count, "first_ms", first_ms)
@@ -150,6 +164,7 @@ class ModerationStore:
             "kind": kind,
             "item_id": item_id,
             "marker_ttl_s": SEEN_TTL_S,
+            "retention_s": self.retention_s,
         }
         return bool(await self._project(keys=keys, args=[json.dumps(args)]))
 
