@@ -213,7 +213,7 @@ class QuestionStorePort(Protocol):
         """Record an answer's tally (newest wins)."""
         ...
 
-    async def follow_state(self, qid: str, user_id: str) -> tuple[bool, int]:
+    async def follow_state(self, qid: str, user_id: str, asker_id: str) -> tuple[bool, int]:
         """Whether a user follows a question now, and their follow changes so far."""
         ...
 
@@ -475,13 +475,14 @@ class QuestionsService:
         Each change bumps the user's follow version, which the event carries, so notify's
         projection keeps the newest state whatever order events arrive in.
         """
-        if await self.store.get(qid) is None:
+        doc = await self.store.get(qid)
+        if doc is None:
             raise QuestionNotFound(qid)
         if following and await self.store.hidden("question", qid):
             # A hidden question is gone for readers; one may still stop following it.
             raise QuestionNotFound(qid)
         for _ in range(3):
-            now_following, version = await self.store.follow_state(qid, user_id)
+            now_following, version = await self.store.follow_state(qid, user_id, doc["asker_id"])
             if now_following == following:
                 break
             now = datetime.now(UTC)

@@ -86,6 +86,7 @@ class QuestionStore:
         self.tag = tag
         self.maxlen = maxlen
         self._read_page = redis.register_script(script("services.questions", "read_page.lua"))
+        self._follow_info = redis.register_script(script("services.questions", "follow_info.lua"))
 
     def _q(self, qid: str) -> str:
         return f"{self.tag}:q:{qid}"
@@ -101,7 +102,8 @@ class QuestionStore:
         return f"{self.tag}:q:{qid}:followers"
 
     def _follow_versions(self, qid: str) -> str:
-        # user -> how many follow changes they made (the asker starts at 1, following)
+        # user -> how many follow changes they made (the asker starts at 1, following; a
+        # question from before following has no entry for its asker: see follow_state)
         return f"{self.tag}:q:{qid}:follow-ver"
 
     def _page(self, qid: str) -> str:
@@ -169,12 +171,19 @@ class QuestionStore:
         txn.call("INCR", self._page_version(doc["id"]))
         return await self.committer.commit(txn.publish(event, self.maxlen))
 
-    async def follow_state(self, qid: str, user_id: str) -> tuple[bool, int]:
-        """Whether a user follows a question now, and their follow changes so far."""
+    async def follow_state(self, qid: str, user_id: str, asker_id: str) -> tuple[bool, int]:
+        """Whether a user follows a question now, and their follow changes so far.
+
+        The asker of a question posted before following existed has no record: they follow
+        from the start at version 1, as if the post had recorded it (as it does now), so
+        their first change records version 2, as anyone's first unfollow does.
+        """
         pipe = self.redis.pipeline(transaction=False)
         pipe.zscore(self._followers(qid), user_id)
         pipe.hget(self._follow_versions(qid), user_id)
         score, version = await pipe.execute()
+        if version is None and user_id == asker_id:
+            return True, 1
         return score is not None, int(version or 0)
 
     async def set_following(
@@ -201,13 +210,14 @@ class QuestionStore:
         return await self.committer.commit(txn.publish(event, self.maxlen))
 
     async def follow_info(self, qid: str, user_id: str | None) -> tuple[int, bool]:
-        """How many follow a question, and whether `user_id` (if any) is one of them."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.zcard(self._followers(qid))
-        if user_id is not None:
-            pipe.zscore(self._followers(qid), user_id)
-        replies = await pipe.execute()
-        return int(replies[0]), user_id is not None and replies[1] is not None
+        """How many follow a question, and whether `user_id` (if any) is one of them.
+
+        One read-only script, so the asker of a question posted before following existed
+        is counted as following (follow_info.lua) without a second round trip.
+        """
+        keys = [self._q(qid), self._followers(qid), self._follow_versions(qid)]
+        count, following = await self._follow_info(keys=keys, args=[user_id or ""])
+        return int(count), bool(int(following))
 
     async def page_answer(self, qid: str, aid: str) -> dict[str, Any] | None:
         """One answer as its question's page shows it, or None if not there."""

@@ -276,3 +276,36 @@ def test_followers_hear_of_each_new_answer_once_and_never_of_their_own(
     assert sorted(a["answer_id"] for a in new_answers(notify, "fan-1")) == sorted([first, second])
     assert new_answers(notify, "fan-2") == []
     assert new_answers(notify, "dr-fol-a", "doctor") == []
+
+
+def test_the_asker_of_a_question_from_before_following_is_counted_and_may_unfollow(
+    world: dict[str, Any],
+) -> None:
+    urls, redis = world["urls"], world["server"].client()
+    notify = urls["notify"]
+    register(notify, "dr-old")
+    qid = ask(urls["questions"], "pat-old")
+    page_url = f"{urls['questions']}/questions/{qid}"
+    # The question as a version before following stored it: no followers, no versions,
+    # and no page built from them.
+    old_keys = redis.keys(f"*:q:{qid}:follow*") + redis.keys(f"*:q:{qid}:page")
+    assert len([k for k in old_keys if k.endswith(("followers", "follow-ver"))]) == 2
+    redis.delete(*old_keys)
+
+    page = httpx.get(page_url, headers=auth("pat-old"), timeout=10).json()
+    assert page["follower_count"] == 1 and page["following"] is True
+    fan = httpx.put(f"{page_url}/follow", headers=auth("fan-old"), timeout=10)
+    assert fan.json() == {"question_id": qid, "following": True, "follower_count": 2}
+    # The asker's unfollow is their first recorded change (version 2, as if the post had
+    # recorded version 1, as it does now); notify hears of it.
+    gone = httpx.delete(f"{page_url}/follow", headers=auth("pat-old"), timeout=10)
+    assert gone.json() == {"question_id": qid, "following": False, "follower_count": 1}
+    (unfollowed,) = events_of(redis, streams.QUESTION_UNFOLLOWED, "question_id", qid)
+    assert (unfollowed["user_id"], unfollowed["follow_version"]) == ("pat-old", 2)
+    assert httpx.get(page_url, timeout=10).json()["follower_count"] == 1
+
+    aid = answer(urls["answers"], qid, "dr-old")
+    wait_for(lambda: new_answers(notify, "fan-old"), timeout=30, what="the follower's alert")
+    time.sleep(1)  # time for an alert to the asker, were one still due
+    assert [a["answer_id"] for a in new_answers(notify, "fan-old")] == [aid]
+    assert new_answers(notify, "pat-old") == []

@@ -217,7 +217,9 @@ class FakeQuestionStore:
         if current is None or event.tally_version > current[2]:
             self.tallies[event.answer_id] = (event.helpful, event.unhelpful, event.tally_version)
 
-    async def follow_state(self, qid: str, user_id: str) -> tuple[bool, int]:
+    async def follow_state(self, qid: str, user_id: str, asker_id: str) -> tuple[bool, int]:
+        if user_id == asker_id and user_id not in self.follow_versions.get(qid, {}):
+            return True, 1  # asked before following existed: as if recorded at the post
         following = user_id in self.follower_sets.get(qid, {})
         return following, self.follow_versions.get(qid, {}).get(user_id, 0)
 
@@ -244,7 +246,10 @@ class FakeQuestionStore:
         return CommitResult(True, entry_ids=(f"{len(self.events)}-0",))
 
     async def follow_info(self, qid: str, user_id: str | None) -> tuple[int, bool]:
-        followers = self.follower_sets.get(qid, {})
+        followers = set(self.follower_sets.get(qid, {}))
+        doc = self.questions.get(qid)
+        if doc is not None and doc["asker_id"] not in self.follow_versions.get(qid, {}):
+            followers.add(doc["asker_id"])  # asked before following existed
         return len(followers), user_id is not None and user_id in followers
 
 

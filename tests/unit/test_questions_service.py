@@ -281,6 +281,30 @@ async def test_following_is_idempotent_versioned_and_the_asker_follows_from_the_
     assert (await service.set_following(qid, "reader", False))["following"] is False
 
 
+async def test_the_asker_of_a_question_from_before_following_follows_and_may_unfollow() -> None:
+    service, store = build()
+    qid = (await service.post_question(ask()))["id"]
+    # As an older version stored it: no record of who follows.
+    del store.follower_sets[qid], store.follow_versions[qid]
+    assert (await service.page(qid, "pat"))["follower_count"] == 1
+    assert (await service.page(qid, "pat"))["following"] is True
+    assert await service.set_following(qid, "pat", True) == {
+        "question_id": qid,
+        "following": True,
+        "follower_count": 1,
+    }
+    assert (await service.set_following(qid, "reader", True))["follower_count"] == 2
+    assert (await service.set_following(qid, "pat", False))["follower_count"] == 1
+    assert (await service.page(qid, "pat"))["following"] is False
+    await service.set_following(qid, "pat", True)
+    changes = [e for e in store.events if not isinstance(e, QuestionPosted)]
+    assert [(type(e).__name__, e.user_id, e.follow_version) for e in changes] == [  # type: ignore[attr-defined]
+        ("QuestionFollowed", "reader", 1),
+        ("QuestionUnfollowed", "pat", 2),
+        ("QuestionFollowed", "pat", 3),
+    ]
+
+
 async def test_a_hidden_question_cannot_be_edited_nor_a_hidden_answer_picked() -> None:
     service, store = build()
     qid = (await service.post_question(ask()))["id"]
