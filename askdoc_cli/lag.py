@@ -1,4 +1,9 @@
-"""`askdoc lag`: every consumer group on every stream, and whether it fell behind retention."""
+"""`askdoc lag`: every consumer group on every stream, and whether it fell behind retention.
+
+The relay outboxes (`{home}:relay`, shared/relay.py) are listed beside the event streams
+when they exist (on a Redis Cluster): their group `relay` pending or lagging means events
+committed with their state have yet to reach their streams.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from redis.exceptions import ResponseError
 from askdoc_cli.context import human_ms, parse_id
 from shared import retention, streams
 from shared.redis import RedisClient
+from shared.relay import outboxes
 
 
 @dataclass(frozen=True)
@@ -76,15 +82,17 @@ def behind_retention(
 
 
 async def collect(redis: RedisClient) -> list[StreamLag]:
-    """Lengths, groups, pending, lag and oldest pending entry of every askdoc stream."""
+    """Lengths, groups, pending, lag and oldest pending entry of every askdoc stream, and
+    of every relay outbox that exists."""
     result = []
-    for stream in streams.ALL:
+    for stream in (*streams.ALL, *outboxes()):
         try:
             info = await redis.xinfo_stream(stream)
         except ResponseError as exc:
             if "no such key" not in str(exc).lower():
                 raise
-            result.append(StreamLag(stream, False, 0, None, None))
+            if stream in streams.ALL:  # an outbox only exists on a Redis Cluster
+                result.append(StreamLag(stream, False, 0, None, None))
             continue
         first = info.get("first-entry")
         last = info.get("last-entry")

@@ -118,7 +118,8 @@ def lag(
         typer.Option("--fail-on-behind", help="Exit 1 if a group fell behind the retention."),
     ] = False,
 ) -> None:
-    """Length, pending, lag and oldest pending entry of every consumer group on every stream."""
+    """Length, pending, lag and oldest pending entry of every consumer group on every stream
+    (and on every relay outbox, on a Redis Cluster)."""
     settings = load_settings(redis_url)
     report = run_redis(settings, lag_report.collect)
     if as_json:

@@ -37,6 +37,11 @@ def outbox_key(tag: str) -> str:
     return f"{tag}:relay"
 
 
+def outboxes() -> tuple[str, ...]:
+    """Every service's relay outbox (they exist on a Redis Cluster only)."""
+    return tuple(outbox_key(streams.slot_tag(home)) for home in streams.HOME_STREAM.values())
+
+
 class Relay:
     """Forwards a service's outbox entries to their event streams, each at most once."""
 

@@ -9,7 +9,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from redis.cluster import RedisCluster
+from typer.testing import CliRunner
 
+from askdoc_cli.main import app as cli
 from shared import streams
 from shared.relay import GROUP, outbox_key
 from tests.e2e.scenario import SEED, alerted, play_seed
@@ -138,6 +140,17 @@ def test_edits_picks_and_follows_commit_on_a_redis_cluster(
         timeout=20,
         what="the outbox's lag among the metrics",
     )
+    # `askdoc lag` lists every outbox with its relay group, drained.
+    lag = CliRunner().invoke(
+        cli,
+        ["lag", "--redis-url", cluster.url, "--json"],
+        env={"ASKDOC_REDIS_MODE": "cluster"},
+    )
+    assert lag.exit_code == 0, lag.output
+    report = {s["stream"]: s for s in json.loads(lag.stdout)["streams"]}
+    for service in ("questions", "answers", "votes", "notify"):
+        listed = report[outbox_key(streams.slot_tag(streams.HOME_STREAM[service]))]
+        assert [(g["group"], g["pending"]) for g in listed["groups"]] == [(GROUP, 0)]
 
 
 def test_flag_and_hide_commit_in_their_streams_slots_on_a_redis_cluster(

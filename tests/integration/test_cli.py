@@ -25,6 +25,8 @@ from askdoc_cli.main import app
 from shared import streams
 from shared.auth import decode_token
 from shared.events import DeadLetter, QuestionPosted, VoteCast
+from shared.relay import GROUP as RELAY_GROUP
+from shared.relay import STREAM_FIELD, outbox_key
 from tests.support import JWT_SECRET, ROOT, ServiceProcess, free_port, wait_for
 
 runner = CliRunner()
@@ -111,6 +113,30 @@ def test_lag_shows_a_groups_pending_and_lag(redis_url: str) -> None:
     assert any(line.startswith("askdoc.question-posted\tanswers\t5\t3\t2\t") for line in lines)
     # Every stream is listed, with or without groups.
     assert all(any(line.startswith(s + "\t") for line in lines) for s in streams.ALL)
+
+
+def test_lag_lists_a_relay_outbox_with_its_pending_entries_when_there_is_one(
+    redis_url: str,
+) -> None:
+    r = client(redis_url)
+    outbox = outbox_key(streams.slot_tag(streams.HOME_STREAM["questions"]))
+    before = json.loads(cli("lag", "--redis-url", redis_url, "--json").stdout)
+    assert outbox not in [s["stream"] for s in before["streams"]]  # standalone: no outbox
+
+    # An outbox as the relay keeps it: events waiting to reach their streams.
+    for n in range(4):
+        r.xadd(outbox, {STREAM_FIELD: streams.QUESTION_EDITED, "__data__": f'{{"n": {n}}}'})
+    r.xgroup_create(outbox, RELAY_GROUP, id="0")
+    r.xreadgroup(RELAY_GROUP, "relay-1", {outbox: ">"}, count=3)
+    report = json.loads(cli("lag", "--redis-url", redis_url, "--json").stdout)
+    row = group_row(report, outbox, RELAY_GROUP)
+    assert (row["length"], row["pending"], row["lag"]) == (4, 3, 1)
+    plain = cli("lag", "--redis-url", redis_url)
+    assert plain.exit_code == 0
+    assert any(line.startswith(f"{outbox}\trelay\t4\t3\t1\t") for line in plain.stdout.splitlines())
+    # Other services' outboxes do not exist here, and are not listed.
+    listed = {s["stream"] for s in report["streams"]}
+    assert listed == {*streams.ALL, outbox}
 
 
 def test_lag_reports_a_group_behind_retention_after_a_trim(redis_url: str) -> None:
