@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.auth import Principal
 from shared.errors import DomainError
@@ -16,6 +16,7 @@ from shared.ids import ResourceId
 
 from . import domain
 from .service import (
+    KEEP,
     AlreadyAnswered,
     AnswerNotFound,
     AnswersService,
@@ -42,6 +43,31 @@ class AnswerIn(BaseModel):
 
     headline: str | None = Field(None, max_length=domain.MAX_HEADLINE)
     body: str = Field(min_length=domain.MIN_BODY, max_length=domain.MAX_BODY)
+
+
+class AnswerEditIn(BaseModel):
+    """An edit of one's answer: only the fields sent change; `"headline": null` removes
+    the headline; the body can be replaced, never removed."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    headline: str | None = Field(None, max_length=domain.MAX_HEADLINE)
+    body: str | None = Field(
+        None, min_length=domain.MIN_BODY, max_length=domain.MAX_BODY, description="never null"
+    )
+
+    @field_validator("body", mode="before")
+    @classmethod
+    def _body_not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("the body cannot be removed: send the new text, or leave it out")
+        return value
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> AnswerEditIn:
+        if not self.model_fields_set:
+            raise ValueError("nothing to change: send a headline and/or a body")
+        return self
 
 
 #: How the answers service layer's refusals read over HTTP.
@@ -101,11 +127,15 @@ async def get_answer(answer_id: AnswerId, request: Request, _reader: AnyReader) 
 
 @router.patch("/answers/{answer_id}", summary="Edit one's answer (its doctor)")
 async def edit_answer(
-    answer_id: AnswerId, payload: AnswerIn, request: Request, user: Answerer
+    answer_id: AnswerId, payload: AnswerEditIn, request: Request, user: Answerer
 ) -> dict[str, Any]:
-    """Replace the answer's text; the earlier text stays in its revisions."""
+    """Change the fields sent (a field left out stays); the earlier text stays in revisions."""
+    sent = payload.model_fields_set
     command = EditAnswer(
-        answer_id=answer_id, doctor_id=user.sub, headline=payload.headline, body=payload.body
+        answer_id=answer_id,
+        doctor_id=user.sub,
+        headline=payload.headline if "headline" in sent else KEEP,
+        body=payload.body if payload.body is not None else KEEP,
     )
     return await answers_service(request).edit_answer(command)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any, Protocol
 
 from shared import idempotency
@@ -89,14 +90,24 @@ class EditConflict(Conflict):
     code = "edit_conflict"
 
 
+class Keep(Enum):
+    """What an edit leaves as it was: a field its request did not carry."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
 @dataclass(frozen=True)
 class EditAnswer:
-    """A doctor edits their own answer."""
+    """A doctor edits their own answer: only the fields given change (a None headline
+    removes it; a body cannot be removed)."""
 
     answer_id: str
     doctor_id: str
-    body: str
-    headline: str | None = None
+    body: str | Keep = KEEP
+    headline: str | Keep | None = KEEP
 
 
 class AnswerStorePort(Protocol):
@@ -235,7 +246,10 @@ class AnswersService:
             raise AnswerNotFound(f"no answer {command.answer_id!r}")
         if answer["doctor"]["id"] != command.doctor_id:
             raise NotYourAnswer("only the doctor who wrote an answer may edit it")
-        headline, body = domain.clean_answer(command.headline, command.body)
+        headline, body = domain.clean_answer(
+            answer.get("headline") if command.headline is KEEP else command.headline,
+            answer["body"] if command.body is KEEP else command.body,
+        )
         now = datetime.now(UTC)
         revision = int(answer.get("revision", 1)) + 1
         revisions = []

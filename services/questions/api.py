@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared import taxonomy
 from shared.auth import Principal, optional_user
@@ -56,12 +56,26 @@ class QuestionIn(BaseModel):
 
 
 class QuestionEditIn(BaseModel):
-    """An asker's edit: a new title and/or body (topics and place stay as asked)."""
+    """An asker's edit: a new title and/or body (topics and place stay as asked). Only the
+    fields sent change; neither can be removed."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    title: str | None = Field(None, min_length=10, max_length=300)
-    body: str | None = Field(None, min_length=1, max_length=10_000)
+    title: str | None = Field(None, min_length=10, max_length=300, description="never null")
+    body: str | None = Field(None, min_length=1, max_length=10_000, description="never null")
+
+    @field_validator("title", "body", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("cannot be removed: send the new text, or leave it out")
+        return value
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> QuestionEditIn:
+        if not self.model_fields_set:
+            raise ValueError("nothing to change: send a title and/or a body")
+        return self
 
 
 class AcceptIn(BaseModel):

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from services.answers.app import create_app
 from shared import streams
-from shared.events import AnswerPosted
+from shared.events import AnswerEdited, AnswerPosted
 from shared.redis import RedisClient
 from tests.component.harness import in_process, publish_and_wait
 from tests.factories import ANSWER_BODY as BODY
@@ -95,3 +95,53 @@ async def test_refusals_map_to_their_statuses(answers: tuple[httpx.AsyncClient, 
     assert patient.status_code == 403
     assert (await http.get("/questions/q-nope/answers")).status_code == 404
     assert (await http.get("/answers/a-nope")).status_code == 404
+
+
+async def test_an_edit_changes_only_the_fields_it_sends(
+    answers: tuple[httpx.AsyncClient, FastAPI],
+) -> None:
+    http, app = answers
+    redis = app.state.runtime.redis
+    qid, doctor_id = await a_question(redis), await a_doctor(redis)
+    doctor = auth(doctor_id, "doctor")
+    posted = await http.post(
+        f"/questions/{qid}/answers", json={"headline": "Botox first", "body": BODY}, headers=doctor
+    )
+    url = f"/answers/{posted.json()['id']}"
+
+    async def patch(body: dict[str, object]) -> httpx.Response:
+        return await http.patch(url, json=body, headers=doctor)
+
+    # A body alone keeps the headline; a headline alone keeps the body.
+    body_only = await patch({"body": BODY + " Then fillers."})
+    assert body_only.status_code == 200, body_only.text
+    assert body_only.json()["headline"] == "Botox first"
+    headline_only = await patch({"headline": "Botox, then fillers"})
+    assert headline_only.status_code == 200, headline_only.text
+    assert headline_only.json()["body"] == BODY + " Then fillers."
+    # An explicit null removes the headline (it may be absent); never the body.
+    cleared = await patch({"headline": None})
+    assert cleared.status_code == 200 and cleared.json()["headline"] is None
+    assert cleared.json()["body"] == BODY + " Then fillers."
+    for refused in ({"body": None}, {}, {"headline": "x", "body": None}):
+        reply = await patch(refused)
+        assert reply.status_code == 422, (refused, reply.text)
+        assert reply.json()["error"]["code"] == "invalid_request"
+    stored = (await http.get(url)).json()
+    assert (stored["headline"], stored["body"], stored["revision"]) == (
+        None,
+        BODY + " Then fillers.",
+        4,
+    )
+    listed = (await http.get(f"{url}/revisions")).json()["items"]
+    assert [(r["revision"], r["headline"]) for r in listed] == [
+        (1, "Botox first"),
+        (2, "Botox first"),
+        (3, "Botox, then fillers"),
+        (4, None),
+    ]
+    # Each event carries the whole text after the edit, so readers need no merge.
+    entries = await redis.xrange(streams.ANSWER_EDITED)
+    events = [AnswerEdited.model_validate_json(f["__data__"]) for _, f in entries]
+    mine = [(e.revision, e.headline) for e in events if e.answer_id == stored["id"]]
+    assert mine == [(2, "Botox first"), (3, "Botox, then fillers"), (4, None)]

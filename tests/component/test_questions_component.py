@@ -189,3 +189,31 @@ async def test_the_taxonomy_is_served(questions: tuple[httpx.AsyncClient, FastAP
     assert {"slug": "dermatology", "name": "Dermatology", "nucc_code": "207N00000X"} in data[
         "specialties"
     ]
+
+
+async def test_a_question_edit_changes_only_the_fields_it_sends(redis_url: str) -> None:
+    async with in_process(create_app, redis_url) as (http, _):
+        await edit_only_what_is_sent(http)
+
+
+async def edit_only_what_is_sent(http: httpx.AsyncClient) -> None:
+    asker = auth("pat-patch")
+    created = await http.post("/questions", json=QUESTION, headers=asker)
+    url = f"/questions/{created.json()['id']}"
+    title = await http.patch(
+        url, json={"title": "An injection to pull my cheek back?"}, headers=asker
+    )
+    assert title.status_code == 200, title.text
+    assert title.json()["body"] == QUESTION["body"]
+    body = await http.patch(url, json={"body": "It is worse in the morning."}, headers=asker)
+    assert body.json()["title"] == "An injection to pull my cheek back?"
+    # Neither can be removed, and an edit must change something.
+    for refused in ({"title": None}, {"body": None}, {}):
+        reply = await http.patch(url, json=refused, headers=asker)
+        assert reply.status_code == 422, (refused, reply.text)
+    page = (await http.get(url)).json()
+    assert (page["title"], page["body"], page["revision"]) == (
+        "An injection to pull my cheek back?",
+        "It is worse in the morning.",
+        3,
+    )

@@ -113,6 +113,17 @@ async def test_an_edit_keeps_the_original_as_revision_one_and_only_its_doctor_ma
     assert [type(e) for e in store.events] == [AnswerPosted, AnswerEdited, AnswerEdited]
 
 
+async def test_an_edit_keeps_what_it_does_not_name_and_a_none_headline_removes_it() -> None:
+    service, _ = await build()
+    answer = await service.post_answer(PostAnswer("q1", "doc1", BODY, headline="Botox first"))
+    kept = await service.edit_answer(EditAnswer(answer["id"], "doc1", body=BODY + " Also."))
+    assert (kept["headline"], kept["body"]) == ("Botox first", BODY + " Also.")
+    renamed = await service.edit_answer(EditAnswer(answer["id"], "doc1", headline="Fillers"))
+    assert (renamed["headline"], renamed["body"]) == ("Fillers", BODY + " Also.")
+    removed = await service.edit_answer(EditAnswer(answer["id"], "doc1", headline=None))
+    assert (removed["headline"], removed["body"]) == (None, BODY + " Also.")
+
+
 async def test_a_hidden_question_takes_no_answers_and_lists_none_until_restored() -> None:
     service, store = await build()
     await service.on_moderation_decided(decided("question", "q1", "hidden", 1))
