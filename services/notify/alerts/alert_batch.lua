@@ -13,7 +13,7 @@
 --   zones = {zone: {day, minute}} ('' is UTC), ttl = {dedupe, inbox, question, day, esc},
 --   email, escalate}
 -- ARGV[2 + 3(i-1)]: question i, JSON {id, title, asker, corr, red_flags (JSON text), due_ms,
--- kept};
+-- kept, trace? (its event's traceparent, which its outbox entries carry)};
 -- ARGV[3 + 3(i-1)]: its matches (JSON, as frozen); ARGV[4 + 3(i-1)]: its doctors (JSON).
 -- Returns per question {status ('ok' | 'slow'), delivered, duplicates, deferred,
 -- unknown zones (comma-joined), recipients (comma-joined)}.
@@ -130,8 +130,10 @@ local function deliver(q, m, prefs, guard, day_key)
   end
   redis.call('XADD', stream, '*', '__data__', event)
   if #ext > 0 then
+    -- the question's trace context, as the full path's entry carries it: delivery joins it
+    local trace = type(q.trace) == 'string' and {'traceparent', q.trace} or {}
     redis.call('XADD', outbox, '*', 'nid', nid, 'recipient', m.doctor_id, 'channels',
-      table.concat(ext, ','))
+      table.concat(ext, ','), unpack(trace))
   end
   redis.call('INCRBY', day_key, 1)
   redis.call('EXPIRE', day_key, ttl.day)

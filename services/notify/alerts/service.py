@@ -125,6 +125,10 @@ class AlertService:
                 "due_ms": due,
                 "kept": kept,
             }
+            if event.traceparent:
+                # Batches run untraced (tracing takes the per-entry path), so the outbox
+                # passes on the question's own context for the delivery's spans to join.
+                question["trace"] = event.traceparent
             questions.append((json.dumps(question), matches_json, doctors_json))
         header = {
             "now_ms": now_ms(now),
