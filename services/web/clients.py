@@ -391,6 +391,10 @@ class QuestionsClient(_Client):
         _keep(self._related, (qid, limit), (now, items), self.KEPT)
         return items
 
+    def forget_related(self) -> None:
+        """Drop every related list kept (a question was hidden or restored)."""
+        self._related.clear()
+
     async def ask(self, token: str, question: dict[str, Any], idempotency_key: str) -> Question:
         """Post a question as the signed-in patient."""
         reply = await self.call(

@@ -14,6 +14,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from .clients import Services
 from .live import LiveRelays
+from .pagecache import CSRF_SLOT, PageCache, SharedPage
 from .session import Session, Sessions
 from .settings import WebSettings
 
@@ -42,6 +43,8 @@ class Web:
     templates: Environment
     relays: LiveRelays
     dev_users: list[dict[str, str]]
+    #: Visitors' question pages, rendered once and shared (signed-in readers never).
+    pages: PageCache
     #: A digest of the templates: a page's ETag changes when a release changes them.
     templates_digest: str = ""
 
@@ -57,6 +60,25 @@ class Web:
         )
         # Pages carry a CSRF token and personal data: never stored by a cache.
         response = HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+        self.sessions.save(session, response)
+        return response
+
+    def render_shared(self, name: str, **context: Any) -> str:
+        """A visitor's page as everyone sees it: CSRF_SLOT where their token goes."""
+        return self.templates.get_template(name).render(
+            user=None,
+            csrf_token=CSRF_SLOT,
+            dev_login=self.settings.web_dev_login,
+            **context,
+        )
+
+    def shared(self, page: SharedPage, session: Session, if_none_match: str | None) -> Response:
+        """A shared page for this visitor, or 304 when their browser holds it as it is."""
+        etag = page.etag(session.csrf)
+        if if_none_match and etag in (t.strip() for t in if_none_match.split(",")):
+            return self.not_modified(etag, session)
+        response = Response(page.html(session.csrf), media_type="text/html; charset=utf-8")
+        self.revalidated(response, etag)
         self.sessions.save(session, response)
         return response
 
