@@ -168,6 +168,8 @@ def create_app(settings: WebSettings) -> FastAPI:
             fresh_s=settings.web_page_fresh_s,
             max_entries=settings.web_page_cache_entries,
             max_bytes=int(settings.web_page_cache_mb * 1024 * 1024),
+            # A 429 is the visitor's own read budget at the questions service.
+            personal=lambda exc: isinstance(exc, ApiProblem) and exc.status == 429,
         ),
         templates_digest=templates_digest(),
     )

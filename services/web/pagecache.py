@@ -17,6 +17,7 @@ Signed-in readers never come here: their page says how they voted and what they 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import time
 from collections import OrderedDict
@@ -101,27 +102,39 @@ class PageCache:
     max_entries: int
     max_bytes: int
     clock: Callable[[], float] = time.monotonic
+    #: Whether a failed revalidation was refused for the reader who started it alone
+    #: (e.g. their address is over its read budget): then the page stays, and the readers
+    #: who waited for it ask again on their own account.
+    personal: Callable[[Exception], bool] = lambda exc: False
     _entries: OrderedDict[str, tuple[float, SharedPage]] = field(default_factory=OrderedDict)
     _flights: dict[str, _Flight] = field(default_factory=dict)
     _bytes: int = 0
 
     async def get(self, qid: str, build: Build) -> SharedPage:
         """The question's shared page: held if fresh, else revalidated once for all readers."""
-        held = self._entries.get(qid)
-        if held is not None and self.clock() - held[0] < self.fresh_s:
-            self._entries.move_to_end(qid)
-            LOOKUPS.labels("hit").inc()
-            return held[1]
-        flight = self._flights.get(qid)
-        if flight is not None:
-            LOOKUPS.labels("coalesced").inc()
-        else:
-            flight = self._flights[qid] = _Flight()
-            flight.task = asyncio.ensure_future(self._refresh(qid, held, build, flight))
-            flight.task.add_done_callback(lambda _: self._landed(qid, flight))
-        assert flight.task is not None
-        # shield: a reader that goes away does not cancel the others' revalidation.
-        return await asyncio.shield(flight.task)
+        while True:
+            held = self._entries.get(qid)
+            if held is not None and self.clock() - held[0] < self.fresh_s:
+                self._entries.move_to_end(qid)
+                LOOKUPS.labels("hit").inc()
+                return held[1]
+            flight = self._flights.get(qid)
+            own = flight is None
+            if flight is None:
+                flight = self._flights[qid] = _Flight()
+                flight.task = asyncio.ensure_future(self._refresh(qid, held, build, flight))
+                flight.task.add_done_callback(functools.partial(self._landed, qid, flight))
+            else:
+                LOOKUPS.labels("coalesced").inc()
+            assert flight.task is not None
+            try:
+                # shield: a reader that goes away does not cancel the others' revalidation.
+                return await asyncio.shield(flight.task)
+            except Exception as exc:
+                if own or not self.personal(exc):
+                    raise
+                # Refused for the reader who started it (their address's read budget):
+                # this reader asks again, on their own account.
 
     async def _refresh(
         self, qid: str, held: tuple[float, SharedPage] | None, build: Build, flight: _Flight
@@ -130,16 +143,17 @@ class PageCache:
         previous = held[1] if held is not None else None
         try:
             page = await build(previous)
-        except BaseException:
-            # Gone, hidden, or not answering: nothing held for it is to be served again.
-            self._drop(qid)
+        except BaseException as exc:
+            if not (isinstance(exc, Exception) and self.personal(exc)):
+                # Gone, hidden, or not answering: nothing held for it is served again.
+                self._drop(qid)
             raise
         LOOKUPS.labels("revalidated" if page is previous else "rendered").inc()
         if flight.storable:
             self._store(qid, started, page)
         return page
 
-    def _landed(self, qid: str, flight: _Flight) -> None:
+    def _landed(self, qid: str, flight: _Flight, _: object) -> None:
         if self._flights.get(qid) is flight:
             del self._flights[qid]
         if flight.task is not None and not flight.task.cancelled():

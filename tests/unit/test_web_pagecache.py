@@ -33,8 +33,9 @@ class Upstream:
         version = self.version
         if self.gate is not None:
             await self.gate.wait()
-        if self.fail is not None:
-            raise self.fail
+        if self.fail is not None:  # once
+            failure, self.fail = self.fail, None
+            raise failure
         if held is not None and held.sources == (version,):
             return held
         return SharedPage.of(f"<p>v{version}</p>", (version,))
@@ -156,7 +157,6 @@ async def test_a_failed_revalidation_drops_the_page() -> None:
     with pytest.raises(LookupError):
         await cache.get("q1", upstream.build)
     assert len(cache) == 0
-    upstream.fail = None
     assert (await cache.get("q1", upstream.build)).html("c") == b"<p>v1</p>"
 
 
@@ -187,3 +187,32 @@ def test_each_visitor_gets_their_own_csrf_token_and_etag() -> None:
     assert page.etag("tok-a") == page.etag("tok-a") and page.etag("tok-a").startswith('W/"')
     other = SharedPage.of('<input value="x"><p>changed</p>', ("w",))
     assert other.etag("tok-a") != page.etag("tok-a"), "another HTML, another ETag"
+
+
+class OverBudget(Exception):
+    """The questions service refused the reader who started a revalidation (429)."""
+
+
+async def test_a_refusal_of_the_starting_reader_alone_leaves_the_others_their_page() -> None:
+    clock, upstream = Clock(), Upstream()
+    cache = PageCache(
+        fresh_s=1.0,
+        max_entries=10,
+        max_bytes=10_000,
+        clock=clock,
+        personal=lambda exc: isinstance(exc, OverBudget),
+    )
+    await cache.get("q1", upstream.build)
+    clock.now += 2
+    upstream.gate = asyncio.Event()
+    flooder = asyncio.ensure_future(cache.get("q1", upstream.build))
+    await _until_built(upstream, 2)
+    upstream.fail = OverBudget()
+    other = asyncio.ensure_future(cache.get("q1", upstream.build))
+    await asyncio.sleep(0)
+    upstream.gate.set()
+    with pytest.raises(OverBudget):
+        await flooder
+    assert len(cache) == 1, "the page stays: only that reader was refused"
+    # The other reader asks on their own account, within their budget.
+    assert (await other).html("c") == b"<p>v1</p>" and upstream.builds == 3
