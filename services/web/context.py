@@ -59,7 +59,9 @@ class Web:
             **context,
         )
         # Pages carry a CSRF token and personal data: never stored by a cache.
-        response = HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+        response = HTMLResponse(
+            html, status_code=status, headers={"Cache-Control": "private, no-store"}
+        )
         self.sessions.save(session, response)
         return response
 
@@ -86,7 +88,7 @@ class Web:
         """Let the visitor's own browser keep a page it must check again before showing.
 
         Only for a visitor's page: its one personal part is their CSRF token, which their
-        browser holds in the cookie anyway. Pages of a signed-in user stay `no-store`.
+        browser holds in the cookie anyway. Pages of a signed-in user stay `private, no-store`.
         """
         response.headers["Cache-Control"] = "private, no-cache"
         response.headers["ETag"] = etag

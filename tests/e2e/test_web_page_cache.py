@@ -97,7 +97,7 @@ def test_visitors_share_the_page_until_a_vote_through_the_web_changes_it(
         assert _helpful(visitor.get(page).text, aid) == helpful
         # ... while a signed-in reader's page is their own, rendered fresh, never kept.
         own = reader.get(page)
-        assert own.headers["cache-control"] == "no-store" and "etag" not in own.headers
+        assert own.headers["cache-control"] == "private, no-store" and "etag" not in own.headers
         assert _helpful(own.text, aid) == helpful + 1
 
         # The reader votes through the web: visitors see it on their next load.
