@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from prometheus_client import REGISTRY
 
-from services.web.pagecache import CSRF_SLOT, LOOKUPS, PageCache, SharedPage
+from services.web.pagecache import CSRF_SLOT, PageCache, SharedPage
 
 
 class Clock:
@@ -47,7 +48,8 @@ async def _until_built(upstream: Upstream, builds: int) -> None:
 
 
 def _count(result: str) -> float:
-    return LOOKUPS.labels(result)._value.get()
+    value = REGISTRY.get_sample_value("askdoc_web_page_cache_lookups_total", {"result": result})
+    return value or 0.0
 
 
 def _cache(clock: Clock, fresh_s: float = 1.0, entries: int = 10, size: int = 10_000) -> PageCache:
