@@ -144,7 +144,8 @@ class PageCache:
         try:
             page = await build(previous)
         except BaseException as exc:
-            if not (isinstance(exc, Exception) and self.personal(exc)):
+            refused_reader = isinstance(exc, Exception) and self.personal(exc)
+            if flight.storable and not refused_reader:
                 # Gone, hidden, or not answering: nothing held for it is served again.
                 self._drop(qid)
             raise
