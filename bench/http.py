@@ -15,8 +15,11 @@ its counter as in production; its budget is raised above what one wrk address se
 (ASKDOC_ANON_READ_LIMIT below), since all of wrk's connections come from 127.0.0.1.
 
 The web's HTML page is read as a returning visitor: with the session cookie a first view
-set (a browser sends it on every later view), so each request renders the whole page for
-a known session; its 304 repeat carries that cookie and the page's ETag.
+set (a browser sends it on every later view); its 304 repeat carries that cookie and the
+page's ETag. A visitor's page comes from the web's shared page cache: with the default
+freshness window (ASKDOC_WEB_PAGE_FRESH_S=1) one read a second revalidates it upstream;
+a second web with the window off (0) measures every read revalidated by ETag at the
+questions service (concurrent reads of the page share one request: single flight).
 
 Each part runs only the services it measures: a consumer catching up in the background
 would take CPU from the service under load that the baseline never gives up.
@@ -36,7 +39,8 @@ from typing import Any
 
 import httpx
 
-from bench.common import RedisServer, start_uvicorn, token
+from askdoc_cli.launcher import peer_env
+from bench.common import RedisServer, ServiceProcess, start_uvicorn, token
 from bench.harness import alternate, fmt_spread, paired_ratio, wrk
 from bench.report import Row, Section, ratio_text
 from demo.scenario import SeedPlayer
@@ -93,7 +97,16 @@ def _measure(server: RedisServer, base_url: str, rounds: int, seconds: float) ->
         page = httpx.get(f"{urls['questions']}/questions/{qid}")
         server.client().set(f"bench:page:{qid}", page.content)
         out["page_bytes"] = len(page.content)
-        out["pages"] = _pages(urls, base_url, qid, page.headers.get("etag"), rounds, seconds)
+        # The web again, with no freshness window: every read revalidates upstream.
+        revalidating = ServiceProcess("web", server.url, **ENV, ASKDOC_WEB_PAGE_FRESH_S="0")
+        revalidating.env.update(peer_env("web", urls))
+        revalidating.start()
+        try:
+            out["pages"] = _pages(
+                urls, base_url, qid, page.headers.get("etag"), rounds, seconds, revalidating.url
+            )
+        finally:
+            revalidating.terminate(10)
         for name in ("web", "notify", "answers"):
             procs[name].terminate(10)
         out["ingest"] = alternate(
@@ -136,14 +149,21 @@ def _pages(
     etag: str | None,
     rounds: int,
     seconds: float,
+    revalidating_web: str,
 ) -> dict[str, Any]:
     html_url = f"{urls['web']}/questions/{qid}"
     first_view = httpx.get(html_url)
     cookie = "; ".join(f"{k}={v}" for k, v in first_view.cookies.items())
     html_etag = first_view.headers.get("etag")
+    fresh0_url = f"{revalidating_web}/questions/{qid}"
+    fresh0_view = httpx.get(fresh0_url)
+    fresh0_cookie = "; ".join(f"{k}={v}" for k, v in fresh0_view.cookies.items())
     contenders = {
         "json": lambda: wrk(f"{urls['questions']}/questions/{qid}", seconds=seconds),
         "html": lambda: wrk(html_url, headers=[{"Cookie": cookie}], seconds=seconds),
+        "html_fresh0": lambda: wrk(
+            fresh0_url, headers=[{"Cookie": fresh0_cookie}], seconds=seconds
+        ),
         "baseline": lambda: wrk(f"{base_url}/pages/{qid}", seconds=seconds),
     }
     if etag:
@@ -160,6 +180,7 @@ def _pages(
     result["etag"] = etag
     result["ratio"] = paired_ratio(result, "json", "baseline")
     result["html_ratio"] = paired_ratio(result, "html", "baseline")
+    result["html_fresh0_ratio"] = paired_ratio(result, "html_fresh0", "baseline")
     if etag:
         result["not_modified_ratio"] = paired_ratio(result, "json_304", "baseline")
     if html_etag:
@@ -173,6 +194,7 @@ def ratios(result: Mapping[str, Any]) -> dict[str, Any]:
         "ingest_vs_xadd_baseline": result["ingest"]["ratio"],
         "page_read_vs_baseline": pages["ratio"],
         "page_html_vs_baseline": pages["html_ratio"],
+        "page_html_no_window_vs_baseline": pages["html_fresh0_ratio"],
         "vote_vs_baseline": result["votes"]["ratio"],
     }
     if "not_modified_ratio" in pages:
@@ -222,6 +244,15 @@ def rows(result: Mapping[str, Any]) -> list[Row]:
             ">= 0.5x",
         ),
     ]
+    out.append(
+        (
+            "HTML page, no freshness window (ASKDOC_WEB_PAGE_FRESH_S=0: each read revalidated)",
+            _load(pages["html_fresh0"]),
+            "same bare GET",
+            ratio_text(everything, "page_html_no_window_vs_baseline"),
+            "",
+        )
+    )
     if "html_304" in pages:
         out.append(
             (

@@ -23,6 +23,7 @@ from . import routes
 from .clients import ApiProblem, BackendUnavailable, ForwardedForMiddleware, Services
 from .context import HERE, CsrfRefused, SignInRequired, Web, templates, templates_digest
 from .live import LiveRelays
+from .pagecache import PageCache
 from .session import Session, Sessions
 from .settings import WebSettings
 
@@ -163,6 +164,13 @@ def create_app(settings: WebSettings) -> FastAPI:
         templates=templates(),
         relays=LiveRelays(),
         dev_users=dev_users if settings.web_dev_login else [],
+        pages=PageCache(
+            fresh_s=settings.web_page_fresh_s,
+            max_entries=settings.web_page_cache_entries,
+            max_bytes=int(settings.web_page_cache_mb * 1024 * 1024),
+            # A 429 is the visitor's own read budget at the questions service.
+            personal=lambda exc: isinstance(exc, ApiProblem) and exc.status == 429,
+        ),
         templates_digest=templates_digest(),
     )
 

@@ -6,8 +6,11 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
+from json import loads as json_loads
 from typing import Any
 
+import aiohttp
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -254,10 +257,71 @@ class DoctorProfile(DoctorCard):
     daily_cap: int | None = None
 
 
+@dataclass(frozen=True)
+class Reply:
+    """A service's answer, read whole: status, the headers a client reads, body."""
+
+    status: int
+    etag: str | None
+    body: bytes
+
+    def json(self) -> Any:
+        """The body as JSON."""
+        return json_loads(self.body)
+
+
+class Upstream:
+    """The pooled HTTP client of the page calls (aiohttp: picks a pooled connection in
+    constant time; httpx's pool scans every connection on each request).
+
+    The session is made on first use, inside the running event loop.
+    """
+
+    def __init__(self, timeout_s: float, max_connections: int = 200) -> None:
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        """The shared session (one connection pool for the four services)."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=self.timeout,
+                connector=aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=0),
+                # The services' own ETags and headers, untouched; no cookies kept.
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=True,
+            )
+        return self._session
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> Reply:
+        """One call, its body read whole; aiohttp's errors (and timeouts) as OSError."""
+        try:
+            async with self.session().request(
+                method, url, headers=headers, json=json, params=params
+            ) as response:
+                body = await response.read()
+                return Reply(response.status, response.headers.get("ETag"), body)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise OSError(f"{type(exc).__name__}: {exc}") from None
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        if self._session is not None:
+            await self._session.close()
+
+
 class _Client:
     """Calls one service: bearer token, request id, idempotency key; errors as ApiProblem."""
 
-    def __init__(self, http: httpx.AsyncClient, base_url: str, service: str) -> None:
+    def __init__(self, http: Upstream, base_url: str, service: str) -> None:
         self.http = http
         self.base_url = base_url.rstrip("/")
         self.service = service
@@ -283,37 +347,49 @@ class _Client:
         idempotency_key: str | None = None,
     ) -> Any:
         """The decoded JSON reply; ApiProblem for 4xx, BackendUnavailable otherwise."""
+        reply = await self._send(
+            method,
+            path,
+            self._headers(token, idempotency_key),
+            json=json,
+            params={k: v for k, v in (params or {}).items() if v is not None} or None,
+        )
+        if reply.status >= 400:
+            raise _problem(self.service, reply)
+        return reply.json()
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> Reply:
         try:
-            response = await self.http.request(
-                method,
-                self.base_url + path,
-                headers=self._headers(token, idempotency_key),
-                json=json,
-                params={k: v for k, v in (params or {}).items() if v is not None},
+            return await self.http.request(
+                method, self.base_url + path, headers, json=json, params=params
             )
-        except httpx.HTTPError as exc:
+        except OSError as exc:
             raise BackendUnavailable(
                 503, "unavailable", f"the {self.service} service cannot be reached ({exc})"
             ) from None
-        if response.status_code >= 400:
-            raise _problem(self.service, response)
-        return response.json()
 
 
-def _problem(service: str, response: httpx.Response) -> ApiProblem:
+def _problem(service: str, reply: Reply) -> ApiProblem:
     try:
-        error = response.json().get("error", {})
-    except ValueError:
+        error = reply.json().get("error", {})
+    except (ValueError, AttributeError):
         error = {}
     code = str(error.get("code") or "error")
-    message = str(error.get("message") or f"the {service} service answered {response.status_code}")
+    message = str(error.get("message") or f"the {service} service answered {reply.status}")
     fields: dict[str, str] = {}
     for detail in error.get("details") or []:
         field = str(detail.get("field", "")).split(".")[0]
         fields.setdefault(field, str(detail.get("message", "invalid")))
-    if response.status_code >= 500:
-        return BackendUnavailable(response.status_code, code, message, fields)
-    return ApiProblem(response.status_code, code, message, fields)
+    if reply.status >= 500:
+        return BackendUnavailable(reply.status, code, message, fields)
+    return ApiProblem(reply.status, code, message, fields)
 
 
 class QuestionsClient(_Client):
@@ -325,7 +401,7 @@ class QuestionsClient(_Client):
     #: Pages (and related lists) kept in memory, the most recently fetched.
     KEPT = 2000
 
-    def __init__(self, http: httpx.AsyncClient, base_url: str) -> None:
+    def __init__(self, http: Upstream, base_url: str) -> None:
         super().__init__(http, base_url, "questions")
         self._taxonomy: tuple[float, Taxonomy] | None = None
         self._pages: dict[str, tuple[str, QuestionPage]] = {}
@@ -350,19 +426,14 @@ class QuestionsClient(_Client):
         headers = self._headers(None)
         if kept is not None:
             headers["If-None-Match"] = kept[0]
-        try:
-            response = await self.http.get(f"{self.base_url}/questions/{qid}", headers=headers)
-        except httpx.HTTPError as exc:
-            raise BackendUnavailable(
-                503, "unavailable", f"the {self.service} service cannot be reached ({exc})"
-            ) from None
-        if response.status_code == 304 and kept is not None:
+        reply = await self._send("GET", f"/questions/{qid}", headers)
+        if reply.status == 304 and kept is not None:
             return kept
-        if response.status_code >= 400:
+        if reply.status >= 400:
             self._pages.pop(qid, None)
-            raise _problem(self.service, response)
-        page = QuestionPage.model_validate_json(response.content)
-        etag = response.headers.get("etag")
+            raise _problem(self.service, reply)
+        page = QuestionPage.model_validate_json(reply.body)
+        etag = reply.etag
         if etag:
             _keep(self._pages, qid, (etag, page), self.KEPT)
         return etag, page
@@ -390,6 +461,10 @@ class QuestionsClient(_Client):
         items = [Related.model_validate(item) for item in reply["items"]]
         _keep(self._related, (qid, limit), (now, items), self.KEPT)
         return items
+
+    def forget_related(self) -> None:
+        """Drop every related list kept (a question was hidden or restored)."""
+        self._related.clear()
 
     async def ask(self, token: str, question: dict[str, Any], idempotency_key: str) -> Question:
         """Post a question as the signed-in patient."""
@@ -441,7 +516,7 @@ def _keep(kept: dict[Any, Any], key: Any, value: Any, most: int) -> None:
 class AnswersClient(_Client):
     """The answers service."""
 
-    def __init__(self, http: httpx.AsyncClient, base_url: str) -> None:
+    def __init__(self, http: Upstream, base_url: str) -> None:
         super().__init__(http, base_url, "answers")
 
     async def answer_count(self, qid: str) -> int:
@@ -467,7 +542,7 @@ class AnswersClient(_Client):
 class VotesClient(_Client):
     """The votes service."""
 
-    def __init__(self, http: httpx.AsyncClient, base_url: str) -> None:
+    def __init__(self, http: Upstream, base_url: str) -> None:
         super().__init__(http, base_url, "votes")
 
     async def tally(self, aid: str, token: str | None) -> Tally:
@@ -483,9 +558,7 @@ class VotesClient(_Client):
 class NotifyClient(_Client):
     """The notify service: doctor profiles and inboxes."""
 
-    def __init__(
-        self, http: httpx.AsyncClient, base_url: str, stream_http: httpx.AsyncClient
-    ) -> None:
+    def __init__(self, http: Upstream, base_url: str, stream_http: httpx.AsyncClient) -> None:
         super().__init__(http, base_url, "notify")
         self.stream_http = stream_http
 
@@ -540,10 +613,7 @@ class Services:
         notify_url: str,
         timeout_s: float,
     ) -> None:
-        self.http = httpx.AsyncClient(
-            timeout=timeout_s,
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-        )
+        self.http = Upstream(timeout_s)
         # Live streams are held open for as long as a page is: their own pool, unbounded,
         # so open inboxes never starve the page requests of connections.
         self.stream_http = httpx.AsyncClient(

@@ -14,6 +14,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from .clients import Services
 from .live import LiveRelays
+from .pagecache import CSRF_SLOT, PageCache, SharedPage
 from .session import Session, Sessions
 from .settings import WebSettings
 
@@ -42,6 +43,8 @@ class Web:
     templates: Environment
     relays: LiveRelays
     dev_users: list[dict[str, str]]
+    #: Visitors' question pages, rendered once and shared (signed-in readers never).
+    pages: PageCache
     #: A digest of the templates: a page's ETag changes when a release changes them.
     templates_digest: str = ""
 
@@ -56,7 +59,28 @@ class Web:
             **context,
         )
         # Pages carry a CSRF token and personal data: never stored by a cache.
-        response = HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+        response = HTMLResponse(
+            html, status_code=status, headers={"Cache-Control": "private, no-store"}
+        )
+        self.sessions.save(session, response)
+        return response
+
+    def render_shared(self, name: str, **context: Any) -> str:
+        """A visitor's page as everyone sees it: CSRF_SLOT where their token goes."""
+        return self.templates.get_template(name).render(
+            user=None,
+            csrf_token=CSRF_SLOT,
+            dev_login=self.settings.web_dev_login,
+            **context,
+        )
+
+    def shared(self, page: SharedPage, session: Session, if_none_match: str | None) -> Response:
+        """A shared page for this visitor, or 304 when their browser holds it as it is."""
+        etag = page.etag(session.csrf)
+        if if_none_match and etag in (t.strip() for t in if_none_match.split(",")):
+            return self.not_modified(etag, session)
+        response = Response(page.html(session.csrf), media_type="text/html; charset=utf-8")
+        self.revalidated(response, etag)
         self.sessions.save(session, response)
         return response
 
@@ -64,7 +88,7 @@ class Web:
         """Let the visitor's own browser keep a page it must check again before showing.
 
         Only for a visitor's page: its one personal part is their CSRF token, which their
-        browser holds in the cookie anyway. Pages of a signed-in user stay `no-store`.
+        browser holds in the cookie anyway. Pages of a signed-in user stay `private, no-store`.
         """
         response.headers["Cache-Control"] = "private, no-cache"
         response.headers["ETag"] = etag

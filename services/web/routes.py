@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
 import time
 import uuid
@@ -13,13 +12,14 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, Form, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from shared.auth import issue_token
+from shared.auth import Principal, issue_token
 from shared.errors import ApiError
 from shared.logging import get_logger
 
-from .clients import ApiProblem, InboxItem, Place, QuestionPage, Tally
+from .clients import ApiProblem, InboxItem, Place, QuestionPage, Related, Tally, Taxonomy
 from .context import CsrfRefused, SignInRequired, Web
 from .live import relay
+from .pagecache import SharedPage
 from .session import Session
 
 log = get_logger("askdoc.web.routes")
@@ -156,21 +156,18 @@ async def _question_page(
     notice: str | None = None,
     if_none_match: str | None = None,
 ) -> Response:
+    user = session.user
+    if user is None and status == 200 and not (error or answer_form or notice):
+        # A visitor's page is everyone's: from the shared page cache, 304 when the
+        # visitor's browser holds it already.
+        shared = await web.pages.get(qid, lambda held: _shared_page(web, qid, held))
+        return web.shared(shared, session, if_none_match)
     questions = web.services.questions
-    (page_etag, page), related, taxonomy = await asyncio.gather(
+    (_, page), related, taxonomy = await asyncio.gather(
         questions.page_with_etag(qid, session.token),
         _quietly(questions.related(qid), []),
         questions.taxonomy(),
     )
-    user = session.user
-    etag = None
-    if user is None and status == 200 and page_etag and not (error or answer_form or notice):
-        # A visitor's page is the question page, the related list and their CSRF token:
-        # the same ETag means the same HTML, so a repeat is answered 304 unrendered.
-        parts = [web.templates_digest, page_etag, session.csrf, *(r.id + r.title for r in related)]
-        etag = 'W/"' + hashlib.blake2b("\n".join(parts).encode(), digest_size=12).hexdigest() + '"'
-        if if_none_match and etag in (t.strip() for t in if_none_match.split(",")):
-            return web.not_modified(etag, session)
     tallies: list[Tally | None] = [None] * len(page.answers)
     can_answer = False
     if user is not None and session.token is not None:
@@ -183,6 +180,54 @@ async def _question_page(
         if user.role == "doctor" and all(a.doctor.id != user.sub for a in page.answers):
             # Only a doctor in the directory (a verified profile) can answer.
             can_answer = await _quietly(web.services.notify.doctor(user.sub), None) is not None
+    return web.render(
+        "question.html",
+        session,
+        status,
+        **_page_context(page, related, taxonomy, tallies, user),
+        can_answer=can_answer,
+        error=error,
+        answer_form=answer_form or {"headline": "", "body": "", "key": uuid.uuid4().hex},
+        answer_errors=answer_errors or {},
+        notice=notice,
+    )
+
+
+async def _shared_page(web: Web, qid: str, held: SharedPage | None) -> SharedPage:
+    """The visitors' page of a question: the one held if nothing it shows has changed.
+
+    The page is asked for by the held ETag (a 304 costs the questions service little);
+    related questions and the taxonomy come from the client's own short-lived copies.
+    """
+    questions = web.services.questions
+    (page_etag, page), related, taxonomy = await asyncio.gather(
+        questions.page_with_etag(qid),
+        _quietly(questions.related(qid), []),
+        questions.taxonomy(),
+    )
+    sources = (page_etag, tuple(related), taxonomy)
+    if held is not None and page_etag is not None and held.sources == sources:
+        return held
+    html = web.render_shared(
+        "question.html",
+        **_page_context(page, related, taxonomy, [None] * len(page.answers), None),
+        can_answer=False,
+        error=None,
+        answer_form={"headline": "", "body": "", "key": ""},
+        answer_errors={},
+        notice=None,
+    )
+    return SharedPage.of(html, sources)
+
+
+def _page_context(
+    page: QuestionPage,
+    related: list[Related],
+    taxonomy: Taxonomy,
+    tallies: list[Tally | None],
+    user: Principal | None,
+) -> dict[str, Any]:
+    """What question.html shows of the page, for a reader (None: a visitor)."""
     answers = [
         {
             "answer": a,
@@ -195,25 +240,14 @@ async def _question_page(
         }
         for a, t in zip(page.answers, tallies, strict=True)
     ]
-    response = web.render(
-        "question.html",
-        session,
-        status,
-        q=page,
-        place=_place_text(page.location),
-        topics=[t for t in taxonomy.topics if t.slug in page.topics],
-        answers=answers,
-        related=related,
-        can_answer=can_answer,
-        error=error,
-        answer_form=answer_form or {"headline": "", "body": "", "key": uuid.uuid4().hex},
-        answer_errors=answer_errors or {},
-        notice=notice,
-        report_reasons=REASONS,
-    )
-    if etag is not None:
-        web.revalidated(response, etag)
-    return response
+    return {
+        "q": page,
+        "place": _place_text(page.location),
+        "topics": [t for t in taxonomy.topics if t.slug in page.topics],
+        "answers": answers,
+        "related": related,
+        "report_reasons": REASONS,
+    }
 
 
 @router.get("/questions/{qid}", summary="A question page")
@@ -226,7 +260,8 @@ async def question(
 ) -> Response:
     """The question, its ranked answers with doctor cards, votes, related questions.
 
-    A visitor's page carries an ETag (a signed-in reader's is never stored)."""
+    A visitor's page comes from the shared page cache and carries an ETag; a signed-in
+    reader's is rendered for them and never stored."""
     notice = f"Thank you: a moderator will look at this {reported}." if reported else None
     return await _question_page(web, session, qid, notice=notice, if_none_match=if_none_match)
 
@@ -241,6 +276,7 @@ async def _report(
         if exc.status in (401, 404) or exc.status >= 500:
             raise
         return await _question_page(web, session, qid, exc.status, error=exc.message)
+    web.pages.invalidate(qid)
     where = f"answer#answer-{aid}" if aid else "question"
     return web.redirect(f"/questions/{qid}?reported={where}", session)
 
@@ -299,6 +335,7 @@ async def post_answer(
         return any(a.id == aid for a in page.answers)
 
     await _wait_for(shown, READ_YOUR_WRITE_S)
+    web.pages.invalidate(qid)
     return web.redirect(f"/questions/{qid}#answer-{aid}", session)
 
 
@@ -329,6 +366,7 @@ async def vote(
 
     # Others may vote meanwhile; after a short wait the page shows whatever it has.
     await _wait_for(counted, READ_YOUR_WRITE_S)
+    web.pages.invalidate(question_id)
     return web.redirect(f"/questions/{question_id}#answer-{aid}", session)
 
 
@@ -343,6 +381,7 @@ async def follow(
     """1 follows (new answers reach one's inbox), 0 unfollows; back to the question."""
     token = _signed_in(session, request)
     await web.services.questions.follow(token, qid, bool(follow))
+    web.pages.invalidate(qid)
     # The questions service owns follows: the page read right after already shows it.
     return web.redirect(f"/questions/{qid}#follow", session)
 
@@ -538,6 +577,10 @@ async def moderation_decide(
         return all(i.item_id != item_id for i in page.items)
 
     await _wait_for(moved, READ_YOUR_WRITE_S)
+    # A hidden (or restored) question changes its own page and the related lists of
+    # others: every visitor page is made anew, with related lists asked for again.
+    questions.forget_related()
+    web.pages.clear()
     return web.redirect(f"/moderation?status={back}&done={decision}", session)
 
 

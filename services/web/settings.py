@@ -27,6 +27,19 @@ class WebSettings(Settings):
     secure_cookies: bool = Field(False, description="mark the session cookie Secure (HTTPS)")
     backend_timeout_s: float = Field(5.0, gt=0, description="timeout of a call to a service")
     dev_token_ttl_s: int = Field(8 * 3600, ge=60, description="life of a dev sign-in token")
+    web_page_fresh_s: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="how long a visitor's question page is served from the web's shared "
+        "page cache without asking the questions service (0: revalidate every read)",
+    )
+    web_page_cache_entries: int = Field(
+        2000, ge=0, description="question pages the shared page cache holds at most"
+    )
+    web_page_cache_mb: float = Field(
+        64.0, ge=0, description="megabytes of HTML the shared page cache holds at most"
+    )
 
     @model_validator(mode="after")
     def _no_dev_login_in_production(self) -> WebSettings:
