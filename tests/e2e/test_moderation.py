@@ -283,6 +283,48 @@ def test_a_hidden_answer_takes_no_vote_and_its_page_tally_stays_the_votes_tally(
     )
 
 
+def test_a_doctor_cannot_edit_an_answer_the_moderators_hid(world: dict[str, Any]) -> None:
+    urls, redis = world["urls"], world["server"].client()
+    q, a, n = urls["questions"], urls["answers"], urls["notify"]
+    register(n, "dr-edit-mod")
+    qid = ask(q, "pat-edit-mod")
+    aid = answer(a, qid, "dr-edit-mod")
+    answer_url = f"{a}/answers/{aid}"
+    doctor = auth("dr-edit-mod", "doctor")
+
+    def edit(text: str) -> httpx.Response:
+        body = {"body": f"{text} An edit with enough detail to be a real answer body."}
+        return httpx.patch(answer_url, json=body, headers=doctor, timeout=10)
+
+    # Hidden, or on a hidden question: the edit is refused as not found, like every
+    # other write on a hidden item, and nothing is published.
+    for decision_url in (
+        f"{q}/moderation/questions/{qid}/answers/{aid}",
+        f"{q}/moderation/questions/{qid}",
+    ):
+        decide(decision_url, "hidden", "spam")
+        wait_for(
+            lambda: edit("While hidden.").status_code == 404,
+            timeout=30,
+            what="answers to learn of the hiding",
+        )
+        refused = edit("While hidden, again.")
+        assert refused.status_code == 404, refused.text
+        assert refused.json()["error"]["code"] == "not_found"
+        decide(decision_url, "restored")
+        wait_for(
+            lambda: (
+                httpx.get(answer_url, timeout=10).status_code == 200
+                and httpx.get(f"{a}/questions/{qid}/answers", timeout=10).status_code == 200
+            ),
+            timeout=30,
+            what="answers to learn of the restore",
+        )
+    assert events_of(redis, streams.ANSWER_EDITED, "answer_id", aid) == []
+    restored = edit("Restored.")
+    assert restored.status_code == 200 and restored.json()["revision"] == 2, restored.text
+
+
 def test_the_cli_lists_hides_and_restores(world: dict[str, Any]) -> None:
     urls = world["urls"]
     q, a, n = urls["questions"], urls["answers"], urls["notify"]
