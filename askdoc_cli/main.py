@@ -575,7 +575,7 @@ def doctors_suspend(
     _set_status(doctor_id, "suspended", notify_url, token_, as_json)
 
 
-# --- moderation list / hide / restore ---------------------------------------------------
+# --- moderation list / hide / restore / dismiss ---------------------------------------------------
 
 QuestionsUrl = Annotated[
     str, typer.Option(envvar="ASKDOC_QUESTIONS_URL", help="The questions service")
@@ -638,7 +638,8 @@ def _decide(
     token_: str | None,
     as_json: bool,
 ) -> None:
-    bearer = _admin_bearer(token_, f"askdoc moderation {decision}")
+    command = {"hidden": "hide", "restored": "restore", "dismissed": "dismiss"}[decision]
+    bearer = _admin_bearer(token_, f"askdoc moderation {command}")
     code, reply = asyncio.run(
         moderating.decide(
             questions_url,
@@ -653,6 +654,11 @@ def _decide(
         fail(f"questions refused ({code}): {reply}" if code else reply)
     if as_json:
         _print_json(reply)
+    elif reply["decision"] == "dismissed":
+        err().print(
+            f"{reply['item_kind']} {reply['item_id']}: {reply['dismissed_flags']} flag(s) "
+            "dismissed; it stays shown and left the open queue"
+        )
     else:
         err().print(
             f"{reply['item_kind']} {reply['item_id']}: {reply['decision']} "
@@ -689,6 +695,21 @@ def moderation_restore(
 ) -> None:
     """Bring a hidden question (or, with --answer, an answer) back; its author is told."""
     _decide("restored", question_id, answer_id, None, questions_url, token_, as_json)
+
+
+@moderation_app.command("dismiss")
+def moderation_dismiss(
+    question_id: QuestionArg,
+    answer_id: AnswerOpt = None,
+    questions_url: QuestionsUrl = "http://127.0.0.1:8001",
+    token_: AdminToken = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Judge a flagged question (or answer) fine: its flags so far leave the open queue.
+
+    It stays shown and nobody is told; a later flag puts it back in the queue.
+    """
+    _decide("dismissed", question_id, answer_id, None, questions_url, token_, as_json)
 
 
 # --- dev --------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""`askdoc moderation list|hide|restore`: the admins' moderation queue on the questions service.
+"""`askdoc moderation list|hide|restore|dismiss`: the admins' moderation queue on questions.
 
 `list` reads `GET /moderation/queue` (open: flagged items, most flags then oldest first;
-hidden: what moderators took down); `hide` and `restore` send a decision with
+hidden: what moderators took down); `hide`, `restore` and `dismiss` (flags judged
+harmless: off the open queue, the item stays shown) send a decision with
 `PUT /moderation/questions/{id}[/answers/{id}]`. The service judges everything; its error
 message is reported as is.
 """
@@ -56,7 +57,7 @@ async def decide(
     decision: str,
     reason: str | None,
 ) -> tuple[int, dict[str, Any] | str]:
-    """Hide or restore a question or an answer; the reply is the decision now in force."""
+    """Hide, restore or dismiss the flags of a question or an answer; the service's reply."""
     body: dict[str, Any] = {"decision": decision}
     if reason:
         body["reason"] = reason

@@ -194,6 +194,22 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, list[dict[str
     return f"{first['field']}: {first['message']}", details
 
 
+async def _refund_write(request: Request) -> None:
+    """A write refused by validation (422) costs no write budget: take back its count.
+
+    Only on that refusal, so a valid write still counts in one round trip.
+    """
+    key: str | None = getattr(request.state, "counted_write", None)
+    if key is None:
+        return
+    request.state.counted_write = None
+    runtime: ServiceRuntime = request.app.state.runtime
+    try:
+        await WriteLimit.refund(runtime.committer, key)
+    except RedisError:
+        log.warning("write_refund_failed")  # the 422 still stands; the count stays
+
+
 def install_error_handlers(
     app: FastAPI, statuses: Mapping[type[DomainError], int] | None = None
 ) -> None:
@@ -205,12 +221,15 @@ def install_error_handlers(
     table = dict(statuses or {})
 
     @app.exception_handler(DomainError)
-    async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
+    async def domain_error(request: Request, exc: DomainError) -> JSONResponse:
         headers = {}
         if isinstance(exc, RateLimited):
             headers["Retry-After"] = str(exc.retry_after_s)
         body = error_body(exc.code, exc.message, **exc.details)
-        return JSONResponse(body, status_for(exc, table), headers=headers)
+        status = status_for(exc, table)
+        if status == 422:
+            await _refund_write(request)
+        return JSONResponse(body, status, headers=headers)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -221,7 +240,8 @@ def install_error_handlers(
         return JSONResponse(body, exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        await _refund_write(request)
         message, details = _validation_message(exc)
         return JSONResponse(error_body("invalid_request", message, details=details), 422)
 
@@ -323,7 +343,9 @@ def writer(*roles: Role, limit_in_commit: bool = False) -> Any:
         if not limit_in_commit:
             runtime: ServiceRuntime = request.app.state.runtime
             limit = WriteLimit.of(runtime.tag, runtime.settings)
-            await limit.count(runtime.committer, user.sub, user.role)
+            # FastAPI runs this before it validates the route's path, query and body, so
+            # the count is taken back if the request then fails validation (_refund_write)
+            request.state.counted_write = await limit.count(runtime.committer, user.sub, user.role)
         return user
 
     return Depends(check)

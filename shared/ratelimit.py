@@ -19,6 +19,8 @@ from shared.settings import Settings
 
 #: The name of the write-limit guard in a commit.
 GUARD = "rate_limit"
+#: The guard of a refund: the counter is still there (its window has not ended).
+REFUND_GUARD = "counted"
 
 
 @dataclass(frozen=True)
@@ -55,13 +57,27 @@ class WriteLimit:
             retry_after_s=max(1, int(retry_after_s)),
         )
 
-    async def count(self, committer: Committer, user_id: str, role: str) -> None:
-        """Count one write on its own; RateLimited when the user is over the limit."""
+    async def count(self, committer: Committer, user_id: str, role: str) -> str | None:
+        """Count one write on its own; RateLimited when the user is over the limit.
+
+        Returns the counter it counted in (None when `role` is exempt), for `refund`.
+        """
         if not self.applies_to(role):
-            return
-        result = await committer.commit(self.add_to(Txn(), user_id, role))
+            return None
+        key = self.key(user_id)
+        result = await committer.commit(Txn().limit(GUARD, key, self.writes, self.window_s))
         if not result.applied:
             raise self.exceeded(result.found or 1)
+        return key
+
+    @staticmethod
+    async def refund(committer: Committer, key: str) -> None:
+        """Take back one write counted in `key`: a request refused by validation costs none.
+
+        A window that ended meanwhile (its counter expired) is left alone, so no counter
+        is created without its expiry.
+        """
+        await committer.commit(Txn().present(REFUND_GUARD, key).call("DECR", key))
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

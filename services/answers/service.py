@@ -242,7 +242,8 @@ class AnswersService:
         answer-edited, so an edit alerts no one again.
         """
         answer = await self.store.get(command.answer_id)
-        if answer is None:
+        if answer is None or await self._hidden(answer):
+            # a hidden answer (or one on a hidden question) is gone: not found, as for reads
             raise AnswerNotFound(f"no answer {command.answer_id!r}")
         if answer["doctor"]["id"] != command.doctor_id:
             raise NotYourAnswer("only the doctor who wrote an answer may edit it")
@@ -276,6 +277,12 @@ class AnswersService:
         EVENTS_PUBLISHED.labels(SERVICE, event.stream).inc()
         log.info("answer_edited", answer_id=answer["id"], revision=revision)
         return edited
+
+    async def _hidden(self, answer: dict[str, Any]) -> bool:
+        """Whether moderators hid the answer or its question."""
+        return await self.store.is_hidden(answer["id"]) or await self.store.is_hidden(
+            answer["question_id"], "question"
+        )
 
     async def revisions_of(self, aid: str) -> dict[str, Any]:
         """An answer's revisions, oldest first (just the original if never edited)."""

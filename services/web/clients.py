@@ -225,6 +225,7 @@ class ModerationItem(_Shape):
     status: str = "open"
     reason: str | None = None
     decided_at: str | None = None
+    dismissed_flags: int = 0
     notes: list[str] = Field(default_factory=list)
 
 
@@ -492,7 +493,7 @@ class QuestionsClient(_Client):
     async def decide(
         self, token: str, qid: str, aid: str | None, decision: str, reason: str | None
     ) -> None:
-        """Hide or restore a question, or one of its answers (admins)."""
+        """Hide, restore or dismiss the flags of a question or one of its answers (admins)."""
         path = f"/moderation/questions/{qid}" + (f"/answers/{aid}" if aid else "")
         body = {"decision": decision, **({"reason": reason} if reason else {})}
         await self.call("PUT", path, token, json=body)

@@ -543,7 +543,7 @@ async def moderation(
     session: SessionDep,
     status: _STATUS = "open",
     cursor: Annotated[str | None, Query(max_length=20, pattern=r"^[0-9]+$")] = None,
-    done: Annotated[str | None, Query(pattern=r"^(hidden|restored)$")] = None,
+    done: Annotated[str | None, Query(pattern=r"^(hidden|restored|dismissed)$")] = None,
 ) -> Response:
     """Flagged items with counts per reason (most flagged, oldest first), or hidden ones."""
     token = _signed_in(session, request, "admin")
@@ -553,13 +553,13 @@ async def moderation(
     )
 
 
-@router.post("/moderation/decide", summary="Hide or restore an item (admins)")
+@router.post("/moderation/decide", summary="Hide, restore or dismiss an item's flags (admins)")
 async def moderation_decide(
     request: Request,
     web: WebDep,
     session: FormSession,
     question_id: Annotated[str, Form(pattern=r"^[A-Za-z0-9_-]{1,64}$")],
-    decision: Annotated[str, Form(pattern=r"^(hidden|restored)$")],
+    decision: Annotated[str, Form(pattern=r"^(hidden|restored|dismissed)$")],
     answer_id: Annotated[str, Form(pattern=r"^([A-Za-z0-9_-]{1,64})?$")] = "",
     reason: Annotated[str, Form(max_length=40)] = "",
 ) -> Response:
@@ -570,7 +570,7 @@ async def moderation_decide(
     questions = web.services.questions
     await questions.decide(token, question_id, answer_id or None, decision, reason or None)
     item_id = answer_id or question_id
-    back = "open" if decision == "hidden" else "hidden"
+    back = "hidden" if decision == "restored" else "open"
 
     async def moved() -> bool:
         page = await questions.moderation_queue(token, back)

@@ -767,3 +767,40 @@ def test_the_moderation_page_has_no_serious_axe_violation(stack: Stack, browser:
                 )
                 assert overflow <= 0, f"{path} scrolls sideways at {width}px"
     assert not found, found
+
+
+def test_an_admin_dismisses_harmless_flags_from_the_moderation_page(
+    stack: Stack, browser: Browser
+) -> None:
+    title = "Is it normal to bruise after cheek filler?"
+    qid = _post_question(stack, "patient-dm", title, ["fillers"])
+    _flag(stack, f"/questions/{qid}", "reader-dm", "other", "looks fine to me")
+    _queued(stack, qid, 1)
+    heading = f"Question: {title}"
+    with person(
+        browser, stack, "admin-dm", "admin", "Ada Admin", java_script_enabled=False
+    ) as admin:
+        page = admin.new_page()
+        page.goto("/moderation")
+        flagged = page.get_by_role("article", name=heading)
+        expect(flagged.get_by_role("button", name="Hide")).to_be_visible()
+        flagged.get_by_role("button", name="Dismiss").click()
+        expect(page.get_by_role("status")).to_contain_text("Dismissed")
+        expect(page.get_by_role("status")).to_contain_text("not told")
+        expect(page.get_by_role("article", name=heading)).to_have_count(0)
+        page.get_by_role("link", name="Hidden").click()
+        expect(page.get_by_role("article", name=heading)).to_have_count(0)
+        # Still there for readers.
+        public = admin.new_page()
+        public.goto(f"/questions/{qid}")
+        expect(public.get_by_role("heading", name=title)).to_be_visible()
+
+    # A later flag brings it back, saying what was dismissed before.
+    _flag(stack, f"/questions/{qid}", "reader-dm2", "spam")
+    _queued(stack, qid, 2)
+    with person(browser, stack, "admin-dm", "admin", "Ada Admin") as admin:
+        page = admin.new_page()
+        page.goto("/moderation")
+        back = page.get_by_role("article", name=heading)
+        expect(back).to_contain_text("2 flags")
+        expect(back).to_contain_text("1 dismissed before")

@@ -145,3 +145,20 @@ async def test_an_edit_changes_only_the_fields_it_sends(
     events = [AnswerEdited.model_validate_json(f["__data__"]) for _, f in entries]
     mine = [(e.revision, e.headline) for e in events if e.answer_id == stored["id"]]
     assert mine == [(2, "Botox first"), (3, "Botox, then fillers"), (4, None)]
+
+
+async def test_an_answer_refused_by_its_rules_costs_no_write_budget(redis_url: str) -> None:
+    async with in_process(create_app, redis_url, rate_limit_writes=1) as (http, app):
+        redis = app.state.runtime.redis
+        qid, doctor_id = await a_question(redis), await a_doctor(redis)
+        doctor = auth(doctor_id, "doctor")
+        # Refused by the service's own rules after the route's validation (blank once
+        # cleaned), and by the body's schema: neither spends the doctor's one write.
+        for body in ({"body": "\x00" * 30 + "short"}, {"body": BODY, "extra": 1}):
+            refused = await http.post(f"/questions/{qid}/answers", json=body, headers=doctor)
+            assert refused.status_code == 422, refused.text
+        posted = await http.post(f"/questions/{qid}/answers", json={"body": BODY}, headers=doctor)
+        assert posted.status_code == 201, posted.text
+        other = await a_question(redis)
+        over = await http.post(f"/questions/{other}/answers", json={"body": BODY}, headers=doctor)
+        assert over.status_code == 429

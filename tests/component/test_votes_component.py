@@ -78,3 +78,31 @@ async def test_writes_past_the_limit_get_429_but_an_admins_do_not(
             f"/answers/{aid}/vote", json={"value": value}, headers=auth("root", "admin")
         )
         assert admin.status_code == 200
+
+
+async def test_a_write_refused_by_validation_costs_no_write_budget(
+    votes: tuple[httpx.AsyncClient, FastAPI],
+) -> None:
+    http, app = votes
+    aid = await an_answer(app.state.runtime.redis)
+    # The limit is counted before FastAPI validates the body and the path: each 422 takes
+    # its count back, so the four writes of the window are all still there afterwards.
+    refused = [
+        await http.put(f"/answers/{aid}/vote", json={"value": 2}, headers=auth("r4")),
+        await http.put(f"/answers/{aid}/vote", json={}, headers=auth("r4")),
+        await http.put(f"/answers/{aid}/vote", content=b"{", headers=auth("r4")),
+        await http.put("/answers/no%20such/vote", json={"value": 1}, headers=auth("r4")),
+    ]
+    for _ in range(3):
+        refused.append(
+            await http.put(f"/answers/{aid}/vote", json={"value": "x"}, headers=auth("r4"))
+        )
+    assert [r.status_code for r in refused] == [422] * 7
+    statuses = []
+    for value in (1, -1, 1, -1, 1):
+        reply = await http.put(f"/answers/{aid}/vote", json={"value": value}, headers=auth("r4"))
+        statuses.append(reply.status_code)
+    assert statuses == [200, 200, 200, 200, 429]
+    # Over the limit, a bad request is refused as over the limit (the budget is spent).
+    over = await http.put(f"/answers/{aid}/vote", json={"value": 2}, headers=auth("r4"))
+    assert over.status_code == 429

@@ -283,6 +283,48 @@ def test_a_hidden_answer_takes_no_vote_and_its_page_tally_stays_the_votes_tally(
     )
 
 
+def test_a_doctor_cannot_edit_an_answer_the_moderators_hid(world: dict[str, Any]) -> None:
+    urls, redis = world["urls"], world["server"].client()
+    q, a, n = urls["questions"], urls["answers"], urls["notify"]
+    register(n, "dr-edit-mod")
+    qid = ask(q, "pat-edit-mod")
+    aid = answer(a, qid, "dr-edit-mod")
+    answer_url = f"{a}/answers/{aid}"
+    doctor = auth("dr-edit-mod", "doctor")
+
+    def edit(text: str) -> httpx.Response:
+        body = {"body": f"{text} An edit with enough detail to be a real answer body."}
+        return httpx.patch(answer_url, json=body, headers=doctor, timeout=10)
+
+    # Hidden, or on a hidden question: the edit is refused as not found, like every
+    # other write on a hidden item, and nothing is published.
+    for decision_url in (
+        f"{q}/moderation/questions/{qid}/answers/{aid}",
+        f"{q}/moderation/questions/{qid}",
+    ):
+        decide(decision_url, "hidden", "spam")
+        wait_for(
+            lambda: edit("While hidden.").status_code == 404,
+            timeout=30,
+            what="answers to learn of the hiding",
+        )
+        refused = edit("While hidden, again.")
+        assert refused.status_code == 404, refused.text
+        assert refused.json()["error"]["code"] == "not_found"
+        decide(decision_url, "restored")
+        wait_for(
+            lambda: (
+                httpx.get(answer_url, timeout=10).status_code == 200
+                and httpx.get(f"{a}/questions/{qid}/answers", timeout=10).status_code == 200
+            ),
+            timeout=30,
+            what="answers to learn of the restore",
+        )
+    assert events_of(redis, streams.ANSWER_EDITED, "answer_id", aid) == []
+    restored = edit("Restored.")
+    assert restored.status_code == 200 and restored.json()["revision"] == 2, restored.text
+
+
 def test_the_cli_lists_hides_and_restores(world: dict[str, Any]) -> None:
     urls = world["urls"]
     q, a, n = urls["questions"], urls["answers"], urls["notify"]
@@ -325,3 +367,67 @@ def test_the_cli_lists_hides_and_restores(world: dict[str, Any]) -> None:
     )
     assert patient.exit_code == 1
     assert "403" in patient.output
+
+
+def test_admins_dismiss_harmless_flags_the_item_stays_and_a_new_flag_reopens_it(
+    world: dict[str, Any],
+) -> None:
+    urls, redis = world["urls"], world["server"].client()
+    q, n = urls["questions"], urls["notify"]
+    qid = ask(q, "pat-dismiss")
+    question_url = f"{q}/questions/{qid}"
+    decision_url = f"{q}/moderation/questions/{qid}"
+    for reader in ("reader-d1", "reader-d2"):
+        assert flag(question_url, reader, "other").status_code == 200
+
+    def in_queue() -> dict[str, Any] | None:
+        found = [i for i in queue(q) if i["item_id"] == qid]
+        return found[0] if found else None
+
+    wait_for(lambda: (in_queue() or {}).get("flag_count") == 2, timeout=30, what="queued")
+
+    # Only admins dismiss, with no reason: nobody is told anything.
+    body = {"decision": "dismissed"}
+    refused = httpx.put(decision_url, json=body, headers=auth("reader-d1"), timeout=10)
+    assert refused.status_code == 403, refused.text
+    with_reason = httpx.put(
+        decision_url, json={**body, "reason": "spam"}, headers=ADMIN, timeout=10
+    )
+    assert with_reason.status_code == 422, with_reason.text
+    dismissed = decide(decision_url, "dismissed")
+    assert (dismissed["decision"], dismissed["dismissed_flags"]) == ("dismissed", 2)
+    # Off the open queue at once (not in the hidden list either); still shown to readers.
+    assert in_queue() is None and qid not in [i["item_id"] for i in queue(q, "hidden")]
+    assert httpx.get(question_url, timeout=10).status_code == 200
+    listing = httpx.get(f"{q}/questions", params={"limit": 100}, timeout=10).json()["items"]
+    assert qid in [i["id"] for i in listing]
+    # A repeat changes nothing.
+    assert decide(decision_url, "dismissed")["dismissed_flags"] == 2
+
+    # A later flag reopens it, with what was dismissed before.
+    assert flag(question_url, "reader-d3", "spam").status_code == 200
+    reopened = wait_for(in_queue, timeout=30, what="the item back in the queue")
+    assert (reopened["flag_count"], reopened["dismissed_flags"]) == (3, 2)
+    assert reopened["dismissed_at"] and reopened["status"] == "open"
+
+    # The CLI dismisses it again.
+    env = {"ASKDOC_QUESTIONS_URL": q, "ASKDOC_JWT_SECRET": JWT_SECRET}
+    result = CliRunner().invoke(cli, ["moderation", "dismiss", qid, "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["dismissed_flags"] == 3
+    assert in_queue() is None
+
+    # A hidden item's flags are not dismissed: restoring is what clears it.
+    decide(decision_url, "hidden", "spam")
+    hidden = httpx.put(decision_url, json=body, headers=ADMIN, timeout=10)
+    assert hidden.status_code == 409 and hidden.json()["error"]["code"] == "item_hidden"
+
+    # Only the hiding was a decision: the dismissals published nothing, so the asker was
+    # told of the hiding alone.
+    decisions = events_of(redis, streams.MODERATION_DECIDED, "question_id", qid)
+    assert [e["decision"] for e in decisions] == ["hidden"]
+    told = wait_for(
+        lambda: inbox(n, "pat-dismiss", "patient", "item-hidden"), timeout=30, what="told"
+    )
+    assert len(told) == 1
+    assert inbox(n, "pat-dismiss", "patient", "item-restored") == []

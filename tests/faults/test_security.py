@@ -391,6 +391,19 @@ def test_writes_are_rate_limited_per_user_with_retry_after(tmp_path: Path) -> No
         "votes", server.url, ASKDOC_RATE_LIMIT_WRITES="5", ASKDOC_RATE_LIMIT_WINDOW_S="60"
     ).start()
     try:
+        # Refused by validation (body, then path id): no write budget spent.
+        invalid = [
+            httpx.put(
+                f"{service.url}/answers/nope/vote", headers=auth("greedy"), json={"value": 5}
+            ).status_code
+            for _ in range(6)
+        ]
+        invalid.append(
+            httpx.put(
+                f"{service.url}/answers/no%20pe/vote", headers=auth("greedy"), json={"value": 1}
+            ).status_code
+        )
+        assert invalid == [422] * 7
         statuses = [
             httpx.put(
                 f"{service.url}/answers/nope/vote", headers=auth("greedy"), json={"value": 1}

@@ -6,6 +6,7 @@ import redis.asyncio as aioredis
 
 from shared.atomic import Committer, Txn
 from shared.events import QuestionPosted
+from shared.ratelimit import WriteLimit
 
 
 def event(n: int) -> QuestionPosted:
@@ -69,4 +70,20 @@ async def test_write_limit_counts_attempts_and_refuses_past_the_limit(redis_url:
     assert [o.applied for o in outcomes] == [True, True, True, False]
     assert outcomes[3].failed_guard == "rate_limit" and 0 < int(outcomes[3].found or 0) <= 60
     assert await client.llen("{t}:writes") == 3
+    await client.aclose()
+
+
+async def test_a_refunded_write_is_taken_back_only_while_its_window_lasts(redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    committer = Committer(client)
+    limit = WriteLimit("{t}", 2, 60)
+    key = await limit.count(committer, "refunded", "patient")
+    assert key is not None and await client.get(key) == "1"
+    await WriteLimit.refund(committer, key)
+    assert await client.get(key) == "0" and 0 < await client.ttl(key) <= 60
+    # The window ended (its counter expired): a late refund creates no counter without expiry.
+    await client.delete(key)
+    await WriteLimit.refund(committer, key)
+    assert await client.exists(key) == 0
+    assert await limit.count(committer, "root", "admin") is None
     await client.aclose()

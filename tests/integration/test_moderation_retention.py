@@ -129,3 +129,32 @@ def test_flag_markers_and_decided_queue_entries_expire_after_the_retention(
     assert hidden["last_decision"] == "hidden"
     decisions = [json.loads(f["__data__"]) for _, f in r.xrange(streams.MODERATION_DECIDED)]
     assert [d["decision_version"] for d in decisions if d["item_id"] == qid] == [1, 2, 3]
+
+
+def test_a_dismissed_items_entry_expires_like_a_restored_one_and_a_new_flag_reopens_it(
+    stack: tuple[RedisServer, ServiceProcess],
+) -> None:
+    server, service = stack
+    r, url = server.client(), service.url
+    qid = ask(url)
+    flag(url, qid, "reader-d1")
+    wait_for(lambda: listed(url, qid, "open"), timeout=15, what="the flag in the queue")
+    [item_key] = r.keys(f"*:mod:item:question:{qid}")
+    published = r.xlen(streams.MODERATION_DECIDED) if r.exists(streams.MODERATION_DECIDED) else 0
+
+    # Dismissed: off the open queue at once, in neither list, so its entry expires.
+    decide(url, qid, "dismissed")
+    assert listed(url, qid, "open") is None and listed(url, qid, "hidden") is None
+    assert r.hget(item_key, "dismissed_count") == "1" and r.hget(item_key, "dismissed_by")
+    assert 0 < r.ttl(item_key) <= RETENTION_S
+    stream_len = r.xlen(streams.MODERATION_DECIDED) if r.exists(streams.MODERATION_DECIDED) else 0
+    assert stream_len == published  # no decision published
+    wait_for(lambda: not r.exists(item_key), timeout=10, what="the entry to expire")
+    # Dismissing an entry the queue no longer has changes nothing (and creates nothing).
+    decide(url, qid, "dismissed")
+    assert not r.exists(item_key)
+
+    # A new flag counts past the dismissed ones: open again, and kept.
+    flag(url, qid, "reader-d2")
+    back = wait_for(lambda: listed(url, qid, "open"), timeout=15, what="the item open again")
+    assert back["flag_count"] == 2 and r.ttl(item_key) == -1

@@ -109,10 +109,23 @@ class FakeModerationStore:
             )
         return True
 
+    async def dismiss(
+        self, kind: str, item_id: str, question_id: str, admin_id: str, at_ms: int
+    ) -> int:
+        item = self.items.get(f"{kind}:{item_id}")
+        if item is None:
+            return 0
+        count = int(item.get("flag_count", 0))
+        if count > int(item.get("dismissed_count", 0)):
+            item.update(dismissed_count=str(count), dismissed_ms=str(at_ms), dismissed_by=admin_id)
+        return count
+
     async def queue_page(self, status: str, offset: int, count: int) -> list[dict[str, Any]]:
         def is_open(item: dict[str, Any]) -> bool:
-            return item.get("decision") != "hidden" and int(item.get("last_flagged_ms", 0)) > int(
-                item.get("decided_ms", 0)
+            return (
+                item.get("decision") != "hidden"
+                and int(item.get("flag_count", 0)) > int(item.get("dismissed_count", 0))
+                and int(item.get("last_flagged_ms", 0)) > int(item.get("decided_ms", 0))
             )
 
         if status == "open":

@@ -15,7 +15,7 @@ from services.answers.service import (
     PostAnswer,
     QuestionNotFound,
 )
-from shared.events import AnswerEdited, AnswerPosted
+from shared.events import AnswerEdited, AnswerPosted, ItemKind
 from shared.idempotency import IdempotencyKeyReused
 from shared.settings import Settings
 from tests.factories import ANSWER_BODY as BODY
@@ -137,3 +137,17 @@ async def test_a_hidden_question_takes_no_answers_and_lists_none_until_restored(
     await service.on_moderation_decided(decided("question", "q1", "hidden", 1))
     answer = await service.post_answer(PostAnswer("q1", "doc1", BODY))
     assert (await service.answers_of("q1"))["items"][0]["id"] == answer["id"]
+
+
+async def test_a_hidden_answer_or_an_answer_of_a_hidden_question_cannot_be_edited() -> None:
+    service, store = await build()
+    answer = await service.post_answer(PostAnswer("q1", "doc1", BODY))
+    items: tuple[tuple[ItemKind, str], ...] = (("answer", answer["id"]), ("question", "q1"))
+    for kind, item_id in items:
+        await service.on_moderation_decided(decided(kind, item_id, "hidden", 1))
+        with pytest.raises(AnswerNotFound):
+            await service.edit_answer(EditAnswer(answer["id"], "doc1", BODY + " Hidden."))
+        await service.on_moderation_decided(decided(kind, item_id, "restored", 2))
+    assert [type(e) for e in store.events] == [AnswerPosted]
+    edited = await service.edit_answer(EditAnswer(answer["id"], "doc1", BODY + " Restored."))
+    assert edited["revision"] == 2

@@ -9,6 +9,7 @@ from services.questions.moderation.service import (
     BadQueueCursor,
     DecideItem,
     FlagItem,
+    ItemHidden,
     ItemNotFound,
     ItemRef,
     ModerationConflict,
@@ -158,6 +159,35 @@ async def test_restoring_what_was_never_hidden_changes_nothing() -> None:
         await service.decide(DecideItem("admin-1", ItemRef("q-nope"), "hidden"))
     unflagged = await service.decide(DecideItem("admin-1", QUESTION, "hidden"))
     assert unflagged["reason"] == "other"
+
+
+async def test_a_dismissal_clears_the_open_flags_tells_nobody_and_a_new_flag_reopens() -> None:
+    service, store = await build()
+    for reader in ("reader-1", "reader-2"):
+        await service.flag(FlagItem(reader, ANSWER, "spam"))
+    await project_all(service, store)
+    published = list(store.events)
+    dismissed = await service.decide(DecideItem("admin-1", ANSWER, "dismissed"))
+    assert (dismissed["decision"], dismissed["dismissed_flags"]) == ("dismissed", 2)
+    assert store.events == published  # no decision on the item: nothing published
+    assert (await service.queue("open", 20, None))["items"] == []
+    assert (await service.queue("hidden", 20, None))["items"] == []
+    # A repeat changes nothing; a redelivered flag does not reopen it; a new flag does.
+    await service.decide(DecideItem("admin-1", ANSWER, "dismissed"))
+    await project_all(service, store)
+    assert (await service.queue("open", 20, None))["items"] == []
+    await service.flag(FlagItem("reader-3", ANSWER, "harassment"))
+    await project_all(service, store)
+    [reopened] = (await service.queue("open", 20, None))["items"]
+    assert (reopened["flag_count"], reopened["dismissed_flags"]) == (3, 2)
+    assert reopened["dismissed_at"] and reopened["last_decision"] is None
+    with pytest.raises(UnknownReason):
+        await service.decide(DecideItem("admin-1", ANSWER, "dismissed", "spam"))
+    await service.decide(DecideItem("admin-1", ANSWER, "hidden"))
+    with pytest.raises(ItemHidden):
+        await service.decide(DecideItem("admin-1", ANSWER, "dismissed"))
+    with pytest.raises(ItemNotFound):
+        await service.decide(DecideItem("admin-1", ItemRef("q-nope"), "dismissed"))
 
 
 def test_notes_are_cleaned_and_cut_and_the_top_reason_is_the_most_given() -> None:

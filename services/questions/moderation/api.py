@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.auth import Principal, require_role
 from shared.errors import DomainError
-from shared.events import FlagReason, ModerationDecision
+from shared.events import FlagReason
 from shared.http import writer
 from shared.ids import ResourceId
 
@@ -18,6 +18,7 @@ from .service import (
     BadQueueCursor,
     DecideItem,
     FlagItem,
+    ItemHidden,
     ItemNotFound,
     ItemRef,
     ModerationConflict,
@@ -48,9 +49,14 @@ class DecisionIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    decision: ModerationDecision
+    decision: Literal["hidden", "restored", "dismissed"] = Field(
+        description="hidden or restored (the author is told); dismissed: the flags so far "
+        "were judged harmless, the item leaves the open queue, stays shown, nobody is told"
+    )
     reason: FlagReason | None = Field(
-        None, description="Default: the reason of the last decision, else the most flagged one"
+        None,
+        description="Default: the reason of the last decision, else the most flagged one "
+        "(none with dismissed)",
     )
 
 
@@ -61,6 +67,7 @@ STATUSES: dict[type[DomainError], int] = {
     UnknownReason: 422,
     BadQueueCursor: 400,
     ModerationConflict: 409,
+    ItemHidden: 409,
 }
 
 
@@ -106,18 +113,23 @@ async def moderation_queue(
     return await moderation(request).queue(status, limit, cursor)
 
 
-@router.put("/moderation/questions/{question_id}", summary="Hide or restore a question (admins)")
+@router.put(
+    "/moderation/questions/{question_id}",
+    summary="Hide, restore or dismiss the flags of a question (admins)",
+)
 async def decide_question(
     question_id: ResourceId, payload: DecisionIn, request: Request, admin: Moderator
 ) -> dict[str, Any]:
-    """Hidden questions leave their page, listings and related questions; the asker is told."""
+    """Hidden questions leave their page, listings and related questions; the asker is told.
+
+    Dismissed: the question leaves the open queue and stays shown; nobody is told."""
     command = DecideItem(admin.sub, ItemRef(question_id), payload.decision, payload.reason)
     return await moderation(request).decide(command)
 
 
 @router.put(
     "/moderation/questions/{question_id}/answers/{answer_id}",
-    summary="Hide or restore an answer (admins)",
+    summary="Hide, restore or dismiss the flags of an answer (admins)",
 )
 async def decide_answer(
     question_id: ResourceId,

@@ -9,6 +9,9 @@ from shared.text import clean_text
 #: The reason categories a reporter picks from (the wire's FlagReason).
 REASONS = ("spam", "unsafe-medical-advice", "harassment", "other")
 DECISIONS = ("hidden", "restored")
+#: An admin's call on flags judged harmless: no decision on the item (nothing changes for
+#: readers or its author, so no moderation-decided); its flags so far leave the open queue.
+DISMISSED = "dismissed"
 #: Longest reporter note kept (after cleaning); notes are for moderators only.
 MAX_NOTE = 300
 

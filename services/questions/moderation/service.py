@@ -63,6 +63,12 @@ class DecideItem:
     reason: str | None = None
 
 
+class ItemHidden(Conflict):
+    """A hidden item's flags are not dismissed: restoring it takes it off the queue."""
+
+    code = "item_hidden"
+
+
 class ItemNotFound(NotFound):
     """No such question, or no such answer on the question's page (or it is hidden)."""
 
@@ -138,6 +144,12 @@ class ModerationStorePort(Protocol):
 
     async def queue_page(self, status: str, offset: int, count: int) -> list[dict[str, Any]]:
         """A page of the open queue or the hidden list."""
+        ...
+
+    async def dismiss(
+        self, kind: str, item_id: str, question_id: str, admin_id: str, at_ms: int
+    ) -> int:
+        """Take the item's flags so far off the open queue; the flag count dismissed up to."""
         ...
 
 
@@ -218,10 +230,16 @@ class ModerationService:
         return domain.public_flag(item.kind, item.item_id, item.question_id, reason)
 
     async def decide(self, command: DecideItem) -> dict[str, Any]:
-        """Hide or restore an item and tell its author; deciding what already holds is a no-op."""
+        """Hide or restore an item and tell its author; deciding what already holds is a no-op.
+
+        `dismissed` is no decision on the item: see `dismiss`.
+        """
         item = command.item
+        if command.decision == domain.DISMISSED:
+            return await self.dismiss(command)
         if command.decision not in domain.DECISIONS:
-            raise UnknownReason(f"decision must be one of {', '.join(domain.DECISIONS)}")
+            choices = (*domain.DECISIONS, domain.DISMISSED)
+            raise UnknownReason(f"decision must be one of {', '.join(choices)}")
         if command.reason is not None and command.reason not in domain.REASONS:
             raise UnknownReason(f"reason must be one of {', '.join(domain.REASONS)}")
         author, _ = await self._author(item)
@@ -256,6 +274,28 @@ class ModerationService:
             version=event.decision_version,
         )
         return self._decided(item, event.decision, {"reason": reason}, event.decision_version)
+
+    async def dismiss(self, command: DecideItem) -> dict[str, Any]:
+        """Clear an item's open flags: it leaves the open queue and stays shown.
+
+        Nothing happened to the item, so nothing is published and its author is not told;
+        a flag counted after the ones dismissed puts it back in the queue. A repeat is a
+        no-op; a hidden item is refused (restoring it is what takes it off the queue).
+        """
+        item = command.item
+        if command.reason is not None:
+            raise UnknownReason("a dismissal tells no one, so it takes no reason")
+        await self._author(item)
+        current = await self.store.decision(item.kind, item.item_id)
+        if current.get("decision") == "hidden":
+            raise ItemHidden(f"the {item.kind} is hidden: restore it instead")
+        at_ms = int(datetime.now(UTC).timestamp() * 1000)
+        dismissed = await self.store.dismiss(
+            item.kind, item.item_id, item.question_id, command.admin_id, at_ms
+        )
+        log.info("flags_dismissed", item_kind=item.kind, item_id=item.item_id, flags=dismissed)
+        reply = self._decided(item, domain.DISMISSED, {}, int(current.get("version", 0)))
+        return {**reply, "dismissed_flags": dismissed}
 
     @staticmethod
     def _decided(
@@ -313,6 +353,8 @@ class ModerationService:
             "hidden": row.get("decision") == "hidden",
             "reason": row.get("reason"),
             "decided_at": at("decided_ms"),
+            "dismissed_flags": int(row.get("dismissed_count") or 0),
+            "dismissed_at": at("dismissed_ms"),
             "notes": list(row.get("notes") or []),
         }
 

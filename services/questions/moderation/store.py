@@ -16,7 +16,10 @@ in the slot of the stream it publishes to, and the queue is a projection of both
   ``T:queue`` (open items by most flags, oldest first), ``T:hidden`` (by decision time),
   ``T:notes:{kind}:{id}`` (latest notes), ``T:vis:{kind}`` (hidden ids: what the page,
   listings and related questions leave out), ``T:seen:{event_id}`` (dedupe markers).
-  An item that is neither open nor hidden (restored, not flagged since) is in no list:
+  An admin's dismissal (flags judged harmless) is no event: it marks the flags counted so
+  far as dealt with (``dismissed_count``) in the item's hash, through the same script, so the
+  item leaves the open queue until a later flag counts past them.
+  An item that is neither open nor hidden (restored or dismissed, not flagged since) is in no list:
   its hash and notes expire ``retention_s`` after that decision; a new flag or a hiding
   keeps them again (queue.lua, in the same call as the change).
 
@@ -149,6 +152,9 @@ class ModerationStore:
         return self._mod(f"notes:{kind}:{item_id}")
 
     async def _apply(self, event_id: str, kind: str, item_id: str, args: dict[str, Any]) -> bool:
+        return bool(await self._run(event_id, kind, item_id, args))
+
+    async def _run(self, event_id: str, kind: str, item_id: str, args: dict[str, Any]) -> int:
         keys = [
             self._mod(f"seen:{event_id}"),
             self._item(kind, item_id),
@@ -166,7 +172,7 @@ class ModerationStore:
             "marker_ttl_s": SEEN_TTL_S,
             "retention_s": self.retention_s,
         }
-        return bool(await self._project(keys=keys, args=[json.dumps(args)]))
+        return int(await self._project(keys=keys, args=[json.dumps(args)]))
 
     async def project_flag(self, event: ItemFlagged) -> bool:
         """Count a flag in the queue (idempotent; the newest count wins)."""
@@ -194,6 +200,16 @@ class ModerationStore:
             "reason": event.reason,
         }
         return await self._apply(str(event.event_id), event.item_kind, event.item_id, args)
+
+    async def dismiss(
+        self, kind: str, item_id: str, question_id: str, admin_id: str, at_ms: int
+    ) -> int:
+        """Take an item's flags counted so far off the open queue (it stays shown).
+
+        Returns the flag count dismissed up to: 0 when the queue never counted a flag on it.
+        """
+        args = {"event": "dismiss", "question_id": question_id, "at_ms": at_ms, "by": admin_id}
+        return await self._run(f"dismiss:{at_ms}", kind, item_id, args)
 
     async def queue_page(self, status: str, offset: int, count: int) -> list[dict[str, Any]]:
         """Items of the open queue (most flags, oldest first) or the hidden list (newest)."""
