@@ -573,6 +573,13 @@ async def moderation_decide(
     back = "hidden" if decision == "restored" else "open"
 
     async def moved() -> bool:
+        # The decision reaches the queue (and the pages) through the questions service's
+        # own consumer: a hidden item shows up among the hidden ones (newest first); a
+        # restored or dismissed one leaves the list it was in. An item hidden without a
+        # flag was never open, so "not open" would be true before the hiding is applied.
+        if decision == "hidden":
+            page = await questions.moderation_queue(token, "hidden")
+            return any(i.item_id == item_id for i in page.items)
         page = await questions.moderation_queue(token, back)
         return all(i.item_id != item_id for i in page.items)
 
