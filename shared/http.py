@@ -49,9 +49,16 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
 class RequestContextMiddleware:
     """Binds the request id to logs, echoes it, and records metrics (pure ASGI, cheap)."""
 
+    #: Routes whose requests are counted but not logged (probes and scrapes).
+    QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+
     def __init__(self, app: Any, service: str) -> None:
         self.app = app
         self.service = service
+        # The metric children of each (method, route, status) met so far: `labels()`
+        # checks and hashes its arguments under a lock on every call. The keys are
+        # bounded: methods the server parses, route templates, statuses.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -64,6 +71,7 @@ class RequestContextMiddleware:
             elif name == b"traceparent":
                 parent = value.decode("latin-1")[:128]
         cid = bind_correlation_id(request_id)
+        id_header = (b"x-request-id", cid.encode())
         started = time.perf_counter()
         status = 500
 
@@ -71,11 +79,17 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", cid.encode())]
+                message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
         method = scope["method"]
+        if not tracing.enabled():
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                path = getattr(scope.get("route"), "path", "unmatched")
+                self._record(method, path, status, time.perf_counter() - started)
+            return
         with tracing.span(
             method, SpanKind.SERVER, parent, **{"http.request.method": method}
         ) as span:
@@ -83,16 +97,22 @@ class RequestContextMiddleware:
                 await self.app(scope, receive, send_with_id)
             finally:
                 path = getattr(scope.get("route"), "path", "unmatched")
-                if span is not None:
-                    _name_server_span(span, method, path, status)
+                _name_server_span(span, method, path, status)
                 self._record(method, path, status, time.perf_counter() - started)
 
     def _record(self, method: str, path: str, status: int, elapsed: float) -> None:
-        HTTP_REQUESTS.labels(self.service, method, path, str(status)).inc()
-        HTTP_SECONDS.labels(self.service, method, path).observe(elapsed)
+        key = (method, path, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                HTTP_REQUESTS.labels(self.service, method, path, str(status)),
+                HTTP_SECONDS.labels(self.service, method, path),
+            )
+        children[0].inc()
+        children[1].observe(elapsed)
         if status >= 500:
             log.error("http_request", method=method, route=path, status=status)
-        elif path not in ("/healthz", "/readyz", "/metrics"):
+        elif path not in self.QUIET_ROUTES:
             log.info(
                 "http_request",
                 method=method,
@@ -130,15 +150,26 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        length = None
+        chunked = False
         for name, value in scope["headers"]:
             if name == b"content-length":
-                declared = int(value) if value.isdigit() else None
-                if declared is None:
-                    await self._reply(send, 400, "invalid_request", "invalid Content-Length")
-                    return
-                if declared > self.limit:
-                    await self._refuse(send)
-                    return
+                length = value
+            elif name == b"transfer-encoding":
+                chunked = True
+        if length is not None:
+            declared = int(length) if length.isdigit() else None
+            if declared is None:
+                await self._reply(send, 400, "invalid_request", "invalid Content-Length")
+                return
+            if declared > self.limit:
+                await self._refuse(send)
+                return
+        if not chunked:
+            # The server frames a body by its declared length (none without one), so no
+            # more can arrive than was checked: nothing to count.
+            await self.app(scope, receive, send)
+            return
         received = 0
         refused = False
         response_started = False
