@@ -7,13 +7,15 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from opentelemetry.trace import SpanKind
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -345,6 +347,14 @@ def writer(*roles: Role, limit_in_commit: bool = False) -> Any:
     With `limit_in_commit` the route's own commit carries the limit
     (`shared.ratelimit.WriteLimit.add_to`), so the limit costs no extra round trip.
     """
+    return Depends(writer_check(*roles, limit_in_commit=limit_in_commit))
+
+
+WriterCheck = Callable[[Request, Principal], Awaitable[Principal]]
+
+
+def writer_check(*roles: Role, limit_in_commit: bool = False) -> WriterCheck:
+    """`writer`'s check itself, for a lean route to call with the signed-in user."""
 
     async def check(
         request: Request, user: Annotated[Principal, Depends(require_user)]
@@ -357,7 +367,7 @@ def writer(*roles: Role, limit_in_commit: bool = False) -> Any:
             await limit.count(runtime.committer, user.sub, user.role)
         return user
 
-    return Depends(check)
+    return check
 
 
 # --- anonymous reads ------------------------------------------------------------------
@@ -406,3 +416,68 @@ async def read_to_count(request: Request) -> ReadCount | None:
 
 #: A public read route's caller: signed in, or anonymous within the per-address limit.
 AnyReader = Annotated[Principal | None, Depends(public_reader)]
+
+
+# --- lean routes ----------------------------------------------------------------------
+
+#: A lean route's endpoint arguments, taken straight from a request that passes the
+#: route's checks; None leaves the request to FastAPI's own handler.
+FastArgs = Callable[[Request], Awaitable[dict[str, Any] | None]]
+
+
+def lean_route(
+    router: APIRouter, method: str, path: str, fast_args: FastArgs, **options: Any
+) -> Callable[[Callable[..., Awaitable[Response]]], Callable[..., Awaitable[Response]]]:
+    """Add the decorated endpoint as `method path` (FastAPI's `options`) on a lean route."""
+
+    def add(endpoint: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
+        route_class = _lean_route_class(fast_args)
+        router.add_api_route(
+            path, endpoint, methods=[method], route_class_override=route_class, **options
+        )
+        return endpoint
+
+    return add
+
+
+def _lean_route_class(fast_args: FastArgs) -> type[APIRoute]:
+    """An APIRoute class whose endpoint is called with `fast_args(request)` when given.
+
+    For the few routes that carry most of the load: FastAPI's dependency solving and
+    parameter validation cost them more than their own work (issue 14). `fast_args` makes
+    the same checks by hand for the common request and returns None for anything else (a
+    malformed id, another content type, a body that does not validate), which FastAPI's
+    handler then validates and answers exactly as on every other route. Dependencies that
+    `fast_args` calls itself (auth, the write limit) raise the same errors either way. The
+    endpoint's signature still makes the route's OpenAPI entry; it returns a Response.
+    """
+
+    class LeanRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Any]:
+            full = super().get_route_handler()
+            endpoint = self.endpoint
+
+            async def handle(request: Request) -> Response:
+                args = await fast_args(request)
+                if args is None:
+                    return await full(request)
+                response: Response = await endpoint(**args)
+                return response
+
+            return handle
+
+    return LeanRoute
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def json_body(request: Request, model: type[M]) -> M | None:
+    """The body as `model` when it is declared JSON and valid; None for FastAPI to judge."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.partition(";")[0].strip().lower() != "application/json":
+        return None
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError:
+        return None
