@@ -2,10 +2,22 @@
 -- Mirrors domain.apply_vote; reading the previous vote, moving the counts, bumping the
 -- version and the XADD happen in one script, so concurrent votes can neither lose an
 -- update nor publish a tally that was never stored.
--- Returns {changed (0/1), helpful, unhelpful, previous, version, entry id or ''}.
+-- KEYS[4] (optional): the voter's write-limit counter, with ARGV[4] the limit and ARGV[5]
+-- the window in seconds: shared/atomic.lua's 'limit' guard, counted before anything else,
+-- so the limit costs the vote no round trip of its own.
+-- Returns {changed (0/1), helpful, unhelpful, previous, version, entry id or ''}, or
+-- {'limited', seconds left} when the voter is over the limit (nothing else happens).
 
 local votes_key, tally_key, stream = KEYS[1], KEYS[2], KEYS[3]
 local voter, new, event_json = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+
+if #KEYS > 3 then
+  local n = redis.call('INCR', KEYS[4])
+  if n == 1 then redis.call('EXPIRE', KEYS[4], tonumber(ARGV[5])) end
+  if n > tonumber(ARGV[4]) then
+    return {'limited', tostring(redis.call('TTL', KEYS[4]))}
+  end
+end
 
 local previous = tonumber(redis.call('HGET', votes_key, voter) or '0')
 local helpful = tonumber(redis.call('HGET', tally_key, 'helpful') or '0')

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from shared import streams
 from shared.events import VoteCast
 from shared.lua import script
+from shared.ratelimit import WriteLimit
 from shared.redis import RedisClient
 
 
@@ -27,6 +28,8 @@ class VoteOutcome:
     previous: int
     tally_version: int
     entry_id: str | None
+    #: Set when the voter was over their write limit: seconds until it lifts (no vote).
+    limited_for_s: int | None = None
 
 
 @dataclass(frozen=True)
@@ -63,18 +66,25 @@ class VoteStore:
     def _tally(self, aid: str) -> str:
         return f"{self.tag}:tally:{aid}"
 
-    async def cast(self, template: VoteCast) -> VoteOutcome:
+    async def cast(
+        self, template: VoteCast, limit: WriteLimit | None = None, voter_role: str = ""
+    ) -> VoteOutcome:
         """Apply `template.value` for its voter and publish the VoteCast, atomically.
 
         The rule is domain.apply_vote, applied inside Redis by cast_vote.lua. The
         template's counts, previous value and version are placeholders the script fills
-        in; nothing is written or published when the vote is unchanged.
+        in; nothing is written or published when the vote is unchanged. With `limit`, the
+        same call counts the vote against the voter's write limit first.
         """
         aid = template.answer_id
-        reply = await self._cast(
-            keys=[self._votes(aid), self._tally(aid), streams.VOTE_CAST],
-            args=[template.voter_id, template.value, template.model_dump_json()],
-        )
+        keys = [self._votes(aid), self._tally(aid), streams.VOTE_CAST]
+        args: list[str | int] = [template.voter_id, template.value, template.model_dump_json()]
+        if limit is not None and limit.applies_to(voter_role):
+            keys.append(limit.key(template.voter_id))
+            args += [limit.writes, limit.window_s]
+        reply = await self._cast(keys=keys, args=args)
+        if reply[0] == "limited":
+            return VoteOutcome(False, 0, 0, 0, 0, None, limited_for_s=int(reply[1]))
         changed, helpful, unhelpful, previous, version, entry_id = reply
         return VoteOutcome(
             bool(int(changed)),

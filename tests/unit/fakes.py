@@ -351,9 +351,16 @@ class FakeVoteStore:
         self.votes: dict[str, dict[str, int]] = {}
         self.tallies: dict[str, tuple[int, int, int]] = {}
         self.events: list[VoteCast] = []
+        self.writes: dict[str, int] = {}  # per voter; one window that never ends
 
-    async def cast(self, template: VoteCast) -> VoteOutcome:
+    async def cast(
+        self, template: VoteCast, limit: WriteLimit | None = None, voter_role: str = ""
+    ) -> VoteOutcome:
         aid, voter = template.answer_id, template.voter_id
+        if limit is not None and limit.applies_to(voter_role):
+            self.writes[voter] = self.writes.get(voter, 0) + 1
+            if self.writes[voter] > limit.writes:
+                return VoteOutcome(False, 0, 0, 0, 0, None, limited_for_s=limit.window_s)
         votes = self.votes.setdefault(aid, {})
         previous = votes.get(voter, 0)
         helpful, unhelpful, version = self.tallies.get(aid, (0, 0, 0))

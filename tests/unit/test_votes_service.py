@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from services.votes.service import AnswerNotFound, CastVote, OwnAnswer, VotesService
+from shared.errors import RateLimited
+from shared.ratelimit import WriteLimit
 from tests.factories import answer_posted
 from tests.unit.fakes import FakeVoteStore
 
@@ -65,3 +67,18 @@ async def test_the_tally_shows_the_callers_own_vote_only_when_signed_in() -> Non
     assert (await service.tally("a1", "reader"))["your_vote"] == -1
     assert (await service.tally("a1", "other"))["your_vote"] == 0
     assert (await service.tally("a1", None))["your_vote"] is None
+
+
+async def test_a_voter_over_the_write_limit_is_refused_and_nothing_moves() -> None:
+    store = FakeVoteStore()
+    service = VotesService(store, WriteLimit("t", writes=2, window_s=60))
+    await service.on_answer_posted(answer_posted("q1", "a1", "doc1"))
+    await service.cast_vote(CastVote("a1", "reader", 1))
+    await service.cast_vote(CastVote("a1", "reader", -1))
+    with pytest.raises(RateLimited) as caught:
+        await service.cast_vote(CastVote("a1", "reader", 1))
+    assert caught.value.retry_after_s >= 1
+    assert (await service.tally("a1", "reader"))["your_vote"] == -1
+    assert len(store.events) == 2
+    for value in (1, -1, 1):  # an admin's votes are not counted
+        await service.cast_vote(CastVote("a1", "root", value, voter_role="admin"))
