@@ -331,11 +331,14 @@ def create_http_app(
 # --- Idempotency-Key and the write limit ----------------------------------------------
 
 
+#: The longest Idempotency-Key taken.
+IDEMPOTENCY_KEY_MAX = 128
+
 IdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
-        max_length=128,
+        max_length=IDEMPOTENCY_KEY_MAX,
         description="Repeat a POST with the same key to get the first reply, not a second effect",
     ),
 ]
