@@ -47,13 +47,20 @@ class Txn:
     writes: list[dict[str, Any]] = field(default_factory=list)
     # Producer spans of the events published, by the index of their XADD among the writes.
     spans: list[tuple[int, Any]] = field(default_factory=list)
+    # Each key's KEYS index: a list search (and a ValueError per new key) was a twentieth
+    # of a question's post, whose commit declares sixteen keys.
+    _positions: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     def _index(self, key: str) -> int:
-        try:
-            return self.keys.index(key) + 1
-        except ValueError:
+        position = self._positions.get(key)
+        if position is None:
             self.keys.append(key)
-            return len(self.keys)
+            position = self._positions[key] = len(self.keys)
+        return position
+
+    def __post_init__(self) -> None:
+        for key in self.keys:  # keys given up front keep their places
+            self._positions.setdefault(key, len(self._positions) + 1)
 
     def absent(self, name: str, key: str, value: str = "1", ttl_s: int = 0) -> Txn:
         """Stop unless `key` is absent; on success set it to `value` (a dedupe marker)."""

@@ -7,13 +7,15 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from opentelemetry.trace import SpanKind
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -49,9 +51,16 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
 class RequestContextMiddleware:
     """Binds the request id to logs, echoes it, and records metrics (pure ASGI, cheap)."""
 
+    #: Routes whose requests are counted but not logged (probes and scrapes).
+    QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+
     def __init__(self, app: Any, service: str) -> None:
         self.app = app
         self.service = service
+        # The metric children of each (method, route, status) met so far: `labels()`
+        # checks and hashes its arguments under a lock on every call. The keys are
+        # bounded: methods the server parses, route templates, statuses.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -64,6 +73,7 @@ class RequestContextMiddleware:
             elif name == b"traceparent":
                 parent = value.decode("latin-1")[:128]
         cid = bind_correlation_id(request_id)
+        id_header = (b"x-request-id", cid.encode())
         started = time.perf_counter()
         status = 500
 
@@ -71,11 +81,17 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", cid.encode())]
+                message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
         method = scope["method"]
+        if not tracing.enabled():
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                path = getattr(scope.get("route"), "path", "unmatched")
+                self._record(method, path, status, time.perf_counter() - started)
+            return
         with tracing.span(
             method, SpanKind.SERVER, parent, **{"http.request.method": method}
         ) as span:
@@ -83,16 +99,22 @@ class RequestContextMiddleware:
                 await self.app(scope, receive, send_with_id)
             finally:
                 path = getattr(scope.get("route"), "path", "unmatched")
-                if span is not None:
-                    _name_server_span(span, method, path, status)
+                _name_server_span(span, method, path, status)
                 self._record(method, path, status, time.perf_counter() - started)
 
     def _record(self, method: str, path: str, status: int, elapsed: float) -> None:
-        HTTP_REQUESTS.labels(self.service, method, path, str(status)).inc()
-        HTTP_SECONDS.labels(self.service, method, path).observe(elapsed)
+        key = (method, path, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                HTTP_REQUESTS.labels(self.service, method, path, str(status)),
+                HTTP_SECONDS.labels(self.service, method, path),
+            )
+        children[0].inc()
+        children[1].observe(elapsed)
         if status >= 500:
             log.error("http_request", method=method, route=path, status=status)
-        elif path not in ("/healthz", "/readyz", "/metrics"):
+        elif path not in self.QUIET_ROUTES:
             log.info(
                 "http_request",
                 method=method,
@@ -130,15 +152,26 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        length = None
+        chunked = False
         for name, value in scope["headers"]:
             if name == b"content-length":
-                declared = int(value) if value.isdigit() else None
-                if declared is None:
-                    await self._reply(send, 400, "invalid_request", "invalid Content-Length")
-                    return
-                if declared > self.limit:
-                    await self._refuse(send)
-                    return
+                length = value
+            elif name == b"transfer-encoding":
+                chunked = True
+        if length is not None:
+            declared = int(length) if length.isdigit() else None
+            if declared is None:
+                await self._reply(send, 400, "invalid_request", "invalid Content-Length")
+                return
+            if declared > self.limit:
+                await self._refuse(send)
+                return
+        if not chunked:
+            # The server frames a body by its declared length (none without one), so no
+            # more can arrive than was checked: nothing to count.
+            await self.app(scope, receive, send)
+            return
         received = 0
         refused = False
         response_started = False
@@ -318,11 +351,14 @@ def create_http_app(
 # --- Idempotency-Key and the write limit ----------------------------------------------
 
 
+#: The longest Idempotency-Key taken.
+IDEMPOTENCY_KEY_MAX = 128
+
 IdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
-        max_length=128,
+        max_length=IDEMPOTENCY_KEY_MAX,
         description="Repeat a POST with the same key to get the first reply, not a second effect",
     ),
 ]
@@ -334,6 +370,14 @@ def writer(*roles: Role, limit_in_commit: bool = False) -> Any:
     With `limit_in_commit` the route's own commit carries the limit
     (`shared.ratelimit.WriteLimit.add_to`), so the limit costs no extra round trip.
     """
+    return Depends(writer_check(*roles, limit_in_commit=limit_in_commit))
+
+
+WriterCheck = Callable[[Request, Principal], Awaitable[Principal]]
+
+
+def writer_check(*roles: Role, limit_in_commit: bool = False) -> WriterCheck:
+    """`writer`'s check itself, for a lean route to call with the signed-in user."""
 
     async def check(
         request: Request, user: Annotated[Principal, Depends(require_user)]
@@ -348,7 +392,7 @@ def writer(*roles: Role, limit_in_commit: bool = False) -> Any:
             request.state.counted_write = await limit.count(runtime.committer, user.sub, user.role)
         return user
 
-    return Depends(check)
+    return check
 
 
 # --- anonymous reads ------------------------------------------------------------------
@@ -397,3 +441,68 @@ async def read_to_count(request: Request) -> ReadCount | None:
 
 #: A public read route's caller: signed in, or anonymous within the per-address limit.
 AnyReader = Annotated[Principal | None, Depends(public_reader)]
+
+
+# --- lean routes ----------------------------------------------------------------------
+
+#: A lean route's endpoint arguments, taken straight from a request that passes the
+#: route's checks; None leaves the request to FastAPI's own handler.
+FastArgs = Callable[[Request], Awaitable[dict[str, Any] | None]]
+
+
+def lean_route(
+    router: APIRouter, method: str, path: str, fast_args: FastArgs, **options: Any
+) -> Callable[[Callable[..., Awaitable[Response]]], Callable[..., Awaitable[Response]]]:
+    """Add the decorated endpoint as `method path` (FastAPI's `options`) on a lean route."""
+
+    def add(endpoint: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
+        route_class = _lean_route_class(fast_args)
+        router.add_api_route(
+            path, endpoint, methods=[method], route_class_override=route_class, **options
+        )
+        return endpoint
+
+    return add
+
+
+def _lean_route_class(fast_args: FastArgs) -> type[APIRoute]:
+    """An APIRoute class whose endpoint is called with `fast_args(request)` when given.
+
+    For the few routes that carry most of the load: FastAPI's dependency solving and
+    parameter validation cost them more than their own work (issue 14). `fast_args` makes
+    the same checks by hand for the common request and returns None for anything else (a
+    malformed id, another content type, a body that does not validate), which FastAPI's
+    handler then validates and answers exactly as on every other route. Dependencies that
+    `fast_args` calls itself (auth, the write limit) raise the same errors either way. The
+    endpoint's signature still makes the route's OpenAPI entry; it returns a Response.
+    """
+
+    class LeanRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Any]:
+            full = super().get_route_handler()
+            endpoint = self.endpoint
+
+            async def handle(request: Request) -> Response:
+                args = await fast_args(request)
+                if args is None:
+                    return await full(request)
+                response: Response = await endpoint(**args)
+                return response
+
+            return handle
+
+    return LeanRoute
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def json_body(request: Request, model: type[M]) -> M | None:
+    """The body as `model` when it is declared JSON and valid; None for FastAPI to judge."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.partition(";")[0].strip().lower() != "application/json":
+        return None
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError:
+        return None

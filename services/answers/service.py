@@ -187,7 +187,9 @@ class AnswersService:
         refused with ``DoctorNotInDirectory`` rather than given an answer with an empty card.
         """
         qid, doctor_id = command.question_id, command.doctor_id
-        write = IdempotentWrite.of(command.idempotency_key, command.request())
+        key = command.idempotency_key
+        # Only a repeatable request needs its fingerprint: most send no key.
+        write = IdempotentWrite.of(key, command.request()) if key else None
         headline, body = domain.clean_answer(command.headline, command.body)
         if not await self.store.question_known(qid) or await self.store.is_hidden(qid, "question"):
             raise QuestionNotFound(qid)

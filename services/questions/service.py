@@ -262,7 +262,9 @@ class QuestionsService:
 
     async def post_question(self, command: PostQuestion) -> dict[str, Any]:
         """Validate, store and announce a question; replay on a repeated Idempotency-Key."""
-        write = IdempotentWrite.of(command.idempotency_key, command.request())
+        key = command.idempotency_key
+        # Only a repeatable request needs its fingerprint: most send no key.
+        write = IdempotentWrite.of(key, command.request()) if key else None
         topics = taxonomy.check_topics(command.topics)
         named = taxonomy.check_specialties(command.specialties or ())
         place = None

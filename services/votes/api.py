@@ -4,20 +4,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.auth import Principal
+from shared.auth import Principal, require_user
 from shared.errors import DomainError
-from shared.http import AnyReader, writer
-from shared.ids import ResourceId
+from shared.http import AnyReader, json_body, lean_route, writer_check
+from shared.ids import ResourceId, is_resource_id
 
 from .domain import Vote
 from .service import AnswerNotFound, CastVote, OwnAnswer, VotesService
 
 router = APIRouter(tags=["votes"])
 
-Voter = Annotated[Principal, writer()]
+#: Any signed-in user; the write limit is counted in the vote's own script.
+admit_voter = writer_check(limit_in_commit=True)
+Voter = Annotated[Principal, Depends(admit_voter)]
 AnswerId = ResourceId
 
 
@@ -47,13 +50,35 @@ def votes_service(request: Request) -> VotesService:
     return svc
 
 
-@router.put("/answers/{answer_id}/vote", summary="Vote an answer helpful or unhelpful")
+async def _vote_args(request: Request) -> dict[str, Any] | None:
+    """put_vote's arguments for a well-formed request (else FastAPI validates it)."""
+    answer_id = request.path_params["answer_id"]
+    if not is_resource_id(answer_id):
+        return None
+    payload = await json_body(request, VoteIn)
+    if payload is None:
+        return None
+    user = await admit_voter(request, await require_user(request))
+    return {"answer_id": answer_id, "payload": payload, "request": request, "user": user}
+
+
+@lean_route(
+    router,
+    "PUT",
+    "/answers/{answer_id}/vote",
+    _vote_args,
+    summary="Vote an answer helpful or unhelpful",
+    response_model=dict[str, Any],
+)
 async def put_vote(
     answer_id: AnswerId, payload: VoteIn, request: Request, user: Voter
-) -> dict[str, Any]:
+) -> JSONResponse:
     """One vote per user; none on one's own answer. Returns the answer's tally."""
-    command = CastVote(answer_id=answer_id, voter_id=user.sub, value=payload.value)
-    return await votes_service(request).cast_vote(command)
+    # The most written route: a lean route (its arguments from _vote_args).
+    command = CastVote(
+        answer_id=answer_id, voter_id=user.sub, value=payload.value, voter_role=user.role
+    )
+    return JSONResponse(await votes_service(request).cast_vote(command))
 
 
 @router.get("/answers/{answer_id}/votes", summary="An answer's tally")

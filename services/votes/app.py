@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from shared.http import create_http_app
+from shared.ratelimit import WriteLimit
 from shared.service import ServiceRuntime
 from shared.settings import Settings
 
@@ -19,7 +20,7 @@ def create_app(settings: Settings) -> FastAPI:
     """The votes service: HTTP API plus its answer and moderation projection consumers."""
     runtime = ServiceRuntime(SERVICE, settings)
     store = VoteStore(runtime.redis, runtime.committer, runtime.tag, settings.stream_maxlen)
-    service = VotesService(store)
+    service = VotesService(store, WriteLimit.of(runtime.tag, settings))
     handlers.register(runtime.consumer, service)
     app = create_http_app(
         runtime,

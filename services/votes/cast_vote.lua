@@ -5,14 +5,26 @@
 -- KEYS[4], KEYS[5]: the moderation hashes of the answer and of its question (from
 -- moderation-decided); a hidden one takes no vote, checked here so no vote slips in
 -- between a check and the write.
--- Returns {changed (0/1), helpful, unhelpful, previous, version, entry id or ''}, or
--- {-1} when the answer or its question is hidden (nothing written).
+-- KEYS[6] (optional): the voter's write-limit counter, with ARGV[4] the limit and ARGV[5]
+-- the window in seconds: shared/atomic.lua's 'limit' guard, counted after the hidden
+-- check and before anything else, so the limit costs the vote no round trip of its own.
+-- Returns {changed (0/1), helpful, unhelpful, previous, version, entry id or ''};
+-- {-1} when the answer or its question is hidden; {'limited', seconds left} when the
+-- voter is over the limit (nothing written in either case).
 
 local votes_key, tally_key, stream = KEYS[1], KEYS[2], KEYS[3]
 local voter, new, event_json = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 
 if redis.call('HGET', KEYS[4], 'hidden') == '1' or redis.call('HGET', KEYS[5], 'hidden') == '1' then
   return {-1}
+end
+
+if #KEYS > 5 then
+  local n = redis.call('INCR', KEYS[6])
+  if n == 1 then redis.call('EXPIRE', KEYS[6], tonumber(ARGV[5])) end
+  if n > tonumber(ARGV[4]) then
+    return {'limited', tostring(redis.call('TTL', KEYS[6]))}
+  end
 end
 
 local previous = tonumber(redis.call('HGET', votes_key, voter) or '0')

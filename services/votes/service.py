@@ -9,6 +9,7 @@ from shared.errors import Forbidden, NotFound
 from shared.events import AnswerPosted, ItemKind, ModerationDecided, VoteCast
 from shared.logging import current_correlation_id, get_logger
 from shared.metrics import EVENTS_PUBLISHED
+from shared.ratelimit import WriteLimit
 
 from .domain import Vote
 from .store import AnswerRef, VoteOutcome
@@ -25,6 +26,8 @@ class CastVote:
     answer_id: str
     voter_id: str
     value: Vote
+    #: The voter's role: an admin's votes do not count against the write limit.
+    voter_role: str = ""
 
 
 class AnswerNotFound(NotFound):
@@ -41,8 +44,11 @@ class OwnAnswer(Forbidden):
 class VoteStorePort(Protocol):
     """What the votes service layer needs from its store."""
 
-    async def cast(self, template: VoteCast) -> VoteOutcome | None:
-        """Apply the template's vote and publish it, atomically; None if hidden."""
+    async def cast(
+        self, template: VoteCast, limit: WriteLimit | None = None, voter_role: str = ""
+    ) -> VoteOutcome | None:
+        """Apply the template's vote and publish it, atomically; None if hidden. Counted
+        against `limit` for the voter first (nothing happens when they are over it)."""
         ...
 
     async def answer(self, aid: str) -> AnswerRef | None:
@@ -67,8 +73,10 @@ class VoteStorePort(Protocol):
 class VotesService:
     """One vote per (answer, voter); tallies; the projection of answers."""
 
-    def __init__(self, store: VoteStorePort) -> None:
+    def __init__(self, store: VoteStorePort, limit: WriteLimit | None = None) -> None:
         self.store = store
+        #: The voters' write limit, counted in the vote's own script (None: no limit).
+        self.limit = limit
 
     async def _answer(self, aid: str) -> AnswerRef:
         ref = await self.store.answer(aid)
@@ -105,9 +113,11 @@ class VotesService:
             unhelpful=0,
             tally_version=1,
         )
-        outcome = await self.store.cast(template)
+        outcome = await self.store.cast(template, self.limit, command.voter_role)
         if outcome is None:
             raise self._hidden(aid)
+        if outcome.limited_for_s is not None and self.limit is not None:
+            raise self.limit.exceeded(outcome.limited_for_s)
         if outcome.changed:
             EVENTS_PUBLISHED.labels(SERVICE, VoteCast.stream).inc()
         log.info(

@@ -19,6 +19,7 @@ from shared import streams
 from shared.atomic import Committer, Txn
 from shared.events import ItemKind, VoteCast
 from shared.lua import script
+from shared.ratelimit import WriteLimit
 from shared.redis import RedisClient
 
 
@@ -32,6 +33,8 @@ class VoteOutcome:
     previous: int
     tally_version: int
     entry_id: str | None
+    #: Set when the voter was over their write limit: seconds until it lifts (no vote).
+    limited_for_s: int | None = None
 
 
 @dataclass(frozen=True)
@@ -72,25 +75,32 @@ class VoteStore:
     def _moderation(self, item_id: str, kind: ItemKind) -> str:
         return f"{self.tag}:{'answer' if kind == 'answer' else 'q'}:{item_id}:moderation"
 
-    async def cast(self, template: VoteCast) -> VoteOutcome | None:
+    async def cast(
+        self, template: VoteCast, limit: WriteLimit | None = None, voter_role: str = ""
+    ) -> VoteOutcome | None:
         """Apply `template.value` for its voter and publish the VoteCast, atomically.
 
         The rule is domain.apply_vote, applied inside Redis by cast_vote.lua. The
         template's counts, previous value and version are placeholders the script fills
         in; nothing is written or published when the vote is unchanged. None, with
-        nothing written, when the answer or its question is hidden.
+        nothing written, when the answer or its question is hidden. With `limit`, the
+        same call counts the vote against the voter's write limit (after the hidden check).
         """
         aid = template.answer_id
-        reply = await self._cast(
-            keys=[
-                self._votes(aid),
-                self._tally(aid),
-                streams.VOTE_CAST,
-                self._moderation(aid, "answer"),
-                self._moderation(template.question_id, "question"),
-            ],
-            args=[template.voter_id, template.value, template.model_dump_json()],
-        )
+        keys = [
+            self._votes(aid),
+            self._tally(aid),
+            streams.VOTE_CAST,
+            self._moderation(aid, "answer"),
+            self._moderation(template.question_id, "question"),
+        ]
+        args: list[str | int] = [template.voter_id, template.value, template.model_dump_json()]
+        if limit is not None and limit.applies_to(voter_role):
+            keys.append(limit.key(template.voter_id))
+            args += [limit.writes, limit.window_s]
+        reply = await self._cast(keys=keys, args=args)
+        if reply[0] == "limited":
+            return VoteOutcome(False, 0, 0, 0, 0, None, limited_for_s=int(reply[1]))
         if int(reply[0]) < 0:
             return None
         changed, helpful, unhelpful, previous, version, entry_id = reply

@@ -85,8 +85,8 @@ async def test_a_write_refused_by_validation_costs_no_write_budget(
 ) -> None:
     http, app = votes
     aid = await an_answer(app.state.runtime.redis)
-    # The limit is counted before FastAPI validates the body and the path: each 422 takes
-    # its count back, so the four writes of the window are all still there afterwards.
+    # A 422 costs no budget (the vote counts its limit in cast_vote.lua, after validation),
+    # so the four writes of the window are all still there afterwards.
     refused = [
         await http.put(f"/answers/{aid}/vote", json={"value": 2}, headers=auth("r4")),
         await http.put(f"/answers/{aid}/vote", json={}, headers=auth("r4")),
@@ -103,6 +103,9 @@ async def test_a_write_refused_by_validation_costs_no_write_budget(
         reply = await http.put(f"/answers/{aid}/vote", json={"value": value}, headers=auth("r4"))
         statuses.append(reply.status_code)
     assert statuses == [200, 200, 200, 200, 429]
-    # Over the limit, a bad request is refused as over the limit (the budget is spent).
+    # The vote's limit is counted in its own script, after validation: over the limit, a
+    # malformed vote is still told what is wrong, and a well-formed one is refused.
     over = await http.put(f"/answers/{aid}/vote", json={"value": 2}, headers=auth("r4"))
+    assert over.status_code == 422
+    over = await http.put(f"/answers/{aid}/vote", json={"value": 1}, headers=auth("r4"))
     assert over.status_code == 429

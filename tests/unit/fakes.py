@@ -358,6 +358,7 @@ class FakeVoteStore:
         self.events: list[VoteCast] = []
         #: "kind:id" -> (decision version, hidden)
         self.moderation: dict[str, tuple[int, bool]] = {}
+        self.writes: dict[str, int] = {}  # per voter; one window that never ends
 
     def _hidden(self, aid: str, question_id: str) -> bool:
         return any(
@@ -365,10 +366,16 @@ class FakeVoteStore:
             for key in (f"answer:{aid}", f"question:{question_id}")
         )
 
-    async def cast(self, template: VoteCast) -> VoteOutcome | None:
+    async def cast(
+        self, template: VoteCast, limit: WriteLimit | None = None, voter_role: str = ""
+    ) -> VoteOutcome | None:
         aid, voter = template.answer_id, template.voter_id
         if self._hidden(aid, template.question_id):
             return None
+        if limit is not None and limit.applies_to(voter_role):
+            self.writes[voter] = self.writes.get(voter, 0) + 1
+            if self.writes[voter] > limit.writes:
+                return VoteOutcome(False, 0, 0, 0, 0, None, limited_for_s=limit.window_s)
         votes = self.votes.setdefault(aid, {})
         previous = votes.get(voter, 0)
         helpful, unhelpful, version = self.tallies.get(aid, (0, 0, 0))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import string
+import sys
 import time as clock
+import unicodedata
 
 import pytest
 
@@ -253,3 +257,32 @@ def test_fold_reads_visible_letters_only() -> None:
     # ASCII takes a short path; it must read the same as the general one.
     assert fold("Chest\rPain") == fold("Chest\rPain\u00e9")[:-1] == "chestpain"
     assert fold("chest\x0bpain", invisible_as=" ") == "chest pain"
+
+
+@pytest.mark.parametrize(
+    ("text", "flag"),
+    [
+        ("SUDDEN FACIAL DROOP AND SLURRED SPEECH", "stroke_signs"),
+        ("Crushing Chest Pain since lunch", "chest_pain"),
+        ("I Want To Die", "suicidal_thoughts"),
+    ],
+)
+def test_upper_case_fires_as_lower_case(text: str, flag: str) -> None:
+    assert flag in triage("A question about my face", text).flags
+
+
+def test_folded_text_needs_no_case_insensitive_rules() -> None:
+    # The rules match without IGNORECASE: no character, once folded, is a letter that
+    # only a case-insensitive match would take for one of the patterns' lower-case letters.
+    letters = [re.compile(letter, re.IGNORECASE) for letter in string.ascii_lowercase]
+    seen = set()
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        if unicodedata.category(char) not in ("Cs", "Cn"):  # unassigned ones have no case
+            seen.update(fold(char))
+    assert not [
+        (char, p.pattern)
+        for char in seen - set(string.ascii_lowercase)
+        for p in letters
+        if p.fullmatch(char)
+    ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from services.votes.service import AnswerNotFound, CastVote, OwnAnswer, VotesService
+from shared.errors import RateLimited
+from shared.ratelimit import WriteLimit
 from tests.factories import answer_posted
 from tests.factories import moderation_decided as decided
 from tests.unit.fakes import FakeVoteStore
@@ -89,3 +91,18 @@ async def test_a_hidden_answer_or_question_takes_no_vote_until_restored() -> Non
     tally = await service.cast_vote(CastVote("a1", "other", 1))
     assert tally["helpful"] == 2
     assert [e.tally_version for e in store.events] == [1, 2]
+
+
+async def test_a_voter_over_the_write_limit_is_refused_and_nothing_moves() -> None:
+    store = FakeVoteStore()
+    service = VotesService(store, WriteLimit("t", writes=2, window_s=60))
+    await service.on_answer_posted(answer_posted("q1", "a1", "doc1"))
+    await service.cast_vote(CastVote("a1", "reader", 1))
+    await service.cast_vote(CastVote("a1", "reader", -1))
+    with pytest.raises(RateLimited) as caught:
+        await service.cast_vote(CastVote("a1", "reader", 1))
+    assert caught.value.retry_after_s >= 1
+    assert (await service.tally("a1", "reader"))["your_vote"] == -1
+    assert len(store.events) == 2
+    for value in (1, -1, 1):  # an admin's votes are not counted
+        await service.cast_vote(CastVote("a1", "root", value, voter_role="admin"))
