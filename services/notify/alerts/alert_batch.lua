@@ -26,6 +26,16 @@ local counter = 0
 local batch_seq = redis.call('INCR', tag .. ':nid-batch') % 16777216
 local created_at, occurred_at = cjson.encode(h.created_at), cjson.encode(h.occurred_at)
 
+local expired = {}
+local function expire_once(key, seconds)
+  -- time stands still inside a script (Redis >= 7.0), so a second EXPIRE of a key with the
+  -- same TTL in this call would set the very same instant: one per key is enough
+  if not expired[key] then
+    expired[key] = true
+    redis.call('EXPIRE', key, seconds)
+  end
+end
+
 local function present(v)
   return v ~= nil and v ~= null
 end
@@ -46,10 +56,11 @@ local function quiet_now(start, stop, minute)
   return minute >= start or minute < stop
 end
 
-local function goes_out_now(prefs, sent)
-  -- alerts.domain.goes_out_now: true, false (held) or nil with a reason (no clock here)
+local function goes_out_now(prefs, day_key)
+  -- alerts.domain.goes_out_now: true, false (held) or nil with a reason (no clock here);
+  -- the day's count is read only where there is a cap to hold it against
   local cap = prefs.daily_cap
-  if present(cap) and sent >= cap then return false end
+  if present(cap) and tonumber(redis.call('GET', day_key) or '0') >= cap then return false end
   local qh = prefs.quiet_hours
   if not present(qh) then return true end
   local start, stop = minutes(qh.start), minutes(qh['end'])
@@ -126,7 +137,7 @@ local function deliver(q, m, prefs, guard, day_key)
   redis.call('EXPIRE', note, ttl.inbox)
   for _, index in ipairs({tag .. ':inbox:' .. m.doctor_id, tag .. ':unread:' .. m.doctor_id}) do
     redis.call('ZADD', index, 0, nid)
-    redis.call('EXPIRE', index, ttl.inbox)
+    expire_once(index, ttl.inbox)
   end
   redis.call('XADD', stream, '*', '__data__', event)
   if #ext > 0 then
@@ -134,7 +145,7 @@ local function deliver(q, m, prefs, guard, day_key)
       table.concat(ext, ','))
   end
   redis.call('INCRBY', day_key, 1)
-  redis.call('EXPIRE', day_key, ttl.day)
+  expire_once(day_key, ttl.day)
 end
 
 local function alert_question(q, matches_json, doctors_json)
@@ -169,7 +180,7 @@ local function alert_question(q, matches_json, doctors_json)
       local day_key
       if clock then
         day_key = tag .. ':sent:' .. m.doctor_id .. ':' .. clock.day
-        now, why = goes_out_now(prefs, tonumber(redis.call('GET', day_key) or '0'))
+        now, why = goes_out_now(prefs, day_key)
       end
       if now then
         deliver(q, m, prefs, guard, day_key)
