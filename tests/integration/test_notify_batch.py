@@ -209,6 +209,13 @@ def state(client: redis.Redis) -> dict[str, Any]:
         events.append(json.dumps(norm(e), sort_keys=True))
     outbox = [(f[b"recipient"], f[b"channels"]) for _, f in client.xrange(f"{tag}:outbox")]
     counters = {k: client.get(k) for k in client.scan_iter(f"{tag}:sent:*")}
+    # Every key an alert writes expires, counters and indexes whoever wrote them last.
+    lasting = sorted(
+        key
+        for pattern in ("sent", "inbox", "unread", "n", "once:qm")
+        for key in client.scan_iter(f"{tag}:{pattern}:*")
+        if client.ttl(key) < 0
+    )
     guards = sorted(client.scan_iter(f"{tag}:once:qm:*"))
     projections = {k: client.hgetall(k) for k in client.scan_iter(f"{tag}:q:*")}
     escalations = client.zrange(f"{tag}:esc-due", 0, -1, withscores=True)
@@ -218,6 +225,7 @@ def state(client: redis.Redis) -> dict[str, Any]:
         "events": Counter(events),
         "outbox": Counter(outbox),
         "counters": counters,
+        "lasting": lasting,
         "guards": guards,
         "projections": projections,
         "escalations": escalations,

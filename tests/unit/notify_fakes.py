@@ -110,7 +110,10 @@ class FakeInbox:
         self.hashes[nid]["read"] = "1"
         return True
 
-    async def trim(self, recipient: str, max_items: int, floor_id: str) -> int:
+    async def trim(self, recipients: Sequence[str], max_items: int, floor_id: str) -> int:
+        return sum([self._trim_one(r, max_items, floor_id) for r in recipients])
+
+    def _trim_one(self, recipient: str, max_items: int, floor_id: str) -> int:
         expired = [i for i in self._mine(recipient, False) if i < floor_id]
         mine = [i for i in self._mine(recipient, False) if i >= floor_id]
         over = max(len(mine) - max_items, 0)

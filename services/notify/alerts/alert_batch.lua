@@ -26,6 +26,16 @@ local counter = 0
 local batch_seq = redis.call('INCR', tag .. ':nid-batch') % 16777216
 local created_at, occurred_at = cjson.encode(h.created_at), cjson.encode(h.occurred_at)
 
+local expired = {}
+local function expire_once(key, seconds)
+  -- time stands still inside a script (Redis >= 7.0), so a second EXPIRE of a key with the
+  -- same TTL in this call would set the very same instant: one per key is enough
+  if not expired[key] then
+    expired[key] = true
+    redis.call('EXPIRE', key, seconds)
+  end
+end
+
 local function present(v)
   return v ~= nil and v ~= null
 end
@@ -46,10 +56,11 @@ local function quiet_now(start, stop, minute)
   return minute >= start or minute < stop
 end
 
-local function goes_out_now(prefs, sent)
-  -- alerts.domain.goes_out_now: true, false (held) or nil with a reason (no clock here)
+local function goes_out_now(prefs, day_key)
+  -- alerts.domain.goes_out_now: true, false (held) or nil with a reason (no clock here);
+  -- the day's count is read only where there is a cap to hold it against
   local cap = prefs.daily_cap
-  if present(cap) and sent >= cap then return false end
+  if present(cap) and tonumber(redis.call('GET', day_key) or '0') >= cap then return false end
   local qh = prefs.quiet_hours
   if not present(qh) then return true end
   local start, stop = minutes(qh.start), minutes(qh['end'])
@@ -65,17 +76,19 @@ local function g(x)
 end
 
 local function reason_of(m)
-  -- matching.domain.Match.reason and reason_text (a first alert, not an escalation)
+  -- matching.domain.Match.reason (as JSON: a number reads as cjson writes it, %.14g) and
+  -- reason_text (a first alert, not an escalation)
+  local specialty = cjson.encode(m.specialty)
   if m.located == false then
-    return {specialty = m.specialty, distance_km = null, rank = m.rank, widened = false,
-            radius_km = null, basis = 'specialty_and_rating'},
+    return '{"specialty":' .. specialty .. ',"distance_km":null,"rank":' .. m.rank
+      .. ',"widened":false,"radius_km":null,"basis":"specialty_and_rating"}',
       m.specialty .. ' · rank ' .. m.rank .. ' · asker gave no location'
   end
   local radius = tonumber(string.format('%.1f', m.radius_used_km))
   local text = m.specialty .. ' · ' .. g(m.distance_km) .. ' km · rank ' .. m.rank
   if m.widened then text = text .. ' · search widened to ' .. g(radius) .. ' km' end
-  return {specialty = m.specialty, distance_km = m.distance_km, rank = m.rank,
-          widened = m.widened, radius_km = radius}, text
+  return '{"specialty":' .. specialty .. ',"distance_km":' .. m.distance_km .. ',"rank":'
+    .. m.rank .. ',"widened":' .. tostring(m.widened) .. ',"radius_km":' .. radius .. '}', text
 end
 
 local function new_ids()
@@ -96,38 +109,38 @@ local function external(prefs)
   return out
 end
 
-local function deliver(q, m, prefs, guard, day_key)
-  -- AlertChange().once(...).notify(note).count_sent(...), as AlertStore commits it. The
-  -- item and the event are written from the question's parts, encoded once per question.
-  local nid, event_id = new_ids()
+local function deliver(q, m, prefs, nid, event_id, day_key)
+  -- AlertChange().once(...).notify(note).count_sent(...), as AlertStore commits it (the
+  -- once-guard is set by the caller). The item and the event are written from the
+  -- question's parts, encoded once per question.
   local reason, text = reason_of(m)
-  reason, text = cjson.encode(reason), cjson.encode(text)
-  local doctor = cjson.encode(m.doctor_id)
+  text = cjson.encode(text)
   local ext = external(prefs)
   local channels = '["inbox","stream"'
   for _, c in ipairs(ext) do channels = channels .. ',"' .. c .. '"' end
-  local item = table.concat({'{"id":"', nid, '","kind":"question-match","question_id":', q.id_j,
-    ',"answer_id":null,"created_at":', created_at, ',"urgent":false,"reason":', reason,
-    ',"reason_text":', text, ',"title":', q.title_j, ',"red_flags":', q.red_flags,
-    ',"summary":', text, '}'})
-  local event = table.concat({'{"event_id":"', event_id,
-    '","event_type":"notification-sent","schema_version":1,"occurred_at":', occurred_at,
-    ',"correlation_id":', q.corr_j, ',"producer":"notify","notification_id":"', nid,
-    '","recipient_id":', doctor, ',"kind":"question-match","question_id":', q.id_j,
-    ',"answer_id":null,"channels":', channels, '],"reason":', reason, ',"urgent":false}'})
-  redis.call('SET', guard, nid, 'EX', ttl.dedupe)
+  local item = '{"id":"' .. nid .. q.item_head .. reason .. ',"reason_text":' .. text
+    .. q.item_tail .. text .. '}'
+  local event = '{"event_id":"' .. event_id .. q.event_head .. nid .. '","recipient_id":'
+    .. cjson.encode(m.doctor_id) .. q.event_kind .. channels .. '],"reason":' .. reason
+    .. ',"urgent":false}'
   local note = tag .. ':n:' .. nid
-  local status = {'d:inbox', 'delivered'}
-  for _, c in ipairs(ext) do
-    status[#status + 1] = 'd:' .. c
-    status[#status + 1] = 'pending'
+  if #ext == 0 then
+    redis.call('HSET', note, 'item', item, 'recipient', m.doctor_id, 'read', 0,
+      'd:inbox', 'delivered')
+  else
+    local status = {'d:inbox', 'delivered'}
+    for _, c in ipairs(ext) do
+      status[#status + 1] = 'd:' .. c
+      status[#status + 1] = 'pending'
+    end
+    redis.call('HSET', note, 'item', item, 'recipient', m.doctor_id, 'read', 0, unpack(status))
   end
-  redis.call('HSET', note, 'item', item, 'recipient', m.doctor_id, 'read', 0, unpack(status))
   redis.call('EXPIRE', note, ttl.inbox)
-  for _, index in ipairs({tag .. ':inbox:' .. m.doctor_id, tag .. ':unread:' .. m.doctor_id}) do
-    redis.call('ZADD', index, 0, nid)
-    redis.call('EXPIRE', index, ttl.inbox)
-  end
+  local inbox, unread = tag .. ':inbox:' .. m.doctor_id, tag .. ':unread:' .. m.doctor_id
+  redis.call('ZADD', inbox, 0, nid)
+  expire_once(inbox, ttl.inbox)
+  redis.call('ZADD', unread, 0, nid)
+  expire_once(unread, ttl.inbox)
   redis.call('XADD', stream, '*', '__data__', event)
   if #ext > 0 then
     -- the question's trace context, as the full path's entry carries it: delivery joins it
@@ -136,11 +149,21 @@ local function deliver(q, m, prefs, guard, day_key)
       table.concat(ext, ','), unpack(trace))
   end
   redis.call('INCRBY', day_key, 1)
-  redis.call('EXPIRE', day_key, ttl.day)
+  expire_once(day_key, ttl.day)
 end
 
 local function alert_question(q, matches_json, doctors_json)
-  q.id_j, q.title_j, q.corr_j = cjson.encode(q.id), cjson.encode(q.title), cjson.encode(q.corr)
+  local id_j = cjson.encode(q.id)
+  -- the parts of every item and event of this question that are the same for each doctor
+  q.item_head = '","kind":"question-match","question_id":' .. id_j
+    .. ',"answer_id":null,"created_at":' .. created_at .. ',"urgent":false,"reason":'
+  q.item_tail = ',"title":' .. cjson.encode(q.title) .. ',"red_flags":' .. q.red_flags
+    .. ',"summary":'
+  q.event_head = '","event_type":"notification-sent","schema_version":1,"occurred_at":'
+    .. occurred_at .. ',"correlation_id":' .. cjson.encode(q.corr)
+    .. ',"producer":"notify","notification_id":"'
+  q.event_kind = ',"kind":"question-match","question_id":' .. id_j
+    .. ',"answer_id":null,"channels":'
   local qkey = tag .. ':q:' .. q.id
   redis.call('HSET', qkey, 'asker_id', q.asker, 'title', q.title)
   redis.call('EXPIRE', qkey, ttl.question)
@@ -159,11 +182,9 @@ local function alert_question(q, matches_json, doctors_json)
   local zones, recipients = {}, {}
   for _, m in ipairs(cjson.decode(matches_json)) do
     local row = doctors[m.doctor_id]
-    local guard = tag .. ':once:qm:' .. q.id .. ':' .. m.doctor_id
     -- a doctor gone from the directory since is left out, as AlertService.alert_matches does
-    if row ~= nil and redis.call('EXISTS', guard) == 1 then
-      duplicates = duplicates + 1
-    elseif row ~= nil then
+    if row ~= nil then
+      local guard = tag .. ':once:qm:' .. q.id .. ':' .. m.doctor_id
       local prefs = {}
       if row.prefs ~= '' then prefs = cjson.decode(row.prefs) end
       local clock = h.zones[row.tz]
@@ -171,12 +192,20 @@ local function alert_question(q, matches_json, doctors_json)
       local day_key
       if clock then
         day_key = tag .. ':sent:' .. m.doctor_id .. ':' .. clock.day
-        now, why = goes_out_now(prefs, tonumber(redis.call('GET', day_key) or '0'))
+        now, why = goes_out_now(prefs, day_key)
       end
       if now then
-        deliver(q, m, prefs, guard, day_key)
-        delivered = delivered + 1
-        recipients[#recipients + 1] = m.doctor_id
+        -- the once-guard is checked and set in one command: only a first alert sets it
+        local nid, event_id = new_ids()
+        if redis.call('SET', guard, nid, 'NX', 'EX', ttl.dedupe) then
+          deliver(q, m, prefs, nid, event_id, day_key)
+          delivered = delivered + 1
+          recipients[#recipients + 1] = m.doctor_id
+        else
+          duplicates = duplicates + 1
+        end
+      elseif redis.call('EXISTS', guard) == 1 then
+        duplicates = duplicates + 1
       else
         deferred = deferred + 1
         if now == nil and why ~= 'bad' then zones[#zones + 1] = why end

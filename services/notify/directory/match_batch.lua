@@ -66,30 +66,44 @@ local function g17(x)
 end
 
 local function near(sp, lat, lon, radius_km, count)
-  -- DirectoryStore.near: per doctor their specialties (question order), first seen order
+  -- DirectoryStore.near, keeping of each doctor's specialties only the first in the
+  -- question's order (all that matching reads of them), in first seen order
   local found, order, truncated = {}, {}, false
+  local lon17, lat17, radius17 = g17(lon), g17(lat), g17(radius_km)
   for _, slug in ipairs(sp) do
-    local ids = redis.call('GEOSEARCH', prefix .. ':geo:' .. slug, 'FROMLONLAT', g17(lon),
-      g17(lat), 'BYRADIUS', g17(radius_km), 'km', 'ASC', 'COUNT', count)
+    local ids = redis.call('GEOSEARCH', prefix .. ':geo:' .. slug, 'FROMLONLAT', lon17, lat17,
+      'BYRADIUS', radius17, 'km', 'ASC', 'COUNT', count)
     if #ids >= count then truncated = true end
     for _, id in ipairs(ids) do
       if not found[id] then
-        found[id] = {}
+        found[id] = slug
         order[#order + 1] = id
       end
-      local list = found[id]
-      list[#list + 1] = slug
     end
   end
   return found, order, truncated
 end
 
+local function better(a, b)
+  -- matching.domain.match_doctors's rank_key: band, best rated, most reviewed, nearest, id
+  if a.band ~= b.band then return a.band < b.band end
+  if a.rating ~= b.rating then return a.rating > b.rating end
+  if a.review_count ~= b.review_count then return a.review_count > b.review_count end
+  if a.distance_km ~= b.distance_km then return a.distance_km < b.distance_km end
+  return bytes_lt(a.id, b.id)
+end
+
+local calls = 0
 local function match_doctors(cands)
-  -- matching.domain.match_doctors (candidates are one per doctor already)
-  local chosen, n = {}, 0
+  -- matching.domain.match_doctors (candidates are one per doctor already). A chosen
+  -- candidate carries this call's number, its radius and whether it was widened to;
+  -- only the best `cap` are kept, in a sorted window they enter by insertion (the order
+  -- is total, ids break ties, so the window holds what a full sort would put first).
+  calls = calls + 1
+  local call, n = calls, 0
   for _, c in ipairs(cands) do
     if c.distance_km <= c.radius_km then
-      chosen[c.id] = {c = c, widened = false, radius = c.radius_km}
+      c.chosen, c.widened, c.radius = call, false, c.radius_km
       n = n + 1
     end
   end
@@ -97,31 +111,37 @@ local function match_doctors(cands)
     if n >= policy.min_matches then break end
     for _, c in ipairs(cands) do
       local radius = c.radius_km * factor
-      if not chosen[c.id] and c.distance_km <= radius then
-        chosen[c.id] = {c = c, widened = true, radius = radius}
+      if c.chosen ~= call and c.distance_km <= radius then
+        c.chosen, c.widened, c.radius = call, true, radius
         n = n + 1
       end
     end
   end
-  local list = {}
-  for _, item in pairs(chosen) do
-    item.band = math.floor(item.c.distance_km / policy.band_km)
-    list[#list + 1] = item
+  local best, kept, cap = {}, 0, policy.cap
+  for _, c in ipairs(cands) do
+    if c.chosen == call then
+      local at
+      if kept < cap then
+        kept = kept + 1
+        at = kept
+      elseif cap > 0 and better(c, best[kept]) then
+        at = kept
+      end
+      if at then
+        while at > 1 and better(c, best[at - 1]) do
+          best[at] = best[at - 1]
+          at = at - 1
+        end
+        best[at] = c
+      end
+    end
   end
-  table.sort(list, function(x, y)
-    local a, b = x.c, y.c
-    if x.band ~= y.band then return x.band < y.band end
-    if a.rating ~= b.rating then return a.rating > b.rating end
-    if a.review_count ~= b.review_count then return a.review_count > b.review_count end
-    if a.distance_km ~= b.distance_km then return a.distance_km < b.distance_km end
-    return bytes_lt(a.id, b.id)
-  end)
   local matches = {}
-  for rank = 1, math.min(#list, policy.cap) do
-    local item = list[rank]
-    matches[rank] = {doctor_id = item.c.id, specialty = item.c.specialty,
-                     distance_km = round1(item.c.distance_km), rank = rank,
-                     widened = item.widened, radius_used_km = item.radius, located = true,
+  for rank = 1, kept do
+    local c = best[rank]
+    matches[rank] = {doctor_id = c.id, specialty = c.specialty,
+                     distance_km = round1(c.distance_km), rank = rank,
+                     widened = c.widened, radius_used_km = c.radius, located = true,
                      escalation = 0, waited = ''}
   end
   return matches
@@ -142,15 +162,16 @@ local function search_rings(q)
         local row = row_of(id)
         c = false
         if row and id ~= q.ex then
-          c = {id = id, specialty = found[id][1],
-               distance_km = haversine_km(q.lat, q.lon, row.lat, row.lon),
-               radius_km = row.radius_km, rating = row.rating, review_count = row.review_count}
+          local distance = haversine_km(q.lat, q.lon, row.lat, row.lon)
+          c = {id = id, distance_km = distance, radius_km = row.radius_km,
+               rating = row.rating, review_count = row.review_count,
+               band = math.floor(distance / policy.band_km)}
         end
         seen[id] = c
       end
       if c and (c.distance_km <= ring.radius_km or ring.at_limit) then
         -- this ring may find them under more of the question's specialties
-        c.specialty = found[id][1]
+        c.specialty = found[id]
         cands[#cands + 1] = c
       end
     end

@@ -28,6 +28,9 @@ from .domain import (
 
 log = get_logger("askdoc.notify.inbox")
 
+#: Recipients whose inboxes one trim call bounds (a few reads each when nothing is due).
+TRIM_BATCH = 200
+
 
 class BadCursor(Invalid):
     """A paging cursor that is not a notification id."""
@@ -86,8 +89,8 @@ class InboxPort(Protocol):
         """Commit the notification unless one with the same `once` name was committed."""
         ...
 
-    async def trim(self, recipient: str, max_items: int, floor_id: str) -> int:
-        """Expire old and drop surplus notifications; how many went."""
+    async def trim(self, recipients: Sequence[str], max_items: int, floor_id: str) -> int:
+        """Expire old and drop surplus notifications of each recipient; how many went."""
         ...
 
 
@@ -219,8 +222,11 @@ class InboxService:
         floor_ms = now_ms - self.settings.inbox_ttl_days * 86400 * 1000
         floor = notification_id_floor(max(floor_ms, 0))
         dropped = 0
-        for recipient in recipients:
-            dropped += await self.store.trim(recipient, self.settings.inbox_max_items, floor)
+        ordered = sorted(recipients)
+        # Many inboxes per call, never so many that one call holds Redis up for long.
+        for start in range(0, len(ordered), TRIM_BATCH):
+            chunk = ordered[start : start + TRIM_BATCH]
+            dropped += await self.store.trim(chunk, self.settings.inbox_max_items, floor)
         return dropped
 
     async def run_trimmer(self) -> None:

@@ -93,15 +93,19 @@ class InboxStore:
         txn = Txn().present("notification", self._note_key(nid))
         await self.committer.commit(txn.call("HSET", self._note_key(nid), f"d:{channel}", status))
 
-    async def trim(self, recipient: str, max_items: int, floor_id: str) -> int:
-        """Expire old and drop surplus notifications (oldest read first); how many went."""
+    async def trim(self, recipients: Sequence[str], max_items: int, floor_id: str) -> int:
+        """Expire old and drop surplus notifications (oldest read first) of each recipient,
+        in one script call for all of them; how many went."""
+        if not recipients:
+            return 0
         keys = [
-            self._inbox_key(recipient),
-            self._unread_key(recipient),
-            self._readset_key(recipient),
+            key
+            for r in recipients
+            for key in (self._inbox_key(r), self._unread_key(r), self._readset_key(r))
         ]
         args = json.dumps({"max_items": max_items, "floor": floor_id})
-        dropped = await self._trim(keys=keys, args=[args])
+        replies = await self._trim(keys=keys, args=[args])
+        dropped = [nid for ids in replies for nid in ids]
         if dropped:
             await self.redis.unlink(*[self._note_key(nid) for nid in dropped])
         return len(dropped)
