@@ -66,18 +66,19 @@ class DetachedStreams:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        known = scope.keys() - {DETACH}
+        body = await self._respond(scope, receive, send)
+        if body is not None:
+            await pump(body, receive, send)
+
+    async def _respond(
+        self, scope: Scope, receive: Receive, send: Send
+    ) -> AsyncIterator[str] | None:
+        """Run the app; the body it left to pump, if any. The app gets a copy of the
+        scope, gone once it returns: the server keeps its own as long as the connection,
+        and need not keep what the routing put in it (exit stacks, the route's values)."""
         bodies: list[AsyncIterator[str]] = []
-        scope[DETACH] = bodies.append
-        await self.app(scope, receive, send)
-        del scope[DETACH]
-        if not bodies:
-            return
-        # The server keeps the scope as long as the connection: what the routing put
-        # in it (exit stacks, the route's parameters) need not stay as long.
-        for key in scope.keys() - known:
-            del scope[key]
-        await pump(bodies[0], receive, send)
+        await self.app({**scope, DETACH: bodies.append}, receive, send)
+        return bodies[0] if bodies else None
 
 
 async def pump(body: AsyncIterator[str], receive: Receive, send: Send) -> None:
