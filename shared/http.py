@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp
 
 from shared import tracing
 from shared.auth import Principal, Role, optional_user, require_user
@@ -26,6 +27,7 @@ from shared.logging import bind_correlation_id, get_logger
 from shared.metrics import HTTP_REQUESTS, HTTP_SECONDS
 from shared.ratelimit import ReadCount, ReadLimit, WriteLimit, client_address, networks
 from shared.service import ServiceRuntime
+from shared.sse import DetachedStreams
 
 log = get_logger("askdoc.http")
 
@@ -299,6 +301,13 @@ def install_error_handlers(
         return JSONResponse(error_body("internal", "internal error; it has been logged"), 500)
 
 
+class _App(FastAPI):
+    """FastAPI whose outermost layer pumps detached event streams (shared/sse.py)."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return DetachedStreams(super().build_middleware_stack())
+
+
 def create_http_app(
     runtime: ServiceRuntime,
     routers: list[APIRouter],
@@ -315,7 +324,7 @@ def create_http_app(
         finally:
             await runtime.stop()
 
-    app = FastAPI(
+    app = _App(
         title=f"askdoc {runtime.service}",
         version="1.0.0",
         description=description,

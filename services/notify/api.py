@@ -11,7 +11,7 @@ from html import escape
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.auth import Principal, StreamUser, User
@@ -19,6 +19,7 @@ from shared.errors import DomainError
 from shared.http import AnyReader, IdempotencyKey, writer
 from shared.ids import ResourceId
 from shared.schemas import LocationIn
+from shared.sse import EventStream
 
 from .delivery.mail import UNSUBSCRIBE_PATH
 from .directory.service import (
@@ -282,14 +283,14 @@ async def mark_read(
 @router.get(
     "/inbox/stream",
     summary="Your notifications as server-sent events",
-    response_class=StreamingResponse,
+    response_class=EventStream,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def inbox_stream(
     request: Request,
     user: StreamUser,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
-) -> StreamingResponse:
+) -> EventStream:
     """`id:` is the notification id; reconnect with Last-Event-ID to get what you missed.
 
     The stream ends with a `token-expired` event when the token does (reconnect with a
@@ -297,11 +298,7 @@ async def inbox_stream(
     """
     live: LiveStreams = request.app.state.live_streams
     body = await live.open(user.sub, user.expires_at, last_event_id)
-    return StreamingResponse(
-        body,
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return EventStream(body, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 Recipient = Annotated[str, Query(alias="r", min_length=1, max_length=64)]
