@@ -14,7 +14,9 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+import redis
 
+from tests.factories import answer_posted
 from tests.support import (
     JWT_SECRET,
     RedisServer,
@@ -391,11 +393,17 @@ def test_writes_are_rate_limited_per_user_with_retry_after(tmp_path: Path) -> No
         "votes", server.url, ASKDOC_RATE_LIMIT_WRITES="5", ASKDOC_RATE_LIMIT_WINDOW_S="60"
     ).start()
     try:
-        # Refused by validation (body, then path id): no write budget spent.
+        # An answer the votes service knows (its projection, from the answer-posted stream).
+        event = answer_posted("q-limits", "a-limits", "doc-limits")
+        redis.Redis.from_url(server.url).xadd(event.stream, event.to_wire())  # type: ignore[arg-type]
+        vote_url = f"{service.url}/answers/{event.answer_id}/vote"
+        wait_for(
+            lambda: httpx.get(f"{vote_url}s").status_code == 200, 10, what="the answer projected"
+        )
+        # Refused by validation (body, then path id), or for an unknown answer: no write
+        # budget spent.
         invalid = [
-            httpx.put(
-                f"{service.url}/answers/nope/vote", headers=auth("greedy"), json={"value": 5}
-            ).status_code
+            httpx.put(vote_url, headers=auth("greedy"), json={"value": 5}).status_code
             for _ in range(6)
         ]
         invalid.append(
@@ -404,21 +412,24 @@ def test_writes_are_rate_limited_per_user_with_retry_after(tmp_path: Path) -> No
             ).status_code
         )
         assert invalid == [422] * 7
-        statuses = [
+        unknown = [
             httpx.put(
                 f"{service.url}/answers/nope/vote", headers=auth("greedy"), json={"value": 1}
             ).status_code
-            for _ in range(7)
+            for _ in range(6)
         ]
-        assert statuses[:5] == [404] * 5
-        limited = httpx.put(
-            f"{service.url}/answers/nope/vote", headers=auth("greedy"), json={"value": 1}
-        )
+        assert unknown == [404] * 6
+        statuses = [
+            httpx.put(vote_url, headers=auth("greedy"), json={"value": value}).status_code
+            for value in (1, -1, 1, -1, 1)
+        ]
+        assert statuses == [200] * 5
+        limited = httpx.put(vote_url, headers=auth("greedy"), json={"value": -1})
         assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
-        other = httpx.put(
-            f"{service.url}/answers/nope/vote", headers=auth("someone-else"), json={"value": 1}
-        )
-        assert other.status_code == 404, "limits are per user"
+        other = httpx.put(vote_url, headers=auth("someone-else"), json={"value": 1})
+        assert other.status_code == 200, "limits are per user"
+        tally = httpx.get(f"{vote_url}s", headers=auth("greedy")).json()
+        assert tally["helpful"] == 2 and tally["your_vote"] == 1, "the refused vote moved nothing"
     finally:
         service.terminate()
         server.cleanup()
