@@ -39,15 +39,20 @@ class EventStream(Response):
     media_type = "text/event-stream"
 
     def __init__(
-        self, content: AsyncIterator[str], headers: Mapping[str, str] | None = None
+        self,
+        content: AsyncIterator[str],
+        headers: Mapping[str, str] | None = None,
+        status_code: int = 200,  # FastAPI's OpenAPI reads the route's status from here
     ) -> None:
-        self.status_code = 200
+        self.status_code = status_code
         self.background = None
         self.body_iterator = content
         self.init_headers(headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
         detach: Callable[[AsyncIterator[str]], None] | None = scope.get(DETACH)
         if detach is not None:
             detach(self.body_iterator)

@@ -149,3 +149,15 @@ async def test_other_requests_go_through_untouched() -> None:
     missing = {**scope(), "path": "/nothing", "raw_path": b"/nothing"}
     await DetachedStreams(build([]))(missing, client.receive, client.send)
     assert client.sent[0]["status"] == 404
+
+
+def test_the_notify_openapi_document_describes_the_live_stream() -> None:
+    # FastAPI reads a route's default status from its response class's __init__: an
+    # EventStream without one made notify's /openapi.json a 500.
+    from services.notify.app import create_app
+    from services.notify.settings import NotifySettings
+    from tests.support import JWT_SECRET
+
+    app = create_app(NotifySettings(redis_url="redis://127.0.0.1:1/0", jwt_secret=JWT_SECRET))
+    stream = app.openapi()["paths"]["/inbox/stream"]["get"]
+    assert "text/event-stream" in stream["responses"]["200"]["content"]
