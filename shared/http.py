@@ -301,8 +301,9 @@ def install_error_handlers(
         return JSONResponse(error_body("internal", "internal error; it has been logged"), 500)
 
 
-class _App(FastAPI):
-    """FastAPI whose outermost layer pumps detached event streams (shared/sse.py)."""
+class DetachingFastAPI(FastAPI):
+    """FastAPI whose outermost layer pumps detached event streams (shared/sse.py); the
+    web service builds its app on it too."""
 
     def build_middleware_stack(self) -> ASGIApp:
         return DetachedStreams(super().build_middleware_stack())
@@ -324,7 +325,7 @@ def create_http_app(
         finally:
             await runtime.stop()
 
-    app = _App(
+    app = DetachingFastAPI(
         title=f"askdoc {runtime.service}",
         version="1.0.0",
         description=description,

@@ -16,7 +16,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.errors import ApiError
-from shared.http import NO_NATIVE_TELEMETRY, BodyLimitMiddleware, RequestContextMiddleware
+from shared.http import (
+    NO_NATIVE_TELEMETRY,
+    BodyLimitMiddleware,
+    DetachingFastAPI,
+    RequestContextMiddleware,
+)
 from shared.logging import get_logger
 
 from . import routes
@@ -185,7 +190,9 @@ def create_app(settings: WebSettings) -> FastAPI:
             await services.aclose()
             log.info("service_stopped")
 
-    app = FastAPI(
+    # DetachingFastAPI: a live inbox relay (an EventStream) keeps only its body and a
+    # disconnect watcher once opened, not the whole request stack.
+    app = DetachingFastAPI(
         title="askdoc web",
         version="1.0.0",
         description="Server-rendered pages over the questions, answers, votes and notify APIs.",

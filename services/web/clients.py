@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from json import loads as json_loads
@@ -587,9 +586,14 @@ class NotifyClient(_Client):
         """Mark one alert read."""
         await self.call("POST", f"/inbox/{nid}/read", token)
 
-    @asynccontextmanager
-    async def stream(self, token: str, last_event_id: str | None) -> AsyncIterator[httpx.Response]:
-        """The user's live alerts as server-sent events (held open; heartbeats included)."""
+    def stream(
+        self, token: str, last_event_id: str | None
+    ) -> AbstractAsyncContextManager[httpx.Response]:
+        """The user's live alerts as server-sent events (held open; heartbeats included).
+
+        Its headers (X-Forwarded-For, X-Request-ID) are taken now, while the request is
+        being handled: the stream is opened later, by the detached body of an EventStream.
+        """
         headers = self._headers(token)
         headers["Accept"] = "text/event-stream"
         if last_event_id:
@@ -597,10 +601,9 @@ class NotifyClient(_Client):
         # No read timeout: notify sends a heartbeat comment every few seconds, and a
         # stream is closed when the browser goes away.
         timeout = httpx.Timeout(10.0, read=None)
-        async with self.stream_http.stream(
+        return self.stream_http.stream(
             "GET", self.base_url + "/inbox/stream", headers=headers, timeout=timeout
-        ) as response:
-            yield response
+        )
 
 
 class Services:

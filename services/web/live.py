@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
@@ -85,6 +86,7 @@ async def _until(lines: AsyncIterator[str], closing: asyncio.Event) -> AsyncIter
     """The lines, until they end or `closing` is set."""
     iterator = lines.__aiter__()
     closed = asyncio.ensure_future(closing.wait())
+    line: asyncio.Future[str] | None = None
     try:
         while True:
             line = asyncio.ensure_future(iterator.__anext__())
@@ -100,19 +102,38 @@ async def _until(lines: AsyncIterator[str], closing: asyncio.Event) -> AsyncIter
                 return
     finally:
         closed.cancel()
+        # Cancelled while it waits (the browser went away), the read it waits on must not
+        # outlive it: left running, it fails once the upstream is closed, unretrieved.
+        if line is not None and not line.done():
+            line.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
+                await line
 
 
-async def relay(
+def relay(
     notify: NotifyClient,
     token: str,
     last_event_id: str | None,
     render: Callable[[InboxItem], str],
     closing: asyncio.Event,
 ) -> AsyncIterator[str]:
-    """The browser's event stream: notify's notifications as rendered inbox items."""
+    """The browser's event stream: notify's notifications as rendered inbox items.
+
+    The upstream request is made up now, in the request's context (its X-Forwarded-For
+    and request id); it is opened once the body runs, and closed when the body ends:
+    also when the browser goes away, as the body is cancelled and closed then.
+    """
+    return _relay(notify.stream(token, last_event_id), render, closing)
+
+
+async def _relay(
+    upstream: AbstractAsyncContextManager[httpx.Response],
+    render: Callable[[InboxItem], str],
+    closing: asyncio.Event,
+) -> AsyncIterator[str]:
     yield f"retry: {RETRY_MS}\n\n"
     try:
-        async with notify.stream(token, last_event_id) as response:
+        async with upstream as response:
             if response.status_code in (401, 403):
                 yield sse("signed-out", "sign in again for live alerts")
                 return

@@ -10,11 +10,12 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Form, Header, Path, Query, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 
 from shared.auth import Principal, issue_token
 from shared.errors import ApiError
 from shared.logging import get_logger
+from shared.sse import EventStream
 
 from .clients import ApiProblem, InboxItem, Place, QuestionPage, Related, Tally, Taxonomy
 from .context import CsrfRefused, SignInRequired, Web
@@ -524,11 +525,9 @@ async def inbox_stream(
         render,
         web.relays.closing,
     )
-    return StreamingResponse(
-        body,
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    # Its body is pumped after the request stack has unwound (shared/sse.py): what it
+    # needs from the request (the token, X-Forwarded-For, the request id) it took above.
+    return EventStream(body, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 # --- moderation (admins) ------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """End to end (issue 11): a live inbox stream ends when its token expires and a fresh
-token resumes it; one user holds at most a set number of streams (more get 429). notify
-runs as a process on its own redis-server."""
+token resumes it; one user holds at most a set number of streams (more get 429); a
+browser leaving the web's relay closes the relay's stream at notify. notify (and the
+web) run as processes, notify on its own redis-server."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support import RedisServer, ServiceProcess, auth, token
+from askdoc_cli import launcher
+from tests.support import RedisServer, ServiceProcess, auth, free_port, token
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +84,51 @@ def test_one_user_holds_at_most_the_set_number_of_streams(notify: ServiceProcess
                 assert again.status_code == 200
                 break
         time.sleep(0.2)
+
+
+def _upstream_slot(url: str, headers: dict[str, str]) -> int:
+    """The status of one more stream of this user's straight at notify (closed at once)."""
+    with httpx.stream("GET", url, headers=headers, timeout=10) as reply:
+        return reply.status_code
+
+
+def test_a_browser_leaving_the_webs_relay_closes_its_stream_at_notify(
+    notify: ServiceProcess,
+) -> None:
+    url = f"{notify.url}/inbox/stream"
+    mine = auth("dr-leaving", "doctor")
+    # The web's other backends are not needed for the live inbox: a closed port each.
+    nowhere = f"http://{launcher.HOST}:{free_port()}"
+    urls = {"questions": nowhere, "answers": nowhere, "votes": nowhere, "notify": notify.url}
+    web = ServiceProcess("web", "redis://127.0.0.1:1/0", **launcher.peer_env("web", urls))
+    web.start(timeout=120)
+    try:
+        browsers = [httpx.Client(base_url=web.url, timeout=10) for _ in range(2)]
+        readers = []  # a dropped line iterator would close its stream
+        with contextlib.ExitStack() as open_streams:
+            for browser in browsers:
+                open_streams.callback(browser.close)
+                assert browser.post("/session", headers=mine).status_code == 200
+                held = open_streams.enter_context(browser.stream("GET", "/inbox/stream"))
+                assert held.status_code == 200
+                assert held.headers["content-type"].startswith("text/event-stream")
+                assert held.headers["cache-control"] == "no-cache"
+                assert held.headers["x-accel-buffering"] == "no"
+                readers.append(held.iter_lines())
+                assert next(readers[-1]).startswith("retry:")
+            # Both relays hold a stream at notify: the user's two slots are taken.
+            deadline = time.monotonic() + 10
+            while _upstream_slot(url, mine) != 429:
+                assert time.monotonic() < deadline, "the relays never opened notify's stream"
+                time.sleep(0.2)
+        # The browsers have gone (their connections closed): the relays close theirs.
+        deadline = time.monotonic() + 10
+        while (status := _upstream_slot(url, mine)) != 200:
+            assert status == 429
+            assert time.monotonic() < deadline, (
+                "a relay kept notify's stream after its browser left"
+            )
+            time.sleep(0.2)
+        assert "never retrieved" not in web.logs(), "a relay left a read of notify's running"
+    finally:
+        web.terminate(10)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
+import httpx
 import pytest
 from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.requests import Request
 
+from services.web.app import create_app
 from services.web.live import parse_events, sse
 from services.web.routes import _location
 from services.web.session import COOKIE, Session, Sessions
@@ -115,3 +119,108 @@ def test_a_typed_location_becomes_the_apis_location(
 ) -> None:
     got, message = _location(text)
     assert got == place and bool(message) is error
+
+
+class _HeldOpen(httpx.AsyncByteStream):
+    """notify's side of a live stream: a heartbeat, one notification, then held open."""
+
+    def __init__(self) -> None:
+        self.closed = asyncio.Event()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b"retry: 3000\n: connected\n\n"
+        yield b'id: n1\nevent: notification\ndata: {"id": "n1", "kind": "digest"}\n\n'
+        await asyncio.Event().wait()
+        yield b""  # never reached
+
+    async def aclose(self) -> None:
+        self.closed.set()
+
+
+async def _call(app: Any, cookie: str | None) -> tuple[asyncio.Task[None], list[Any], Any]:
+    """GET /inbox/stream as a browser at 203.0.113.7 would: the app's task, what it sent,
+    and the event that makes the browser leave."""
+    sent: list[Any] = []
+    leave = asyncio.Event()
+    requested = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await leave.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    headers = [(b"host", b"web.test")]
+    if cookie:
+        headers.append((b"cookie", f"{COOKIE}={cookie}".encode()))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/inbox/stream",
+        "raw_path": b"/inbox/stream",
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("203.0.113.7", 50000),
+        "server": ("web.test", 80),
+    }
+    return asyncio.create_task(app(scope, receive, send)), sent, leave
+
+
+async def test_the_live_relay_passes_notify_on_and_closes_it_when_the_browser_leaves() -> None:
+    app = create_app(_settings())
+    web = app.state.web
+    upstream = _HeldOpen()
+    asked: list[httpx.Request] = []
+
+    async def notify(request: httpx.Request) -> httpx.Response:
+        asked.append(request)
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=upstream)
+
+    await web.services.stream_http.aclose()
+    web.services.notify.stream_http = httpx.AsyncClient(transport=httpx.MockTransport(notify))
+    try:
+        task, sent, _ = await _call(app, None)
+        await asyncio.wait_for(task, 5)
+        assert sent[0]["status"] == 401 and not asked, "no session, no stream"
+
+        session = await web.sessions.read(_request(None))
+        await web.sessions.sign_in(session, token("dr-live", "doctor"))
+        task, sent, leave = await _call(app, _cookie(web.sessions, session))
+
+        def body() -> str:
+            return "".join(m.get("body", b"").decode() for m in sent[1:])
+
+        async def until_item() -> None:
+            while 'id="n-n1"' not in body():
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(until_item(), 5)
+        start = dict(sent[0]["headers"])
+        assert sent[0]["status"] == 200
+        assert start[b"content-type"].startswith(b"text/event-stream")
+        assert start[b"cache-control"] == b"no-cache"
+        assert start[b"x-accel-buffering"] == b"no"
+        assert body().startswith("retry: 3000\n\n: heartbeat\n\nid: n1\nevent: notification\n")
+        # Taken while the request was handled, though notify's stream opens after.
+        assert asked[0].headers["authorization"].startswith("Bearer ")
+        assert asked[0].headers["x-forwarded-for"] == "203.0.113.7"
+        assert asked[0].headers["x-request-id"] == start[b"x-request-id"].decode()
+        assert not upstream.closed.is_set()
+
+        leave.set()  # the browser goes away
+        await asyncio.wait_for(task, 5)
+        assert upstream.closed.is_set(), "notify's stream outlived the browser's"
+        await asyncio.sleep(0)
+        others = asyncio.all_tasks() - {asyncio.current_task()}
+        assert not others, f"left running: {others}"
+    finally:
+        await web.services.aclose()
