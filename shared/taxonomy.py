@@ -10,7 +10,7 @@ import tomllib
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib.resources import files
 from typing import Any
 
@@ -105,6 +105,12 @@ def is_topic(slug: str) -> bool:
     return slug in vocabulary().topic_by_slug
 
 
+#: Names and slugs asked for repeat (the vocabulary is small): their slugs are remembered,
+#: a bounded few, so that arbitrary input cannot grow the cache.
+SLUG_CACHE = 4096
+
+
+@lru_cache(maxsize=SLUG_CACHE)
 def normalize_slug(text: str) -> str:
     """Turn a display name into a slug: "Facial Asymmetry" -> "facial-asymmetry"."""
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()

