@@ -24,6 +24,42 @@ from tests.support import RedisServer, auth, free_port, register_doctor, running
 SECRET = "whsec_YXNrZG9jLXRlc3Qtd2ViaG9vay1zZWNyZXQtMDAwMDA="
 
 
+def exporting_to(collector_url: str) -> dict[str, str]:
+    """A service's settings to export its spans to the test's collector, quickly."""
+    return {
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector_url,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+    }
+
+
+def ask_a_traced_doctor(procs: dict[str, Any], hooks: WebhookReceiver, name: str) -> str:
+    """Register doctor `dr-{name}` with a webhook at `/{name}`, post a question that
+    matches only them, and return its id."""
+    register_doctor(
+        procs["notify"].url,
+        f"dr-{name}",
+        name=f"Dr {name.replace('-', ' ').title()}",
+        webhook_url=hooks.url(f"/{name}"),
+        webhook_secret=SECRET,
+    )
+    posted = httpx.post(
+        f"{procs['questions'].url}/questions",
+        json={
+            "title": "Acne scars on my cheeks",
+            "body": "What helps with old acne scars?",
+            "topics": ["acne"],
+            "specialties": ["dermatology"],
+            "location": {"city": "Los Angeles", "state": "CA"},
+        },
+        headers=auth(f"patient-{name}"),
+        timeout=10,
+    )
+    assert posted.status_code == 201, posted.text
+    return str(posted.json()["id"])
+
+
 class Collector:
     """An OTLP/HTTP trace receiver on loopback keeping every span it is sent."""
 
@@ -87,10 +123,7 @@ def world() -> Iterator[dict[str, Any]]:
             running_services(
                 server.url,
                 ["questions", "notify"],
-                OTEL_TRACES_EXPORTER="otlp",
-                OTEL_EXPORTER_OTLP_ENDPOINT=collector.url,
-                OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
-                OTEL_BSP_SCHEDULE_DELAY="200",
+                **exporting_to(collector.url),
             ) as procs,
         ):
             yield {"server": server, "hooks": hooks, "collector": collector, "procs": procs}
@@ -103,27 +136,7 @@ def test_one_trace_links_the_post_the_xadd_the_handling_and_the_webhook(
     world: dict[str, Any],
 ) -> None:
     procs, hooks, collector = world["procs"], world["hooks"], world["collector"]
-    register_doctor(
-        procs["notify"].url,
-        "dr-traced",
-        name="Dr Traced",
-        webhook_url=hooks.url("/traced"),
-        webhook_secret=SECRET,
-    )
-    posted = httpx.post(
-        f"{procs['questions'].url}/questions",
-        json={
-            "title": "Acne scars on my cheeks",
-            "body": "What helps with old acne scars?",
-            "topics": ["acne"],
-            "specialties": ["dermatology"],
-            "location": {"city": "Los Angeles", "state": "CA"},
-        },
-        headers=auth("patient-traced"),
-        timeout=10,
-    )
-    assert posted.status_code == 201, posted.text
-    qid = posted.json()["id"]
+    qid = ask_a_traced_doctor(procs, hooks, "traced")
 
     [hook] = wait_for(lambda: hooks.to("/traced"), timeout=60, what="the webhook")
     version, trace_id, parent_id, flags = hook.headers["traceparent"].split("-")

@@ -11,25 +11,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
-
 from shared import streams
-from tests.e2e.test_tracing import SECRET, Collector
+from tests.e2e.test_tracing import Collector, ask_a_traced_doctor, exporting_to
 from tests.receivers import WebhookReceiver
-from tests.support import RedisServer, auth, register_doctor, running_services, wait_for
+from tests.support import RedisServer, running_services, wait_for
 
 
 def test_a_batch_alerts_outbox_entry_carries_the_questions_trace_to_the_webhook() -> None:
     server = RedisServer().start()
     hooks = WebhookReceiver().start()
-    traced = {
-        "OTEL_TRACES_EXPORTER": "otlp",
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-        "OTEL_BSP_SCHEDULE_DELAY": "200",
-    }
     try:
         with Collector() as collector:
-            endpoint = {**traced, "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url}
+            endpoint = exporting_to(collector.url)
             with running_services(
                 server.url,
                 ["questions", "notify", "notify.delivery"],
@@ -48,27 +41,7 @@ def test_a_batch_alerts_outbox_entry_carries_the_questions_trace_to_the_webhook(
 def check_the_trace(
     server: RedisServer, hooks: WebhookReceiver, collector: Collector, procs: dict[str, Any]
 ) -> None:
-    register_doctor(
-        procs["notify"].url,
-        "dr-batch-traced",
-        name="Dr Batch Traced",
-        webhook_url=hooks.url("/batch-traced"),
-        webhook_secret=SECRET,
-    )
-    posted = httpx.post(
-        f"{procs['questions'].url}/questions",
-        json={
-            "title": "Acne scars on my cheeks",
-            "body": "What helps with old acne scars?",
-            "topics": ["acne"],
-            "specialties": ["dermatology"],
-            "location": {"city": "Los Angeles", "state": "CA"},
-        },
-        headers=auth("patient-batch-traced"),
-        timeout=10,
-    )
-    assert posted.status_code == 201, posted.text
-    qid = posted.json()["id"]
+    qid = ask_a_traced_doctor(procs, hooks, "batch-traced")
     client = server.client()
     [event] = [
         json.loads(f["__data__"])
