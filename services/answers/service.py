@@ -249,6 +249,10 @@ class AnswersService:
             raise AnswerNotFound(f"no answer {command.answer_id!r}")
         if answer["doctor"]["id"] != command.doctor_id:
             raise NotYourAnswer("only the doctor who wrote an answer may edit it")
+        card = await self.store.doctor_card(command.doctor_id)
+        if card is not None and not card.get("verified"):
+            # a suspended doctor's answers stay, unmarked; their text no longer changes
+            raise DoctorNotVerified("only verified doctors may edit their answers")
         headline, body = domain.clean_answer(
             answer.get("headline") if command.headline is KEEP else command.headline,
             answer["body"] if command.body is KEEP else command.body,

@@ -107,9 +107,12 @@ class AnswerStore:
         return [json.loads(r) for r in await self.redis.lrange(self._revisions(aid), 0, -1)]
 
     async def get(self, aid: str) -> dict[str, Any] | None:
-        """A stored answer, or None."""
+        """A stored answer (its doctor's card showing their verification now), or None."""
         raw = await self.redis.get(self._answer(aid))
-        return json.loads(raw) if raw else None
+        if not raw:
+            return None
+        [answer] = await self._verified_now([json.loads(raw)])
+        return answer
 
     async def answers_of(self, qid: str) -> list[dict[str, Any]] | None:
         """A question's shown answers, oldest first; None if the question is unknown."""
@@ -126,7 +129,24 @@ class AnswerStore:
         for aid in ids:
             pipe.hget(self._moderation(aid), "hidden")
         raws, *hidden = await pipe.execute()
-        return [json.loads(r) for r, h in zip(raws, hidden, strict=True) if r and h != "1"]
+        answers = [json.loads(r) for r, h in zip(raws, hidden, strict=True) if r and h != "1"]
+        return await self._verified_now(answers)
+
+    async def _verified_now(self, answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The answers with each doctor's card showing their verification now, not when they
+        answered: a suspended doctor's answers lose the mark (no card known: as answered)."""
+        doctors = list(dict.fromkeys(a["doctor"]["id"] for a in answers))
+        if not doctors:
+            return answers
+        pipe = self.redis.pipeline(transaction=False)
+        for doctor_id in doctors:
+            pipe.hget(self._doctor(doctor_id), "card")
+        cards = dict(zip(doctors, await pipe.execute(), strict=True))
+        for answer in answers:
+            card = cards[answer["doctor"]["id"]]
+            if card is not None:
+                answer["doctor"]["verified"] = bool(json.loads(card).get("verified"))
+        return answers
 
     async def is_hidden(self, item_id: str, kind: ItemKind = "answer") -> bool:
         """Whether moderators hid the answer (or the question)."""

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from shared.consumer import EventConsumer
-from shared.events import AnswerEdited, AnswerPosted, ItemFlagged, ModerationDecided, VoteCast
+from shared.events import (
+    AnswerEdited,
+    AnswerPosted,
+    DoctorProfileChanged,
+    ItemFlagged,
+    ModerationDecided,
+    VoteCast,
+)
 
 from .moderation.service import ModerationService
 from .service import QuestionsService
@@ -12,7 +19,8 @@ from .service import QuestionsService
 def register(
     consumer: EventConsumer, service: QuestionsService, moderation: ModerationService
 ) -> None:
-    """Subscribe the page read model to answers and votes, the queue to flags and decisions."""
+    """Subscribe the page read model to answers, votes and doctors' status, the queue to
+    flags and decisions."""
 
     @consumer.on(AnswerPosted)
     async def on_answer_posted(event: AnswerPosted) -> None:
@@ -25,6 +33,10 @@ def register(
     @consumer.on(AnswerEdited)
     async def on_answer_edited(event: AnswerEdited) -> None:
         await service.on_answer_edited(event)
+
+    @consumer.on(DoctorProfileChanged)
+    async def on_doctor_profile_changed(event: DoctorProfileChanged) -> None:
+        await service.on_doctor_profile_changed(event)
 
     @consumer.on(ItemFlagged)
     async def on_item_flagged(event: ItemFlagged) -> None:

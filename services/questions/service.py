@@ -16,6 +16,7 @@ from shared.events import (
     AnswerAccepted,
     AnswerEdited,
     AnswerPosted,
+    DoctorProfileChanged,
     Location,
     QuestionEdited,
     QuestionFollowed,
@@ -185,6 +186,10 @@ class QuestionStorePort(Protocol):
 
     async def edit_answer(self, event: AnswerEdited) -> None:
         """Show an answer's edited text on its page."""
+        ...
+
+    async def set_doctor_verified(self, doctor_id: str, version: int, verified: bool) -> None:
+        """Record a doctor's verification now; their answers' cards show it."""
         ...
 
     async def edit(
@@ -594,6 +599,12 @@ class QuestionsService:
         """Show the answer's edited text on its question's page (newest revision wins)."""
         await self.store.edit_answer(event)
         log.info("page_answer_edited", answer_id=event.answer_id, revision=event.revision)
+
+    async def on_doctor_profile_changed(self, event: DoctorProfileChanged) -> None:
+        """Keep whether the doctor is verified now: their answers' cards show it."""
+        verified = event.status == "verified"
+        await self.store.set_doctor_verified(event.doctor_id, event.profile_version, verified)
+        log.info("page_doctor_status", doctor_id=event.doctor_id, verified=verified)
 
     async def on_vote_cast(self, event: VoteCast) -> None:
         """Keep the page's tally of the answer (newest tally wins)."""

@@ -122,6 +122,14 @@ class QuestionStore:
     def _tally(self, aid: str) -> str:
         return f"{self.tag}:tally:{aid}"
 
+    def _doctor(self, doctor_id: str) -> str:
+        # the doctor's verification now (from doctor-profile-changed): `verified`, version
+        return f"{self.tag}:doctor:{doctor_id}"
+
+    def _doctor_questions(self, doctor_id: str) -> str:
+        # the questions a doctor answered: their pages change when the doctor's status does
+        return f"{self.tag}:doctor:{doctor_id}:questions"
+
     def _index(self, kind: str, slug: str = "") -> str:
         return f"{self.tag}:idx:{kind}:{slug}" if slug else f"{self.tag}:idx:{kind}"
 
@@ -271,16 +279,26 @@ class QuestionStore:
         answers = [json.loads(a) for a in answer_raws]
         tallies: dict[str, tuple[int, int]] = {}
         if answers:
+            doctors = list(dict.fromkeys(a["doctor"]["id"] for a in answers))
             pipe = self.redis.pipeline(transaction=False)
             pipe.hmget(visibility_key(self.tag, "answer"), [a["id"] for a in answers])
+            for doctor_id in doctors:
+                pipe.hget(self._doctor(doctor_id), "verified")
             for answer in answers:
                 pipe.hmget(self._tally(answer["id"]), "helpful", "unhelpful")
-            hidden_answers, *counts = await pipe.execute()
+            hidden_answers, *rest = await pipe.execute()
+            verified_now = dict(zip(doctors, rest[: len(doctors)], strict=True))
+            counts = rest[len(doctors) :]
             shown = []
             for answer, gone, (helpful, unhelpful) in zip(
                 answers, hidden_answers, counts, strict=True
             ):
                 if not gone:
+                    # The card shows the doctor's verification now, not when they answered:
+                    # a suspended doctor's answers lose the mark (none known: as answered).
+                    now = verified_now[answer["doctor"]["id"]]
+                    if now is not None:
+                        answer["doctor"]["verified"] = now == "1"
                     shown.append(answer)
                     tallies[answer["id"]] = (int(helpful or 0), int(unhelpful or 0))
             answers = shown
@@ -313,7 +331,19 @@ class QuestionStore:
             "created_at": event.created_at.isoformat(),
             "doctor": event.doctor.model_dump(),
         }
-        await self._page_write(event.question_id, event.answer_id, answer)
+        await self._page_write(event.question_id, event.answer_id, answer, event.doctor.id)
+
+    async def set_doctor_verified(self, doctor_id: str, version: int, verified: bool) -> None:
+        """Record whether a doctor is verified now (newest profile version wins), and bump
+        the pages of the questions they answered so those are built again with it."""
+        qids = await self.redis.smembers(self._doctor_questions(doctor_id))
+        txn = Txn().set_if_newer(
+            self._doctor(doctor_id), "profile_version", version, {"verified": int(verified)}
+        )
+        # A bump the version check made needless only costs a rebuild of the page.
+        for qid in sorted(qids):
+            txn.call("INCR", self._page_version(qid))
+        await self.committer.commit(txn)
 
     async def edit_answer(self, event: AnswerEdited) -> None:
         """Show an answer's edited text on its page; an older revision never wins.
@@ -337,10 +367,15 @@ class QuestionStore:
         )
         await self._page_write(event.question_id, event.answer_id, answer)
 
-    async def _page_write(self, qid: str, aid: str, answer: dict[str, Any]) -> None:
-        """Store one answer of a page and bump the page's version, in one transaction."""
+    async def _page_write(
+        self, qid: str, aid: str, answer: dict[str, Any], doctor_id: str | None = None
+    ) -> None:
+        """Store one answer of a page and bump the page's version, in one transaction;
+        with `doctor_id`, remember the question among that doctor's answered ones."""
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(self._answers(qid), aid, json.dumps(answer))
+        if doctor_id is not None:
+            pipe.sadd(self._doctor_questions(doctor_id), qid)
         pipe.incr(self._page_version(qid))
         await pipe.execute()
 

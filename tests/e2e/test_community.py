@@ -309,3 +309,68 @@ def test_the_asker_of_a_question_from_before_following_is_counted_and_may_unfoll
     time.sleep(1)  # time for an alert to the asker, were one still due
     assert [a["answer_id"] for a in new_answers(notify, "fan-old")] == [aid]
     assert new_answers(notify, "pat-old") == []
+
+
+def test_a_suspended_doctors_answers_lose_the_verified_mark_and_cannot_be_edited(
+    world: dict[str, Any],
+) -> None:
+    urls = world["urls"]
+    q, a, n = urls["questions"], urls["answers"], urls["notify"]
+    register(n, "dr-suspended")
+    qid = ask(q, "pat-suspended")
+    aid = answer(a, qid, "dr-suspended")
+    page_url, listing_url = f"{q}/questions/{qid}", f"{a}/questions/{qid}/answers"
+
+    def marks() -> tuple[list[bool], list[bool], bool]:
+        page = httpx.get(page_url, timeout=10).json()["answers"]
+        listing = httpx.get(listing_url, timeout=10).json()["items"]
+        one = httpx.get(f"{a}/answers/{aid}", timeout=10).json()
+        return (
+            [x["doctor"]["verified"] for x in page],
+            [x["doctor"]["verified"] for x in listing],
+            one["doctor"]["verified"],
+        )
+
+    wait_for(lambda: marks()[0] == [True], timeout=30, what="the answer on its page")
+    assert marks() == ([True], [True], True)
+
+    def set_status(status: str) -> None:
+        reply = httpx.put(
+            f"{n}/doctors/dr-suspended/status",
+            json={"status": status},
+            headers=auth("admin-1", "admin"),
+            timeout=10,
+        )
+        assert reply.status_code == 200, reply.text
+
+    # Suspended: the page, the listing and the answer itself show no verified mark.
+    set_status("suspended")
+    wait_for(
+        lambda: marks() == ([False], [False], False),
+        timeout=30,
+        what="the suspension on the page and the listing",
+    )
+    edit = httpx.patch(
+        f"{a}/answers/{aid}",
+        json={"body": EDITED},
+        headers=auth("dr-suspended", "doctor"),
+        timeout=10,
+    )
+    assert edit.status_code == 403, edit.text
+    assert edit.json()["error"]["code"] == "doctor_not_verified"
+    assert httpx.get(page_url, timeout=10).json()["answers"][0]["body"] == ANSWER
+
+    # Verified again: the mark is back, and the doctor may edit.
+    set_status("verified")
+    wait_for(
+        lambda: marks() == ([True], [True], True),
+        timeout=30,
+        what="the verification back on the page and the listing",
+    )
+    edit = httpx.patch(
+        f"{a}/answers/{aid}",
+        json={"body": EDITED},
+        headers=auth("dr-suspended", "doctor"),
+        timeout=10,
+    )
+    assert edit.status_code == 200, edit.text

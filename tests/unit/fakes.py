@@ -81,6 +81,8 @@ class FakeQuestionStore:
         self.page_versions: dict[str, int] = {}
         self.built_pages: dict[str, tuple[str, str, bytes]] = {}
         self.reads: dict[str, int] = {}
+        # doctor -> (profile version, verified now)
+        self.doctors: dict[str, tuple[int, bool]] = {}
 
     def _changed(self, qid: str) -> None:
         self.page_versions[qid] = self.page_versions.get(qid, 0) + 1
@@ -123,9 +125,21 @@ class FakeQuestionStore:
         doc = self.questions.get(qid)
         if doc is None:
             return None, [], {}
-        answers = list(self.answers.get(qid, {}).values())
+        answers = [
+            {**a, "doctor": {**a["doctor"], "verified": self.doctors[a["doctor"]["id"]][1]}}
+            if a["doctor"]["id"] in self.doctors
+            else a
+            for a in self.answers.get(qid, {}).values()
+        ]
         tallies = {a["id"]: self.tallies[a["id"]][:2] for a in answers if a["id"] in self.tallies}
         return doc, answers, tallies
+
+    async def set_doctor_verified(self, doctor_id: str, version: int, verified: bool) -> None:
+        if version > self.doctors.get(doctor_id, (0, False))[0]:
+            self.doctors[doctor_id] = (version, verified)
+        for qid, answers in self.answers.items():
+            if any(a["doctor"]["id"] == doctor_id for a in answers.values()):
+                self._changed(qid)
 
     async def list_ids(
         self, kind: str, slug: str, after: str | None, count: int
@@ -307,7 +321,11 @@ class FakeAnswerStore:
         return list(self.revision_log.get(aid, []))
 
     def _public(self, stored: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in stored.items() if k != "_ms"}
+        public = {k: v for k, v in stored.items() if k != "_ms"}
+        card = self.doctors.get(public["doctor"]["id"])
+        if card is not None:  # the doctor's verification now, as the store shows it
+            public["doctor"] = {**public["doctor"], "verified": bool(card[1].get("verified"))}
+        return public
 
     async def get(self, aid: str) -> dict[str, Any] | None:
         stored = self.answers.get(aid)
