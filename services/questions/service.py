@@ -397,6 +397,9 @@ class QuestionsService:
             for r in ranked
         ]
         page["answer_count"] = len(ranked)
+        if not any(a["accepted"] for a in page["answers"]):
+            # a pick the moderators hid is not shown, nor named
+            page.pop("accepted_answer_id", None)
         if ranked:
             page["status"] = "answered"
         page["disclaimer"] = domain.DISCLAIMER

@@ -431,3 +431,47 @@ def test_admins_dismiss_harmless_flags_the_item_stays_and_a_new_flag_reopens_it(
     )
     assert len(told) == 1
     assert inbox(n, "pat-dismiss", "patient", "item-restored") == []
+
+
+def test_a_hidden_pick_is_neither_shown_nor_named_and_comes_back_restored(
+    world: dict[str, Any],
+) -> None:
+    urls = world["urls"]
+    q, a, n = urls["questions"], urls["answers"], urls["notify"]
+    register(n, "dr-hidden-pick")
+    qid = ask(q, "pat-hidden-pick")
+    aid = answer(a, qid, "dr-hidden-pick")
+    page_url = f"{q}/questions/{qid}"
+    wait_for(
+        lambda: httpx.get(page_url, timeout=10).json()["answer_count"] == 1,
+        timeout=30,
+        what="the answer on the page",
+    )
+    picked = httpx.put(
+        f"{page_url}/accepted-answer",
+        json={"answer_id": aid},
+        headers=auth("pat-hidden-pick"),
+        timeout=10,
+    )
+    assert picked.status_code == 200, picked.text
+    assert picked.json()["accepted_answer_id"] == aid
+
+    decision_url = f"{q}/moderation/questions/{qid}/answers/{aid}"
+    decide(decision_url, "hidden", "spam")
+    page = wait_for(
+        lambda: (p := httpx.get(page_url, timeout=10).json())["answer_count"] == 0 and p,
+        timeout=30,
+        what="the hiding on the page",
+    )
+    assert page["answers"] == []
+    assert "accepted_answer_id" not in page
+    assert aid not in json.dumps(page)
+
+    decide(decision_url, "restored")
+    page = wait_for(
+        lambda: (p := httpx.get(page_url, timeout=10).json())["answer_count"] == 1 and p,
+        timeout=30,
+        what="the restore on the page",
+    )
+    assert page["accepted_answer_id"] == aid
+    assert [(x["id"], x["accepted"]) for x in page["answers"]] == [(aid, True)]
