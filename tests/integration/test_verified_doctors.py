@@ -220,6 +220,17 @@ def test_pending_verified_suspended_decide_alerts_and_answers(world: dict[str, A
     ask(server, "q-4")
     assert handled(world, "q-4") == {"dr-control", doctor}
 
+    # Suspended with the CLI too: the event says so, and answers refuse again.
+    off = askdoc("doctors", "suspend", doctor, "--notify-url", world["notify"], "--json")
+    assert off.returncode == 0, off.stderr
+    assert json.loads(off.stdout)["status"] == "suspended"
+    assert httpx.get(url).json()["verified"] is False
+    assert [e.get("status") for e in profile_events(server, doctor)][-2:] == [
+        "verified",
+        "suspended",
+    ]
+    answers_sees(world, "q-4", doctor, "doctor_not_verified")
+
 
 def test_the_import_sets_npi_and_status(world: dict[str, Any], tmp_path: Path) -> None:
     path = tmp_path / "doctors.csv"
