@@ -278,14 +278,20 @@ async def require_user(request: Request) -> Principal:
 
 
 async def require_stream_user(request: Request) -> Principal:
-    """The signed-in user of a streaming route: bearer header, or `access_token` in the
-    query for a browser's EventSource, which cannot send headers."""
-    if request.headers.get("authorization"):
-        return await require_user(request)
-    token = request.query_params.get("access_token")
-    if not token:
-        raise ApiError(401, "unauthenticated", "sign in: a bearer token is required")
-    return await principal_of(request, token)
+    """The signed-in user of a streaming route, by the Authorization header as everywhere.
+
+    A token in the query (`?access_token=`, as some EventSource clients send it) is
+    refused, not ignored: a URL ends up in proxy logs and browser histories. Browsers
+    reach the stream through the web, which relays it with the header.
+    """
+    if "access_token" in request.query_params:
+        raise ApiError(
+            400,
+            "token_in_url",
+            "send the token as 'Authorization: Bearer <token>', never in the URL "
+            "(proxies and browser histories keep URLs); browsers use the web's /inbox/stream",
+        )
+    return await require_user(request)
 
 
 def require_role(*roles: Role) -> object:
