@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from services.notify.alerts.ports import AlertPort, AlertPrefs
-from services.notify.alerts.store import AlertChange, HeldEntry
+from services.notify.alerts.store import AlertChange, BatchOutcome, HeldEntry
 from services.notify.directory.domain import DoctorRow
 from services.notify.directory.service import ProfileStore
 from services.notify.inbox.domain import Notification
@@ -21,6 +21,10 @@ from services.notify.matching.service import DoctorIndex, FrozenMatches
 from shared import geo
 from shared.atomic import CommitResult
 from shared.events import DoctorProfileChanged
+
+#: The batch path (`on_questions_posted`) is two Lua scripts inside Redis, held to the
+#: per-question path these fakes serve by tests/integration/test_notify_batch.py.
+BATCH_PATH = "the batch path runs in Redis: see tests/integration/test_notify_batch.py"
 
 
 class FakeProfileStore:
@@ -179,6 +183,11 @@ class FakeDoctorIndex:
     async def rows(self, doctor_ids: Sequence[str]) -> dict[str, DoctorRow]:
         return {d: self.doctors[d][0] for d in doctor_ids if d in self.doctors}
 
+    async def match_batch(
+        self, questions: Sequence[dict[str, Any]], policy: dict[str, Any], rings: dict[str, Any]
+    ) -> list[tuple[str, str]]:
+        raise NotImplementedError(BATCH_PATH)
+
 
 class FakeFrozenMatches:
     """Frozen matches by question id; the first stored wins."""
@@ -238,6 +247,11 @@ class FakeAlertStore:
 
     async def commit_many(self, changes: Sequence[AlertChange]) -> list[bool]:
         return [await self.commit(c) for c in changes]
+
+    async def alert_batch(
+        self, header: dict[str, Any], questions: Sequence[tuple[str, str, str]]
+    ) -> list[BatchOutcome]:
+        raise NotImplementedError(BATCH_PATH)
 
     async def sent_counts(self, doctor_days: Sequence[tuple[str, str]]) -> list[int]:
         return [self.sent.get(pair, 0) for pair in doctor_days]
