@@ -56,24 +56,55 @@ local function num(text)
   return text * 1
 end
 
+-- A packed row: lat, lon, radius_km, rating, review_count and the length of tz as doubles
+-- (struct), then tz, then prefs (JSON)
+local ROW = '<dddddd'
+local ROW_SIZE = 48
+
+local function row_from_fields(id, key)
+  -- the row from the profile's fields, kept packed for the next calls; false when gone
+  local v = redis.call('HMGET', prefix .. ':doc:' .. id, unpack(FIELDS))
+  if not v[1] or not v[2] or v[1] == '' or v[2] == '' then return false end
+  local lat, lon = v[1] * 1, v[2] * 1
+  local radius_km, rating, review_count = num(v[3]), num(v[4]), floor(num(v[5]))
+  local tz, prefs = v[6] or '', v[7] or ''
+  redis.call('SET', key, struct.pack(ROW, lat, lon, radius_km, rating, review_count, #tz)
+    .. tz .. prefs)
+  return {lat = lat, lon = lon, radius_km = radius_km, rating = rating,
+          review_count = review_count, tz = tz, prefs = prefs}
+end
+
 local rows = {}
 local function row_of(id)
-  -- a doctor's matching row, read once per call; false when gone (no place)
+  -- a doctor's matching row, read once per call: packed (doubles, nothing to parse) since
+  -- the first call that read the profile's fields (DirectoryStore.save drops it with any
+  -- change); false when gone (no place)
   local row = rows[id]
   if row == nil then
-    local v = redis.call('HMGET', prefix .. ':doc:' .. id, unpack(FIELDS))
-    if not v[1] or not v[2] or v[1] == '' or v[2] == '' then
-      row = false
+    local key = prefix .. ':mrow:' .. id
+    local packed = redis.call('GET', key)
+    if packed then
+      local lat, lon, radius_km, rating, review_count = struct.unpack(ROW, packed)
+      row = {lat = lat, lon = lon, radius_km = radius_km, rating = rating,
+             review_count = review_count, packed = packed}
     else
-      local lat = v[1] * 1
-      local phi = lat * RAD
-      row = {lat = lat, lon = v[2] * 1, radius_km = num(v[3]), rating = num(v[4]),
-             review_count = floor(num(v[5])), tz = v[6] or '', prefs = v[7] or '',
-             phi = phi, cos_phi = cos(phi)}
+      row = row_from_fields(id, key)
+    end
+    if row then
+      row.phi = row.lat * RAD
+      row.cos_phi = cos(row.phi)
     end
     rows[id] = row
   end
   return row
+end
+
+local function tz_prefs(row)
+  -- a matched doctor's zone and preferences (read out of the packed row only for them)
+  local packed = row.packed
+  if not packed then return row.tz, row.prefs end
+  local tz_end = ROW_SIZE + select(6, struct.unpack(ROW, packed))
+  return string.sub(packed, ROW_SIZE + 1, tz_end), string.sub(packed, tz_end + 1)
 end
 
 local counts = {}
@@ -292,10 +323,10 @@ for i = 1, #args.questions do
       .. ',"distance_km":' .. distance .. ',"rank":' .. rank .. ',"widened":' .. widened
       .. ',"radius_used_km":' .. radius .. ',"located":' .. tostring(located)
       .. ',"escalation":0,"waited":""}'
-    local row = rows[c.id]
+    local tz, prefs = tz_prefs(rows[c.id])
     -- prefs are JSON already: kept as they are, the alerts' script decodes them once
-    local prefs = row.prefs ~= '' and row.prefs or '{}'
-    doctors[rank] = id .. ':{"tz":' .. text(row.tz) .. ',"prefs":' .. prefs .. '}'
+    if prefs == '' then prefs = '{}' end
+    doctors[rank] = id .. ':{"tz":' .. text(tz) .. ',"prefs":' .. prefs .. '}'
   end
   reply[#reply + 1] = '[' .. table.concat(matches, ',') .. ']'
   reply[#reply + 1] = '{' .. table.concat(doctors, ',') .. '}'
