@@ -225,9 +225,9 @@ def test_a_saved_profile_change_reaches_the_batch_matching(redis_url: str) -> No
             for at, radius_km, cap in ((near, 5, None), (near, 50, 2), (there, 50, 2)):
                 await parts.directory.save_profile(profile(at, radius_km, cap))
                 ((matches, doctors),) = await parts.matcher.match_batch([question])
-                oracle = [asdict(m) for m in (await parts.matcher.search(question))[0]]
-                assert json.loads(matches) == oracle
-                seen.append((oracle, json.loads(doctors)))
+                oracle = (await parts.matcher.search(question))[0]
+                assert [Match(**m) for m in json.loads(matches)] == oracle
+                seen.append(([asdict(m) for m in oracle], json.loads(doctors)))
             return seen
         finally:
             await parts.stores.directory.redis.aclose()

@@ -294,7 +294,8 @@ end
 
 -- The matches are written in Match's field order, numbers and strings as cjson writes
 -- them: the same question matched again gives the same text (a redelivery compares it
--- with the frozen one).
+-- with the frozen one). Fields at Match's defaults (located, no escalation) are left out:
+-- less to write, store and decode.
 local reply = {}
 for i = 1, #args.questions do
   local q = args.questions[i]
@@ -321,8 +322,7 @@ for i = 1, #args.questions do
     local id = text(c.id)
     matches[rank] = '{"doctor_id":' .. id .. ',"specialty":' .. text(c.specialty)
       .. ',"distance_km":' .. distance .. ',"rank":' .. rank .. ',"widened":' .. widened
-      .. ',"radius_used_km":' .. radius .. ',"located":' .. tostring(located)
-      .. ',"escalation":0,"waited":""}'
+      .. ',"radius_used_km":' .. radius .. (located and '}' or ',"located":false}')
     local tz, prefs = tz_prefs(rows[c.id])
     -- prefs are JSON already: kept as they are, the alerts' script decodes them once
     if prefs == '' then prefs = '{}' end
