@@ -25,15 +25,6 @@ local RAD = math.pi / 180.0
 local widen, cap, min_matches, band_km = policy.widen, policy.cap, policy.min_matches,
   policy.band_km
 
-local function haversine_km(q, row)
-  -- shared.geo.haversine_km(q.lat, q.lon, row.lat, row.lon), operation for operation (same
-  -- libm, same doubles); each end's radians and cosine are computed once, not per pair
-  local dphi = row.phi - q.phi
-  local dlambda = (row.lon - q.lon) * RAD
-  local h = sin(dphi / 2) ^ 2 + q.cos_phi * row.cos_phi * sin(dlambda / 2) ^ 2
-  return 2 * EARTH_RADIUS_KM * asin(min(1.0, sqrt(h)))
-end
-
 local function round1(x)
   -- Python's round(x, 1): printf rounds the exact binary value, half to even, as it does
   return tonumber(format('%.1f', x))
@@ -122,7 +113,7 @@ local function near(q, radius_km, count)
   -- DirectoryStore.near, keeping of each doctor's specialties only the first in the
   -- question's order (all that matching reads of them), in first seen order
   local sp = q.sp
-  local found, order, truncated = {}, {}, false
+  local found, order, size, truncated = {}, {}, 0, false
   local radius17, count17 = format('%.17g', radius_km), count_arg(count)
   for s = 1, #sp do
     local slug = sp[s]
@@ -134,11 +125,12 @@ local function near(q, radius_km, count)
       local id = ids[i]
       if not found[id] then
         found[id] = slug
-        order[#order + 1] = id
+        size = size + 1
+        order[size] = id
       end
     end
   end
-  return found, order, truncated
+  return found, order, size, truncated
 end
 
 local function better(a, b)
@@ -206,18 +198,26 @@ local function search_rings(q)
   local seen = {}
   local radius_km, count = rings.first_km, rings.first_count
   local at_limit = radius_km >= rings.limit_km
+  local ex, q_lon, q_phi, q_cos_phi = q.ex, q.lon, q.phi, q.cos_phi
   while true do
-    local found, order, truncated = near(q, radius_km * 1.01, count)
-    local cands = {}
-    for i = 1, #order do
+    local found, order, size, truncated = near(q, radius_km * 1.01, count)
+    local cands, n = {}, 0
+    for i = 1, size do
       local id = order[i]
       -- each doctor is measured once per question, however many rings find them
       local c = seen[id]
       if c == nil then
-        local row = row_of(id)
+        local row = rows[id]
+        if row == nil then row = row_of(id) end
         c = false
-        if row and id ~= q.ex then
-          local distance = haversine_km(q, row)
+        if row and id ~= ex then
+          -- shared.geo.haversine_km(q.lat, q.lon, row.lat, row.lon), operation for operation
+          -- (same libm, same doubles), inline (it runs for every doctor a question meets);
+          -- each end's radians and cosine are computed once, by the question and the row
+          local dlambda = (row.lon - q_lon) * RAD
+          local h = sin((row.phi - q_phi) / 2) ^ 2
+            + q_cos_phi * row.cos_phi * sin(dlambda / 2) ^ 2
+          local distance = 2 * EARTH_RADIUS_KM * asin(min(1.0, sqrt(h)))
           c = {id = id, distance_km = distance, radius_km = row.radius_km,
                rating = row.rating, review_count = row.review_count,
                band = floor(distance / band_km)}
@@ -227,7 +227,8 @@ local function search_rings(q)
       if c and (c.distance_km <= radius_km or at_limit) then
         -- this ring may find them under more of the question's specialties
         c.specialty = found[id]
-        cands[#cands + 1] = c
+        n = n + 1
+        cands[n] = c
       end
     end
     local best, kept = match_doctors(cands)
