@@ -7,7 +7,7 @@ import contextlib
 import gc
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import uvicorn
@@ -68,6 +68,9 @@ class ServiceRuntime:
         self._broker_started = False
         # Blocking set-up (e.g. loading the gazetteer) run in a thread before readiness.
         self.warmups: list[Callable[[], Any]] = []
+        # Redis set-up run once connected, before readiness (e.g. moving data to a new
+        # layout); each is idempotent, and runs again from the start if Redis fails.
+        self.startups: list[Callable[[], Awaitable[Any]]] = []
 
     def _declare_publishers(self) -> None:
         # Events are written by Lua scripts (atomically with state), not broker.publish;
@@ -94,6 +97,8 @@ class ServiceRuntime:
             try:
                 await self.redis.ping()
                 await self.consumer.ensure_groups()
+                for startup in self.startups:
+                    await startup()
                 if self.consumer.subscriptions:
                     self.polls.watch(self.broker)
                     await self.broker.start()
