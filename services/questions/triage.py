@@ -395,11 +395,15 @@ class Triage:
 
 #: Every rule's screens in one pattern: a text it does not match fires no rule, so most
 #: questions (no sign at all) take one search instead of every rule's (triage was a tenth
-#: of a POST /questions).
-_SCREEN = re.compile(
-    "|".join(
+#: of a POST /questions). Every sign starts a word (its patterns begin with \b and a
+#: letter), so the search tries the signs only where a word starts: twice as fast on a
+#: long question, and the same matches.
+SCREEN = re.compile(
+    r"\b(?=\w)(?:"
+    + "|".join(
         f"(?:{p})" for p in dict.fromkeys(p.pattern for r in RED_FLAG_RULES for p in r.screens())
     )
+    + ")"
 )
 NOT_URGENT = Triage(urgent=False)
 
@@ -407,13 +411,17 @@ NOT_URGENT = Triage(urgent=False)
 def triage(title: str, body: str) -> Triage:
     """Check a question's title and body against the red-flag rules."""
     readings = _readings(f"{title}\n{body}")
-    if not any(_SCREEN.search(text) for text in readings):
+    if not any(SCREEN.search(text) for text in readings):
         return NOT_URGENT
-    return full_triage(readings)
+    return _every_rule(readings)
 
 
-def full_triage(readings: tuple[str, ...]) -> Triage:
-    """Every rule against every reading of the text (what `triage` does past its screen)."""
+def full_triage(title: str, body: str) -> Triage:
+    """`triage` without its screen: every rule run (what the screen must never change)."""
+    return _every_rule(_readings(f"{title}\n{body}"))
+
+
+def _every_rule(readings: tuple[str, ...]) -> Triage:
     flags = tuple(
         rule.name for rule in RED_FLAG_RULES if any(rule.fires(text) for text in readings)
     )
