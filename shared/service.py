@@ -7,7 +7,7 @@ import contextlib
 import gc
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import uvicorn
@@ -78,6 +78,9 @@ class ServiceRuntime:
         # Redis set-up run once connected, before readiness (e.g. moving data to a new
         # layout); each is idempotent, and runs again from the start if Redis fails.
         self.startups: list[Callable[[], Awaitable[Any]]] = []
+        # Work started once ready, beside the stream watchers, and cancelled at stop
+        # (e.g. running a data move again while a rolling deploy finishes).
+        self.background: list[Callable[[], Coroutine[Any, Any, None]]] = []
 
     def _declare_publishers(self) -> None:
         # Events are written by Lua scripts (atomically with state), not broker.publish;
@@ -137,6 +140,9 @@ class ServiceRuntime:
         self._tasks.append(asyncio.create_task(self._trim_streams(), name="trim"))
         if self.relay is not None:
             self._tasks.append(asyncio.create_task(self.relay.run(), name="relay"))
+        for work in self.background:
+            name = getattr(work, "__name__", "background")
+            self._tasks.append(asyncio.create_task(work(), name=name))
 
     async def _watch_streams(self) -> None:
         """Export stream lengths, pending and lag of this service's groups."""

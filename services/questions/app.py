@@ -32,6 +32,7 @@ def create_app(settings: Settings) -> FastAPI:
     handlers.register(runtime.consumer, service, moderation)
     runtime.warmups.append(geo.warm_up)
     runtime.startups.append(store.migrate_indexes)
+    runtime.background.append(store.keep_migrating)
     app = create_http_app(
         runtime,
         [api.router, moderation_api.router],

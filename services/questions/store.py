@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic_core import to_json
-from redis.exceptions import ExecAbortError, OutOfMemoryError
+from redis.exceptions import ExecAbortError, OutOfMemoryError, RedisError
 
 from shared import idempotency
 from shared.atomic import CommitResult, Committer, Txn
@@ -23,6 +24,7 @@ from shared.events import (
     VoteCast,
 )
 from shared.idempotency import ReplyRecord
+from shared.logging import get_logger
 from shared.lua import script
 from shared.ratelimit import ReadCount, WriteLimit
 from shared.redis import RedisClient
@@ -72,6 +74,14 @@ def decode_cursor(cursor: str) -> str:
     return member
 
 
+log = get_logger("askdoc.questions")
+
+#: After readiness, `migrate_indexes` runs again at these delays (s; ~30 min in all):
+#: replicas of the version before the one index post to the former keys until a rolling
+#: deploy has replaced them.
+MIGRATE_AGAIN_AFTER_S = (30.0, 60.0, 120.0, 240.0, 480.0, 960.0)
+
+
 def _glob_escape(text: str) -> str:
     """`text` matched literally by a SCAN pattern (the tag's braces are no glob, but [ is)."""
     return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
@@ -109,6 +119,7 @@ class QuestionStore:
         self.maxlen = maxlen
         self._read_page = redis.register_script(script("services.questions", "read_page.lua"))
         self._follow_info = redis.register_script(script("services.questions", "follow_info.lua"))
+        self._move_index = redis.register_script(script("services.questions", "move_index.lua"))
 
     def _q(self, qid: str) -> str:
         return f"{self.tag}:q:{qid}"
@@ -341,9 +352,10 @@ class QuestionStore:
     async def migrate_indexes(self, batch: int = 1000) -> int:
         """Move the entries of the former per-listing index keys into the one index.
 
-        Run at start, before readiness; idempotent (a ZADD of an entry already there
-        changes nothing), and each former key is deleted only once all its entries are in.
-        Returns how many entries it moved.
+        Run at start, before readiness, and again a few times after (`keep_migrating`):
+        idempotent, and each batch leaves its former key in the same atomic step it
+        enters the index (move_index.lua), so a replica of the former version still
+        posting during a rolling deploy loses nothing. Returns how many entries it moved.
         """
         moved = 0
         base = self._former_index("")
@@ -354,14 +366,23 @@ class QuestionStore:
                 continue
             if await self.redis.type(key) != "zset":
                 continue
-            start = 0
-            while members := await self.redis.zrange(key, start, start + batch - 1):
-                entries = [index_entry(kind, slug, m) for m in members]
-                await self.redis.zadd(self._index(), dict.fromkeys(entries, 0))
-                moved += len(entries)
-                start += batch
-            await self.redis.delete(key)
+            prefix = index_entry(kind, slug, "")
+            while n := int(await self._move_index(keys=[key, self._index()], args=[prefix, batch])):
+                moved += n
         return moved
+
+    async def keep_migrating(self, after_s: tuple[float, ...] = MIGRATE_AGAIN_AFTER_S) -> None:
+        """Run `migrate_indexes` again at these delays after readiness: the entries that
+        replicas of the former version add while a rolling deploy replaces them."""
+        for delay in after_s:
+            await asyncio.sleep(delay)
+            try:
+                moved = await self.migrate_indexes()
+            except RedisError as exc:
+                log.warning("index_migration_failed", error=f"{type(exc).__name__}: {exc}"[:200])
+                continue
+            if moved:
+                log.info("index_entries_moved", entries=moved)
 
     async def recent_ids(self, kind: str, slug: str, count: int) -> list[str]:
         """The newest ids of an index."""

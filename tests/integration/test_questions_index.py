@@ -101,3 +101,23 @@ async def test_the_former_per_listing_keys_move_into_the_one_index(store: Questi
     assert await every_id(store, "specialty", "dermatology", 1) == ["q3", "q1"]
     assert sorted(await redis.keys(f"{TAG}:idx*")) == [f"{TAG}:idx", f"{TAG}:idx:topic:notes"]
     assert await store.migrate_indexes() == 0  # again: nothing left to move
+
+
+async def test_entries_a_former_version_adds_meanwhile_move_too(store: QuestionStore) -> None:
+    # A rolling deploy: replicas of the former version keep adding to the former keys
+    # after a new replica moved them; keep_migrating's later passes move those too.
+    redis = store.redis
+
+    async def old_post(qid: str) -> None:
+        member = index_member({"created_ms": int(qid[1:]) * 1_000, "id": qid})
+        await redis.zadd(f"{TAG}:idx:all", {member: 0})
+        await redis.zadd(f"{TAG}:idx:topic:botox", {member: 0})
+
+    await old_post("q1")
+    assert await store.migrate_indexes() == 2
+    await old_post("q2")  # after the move at start
+    assert await every_id(store, "all", "", 10) == ["q1"]
+    await store.keep_migrating(after_s=(0.0, 0.0))
+    assert await every_id(store, "all", "", 10) == ["q2", "q1"]
+    assert await every_id(store, "topic", "botox", 10) == ["q2", "q1"]
+    assert await redis.keys(f"{TAG}:idx*") == [f"{TAG}:idx"]
