@@ -104,7 +104,9 @@ class FakeInbox:
         self.put(note.recipient, note.item)
         return True
 
-    async def mark_read(self, recipient: str, nid: str) -> bool:
+    async def mark_read(
+        self, recipient: str, nid: str, about: Sequence[tuple[str, str]] = ()
+    ) -> bool:
         if nid not in self.hashes:
             return False
         self.hashes[nid]["read"] = "1"

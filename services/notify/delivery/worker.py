@@ -226,7 +226,13 @@ class DeliveryWorker:
         recipient = fields.get("recipient", "")
         channels = [c for c in fields.get("channels", "").split(",") if c]
         [note] = await self.inbox.notes([nid]) if nid else [{}]
-        if note and "item" in note:
+        if note.get("hidden") == "1":
+            # About something a moderator hid before it went out: not sent (what went out
+            # before the hiding cannot be called back).
+            for channel in channels:
+                if note.get(f"d:{channel}") not in domain.DELIVERY_FINAL:
+                    await self._final(nid, channel, "skipped", "item hidden by a moderator")
+        elif note and "item" in note:
             item = json.loads(note["item"])
             keeper = asyncio.create_task(self._keep_while_waiting(entry_id))
             try:
