@@ -10,8 +10,9 @@ made while hidden are born hidden; a pending webhook about a hidden item is not 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -300,3 +301,31 @@ async def test_a_question_with_many_followers_is_hidden_in_slices(
     )
     for who in followers:
         assert await inbox(parts, who) == ([("new-answer", "q6", "a6", False)], 1), who
+
+
+async def test_a_digest_leaves_out_a_question_hidden_while_it_was_held(parts: NotifyParts) -> None:
+    admin = Principal("admin", "admin", "admin")
+    busy = DoctorIn(**verified(doctor_profile("d2", daily_cap=1), "d2"))
+    await parts.directory.save_profile(busy.command("d2", admin))
+    for qid in ("q7", "q8", "q9"):
+        await ask(parts, posted(qid))
+    assert await inbox(parts, "d2") == ([("question-match", "q7", None, False)], 1)
+    await parts.inbox.on_moderation_decided(decided("question", "q8", "q8", "hidden", 1))
+
+    # The next day the held alerts go out: the digest lists the question still shown.
+    assert await parts.held.release_due(datetime.now(UTC) + timedelta(days=1, hours=1)) == 1
+    page = await parts.inbox.page(ListInbox(recipient="d2", limit=50))
+    [digest] = [i for i in page["items"] if i["kind"] == "digest"]
+    assert [e["question_id"] for e in digest["items"]] == ["q9"]
+    assert digest["reason"]["question_ids"] == ["q9"] and digest["reason"]["count"] == 1
+    assert "q8" not in json.dumps(page)
+    assert page["unread_count"] == 2
+    # The hidden one went out alone, hidden: a restore shows it.
+    await parts.inbox.on_moderation_decided(decided("question", "q8", "q8", "restored", 2))
+    d2 = await inbox(parts, "d2")
+    assert kinds(d2) == {
+        ("question-match", "q7", None),
+        ("question-match", "q8", None),
+        ("digest", None, None),
+    }
+    assert d2[1] == 3

@@ -66,6 +66,7 @@ class FakeInbox:
         self.hashes: dict[str, dict[str, str]] = {}
         self.ids: dict[str, set[str]] = {}
         self.once: set[str] = set()
+        self.hidden_subjects: set[tuple[str, str]] = set()
 
     def put(self, recipient: str, item: dict[str, Any], read: bool = False) -> None:
         self.hashes[item["id"]] = {
@@ -96,6 +97,9 @@ class FakeInbox:
 
     async def unread_count(self, recipient: str) -> int:
         return len(self._mine(recipient, True))
+
+    async def hidden(self, subjects: Sequence[tuple[str, str]]) -> list[bool]:
+        return [subject in self.hidden_subjects for subject in subjects]
 
     async def add_once(self, note: Notification, once: str) -> bool:
         if once in self.once:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -95,6 +95,10 @@ class InboxPort(Protocol):
         self, recipient: str, nid: str, about: Sequence[tuple[str, str]] = ()
     ) -> bool:
         """Mark one notification read; False when it no longer exists."""
+        ...
+
+    async def hidden(self, subjects: Sequence[tuple[str, str]]) -> list[bool]:
+        """Whether a moderator hides each question ('q', id) or answer ('a', id) now."""
         ...
 
     async def moderate(
@@ -237,6 +241,12 @@ class InboxService:
             slices=slices,
         )
         return slices
+
+    async def hidden_questions(self, question_ids: Collection[str]) -> set[str]:
+        """Which of the questions a moderator hides now (one round trip)."""
+        ordered = sorted(question_ids)
+        flags = await self.store.hidden([("q", qid) for qid in ordered])
+        return {qid for qid, hidden in zip(ordered, flags, strict=True) if hidden}
 
     # --- reading -----------------------------------------------------------------------
 

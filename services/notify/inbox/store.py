@@ -201,6 +201,15 @@ class InboxStore:
         )
         return ids
 
+    async def hidden(self, subjects: Sequence[tuple[str, str]]) -> list[bool]:
+        """Whether a moderator hides each question ('q', id) or answer ('a', id) now."""
+        if not subjects:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for kind, item_id in subjects:
+            pipe.exists(self._hidden_key(kind, item_id))
+        return [bool(n) for n in await pipe.execute()]
+
     async def notes(self, nids: Sequence[str]) -> list[dict[str, str]]:
         """The stored hashes of several notifications ({} for an expired one)."""
         if not nids:
