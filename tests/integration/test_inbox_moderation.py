@@ -329,3 +329,33 @@ async def test_a_digest_leaves_out_a_question_hidden_while_it_was_held(parts: No
         ("digest", None, None),
     }
     assert d2[1] == 3
+
+
+async def test_a_webhook_waiting_to_retry_is_not_sent_once_its_question_is_hidden(
+    parts: NotifyParts, hooks: WebhookReceiver
+) -> None:
+    hooks.behaviours["/d0"] = lambda n: (503, {})  # d0's receiver is down; d1's is fine
+    await ask(parts, posted("q10"))
+    [alert] = (await parts.inbox.page(ListInbox(recipient="d0", limit=5)))["items"]
+    client = parts.stores.inbox.redis
+    # The first wait about 1 s, then 2 s at most, three tries in all.
+    quick = {"retry_base_s": 1.0, "retry_max_s": 2.0, "webhook_max_attempts": 3}
+    settings = parts.inbox.settings.model_copy(update=quick)
+    worker = build_delivery(client, Committer(client), TAG, settings)
+    await worker._read_once()
+
+    async def status() -> str:
+        [note] = await parts.stores.inbox.notes([alert["id"]])
+        return note["d:webhook"]
+
+    for _ in range(100):
+        if await status() == "retrying":
+            break
+        await asyncio.sleep(0.05)
+    assert await status() == "retrying"
+    await parts.inbox.on_moderation_decided(decided("question", "q10", "q10", "hidden", 1))
+    await asyncio.wait_for(asyncio.gather(*worker._tasks), 20)
+    await worker.stop(1)
+    assert await status() == "skipped"
+    assert [d.status for d in hooks.to("/d0")] == [503]  # tried once, never again
+    assert [d.status for d in hooks.to("/d1")] == [200]  # went out before the hiding
