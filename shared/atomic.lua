@@ -36,10 +36,9 @@ local function write(command, key, args)
 end
 
 local function any_exists(spec, indexes)
-  for _, index in ipairs(indexes) do
-    if redis.call('EXISTS', KEYS[spec.base + index]) == 1 then return true end
-  end
-  return false
+  local keys = {}
+  for i, index in ipairs(indexes) do keys[i] = KEYS[spec.base + index] end
+  return redis.call('EXISTS', unpack(keys)) > 0
 end
 
 local function wanted(spec, w)
