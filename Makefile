@@ -50,7 +50,7 @@ test-faults: install
 	$(PY) -m pytest -q tests/faults
 
 # The fakes must keep the service layers' store ports: mypy checks them where they are used.
-FAKES_AND_THEIR_TESTS = tests/unit/fakes.py tests/unit/moderation_fakes.py tests/unit/test_moderation_service.py $(addprefix tests/unit/test_,$(addsuffix _service.py,questions answers votes))
+FAKES_AND_THEIR_TESTS = tests/unit/fakes.py tests/unit/moderation_fakes.py tests/unit/test_moderation_service.py $(addprefix tests/unit/test_,$(addsuffix _service.py,questions answers votes)) tests/unit/notify_fakes.py $(addprefix tests/unit/test_notify_,alerts.py ring_search.py services.py)
 LUA_FILES = $(shell find . -name '*.lua' -not -path './.venv/*' -not -path './build/*' -not -path '*/node_modules/*')
 
 lint: install ## ruff (lint + format check), mypy strict, luacheck over every .lua file

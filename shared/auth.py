@@ -4,6 +4,7 @@ provider's keys) and role checks."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,10 +160,14 @@ class TokenVerifier:
             raise ApiError(
                 503, "unavailable", "the identity provider's keys cannot be fetched; retry shortly"
             ) from None
-        except jwt.InvalidTokenError as exc:
-            raise ApiError(401, "invalid_token", f"the bearer token is not valid: {exc}") from None
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
-            raise ApiError(401, "invalid_token", f"the bearer token is not valid: {exc}") from None
+            raise ApiError(401, "invalid_token", _refusal(exc)) from None
+        if not _is_text(claims):
+            # A lone surrogate ("\ud800") is valid JSON but no UTF-8: it would fail later,
+            # when a reply, a page or Redis encodes it (a 500 instead of a 401).
+            raise ApiError(
+                401, "invalid_token", "the bearer token's claims are not valid Unicode text"
+            )
         lifetime = float(claims["exp"]) - float(claims["iat"])
         if lifetime > policy.max_lifetime_s:
             raise ApiError(
@@ -180,11 +185,42 @@ class TokenVerifier:
             raise ApiError(
                 401, "invalid_token", "the bearer token's sub is not a valid id (see ID_PATTERN)"
             )
+        name = claims.get("name") or sub
+        if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH:
+            # The name is shown on pages and stored with a question: text of a bounded size.
+            raise ApiError(
+                401,
+                "invalid_token",
+                f"the bearer token's name must be text of at most {MAX_NAME_LENGTH} characters",
+            )
         exp = float(claims["exp"])
-        principal = Principal(
-            sub=sub, role=role, name=str(claims.get("name") or sub), expires_at=exp
+        return Principal(sub=sub, role=role, name=name, expires_at=exp), exp
+
+
+#: The longest `name` claim accepted (a doctor's profile name has the same cap).
+MAX_NAME_LENGTH = 120
+
+
+def _is_text(claims: dict[str, Any]) -> bool:
+    """Whether every string in the claims, keys included, encodes as UTF-8."""
+    try:
+        json.dumps(claims, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _refusal(exc: Exception) -> str:
+    """Why a token was refused, safe to send back."""
+    if isinstance(exc, jwt.DecodeError) and exc.__cause__ is not None:
+        # PyJWT quotes the JSON or base64 decoder here (line, column, char): no help.
+        return (
+            "the bearer token is malformed: it must be three base64url parts, "
+            "the first two JSON objects"
         )
-        return principal, exp
+    # PyJWT may quote the token's own text, which need not be valid Unicode.
+    message = str(exc).encode("utf-8", "backslashreplace").decode()
+    return f"the bearer token is not valid: {message[:200]}"
 
 
 _by_secret: dict[str, TokenVerifier] = {}
@@ -242,14 +278,20 @@ async def require_user(request: Request) -> Principal:
 
 
 async def require_stream_user(request: Request) -> Principal:
-    """The signed-in user of a streaming route: bearer header, or `access_token` in the
-    query for a browser's EventSource, which cannot send headers."""
-    if request.headers.get("authorization"):
-        return await require_user(request)
-    token = request.query_params.get("access_token")
-    if not token:
-        raise ApiError(401, "unauthenticated", "sign in: a bearer token is required")
-    return await principal_of(request, token)
+    """The signed-in user of a streaming route, by the Authorization header as everywhere.
+
+    A token in the query (`?access_token=`, as some EventSource clients send it) is
+    refused, not ignored: a URL ends up in proxy logs and browser histories. Browsers
+    reach the stream through the web, which relays it with the header.
+    """
+    if "access_token" in request.query_params:
+        raise ApiError(
+            400,
+            "token_in_url",
+            "send the token as 'Authorization: Bearer <token>', never in the URL "
+            "(proxies and browser histories keep URLs); browsers use the web's /inbox/stream",
+        )
+    return await require_user(request)
 
 
 def require_role(*roles: Role) -> object:

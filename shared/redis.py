@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 
 from shared.settings import Settings
@@ -24,7 +24,16 @@ def make_redis(settings: Settings, **kwargs: Any) -> RedisClient:
     }
     if settings.redis_mode == "cluster":
         return RedisCluster.from_url(settings.redis_url, **options)
-    return Redis.from_url(settings.redis_url, **options)
+    # redis-py's default pool fails a command at once (MaxConnectionsError, a 503) when
+    # all its connections are busy: a burst of more concurrent requests than the pool got
+    # 503s that Redis would have served a moment later. This one makes the command wait
+    # for a connection, up to a timeout, and only then fails it (still a 503).
+    pool_options = {
+        "max_connections": settings.redis_max_connections,
+        "timeout": settings.redis_pool_timeout_s,
+        **options,
+    }
+    return Redis.from_pool(BlockingConnectionPool.from_url(settings.redis_url, **pool_options))
 
 
 def connection_options(settings: Settings) -> dict[str, Any]:

@@ -49,6 +49,14 @@ class Settings(BaseSettings):
         30.0, gt=1, description="a Redis reply slower than this drops the connection"
     )
     redis_health_check_s: int = Field(15, ge=1, description="PING an idle connection first")
+    redis_max_connections: int = Field(
+        100, ge=1, description="connections a process keeps open to Redis (standalone mode)"
+    )
+    redis_pool_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="how long a command waits for a free connection before failing (503)",
+    )
     consumer_stall_s: float = Field(
         60.0, gt=0, description="/readyz fails if a consumer loop has not polled for this long"
     )

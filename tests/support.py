@@ -108,9 +108,13 @@ class RedisServer(launcher.RedisProcess):
     """A redis-server child process on a free loopback port, stopped by its pid."""
 
     def __init__(
-        self, appendonly: bool = False, port: int | None = None, extra: list[str] | None = None
+        self,
+        appendonly: bool = False,
+        port: int | None = None,
+        extra: list[str] | None = None,
+        appendfsync: str = "everysec",
     ) -> None:
-        super().__init__(port=port, appendonly=appendonly, extra=extra)
+        super().__init__(port=port, appendonly=appendonly, extra=extra, appendfsync=appendfsync)
 
 
 class ServiceProcess(launcher.ServiceProcess):

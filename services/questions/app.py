@@ -31,6 +31,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     handlers.register(runtime.consumer, service, moderation)
     runtime.warmups.append(geo.warm_up)
+    runtime.startups.append(store.migrate_indexes)
     app = create_http_app(
         runtime,
         [api.router, moderation_api.router],

@@ -48,6 +48,16 @@ def index_member(doc: dict[str, Any]) -> str:
     return f"{doc['created_ms']:016d}:{doc['id']}"
 
 
+def index_entry(kind: str, slug: str, member: str) -> str:
+    """A question's entry in the one index: its listing (kind and slug), then its member.
+
+    Every listing (all questions, a topic's, a specialty's) is a prefix of one sorted set,
+    read by lexical range: a question's post adds its entries in one ZADD on one key,
+    where one key per listing took a ZADD each (12 for a question with two topics).
+    """
+    return f"{kind}:{slug}:{member}"
+
+
 def encode_cursor(member: str) -> str:
     """The opaque cursor that continues a listing after `member`."""
     return base64.urlsafe_b64encode(member.encode()).decode().rstrip("=")
@@ -60,6 +70,11 @@ def decode_cursor(cursor: str) -> str:
     if ":" not in member or not member.split(":", 1)[0].isdigit():
         raise ValueError("bad cursor")
     return member
+
+
+def _glob_escape(text: str) -> str:
+    """`text` matched literally by a SCAN pattern (the tag's braces are no glob, but [ is)."""
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 
 @dataclass(frozen=True)
@@ -130,7 +145,12 @@ class QuestionStore:
         # the questions a doctor answered: their pages change when the doctor's status does
         return f"{self.tag}:doctor:{doctor_id}:questions"
 
-    def _index(self, kind: str, slug: str = "") -> str:
+    def _index(self) -> str:
+        # every listing's entries, by prefix (index_entry)
+        return f"{self.tag}:idx"
+
+    def _former_index(self, kind: str, slug: str = "") -> str:
+        # one key per listing, before the one index (migrate_indexes moves them)
         return f"{self.tag}:idx:{kind}:{slug}" if slug else f"{self.tag}:idx:{kind}"
 
     async def post(
@@ -149,11 +169,10 @@ class QuestionStore:
             txn.absent(idempotency.GUARD, reply.key, reply.value, reply.ttl_s)
         member = index_member(doc)
         txn.call("SET", self._q(doc["id"]), _document(doc))
-        txn.call("ZADD", self._index("all"), 0, member)
-        for topic in doc["topics"]:
-            txn.call("ZADD", self._index("topic", topic), 0, member)
-        for specialty in doc["specialties"]:
-            txn.call("ZADD", self._index("specialty", specialty), 0, member)
+        entries = [index_entry("all", "", member)]
+        entries += [index_entry("topic", topic, member) for topic in doc["topics"]]
+        entries += [index_entry("specialty", slug, member) for slug in doc["specialties"]]
+        txn.call("ZADD", self._index(), *[part for entry in entries for part in (0, entry)])
         # The asker follows their question from the start (no question-followed event:
         # question-posted names the asker).
         txn.call("ZADD", self._followers(doc["id"]), doc["created_ms"], doc["asker_id"])
@@ -307,14 +326,42 @@ class QuestionStore:
     async def list_ids(
         self, kind: str, slug: str, after: str | None, count: int
     ) -> tuple[list[str], str | None]:
-        """Ids newest first from one index, after a cursor member; and the next cursor."""
-        key = self._index(kind, slug)
-        start = f"({after}" if after else "+"
-        members = await self.redis.zrange(
-            key, start, "-", desc=True, bylex=True, offset=0, num=count
+        """Ids newest first from one listing, after a cursor member; and the next cursor."""
+        prefix = index_entry(kind, slug, "")
+        # The listing's entries are those from `prefix` (inclusive) to the prefix with its
+        # last ':' raised to ';' (exclusive): exactly the strings that start with it.
+        top = f"({prefix}{after}" if after else f"({prefix[:-1]};"
+        entries = await self.redis.zrange(
+            self._index(), top, f"[{prefix}", desc=True, bylex=True, offset=0, num=count
         )
+        members = [entry[len(prefix) :] for entry in entries]
         next_cursor = encode_cursor(members[-1]) if len(members) == count else None
         return [m.split(":", 1)[1] for m in members], next_cursor
+
+    async def migrate_indexes(self, batch: int = 1000) -> int:
+        """Move the entries of the former per-listing index keys into the one index.
+
+        Run at start, before readiness; idempotent (a ZADD of an entry already there
+        changes nothing), and each former key is deleted only once all its entries are in.
+        Returns how many entries it moved.
+        """
+        moved = 0
+        base = self._former_index("")
+        async for key in self.redis.scan_iter(match=f"{_glob_escape(base)}*", count=batch):
+            rest = key[len(base) :]
+            kind, _, slug = rest.partition(":")
+            if kind not in ("all", "topic", "specialty") or (kind == "all") != (not slug):
+                continue
+            if await self.redis.type(key) != "zset":
+                continue
+            start = 0
+            while members := await self.redis.zrange(key, start, start + batch - 1):
+                entries = [index_entry(kind, slug, m) for m in members]
+                await self.redis.zadd(self._index(), dict.fromkeys(entries, 0))
+                moved += len(entries)
+                start += batch
+            await self.redis.delete(key)
+        return moved
 
     async def recent_ids(self, kind: str, slug: str, count: int) -> list[str]:
         """The newest ids of an index."""

@@ -53,7 +53,12 @@ def _signs(pattern: re.Pattern[str], text: str) -> list[tuple[int, int]]:
 
 @dataclass(frozen=True)
 class SignPair:
-    """Two signs that make a red flag together: both present, either order, close together."""
+    """Two signs that make a red flag together: both present, either order, close together.
+
+    The pair is symmetric; `first` is the sign the triage screen looks for (`screens`), so
+    it is the rarer one on this platform: the emergency sign, not the procedure or the
+    everyday word ("injection", "asymmetry", "since this morning").
+    """
 
     first: re.Pattern[str]
     second: re.Pattern[str]
@@ -107,6 +112,10 @@ class RedFlagRule:
         return any(_signs(p, text) for p in self.patterns) or any(
             pair.found_in(text) for pair in self.pairs
         )
+
+    def screens(self) -> tuple[re.Pattern[str], ...]:
+        """Patterns of which one matches (negated or not) wherever the rule fires."""
+        return self.patterns + tuple(pair.first for pair in self.pairs)
 
 
 def _rx(*alternatives: str) -> re.Pattern[str]:
@@ -210,7 +219,7 @@ RED_FLAG_RULES: tuple[RedFlagRule, ...] = (
         ),
         patterns=(),
         pairs=(
-            _pair(_SUDDEN, _FACE_DROOP, within=80, same_sentence=True),
+            _pair(_FACE_DROOP, _SUDDEN, within=80, same_sentence=True),
             _pair(_SUDDEN_STRICT, _ASYMMETRY, within=80, same_sentence=True),
             _pair(
                 _FACE_DROOP,
@@ -253,7 +262,7 @@ RED_FLAG_RULES: tuple[RedFlagRule, ...] = (
             "pain, or a vision change after a filler injection."
         ),
         patterns=(),
-        pairs=(_pair(_FILLER, _OCCLUSION_SIGN, within=400, same_sentence=False),),
+        pairs=(_pair(_OCCLUSION_SIGN, _FILLER, within=400, same_sentence=False),),
     ),
     RedFlagRule(
         name="chest_pain",
@@ -384,9 +393,35 @@ class Triage:
     flags: tuple[str, ...] = field(default=())
 
 
+#: Every rule's screens in one pattern: a text it does not match fires no rule, so most
+#: questions (no sign at all) take one search instead of every rule's (triage was a tenth
+#: of a POST /questions). Every sign starts a word (its patterns begin with \b and a
+#: letter), so the search tries the signs only where a word starts: twice as fast on a
+#: long question, and the same matches.
+SCREEN = re.compile(
+    r"\b(?=\w)(?:"
+    + "|".join(
+        f"(?:{p})" for p in dict.fromkeys(p.pattern for r in RED_FLAG_RULES for p in r.screens())
+    )
+    + ")"
+)
+NOT_URGENT = Triage(urgent=False)
+
+
 def triage(title: str, body: str) -> Triage:
     """Check a question's title and body against the red-flag rules."""
     readings = _readings(f"{title}\n{body}")
+    if not any(SCREEN.search(text) for text in readings):
+        return NOT_URGENT
+    return _every_rule(readings)
+
+
+def full_triage(title: str, body: str) -> Triage:
+    """`triage` without its screen: every rule run (what the screen must never change)."""
+    return _every_rule(_readings(f"{title}\n{body}"))
+
+
+def _every_rule(readings: tuple[str, ...]) -> Triage:
     flags = tuple(
         rule.name for rule in RED_FLAG_RULES if any(rule.fires(text) for text in readings)
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +14,7 @@ from fastapi import FastAPI
 from services.questions.app import create_app
 from shared import streams
 from shared.events import AnswerEdited, QuestionPosted
+from shared.service import GC_THRESHOLDS
 from tests.component.harness import in_process, publish_and_wait
 from tests.factories import answer_posted, vote_cast
 from tests.support import auth
@@ -217,3 +219,35 @@ async def edit_only_what_is_sent(http: httpx.AsyncClient) -> None:
         "It is worse in the morning.",
         3,
     )
+
+
+async def test_questions_indexed_one_key_per_listing_are_listed_after_a_restart(
+    redis_url: str,
+) -> None:
+    # A question posted before the one index (its member in a key per listing), then the
+    # service started: its start moves them, and the listings show the question.
+    async with in_process(create_app, redis_url) as (http, app):
+        posted = await http.post("/questions", json=QUESTION, headers=auth("pat", "patient"))
+        assert posted.status_code == 201
+        question = posted.json()
+        redis, tag = app.state.runtime.redis, app.state.runtime.tag
+        [entry] = await redis.zrange(f"{tag}:idx", "[topic:botox:", "(topic:botox;", bylex=True)
+        member = entry.removeprefix("topic:botox:")
+        await redis.delete(f"{tag}:idx")
+        listings = ["all", "topic:botox", "topic:facial-asymmetry"]
+        for listing in listings + [f"specialty:{s}" for s in question["specialties"]]:
+            await redis.zadd(f"{tag}:idx:{listing}", {member: 0})
+    async with in_process(create_app, redis_url) as (http, app):
+        for params in ({}, {"topic": "botox"}, {"specialty": question["specialties"][-1]}):
+            listed = await http.get("/questions", params=params)
+            assert [q["id"] for q in listed.json()["items"]] == [question["id"]]
+        assert await app.state.runtime.redis.keys(f"{app.state.runtime.tag}:idx:*") == []
+
+
+async def test_a_ready_service_collects_young_garbage_less_often(redis_url: str) -> None:
+    gc.set_threshold(700, 10, 10)
+    try:
+        async with in_process(create_app, redis_url):
+            assert gc.get_threshold() == GC_THRESHOLDS
+    finally:
+        gc.set_threshold(700, 10, 10)

@@ -458,6 +458,51 @@ def test_dockerfile_final_stage_is_slim_non_root_and_runs_questions() -> None:
     assert any("pip install" in i for stage in stages[:-1] for i in stage)
 
 
+def test_the_image_carries_the_geocoding_tables_built_at_build_time(tmp_path: Path) -> None:
+    """notify and questions read the tables the build made; none is built at start.
+
+    No Docker engine here: the final stage's own RUN line is run against this checkout
+    (laid out as /app is), then a fresh process, with no home and the image's
+    ASKDOC_GEO_CACHE_DIR, loads the tables with building them made impossible.
+    """
+    final = dockerfile_stages()[-1]
+    env_line = next((i for i in final if i.startswith("ENV ASKDOC_GEO_CACHE_DIR=")), None)
+    assert env_line is not None, "the image must set ASKDOC_GEO_CACHE_DIR"
+    warm = next((i for i in final if i.startswith("RUN ") and "geo.warm_up()" in i), None)
+    assert warm is not None, "the image must build the geocoding tables"
+    order = [
+        final.index(i)
+        for i in (
+            next(i for i in final if re.match(r"COPY (?!--from)\S*\s*shared/", i)),
+            env_line,
+            warm,
+            next(i for i in final if i.startswith("USER ")),
+        )
+    ]
+    assert order == sorted(order), "built after the sources are in, before dropping root"
+    baked = tmp_path / "geo"
+    env = {
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
+        "ASKDOC_GEO_CACHE_DIR": str(baked),
+        "HOME": "/nonexistent",
+    }
+    subprocess.run(["sh", "-c", warm.removeprefix("RUN ")], cwd=ROOT, env=env, check=True)
+    tables = list(baked.glob("geo-*.json"))
+    assert len(tables) == 1 and tables[0].stat().st_mode & 0o004, "readable by the service user"
+    start = (
+        "from shared import geo\n"
+        "def built():\n"
+        "    raise AssertionError('the tables were built at start, not read')\n"
+        "geo._build_indexes = built\n"
+        "geo.warm_up()\n"
+        "assert geo.geocode(zip='90012').city == 'Los Angeles'\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", start], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def test_dockerignore_allow_lists_the_build_context() -> None:
     lines = [
         line.strip()

@@ -3,6 +3,9 @@ and HTTP fuzzing of each service's OpenAPI with schemathesis (no 5xx)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
 import subprocess
 import sys
@@ -385,6 +388,68 @@ def test_authorization_matrix(world: dict[str, Any]) -> None:
                 assert "error" in response.json() and response.json()["error"]["message"]
     print(f"\nauthorization cases run: {len(rows)}, failures: {len(failures)}")
     assert not failures, "\n".join(failures)
+
+
+def signed_by_hand(header: str, payload: str) -> str:
+    """An HS256 token of exactly this JSON text (PyJWT's encoder would escape it)."""
+    signing_input = b".".join(
+        base64.urlsafe_b64encode(part.encode()).rstrip(b"=") for part in (header, payload)
+    )
+    signature = hmac.new(JWT_SECRET.encode(), signing_input, hashlib.sha256).digest()
+    return (signing_input + b"." + base64.urlsafe_b64encode(signature).rstrip(b"=")).decode()
+
+
+def test_tokens_whose_text_is_not_unicode_get_401_everywhere(world: dict[str, Any]) -> None:
+    """A lone surrogate ("\\ud800") is valid JSON but no UTF-8: a signed token carrying
+    one is refused as a token, at every service and the web's sign-in, not a 500 when a
+    reply or Redis first encodes it."""
+    urls, qid, aid = world["urls"], world["question"]["id"], world["answer"]["id"]
+    now = int(time.time())
+    hs256 = '{"alg":"HS256","typ":"JWT"}'
+
+    def tokens(sub: str, role: str) -> list[str]:
+        claims = f'"sub":"{sub}","role":"{role}","iat":{now},"exp":{now + 600}'
+        return [
+            signed_by_hand(hs256, f'{{{claims},"name":"Dr \\ud800"}}'),
+            signed_by_hand(hs256, f'{{{claims},"nickname":"\\udfff"}}'),
+            # PyJWT's reason quotes the unknown critical header as it found it.
+            signed_by_hand('{"alg":"HS256","crit":["\\ud800"]}', f"{{{claims}}}"),
+        ]
+
+    calls = [
+        (
+            "questions",
+            "POST",
+            "/questions",
+            {"title": "Surrogates here", "body": "x", "topics": ["acne"]},
+            "patient",
+        ),
+        (
+            "answers",
+            "POST",
+            f"/questions/{qid}/answers",
+            {"body": "A considered answer, long enough."},
+            "doctor",
+        ),
+        ("votes", "PUT", f"/answers/{aid}/vote", {"value": 1}, "patient"),
+        ("notify", "GET", "/inbox", None, "doctor"),
+        ("notify", "GET", "/inbox/stream", None, "doctor"),
+        ("web", "POST", "/session", None, "patient"),
+    ]
+    logged = {name: len(proc.logs()) for name, proc in world["procs"].items()}
+    failures = []
+    for service, method, path, body, role in calls:
+        for bad in tokens(f"surrogate-{role}", role):
+            headers = {"Authorization": f"Bearer {bad}"}
+            # Streamed, so a live stream opened by mistake does not hold the test.
+            with httpx.stream(method, urls[service] + path, headers=headers, json=body) as r:
+                kind = r.headers.get("content-type", "")
+                error = r.read() and r.json().get("error", {}) if kind == "application/json" else {}
+            if r.status_code != 401 or error.get("code") != "invalid_token":
+                failures.append(f"{method} {service}{path}: {r.status_code} {kind} {error}")
+    assert not failures, "\n".join(failures)
+    for name, proc in world["procs"].items():
+        assert "unhandled_error" not in proc.logs()[logged[name] :], f"{name} logged a crash"
 
 
 def test_writes_are_rate_limited_per_user_with_retry_after(tmp_path: Path) -> None:

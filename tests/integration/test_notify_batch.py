@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.notify.directory.domain import rating_score
+from services.notify.directory.service import SaveDoctorProfile
 from services.notify.directory.store import DIRECTORY_TAG
 from services.notify.matching.domain import Match
 from services.notify.parts import NotifyParts, build_parts
@@ -28,6 +30,7 @@ from services.notify.settings import NotifySettings
 from shared import streams
 from shared.atomic import Committer
 from shared.events import Location, QuestionPosted
+from shared.geo import PlaceQuery
 from shared.logging import bind_correlation_id
 from shared.redis import make_redis
 from tests.support import JWT_SECRET
@@ -160,18 +163,81 @@ def test_batch_matching_chooses_what_the_ring_search_chooses(
     load(client, doctor_rows(data, with_prefs=False))
     events = questions(data, urgent=False)
 
-    async def both() -> tuple[list[list[Match]], list[list[Match]]]:
+    async def both() -> tuple[list[list[list[Match]]], list[list[Match]]]:
         parts = parts_on(redis_url)
         try:
-            batch = await parts.matcher.match_batch(events)
-            lua = [[Match(**m) for m in json.loads(raw)] for raw, _ in batch]
+            # The first call reads the profiles' fields and packs the rows it read; the
+            # second reads those packed rows: both must choose what the oracle chooses.
+            runs = []
+            for _ in range(2):
+                batch = await parts.matcher.match_batch(events)
+                runs.append([[Match(**m) for m in json.loads(raw)] for raw, _ in batch])
             oracle = [(await parts.matcher.search(e))[0] for e in events]
-            return lua, oracle
+            return runs, oracle
         finally:
             await parts.stores.directory.redis.aclose()
 
-    lua, oracle = asyncio.run(both())
-    assert lua == oracle
+    runs, oracle = asyncio.run(both())
+    assert runs[0] == oracle and runs[1] == oracle
+
+
+def test_a_saved_profile_change_reaches_the_batch_matching(redis_url: str) -> None:
+    """A packed row never outlives the profile it was read from: a move, a new radius or
+    new preferences saved after a batch matched the doctor count in the next batch."""
+    redis.Redis.from_url(redis_url).flushdb()
+    # The doctor's office is about 15 km east of the asker, then in another state.
+    here, near, there = (
+        Location(lat=34.05, lon=-118.24),
+        Location(lat=34.05, lon=-118.08),
+        Location(lat=36.1, lon=-115.1),
+    )
+    question = QuestionPosted(
+        correlation_id="c",
+        producer="test",
+        question_id="q1",
+        title="t",
+        body="b",
+        topics=[],
+        specialties=["dermatology"],
+        location=here,
+        asker_id="p1",
+    )
+
+    def profile(at: Location, radius_km: float, daily_cap: int | None) -> SaveDoctorProfile:
+        return SaveDoctorProfile(
+            doctor_id="d1",
+            actor_id="admin",
+            actor_is_admin=True,
+            name="Dr One",
+            credentials="MD",
+            specialties=("dermatology",),
+            location=PlaceQuery(lat=at.lat, lon=at.lon),
+            radius_km=radius_km,
+            daily_cap=daily_cap,
+            npi="1234567893",
+            status="verified",
+        )
+
+    async def run() -> list[tuple[list[dict[str, Any]], dict[str, Any]]]:
+        parts = parts_on(redis_url)
+        seen = []
+        try:
+            for at, radius_km, cap in ((near, 5, None), (near, 50, 2), (there, 50, 2)):
+                await parts.directory.save_profile(profile(at, radius_km, cap))
+                ((matches, doctors),) = await parts.matcher.match_batch([question])
+                oracle = (await parts.matcher.search(question))[0]
+                assert [Match(**m) for m in json.loads(matches)] == oracle
+                seen.append(([asdict(m) for m in oracle], json.loads(doctors)))
+            return seen
+        finally:
+            await parts.stores.directory.redis.aclose()
+
+    small, wide, moved = asyncio.run(run())
+    assert [(m["doctor_id"], m["widened"]) for m in small[0]] == [("d1", True)]
+    assert small[1]["d1"]["prefs"]["daily_cap"] is None
+    assert [(m["doctor_id"], m["widened"]) for m in wide[0]] == [("d1", False)]
+    assert wide[1]["d1"]["prefs"]["daily_cap"] == 2
+    assert moved[0] == [] and moved[1] == {}
 
 
 def norm(value: Any) -> Any:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 
@@ -173,6 +175,46 @@ async def test_fifty_concurrent_voters_are_all_counted_once(
     assert [e.tally_version for e in events] == list(range(1, 51))
     assert [e.helpful for e in events] == list(range(1, 51))
     assert {e.voter_id for e in events} == {f"reader-{i}" for i in range(50)}
+
+
+async def test_a_burst_larger_than_the_redis_pool_waits_for_connections(
+    http: httpx.AsyncClient, posted: AnswerPosted
+) -> None:
+    """400 voters at once against a pool of 100 Redis connections (the default): each
+    vote waits for a free connection. redis-py's default pool answered 3 in 4 of them
+    503 at once (MaxConnectionsError)."""
+    aid = posted.answer_id
+    voters = 400
+    limits = httpx.Limits(max_connections=None)
+    async with httpx.AsyncClient(base_url=str(http.base_url), timeout=60, limits=limits) as burst:
+        replies = await asyncio.gather(*(vote(burst, aid, f"burst-{i}", 1) for i in range(voters)))
+    assert Counter(resp.status_code for resp in replies) == {200: voters}
+    tally = (await http.get(f"/answers/{aid}/votes")).json()
+    assert tally["helpful"] == voters
+
+
+async def test_with_every_connection_busy_past_the_pool_timeout_a_request_gets_503() -> None:
+    """Waiting for a connection is bounded: Redis paused, a pool of 2 and a 0.5 s wait give
+    the requests beyond the pool a 503 with Retry-After soon, not a hang until Redis."""
+    with service_on_own_redis(
+        "votes", ASKDOC_REDIS_MAX_CONNECTIONS="2", ASKDOC_REDIS_POOL_TIMEOUT_S="0.5"
+    ) as (server, service):
+        async with httpx.AsyncClient(base_url=service.url, timeout=30) as client:
+            server.client().execute_command("CLIENT", "PAUSE", "4000", "ALL")
+            started = time.monotonic()
+
+            async def read() -> tuple[httpx.Response, float]:
+                reply = await client.get("/answers/a-unknown/votes", headers=auth("reader"))
+                return reply, time.monotonic() - started
+
+            replies = await asyncio.gather(*(read() for _ in range(10)))
+    refused = [(r, at) for r, at in replies if r.status_code == 503]
+    assert len(refused) >= 8, [r.status_code for r, _ in replies]
+    for reply, at in refused:
+        assert reply.json()["error"]["code"] == "unavailable"
+        assert reply.headers["retry-after"] == "1"
+        assert at < 3.5, "refused after the pool timeout, before Redis came back"
+    assert "No connection available" in service.logs()
 
 
 async def test_vote_cast_is_plain_json_even_with_slashes(

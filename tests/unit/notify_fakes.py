@@ -12,15 +12,21 @@ from collections.abc import Sequence
 from typing import Any
 
 from services.notify.alerts.ports import AlertPort, AlertPrefs
-from services.notify.alerts.store import AlertChange, HeldEntry
+from services.notify.alerts.store import AlertChange, BatchOutcome, HeldEntry
 from services.notify.directory.domain import DoctorRow
 from services.notify.directory.service import ProfileStore
 from services.notify.inbox.domain import Notification
 from services.notify.inbox.service import InboxPort
+from services.notify.inbox.store import ModerationStep
 from services.notify.matching.service import DoctorIndex, FrozenMatches
 from shared import geo
 from shared.atomic import CommitResult
 from shared.events import DoctorProfileChanged
+
+#: The batch path (`on_questions_posted`) is two Lua scripts inside Redis, held to the
+#: per-question path these fakes serve by tests/integration/test_notify_batch.py.
+BATCH_PATH = "the batch path runs in Redis: see tests/integration/test_notify_batch.py"
+MODERATION = "hiding runs in Redis: see tests/integration/test_inbox_moderation.py"
 
 
 class FakeProfileStore:
@@ -100,6 +106,17 @@ class FakeInbox:
 
     async def hidden(self, subjects: Sequence[tuple[str, str]]) -> list[bool]:
         return [subject in self.hidden_subjects for subject in subjects]
+
+    async def moderate(
+        self,
+        subject: tuple[str, str],
+        version: int,
+        hidden: bool,
+        after: str | None,
+        count: int,
+        ttl_s: int,
+    ) -> ModerationStep:
+        raise NotImplementedError(MODERATION)
 
     async def add_once(self, note: Notification, once: str) -> bool:
         if once in self.once:
@@ -185,6 +202,11 @@ class FakeDoctorIndex:
     async def rows(self, doctor_ids: Sequence[str]) -> dict[str, DoctorRow]:
         return {d: self.doctors[d][0] for d in doctor_ids if d in self.doctors}
 
+    async def match_batch(
+        self, questions: Sequence[dict[str, Any]], policy: dict[str, Any], rings: dict[str, Any]
+    ) -> list[tuple[str, str]]:
+        raise NotImplementedError(BATCH_PATH)
+
 
 class FakeFrozenMatches:
     """Frozen matches by question id; the first stored wins."""
@@ -244,6 +266,11 @@ class FakeAlertStore:
 
     async def commit_many(self, changes: Sequence[AlertChange]) -> list[bool]:
         return [await self.commit(c) for c in changes]
+
+    async def alert_batch(
+        self, header: dict[str, Any], questions: Sequence[tuple[str, str, str]]
+    ) -> list[BatchOutcome]:
+        raise NotImplementedError(BATCH_PATH)
 
     async def sent_counts(self, doctor_days: Sequence[tuple[str, str]]) -> list[int]:
         return [self.sent.get(pair, 0) for pair in doctor_days]

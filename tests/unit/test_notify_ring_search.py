@@ -6,7 +6,7 @@ import asyncio
 import json
 
 from services.notify.matching.domain import Match, MatchPolicy, Ring, RingSearch
-from services.notify.matching.service import Matcher, search_rings
+from services.notify.matching.service import Matched, Matcher, search_rings
 from services.notify.settings import NotifySettings
 from shared.events import Location, QuestionPosted
 from tests.unit.notify_fakes import FakeDoctorIndex, FakeFrozenMatches
@@ -26,10 +26,12 @@ def test_a_full_cap_of_unwidened_matches_ends_the_search() -> None:
 
 
 def test_too_few_matches_widen_the_ring_threefold_up_to_the_limit() -> None:
-    ring = RINGS.first()
+    ring: Ring | None = RINGS.first()
     radii = []
-    while (ring := RINGS.next(ring, [match("a")], truncated=False, policy=POLICY)) is not None:
-        radii.append((ring.radius_km, ring.at_limit))
+    while ring is not None:
+        ring = RINGS.next(ring, [match("a")], truncated=False, policy=POLICY)
+        if ring is not None:
+            radii.append((ring.radius_km, ring.at_limit))
     assert radii == [(30, False), (90, False), (270, False), (500, True)]
 
 
@@ -48,10 +50,8 @@ def test_widened_matches_do_not_end_the_search_before_the_limit() -> None:
     assert RINGS.next(at_limit, widened, truncated=False, policy=POLICY) is None
 
 
-def search(index: FakeDoctorIndex, **kwargs: object) -> tuple[list[Match], dict[str, object]]:
-    return asyncio.run(
-        search_rings(index, RINGS, POLICY, ["dermatology"], *LA, **kwargs)  # type: ignore[arg-type]
-    )
+def search(index: FakeDoctorIndex, exclude: str | None = None) -> Matched:
+    return asyncio.run(search_rings(index, RINGS, POLICY, ["dermatology"], *LA, exclude=exclude))
 
 
 def test_a_dense_city_stops_at_the_first_ring() -> None:

@@ -145,6 +145,71 @@ def _b64(raw: bytes) -> bytes:
     return base64.urlsafe_b64encode(raw).rstrip(b"=")
 
 
+def signed_by_hand(header: str, payload: str) -> str:
+    """An HS256 token of exactly this header and payload JSON (PyJWT would re-encode them)."""
+    signing_input = _b64(header.encode()) + b"." + _b64(payload.encode())
+    signature = hmac.new(SECRET.encode(), signing_input, hashlib.sha256).digest()
+    return (signing_input + b"." + _b64(signature)).decode()
+
+
+HS256 = '{"alg":"HS256","typ":"JWT"}'
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        r'"name":"\ud800"',  # a lone surrogate: valid JSON, but no UTF-8 text
+        r'"name":"Dr \udfff Who"',
+        r'"nickname":"\udc00"',  # a claim askdoc does not read
+        r'"\ud83d":1',  # in a key
+        r'"address":{"street":["\ud800"]}',
+    ],
+)
+def test_claims_that_are_not_unicode_text_are_refused(claim: str) -> None:
+    now = int(time.time())
+    payload = f'{{"sub":"u-1","role":"patient","iat":{now},"exp":{now + 60},{claim}}}'
+    message = refused(TokenVerifier(SECRET), signed_by_hand(HS256, payload))
+    assert message == "the bearer token's claims are not valid Unicode text"
+
+
+@pytest.mark.parametrize("name", [{"first": "Ann"}, ["Ann"], 42, "x" * 121])
+def test_a_name_that_is_not_short_text_is_refused(name: Any) -> None:
+    token = jwt.encode(claims(name=name), SECRET, algorithm="HS256")
+    assert "name must be text" in refused(TokenVerifier(SECRET), token)
+
+
+def test_a_name_of_any_script_up_to_the_cap_is_accepted() -> None:
+    name = "Dr Zoë Ngozi-Ōkubo 王医生 🩺".ljust(120, "x")
+    token = jwt.encode(claims(name=name), SECRET, algorithm="HS256")
+    assert TokenVerifier(SECRET).verify(token).name == name
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "not.a.jwt",
+        signed_by_hand(HS256, '{"sub":'),
+        signed_by_hand(HS256, '{"sub":"u-1","exp":1' + "0" * 5000 + "}"),
+        signed_by_hand(HS256, '{"x":' + "[" * 5000 + "]" * 5000 + "}"),
+        signed_by_hand('{"alg":', "{}"),
+        _b64(b"\xff\xfe").decode() + "." + _b64(b"{}").decode() + ".c2ln",
+    ],
+)
+def test_a_malformed_token_is_refused_plainly(token: str) -> None:
+    """The reason names the token's form, not the JSON decoder's line and column."""
+    message = refused(TokenVerifier(SECRET), token)
+    assert "line 1" not in message and "char" not in message and "Expecting" not in message
+    assert "malformed" in message or "padding" in message
+
+
+def test_a_reason_quoting_the_tokens_own_bad_text_can_still_be_sent() -> None:
+    # PyJWT names an unknown critical header as it found it: here a lone surrogate.
+    token = signed_by_hand(r'{"alg":"HS256","crit":["\ud800"]}', '{"sub":"u-1"}')
+    message = refused(TokenVerifier(SECRET), token)
+    assert "critical" in message
+    message.encode()  # a JSON reply and a log line encode it as UTF-8
+
+
 @pytest.fixture
 def jwks_url(idp_key: rsa.RSAPrivateKey) -> Iterator[str]:
     body = json.dumps(jwks_of(("k1", idp_key))).encode()

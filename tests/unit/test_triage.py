@@ -9,8 +9,17 @@ import time as clock
 import unicodedata
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from services.questions.triage import EMERGENCY_NOTICE, RED_FLAG_RULES, fold, triage
+from services.questions.triage import (
+    EMERGENCY_NOTICE,
+    RED_FLAG_RULES,
+    SCREEN,
+    fold,
+    full_triage,
+    triage,
+)
 
 # --- triage ---------------------------------------------------------------------------
 
@@ -286,3 +295,37 @@ def test_folded_text_needs_no_case_insensitive_rules() -> None:
         for p in letters
         if p.fullmatch(char)
     ]
+
+
+# Words of every rule's signs, their partners, negations and breaks: texts built from them
+# trip every rule now and then, alone, in pairs, negated or split by a sentence.
+_SIGN_TEXT = (
+    "sudden suddenly woke up with since this morning out of nowhere all a face facial mouth "
+    "smile cheek side one left right my the droop drooping droopy numb crooked weak arm legs "
+    "can't lift move speech slurred trouble speaking confused disoriented vision blurry lost "
+    "see filler fillers injection juvederm botox blanching white patch mottled dusky skin "
+    "turned blue severe pain chest pressure tightness heart attack throat tongue swelling "
+    "swollen closing hives breathing breathe wheezing bleeding heavily won't stop blood "
+    "suicide kill myself want to die harm self-harm asymmetry asymmetrical uneven no not "
+    "without don't but however . , ; ? ! \n and is it"
+)
+_SIGN_WORDS = _SIGN_TEXT.split(" ")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.sampled_from(_SIGN_WORDS), max_size=30),
+    st.lists(st.sampled_from(_SIGN_WORDS), max_size=8),
+)
+@example(["sudden", "droop", "on", "the", "left", "side", "of", "my", "face"], [])
+@example(["filler", "injection", "and", "the", "skin", "turned", "white"], ["help"])
+@example(["my", "face", "is", "asymmetrical", ";", "is", "there", "an", "injection", "?"], [])
+def test_the_screen_never_changes_a_triage(body: list[str], title: list[str]) -> None:
+    # triage skips the rules when its one screening search finds no sign: exactly when
+    # the rules, all run, would have found none.
+    title_text, body_text = " ".join(title), " ".join(body)
+    assert triage(title_text, body_text) == full_triage(title_text, body_text)
+    # The one screening search finds a sign wherever one of the screens does on its own.
+    text = fold(f"{title_text}\n{body_text}")
+    screens = [p for rule in RED_FLAG_RULES for p in rule.screens()]
+    assert bool(SCREEN.search(text)) == any(p.search(text) for p in screens)

@@ -15,7 +15,8 @@
 --   email, escalate}
 -- ARGV[2 + 3(i-1)]: question i, JSON {id, title, asker, corr, red_flags (JSON text), due_ms,
 -- kept, trace? (its event's traceparent, which its outbox entries carry)};
--- ARGV[3 + 3(i-1)]: its matches (JSON, as frozen); ARGV[4 + 3(i-1)]: its doctors (JSON).
+-- ARGV[3 + 3(i-1)]: its matches (JSON, as frozen); ARGV[4 + 3(i-1)]: its doctors (JSON,
+-- {id: {tz, prefs}} with prefs an object, as match_batch.lua writes them).
 -- Returns per question {status ('ok' | 'slow'), delivered, duplicates, deferred,
 -- unknown zones (comma-joined), recipients (comma-joined)}.
 
@@ -26,6 +27,12 @@ local null = cjson.null
 local counter = 0
 local batch_seq = redis.call('INCR', tag .. ':nid-batch') % 16777216
 local created_at, occurred_at = cjson.encode(h.created_at), cjson.encode(h.occurred_at)
+
+local function arg(x)
+  -- a number as redis.call would pass it ('%.17g'), converted once, not on every call
+  return string.format('%.17g', x)
+end
+local ttl_dedupe, ttl_inbox, ttl_day = arg(ttl.dedupe), arg(ttl.inbox), arg(ttl.day)
 
 local expired = {}
 local function expire_once(key, seconds)
@@ -76,35 +83,83 @@ local function g(x)
   return string.format('%g', x)
 end
 
-local function reason_of(m)
-  -- matching.domain.Match.reason (as JSON: a number reads as cjson writes it, %.14g) and
-  -- reason_text (a first alert, not an escalation)
-  local specialty = cjson.encode(m.specialty)
-  if m.located == false then
-    return '{"specialty":' .. specialty .. ',"distance_km":null,"rank":' .. m.rank
-      .. ',"widened":false,"radius_km":null,"basis":"specialty_and_rating"}',
-      m.specialty .. ' · rank ' .. m.rank .. ' · asker gave no location'
+-- What repeats from alert to alert is written once per call: a specialty as JSON (and
+-- inside a JSON string), a rank, a search radius as the reason and its text show it.
+local specialties, ranks, radii = {}, {}, {}
+local function specialty_json(specialty)
+  local json = specialties[specialty]
+  if not json then
+    json = cjson.encode(specialty)
+    specialties[specialty] = json
   end
-  local radius = tonumber(string.format('%.1f', m.radius_used_km))
-  local text = m.specialty .. ' · ' .. g(m.distance_km) .. ' km · rank ' .. m.rank
-  if m.widened then text = text .. ' · search widened to ' .. g(radius) .. ' km' end
-  return '{"specialty":' .. specialty .. ',"distance_km":' .. m.distance_km .. ',"rank":'
-    .. m.rank .. ',"widened":' .. tostring(m.widened) .. ',"radius_km":' .. radius .. '}', text
+  return json, string.sub(json, 2, -2)
 end
 
+local function json_string(text)
+  -- cjson.encode(text), without a C call where nothing needs escaping (most ids)
+  if string.find(text, '[%c"\\/]') then return cjson.encode(text) end
+  return '"' .. text .. '"'
+end
+
+local function rank_text(rank)
+  local text = ranks[rank]
+  if not text then
+    text = tostring(rank)
+    ranks[rank] = text
+  end
+  return text
+end
+
+local function radius_texts(radius_used_km)
+  -- round(radius, 1) as a JSON number (cjson's %.14g) and as f'{x:g}'
+  local texts = radii[radius_used_km]
+  if not texts then
+    local radius = tonumber(string.format('%.1f', radius_used_km))
+    texts = {tostring(radius), g(radius)}
+    radii[radius_used_km] = texts
+  end
+  return texts[1], texts[2]
+end
+
+local function reason_of(m)
+  -- matching.domain.Match.reason (as JSON: a number reads as cjson writes it, %.14g) and
+  -- reason_text (a first alert, not an escalation) as a JSON string, the bytes cjson
+  -- writes (it leaves non-ASCII as it is)
+  local specialty, inner = specialty_json(m.specialty)
+  local rank = rank_text(m.rank)
+  if m.located == false then
+    return '{"specialty":' .. specialty .. ',"distance_km":null,"rank":' .. rank
+      .. ',"widened":false,"radius_km":null,"basis":"specialty_and_rating"}',
+      '"' .. inner .. ' · rank ' .. rank .. ' · asker gave no location"'
+  end
+  local radius, radius_g = radius_texts(m.radius_used_km)
+  local distance = m.distance_km
+  local text = '"' .. inner .. ' · ' .. g(distance) .. ' km · rank ' .. rank
+  if m.widened then
+    text = text .. ' · search widened to ' .. radius_g .. ' km"'
+  else
+    text = text .. '"'
+  end
+  return '{"specialty":' .. specialty .. ',"distance_km":' .. distance .. ',"rank":'
+    .. rank .. ',"widened":' .. tostring(m.widened) .. ',"radius_km":' .. radius .. '}', text
+end
+
+-- inbox.domain.new_notification_id ('n' + 12 hex ms + 12 hex): the batch's number from a
+-- shared counter makes ids unique across replicas, the count within the batch
+local nid_head = string.format('n%012x%06x', h.now_ms, batch_seq)
 local function new_ids()
-  -- inbox.domain.new_notification_id ('n' + 12 hex ms + 12 hex): the batch's number from
-  -- a shared counter makes ids unique across replicas, the count within the batch
   counter = counter + 1
-  return string.format('n%012x%06x%06x', h.now_ms, batch_seq, counter),
-    string.format('%s%06x', h.uuid_prefix, counter)
+  local count = string.format('%06x', counter)
+  return nid_head .. count, h.uuid_prefix .. count
 end
 
 local function external(prefs)
   -- InboxService._external
   local out = {}
   if type(prefs.channels) ~= 'table' then return out end
-  for _, c in ipairs(prefs.channels) do
+  local channels = prefs.channels
+  for i = 1, #channels do
+    local c = channels[i]
     if c == 'webhook' or (c == 'email' and h.email) then out[#out + 1] = c end
   end
   return out
@@ -115,18 +170,17 @@ local function deliver(q, m, prefs, nid, event_id, day_key)
   -- once-guard is set by the caller). The item and the event are written from the
   -- question's parts, encoded once per question.
   local reason, text = reason_of(m)
-  text = cjson.encode(text)
   local ext = external(prefs)
   local channels = '["inbox","stream"'
   for _, c in ipairs(ext) do channels = channels .. ',"' .. c .. '"' end
   local item = '{"id":"' .. nid .. q.item_head .. reason .. ',"reason_text":' .. text
     .. q.item_tail .. text .. '}'
   local event = '{"event_id":"' .. event_id .. q.event_head .. nid .. '","recipient_id":'
-    .. cjson.encode(m.doctor_id) .. q.event_kind .. channels .. '],"reason":' .. reason
+    .. json_string(m.doctor_id) .. q.event_kind .. channels .. '],"reason":' .. reason
     .. ',"urgent":false}'
   local note = tag .. ':n:' .. nid
   if #ext == 0 then
-    redis.call('HSET', note, 'item', item, 'recipient', m.doctor_id, 'read', 0,
+    redis.call('HSET', note, 'item', item, 'recipient', m.doctor_id, 'read', '0',
       'd:inbox', 'delivered')
   else
     local status = {'d:inbox', 'delivered'}
@@ -134,20 +188,20 @@ local function deliver(q, m, prefs, nid, event_id, day_key)
       status[#status + 1] = 'd:' .. c
       status[#status + 1] = 'pending'
     end
-    redis.call('HSET', note, 'item', item, 'recipient', m.doctor_id, 'read', 0, unpack(status))
+    redis.call('HSET', note, 'item', item, 'recipient', m.doctor_id, 'read', '0', unpack(status))
   end
-  redis.call('EXPIRE', note, ttl.inbox)
+  redis.call('EXPIRE', note, ttl_inbox)
   -- InboxStore.add: an item about a question a moderator hid is kept out of the indexes
-  redis.call('ZADD', q.about, 0, nid)
-  expire_once(q.about, ttl.inbox)
+  redis.call('ZADD', q.about, '0', nid)
+  expire_once(q.about, ttl_inbox)
   if q.hidden then
-    redis.call('HSET', note, 'hidden', 1)
+    redis.call('HSET', note, 'hidden', '1')
   else
     local inbox, unread = tag .. ':inbox:' .. m.doctor_id, tag .. ':unread:' .. m.doctor_id
-    redis.call('ZADD', inbox, 0, nid)
-    expire_once(inbox, ttl.inbox)
-    redis.call('ZADD', unread, 0, nid)
-    expire_once(unread, ttl.inbox)
+    redis.call('ZADD', inbox, '0', nid)
+    expire_once(inbox, ttl_inbox)
+    redis.call('ZADD', unread, '0', nid)
+    expire_once(unread, ttl_inbox)
   end
   redis.call('XADD', stream, '*', '__data__', event)
   if #ext > 0 then
@@ -156,8 +210,8 @@ local function deliver(q, m, prefs, nid, event_id, day_key)
     redis.call('XADD', outbox, '*', 'nid', nid, 'recipient', m.doctor_id, 'channels',
       table.concat(ext, ','), unpack(trace))
   end
-  redis.call('INCRBY', day_key, 1)
-  expire_once(day_key, ttl.day)
+  redis.call('INCRBY', day_key, '1')
+  expire_once(day_key, ttl_day)
 end
 
 local function alert_question(q, matches_json, doctors_json)
@@ -176,27 +230,28 @@ local function alert_question(q, matches_json, doctors_json)
   q.hidden = redis.call('EXISTS', tag .. ':hidden:q:' .. q.id) == 1
   local qkey = tag .. ':q:' .. q.id
   redis.call('HSET', qkey, 'asker_id', q.asker, 'title', q.title)
-  redis.call('EXPIRE', qkey, ttl.question)
+  redis.call('EXPIRE', qkey, arg(ttl.question))
   if h.escalate then
     local esc = tag .. ':esc:' .. q.id
     redis.call('HSETNX', esc, 'question', q.kept)
-    redis.call('EXPIRE', esc, ttl.esc)
-    redis.call('ZADD', esc_due, 'NX', q.due_ms, q.id)
+    redis.call('EXPIRE', esc, arg(ttl.esc))
+    redis.call('ZADD', esc_due, 'NX', arg(q.due_ms), q.id)
   end
   local frozen = tag .. ':matches:' .. q.id
-  if not redis.call('SET', frozen, matches_json, 'NX', 'EX', ttl.dedupe) then
+  if not redis.call('SET', frozen, matches_json, 'NX', 'EX', ttl_dedupe) then
     if redis.call('GET', frozen) ~= matches_json then return {'slow', 0, 0, 0, '', ''} end
   end
   local doctors = cjson.decode(doctors_json)
   local delivered, duplicates, deferred = 0, 0, 0
   local zones, recipients = {}, {}
-  for _, m in ipairs(cjson.decode(matches_json)) do
+  local matches = cjson.decode(matches_json)
+  for i = 1, #matches do
+    local m = matches[i]
     local row = doctors[m.doctor_id]
     -- a doctor gone from the directory since is left out, as AlertService.alert_matches does
     if row ~= nil then
       local guard = tag .. ':once:qm:' .. q.id .. ':' .. m.doctor_id
-      local prefs = {}
-      if row.prefs ~= '' then prefs = cjson.decode(row.prefs) end
+      local prefs = row.prefs
       local clock = h.zones[row.tz]
       local now, why = nil, row.tz
       local day_key
@@ -207,7 +262,7 @@ local function alert_question(q, matches_json, doctors_json)
       if now then
         -- the once-guard is checked and set in one command: only a first alert sets it
         local nid, event_id = new_ids()
-        if redis.call('SET', guard, nid, 'NX', 'EX', ttl.dedupe) then
+        if redis.call('SET', guard, nid, 'NX', 'EX', ttl_dedupe) then
           deliver(q, m, prefs, nid, event_id, day_key)
           delivered = delivered + 1
           recipients[#recipients + 1] = m.doctor_id

@@ -8,80 +8,129 @@
 --    rings = {first_km, limit_km, first_count, max_count, widen, deepen},
 --    questions = [{lat?, lon?, sp = [slugs], ex = asker id}]}
 -- Returns two strings per question: its matches as JSON (the form Match(**m) reads
--- back), and {doctor id: {tz, prefs}} of the matched doctors.
+-- back), and {doctor id: {tz, prefs}} of the matched doctors (prefs as an object).
+-- Most of the time goes to the Lua interpreter, not to Redis: loops are numeric (an
+-- ipairs step is a C call), each doctor is read and measured once, and the replies are
+-- written as text rather than through tables and cjson.
 
 local args = cjson.decode(ARGV[1])
 local prefix, policy, rings = args.prefix, args.policy, args.rings
 local EARTH_RADIUS_KM = 6371.0088
 local FIELDS = {'lat', 'lon', 'radius_km', 'rating', 'review_count', 'tz', 'prefs'}
-
-local function haversine_km(a_lat, a_lon, b_lat, b_lon)
-  -- shared.geo.haversine_km, operation for operation (same libm, same doubles)
-  local phi1, phi2 = math.rad(a_lat), math.rad(b_lat)
-  local dphi = phi2 - phi1
-  local dlambda = math.rad(b_lon - a_lon)
-  local h = math.sin(dphi / 2) ^ 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlambda / 2) ^ 2
-  return 2 * EARTH_RADIUS_KM * math.asin(math.min(1.0, math.sqrt(h)))
-end
+local sin, cos, asin, sqrt, min, floor = math.sin, math.cos, math.asin, math.sqrt, math.min,
+  math.floor
+local format, byte = string.format, string.byte
+-- math.rad(x) is x * RADIANS_PER_DEGREE: the product Python's math.radians computes
+local RAD = math.pi / 180.0
+local widen, cap, min_matches, band_km = policy.widen, policy.cap, policy.min_matches,
+  policy.band_km
 
 local function round1(x)
   -- Python's round(x, 1): printf rounds the exact binary value, half to even, as it does
-  return tonumber(string.format('%.1f', x))
+  return tonumber(format('%.1f', x))
 end
 
 local function bytes_lt(a, b)
   -- Python's str order (code points) whatever the server's collation locale
-  local n = math.min(#a, #b)
+  local n = min(#a, #b)
   for i = 1, n do
-    local x, y = string.byte(a, i), string.byte(b, i)
+    local x, y = byte(a, i), byte(b, i)
     if x ~= y then return x < y end
   end
   return #a < #b
 end
 
 local function num(text)
-  return tonumber(text) or 0
+  -- tonumber(text) or 0 for the numbers DirectoryStore writes (repr of a float, or an
+  -- int): arithmetic reads the digits once where tonumber reads them twice
+  if not text or text == '' then return 0 end
+  return text * 1
+end
+
+-- A packed row: lat, lon, radius_km, rating, review_count and the length of tz as doubles
+-- (struct), then tz, then prefs (JSON)
+local ROW = '<dddddd'
+local ROW_SIZE = 48
+
+local function row_from_fields(id, key)
+  -- the row from the profile's fields, kept packed for the next calls; false when gone
+  local v = redis.call('HMGET', prefix .. ':doc:' .. id, unpack(FIELDS))
+  if not v[1] or not v[2] or v[1] == '' or v[2] == '' then return false end
+  local lat, lon = v[1] * 1, v[2] * 1
+  local radius_km, rating, review_count = num(v[3]), num(v[4]), floor(num(v[5]))
+  local tz, prefs = v[6] or '', v[7] or ''
+  redis.call('SET', key, struct.pack(ROW, lat, lon, radius_km, rating, review_count, #tz)
+    .. tz .. prefs)
+  return {lat = lat, lon = lon, radius_km = radius_km, rating = rating,
+          review_count = review_count, tz = tz, prefs = prefs}
 end
 
 local rows = {}
 local function row_of(id)
-  -- a doctor's matching row, read once per call; false when gone (no place)
+  -- a doctor's matching row, read once per call: packed (doubles, nothing to parse) since
+  -- the first call that read the profile's fields (DirectoryStore.save drops it with any
+  -- change); false when gone (no place)
   local row = rows[id]
   if row == nil then
-    local v = redis.call('HMGET', prefix .. ':doc:' .. id, unpack(FIELDS))
-    if not v[1] or not v[2] or v[1] == '' or v[2] == '' then
-      row = false
+    local key = prefix .. ':mrow:' .. id
+    local packed = redis.call('GET', key)
+    if packed then
+      local lat, lon, radius_km, rating, review_count = struct.unpack(ROW, packed)
+      row = {lat = lat, lon = lon, radius_km = radius_km, rating = rating,
+             review_count = review_count, packed = packed}
     else
-      row = {lat = tonumber(v[1]), lon = tonumber(v[2]), radius_km = num(v[3]),
-             rating = num(v[4]), review_count = math.floor(num(v[5])),
-             tz = v[6] or '', prefs = v[7] or ''}
+      row = row_from_fields(id, key)
+    end
+    if row then
+      row.phi = row.lat * RAD
+      row.cos_phi = cos(row.phi)
     end
     rows[id] = row
   end
   return row
 end
 
-local function g17(x)
-  return string.format('%.17g', x)
+local function tz_prefs(row)
+  -- a matched doctor's zone and preferences (read out of the packed row only for them)
+  local packed = row.packed
+  if not packed then return row.tz, row.prefs end
+  local tz_end = ROW_SIZE + select(6, struct.unpack(ROW, packed))
+  return string.sub(packed, ROW_SIZE + 1, tz_end), string.sub(packed, tz_end + 1)
 end
 
-local function near(sp, lat, lon, radius_km, count)
+local counts = {}
+local function count_arg(n)
+  -- COUNT as redis.call would pass the number ('%.17g'), formatted once per call
+  local text = counts[n]
+  if not text then
+    text = format('%.17g', n)
+    counts[n] = text
+  end
+  return text
+end
+
+local function near(q, radius_km, count)
   -- DirectoryStore.near, keeping of each doctor's specialties only the first in the
   -- question's order (all that matching reads of them), in first seen order
-  local found, order, truncated = {}, {}, false
-  local lon17, lat17, radius17 = g17(lon), g17(lat), g17(radius_km)
-  for _, slug in ipairs(sp) do
-    local ids = redis.call('GEOSEARCH', prefix .. ':geo:' .. slug, 'FROMLONLAT', lon17, lat17,
-      'BYRADIUS', radius17, 'km', 'ASC', 'COUNT', count)
-    if #ids >= count then truncated = true end
-    for _, id in ipairs(ids) do
+  local sp = q.sp
+  local found, order, size, truncated = {}, {}, 0, false
+  local radius17, count17 = format('%.17g', radius_km), count_arg(count)
+  for s = 1, #sp do
+    local slug = sp[s]
+    local ids = redis.call('GEOSEARCH', prefix .. ':geo:' .. slug, 'FROMLONLAT', q.lon17, q.lat17,
+      'BYRADIUS', radius17, 'km', 'ASC', 'COUNT', count17)
+    local n = #ids
+    if n >= count then truncated = true end
+    for i = 1, n do
+      local id = ids[i]
       if not found[id] then
         found[id] = slug
-        order[#order + 1] = id
+        size = size + 1
+        order[size] = id
       end
     end
   end
-  return found, order, truncated
+  return found, order, size, truncated
 end
 
 local function better(a, b)
@@ -99,17 +148,21 @@ local function match_doctors(cands)
   -- candidate carries this call's number, its radius and whether it was widened to;
   -- only the best `cap` are kept, in a sorted window they enter by insertion (the order
   -- is total, ids break ties, so the window holds what a full sort would put first).
+  -- Returns the window and its length.
   calls = calls + 1
-  local call, n = calls, 0
-  for _, c in ipairs(cands) do
+  local call, n, total = calls, 0, #cands
+  for i = 1, total do
+    local c = cands[i]
     if c.distance_km <= c.radius_km then
       c.chosen, c.widened, c.radius = call, false, c.radius_km
       n = n + 1
     end
   end
-  for _, factor in ipairs(policy.widen) do
-    if n >= policy.min_matches then break end
-    for _, c in ipairs(cands) do
+  for f = 1, #widen do
+    if n >= min_matches then break end
+    local factor = widen[f]
+    for i = 1, total do
+      local c = cands[i]
       local radius = c.radius_km * factor
       if c.chosen ~= call and c.distance_km <= radius then
         c.chosen, c.widened, c.radius = call, true, radius
@@ -117,8 +170,9 @@ local function match_doctors(cands)
       end
     end
   end
-  local best, kept, cap = {}, 0, policy.cap
-  for _, c in ipairs(cands) do
+  local best, kept = {}, 0
+  for i = 1, total do
+    local c = cands[i]
     if c.chosen == call then
       local at
       if kept < cap then
@@ -136,70 +190,75 @@ local function match_doctors(cands)
       end
     end
   end
-  local matches = {}
-  for rank = 1, kept do
-    local c = best[rank]
-    matches[rank] = {doctor_id = c.id, specialty = c.specialty,
-                     distance_km = round1(c.distance_km), rank = rank,
-                     widened = c.widened, radius_used_km = c.radius, located = true,
-                     escalation = 0, waited = ''}
-  end
-  return matches
+  return best, kept
 end
 
 local function search_rings(q)
-  -- matching.service.search_rings with RingSearch.next
+  -- matching.service.search_rings with RingSearch.next; the chosen candidates, best first
   local seen = {}
-  local ring = {radius_km = rings.first_km, count = rings.first_count,
-                at_limit = rings.first_km >= rings.limit_km}
+  local radius_km, count = rings.first_km, rings.first_count
+  local at_limit = radius_km >= rings.limit_km
+  local ex, q_lon, q_phi, q_cos_phi = q.ex, q.lon, q.phi, q.cos_phi
   while true do
-    local found, order, truncated = near(q.sp, q.lat, q.lon, ring.radius_km * 1.01, ring.count)
-    local cands = {}
-    for _, id in ipairs(order) do
+    local found, order, size, truncated = near(q, radius_km * 1.01, count)
+    local cands, n = {}, 0
+    for i = 1, size do
+      local id = order[i]
       -- each doctor is measured once per question, however many rings find them
       local c = seen[id]
       if c == nil then
-        local row = row_of(id)
+        local row = rows[id]
+        if row == nil then row = row_of(id) end
         c = false
-        if row and id ~= q.ex then
-          local distance = haversine_km(q.lat, q.lon, row.lat, row.lon)
+        if row and id ~= ex then
+          -- shared.geo.haversine_km(q.lat, q.lon, row.lat, row.lon), operation for operation
+          -- (same libm, same doubles), inline (it runs for every doctor a question meets);
+          -- each end's radians and cosine are computed once, by the question and the row
+          local dlambda = (row.lon - q_lon) * RAD
+          local h = sin((row.phi - q_phi) / 2) ^ 2
+            + q_cos_phi * row.cos_phi * sin(dlambda / 2) ^ 2
+          local distance = 2 * EARTH_RADIUS_KM * asin(min(1.0, sqrt(h)))
           c = {id = id, distance_km = distance, radius_km = row.radius_km,
                rating = row.rating, review_count = row.review_count,
-               band = math.floor(distance / policy.band_km)}
+               band = floor(distance / band_km)}
         end
         seen[id] = c
       end
-      if c and (c.distance_km <= ring.radius_km or ring.at_limit) then
+      if c and (c.distance_km <= radius_km or at_limit) then
         -- this ring may find them under more of the question's specialties
         c.specialty = found[id]
-        cands[#cands + 1] = c
+        n = n + 1
+        cands[n] = c
       end
     end
-    local matches = match_doctors(cands)
-    local complete = #matches >= policy.cap
+    local best, kept = match_doctors(cands)
+    local complete = kept >= cap
     if complete then
-      for _, m in ipairs(matches) do
-        if m.widened then complete = false end
+      for i = 1, kept do
+        if best[i].widened then complete = false end
       end
     end
-    local deeper = truncated and ring.count < rings.max_count
-    if complete or (ring.at_limit and not deeper) then return matches end
+    local deeper = truncated and count < rings.max_count
+    if complete or (at_limit and not deeper) then return best, kept end
     if deeper then
-      ring = {radius_km = ring.radius_km, count = math.min(ring.count * rings.deepen,
-              rings.max_count), at_limit = ring.at_limit}
+      count = min(count * rings.deepen, rings.max_count)
     else
-      local radius = math.min(ring.radius_km * rings.widen, rings.limit_km)
-      ring = {radius_km = radius, count = ring.count, at_limit = radius >= rings.limit_km}
+      radius_km = min(radius_km * rings.widen, rings.limit_km)
+      at_limit = radius_km >= rings.limit_km
     end
   end
 end
 
 local function match_by_rating(q)
   -- DirectoryStore.best_rated, then matching.domain.match_by_rating
+  local sp = q.sp
   local found, order = {}, {}
-  for _, slug in ipairs(q.sp) do
-    local ids = redis.call('ZRANGE', prefix .. ':rated:' .. slug, 0, rings.first_count - 1, 'REV')
-    for _, id in ipairs(ids) do
+  for s = 1, #sp do
+    local slug = sp[s]
+    local ids = redis.call('ZRANGE', prefix .. ':rated:' .. slug, '0',
+      count_arg(rings.first_count - 1), 'REV')
+    for i = 1, #ids do
+      local id = ids[i]
       if not found[id] then
         found[id] = slug
         order[#order + 1] = id
@@ -207,7 +266,8 @@ local function match_by_rating(q)
     end
   end
   local list = {}
-  for _, id in ipairs(order) do
+  for i = 1, #order do
+    local id = order[i]
     local row = row_of(id)
     if row and id ~= q.ex then
       list[#list + 1] = {id = id, specialty = found[id], rating = row.rating,
@@ -219,27 +279,57 @@ local function match_by_rating(q)
     if a.review_count ~= b.review_count then return a.review_count > b.review_count end
     return bytes_lt(a.id, b.id)
   end)
-  local matches = {}
-  for rank = 1, math.min(#list, policy.cap) do
-    local c = list[rank]
-    matches[rank] = {doctor_id = c.id, specialty = c.specialty, distance_km = 0.0, rank = rank,
-                     widened = false, radius_used_km = 0.0, located = false, escalation = 0,
-                     waited = ''}
-  end
-  return matches
+  return list, min(#list, cap)
 end
 
+local function text(s)
+  -- a JSON string as cjson writes it (ids and slugs rarely need escaping)
+  if string.find(s, '[%c"\\/\127-\255]') then return cjson.encode(s) end
+  return '"' .. s .. '"'
+end
+
+local function number(x)
+  -- a JSON number as cjson writes it
+  return format('%.14g', x)
+end
+
+-- The matches are written in Match's field order, numbers and strings as cjson writes
+-- them: the same question matched again gives the same text (a redelivery compares it
+-- with the frozen one). Fields at Match's defaults (located, no escalation) are left out:
+-- less to write, store and decode.
 local reply = {}
-for _, q in ipairs(args.questions) do
-  local matches
-  if q.lat then matches = search_rings(q) else matches = match_by_rating(q) end
-  local doctors = {}
-  for _, m in ipairs(matches) do
-    local row = row_of(m.doctor_id)
-    doctors[m.doctor_id] = {tz = row.tz, prefs = row.prefs}
+for i = 1, #args.questions do
+  local q = args.questions[i]
+  local list, kept, located
+  if q.lat then
+    q.phi = q.lat * RAD
+    q.cos_phi = cos(q.phi)
+    q.lat17, q.lon17 = format('%.17g', q.lat), format('%.17g', q.lon)
+    list, kept = search_rings(q)
+    located = true
+  else
+    list, kept = match_by_rating(q)
+    located = false
   end
-  -- cjson writes an empty table as {}: an empty match list must read back as a list
-  reply[#reply + 1] = #matches > 0 and cjson.encode(matches) or '[]'
-  reply[#reply + 1] = cjson.encode(doctors)
+  local matches, doctors = {}, {}
+  for rank = 1, kept do
+    local c = list[rank]
+    local distance, widened, radius = '0', 'false', '0'
+    if located then
+      distance = number(round1(c.distance_km))
+      widened = c.widened and 'true' or 'false'
+      radius = number(c.radius)
+    end
+    local id = text(c.id)
+    matches[rank] = '{"doctor_id":' .. id .. ',"specialty":' .. text(c.specialty)
+      .. ',"distance_km":' .. distance .. ',"rank":' .. rank .. ',"widened":' .. widened
+      .. ',"radius_used_km":' .. radius .. (located and '}' or ',"located":false}')
+    local tz, prefs = tz_prefs(rows[c.id])
+    -- prefs are JSON already: kept as they are, the alerts' script decodes them once
+    if prefs == '' then prefs = '{}' end
+    doctors[rank] = id .. ':{"tz":' .. text(tz) .. ',"prefs":' .. prefs .. '}'
+  end
+  reply[#reply + 1] = '[' .. table.concat(matches, ',') .. ']'
+  reply[#reply + 1] = '{' .. table.concat(doctors, ',') .. '}'
 end
 return reply

@@ -2,6 +2,10 @@
 
 The directory shares the hash slot of ``askdoc.doctor-profile-changed``, so a profile
 change, its index moves and its event commit in one script.
+
+`match_batch.lua` keeps each doctor's matching row packed (doubles: nothing to parse) under
+``mrow:<id>`` once it has read the profile's fields; every write of those fields drops it
+in the same commit, so the packed row is never older than the fields.
 """
 
 from __future__ import annotations
@@ -40,6 +44,10 @@ class DirectoryStore:
 
     def _doc_key(self, doctor_id: str) -> str:
         return f"{self._tag}:doc:{doctor_id}"
+
+    def _packed_row_key(self, doctor_id: str) -> str:
+        # written by match_batch.lua from the fields below; dropped wherever they change
+        return f"{self._tag}:mrow:{doctor_id}"
 
     def _geo_key(self, specialty: str) -> str:
         return f"{self._tag}:geo:{specialty}"
@@ -91,6 +99,7 @@ class DirectoryStore:
             self._doc_key(doctor_id),
             *_row_fields(profile, prefs, event.profile_version),
         )
+        txn.call("DEL", self._packed_row_key(doctor_id))
         # Leave every index the doctor is no longer in (known vocabulary and the old
         # profile's slugs), so a changed specialty or place moves them.
         stale = dict.fromkeys([*previous_specialties, *all_specialties])
@@ -124,6 +133,7 @@ class DirectoryStore:
                 "prefs",
                 "{}",
             ],
+            ["DEL", self._packed_row_key(row.doctor_id)],
             ["GEOADD", self._geo_key(specialty), repr(row.lon), repr(row.lat), row.doctor_id],
         ]
 
