@@ -1,9 +1,11 @@
 -- Guarded, all-or-nothing writes (see shared/atomic.py).
 -- ARGV[1]: a JSON list of specs, each applied on its own:
 --   {base, guards = [{kind, key, value?, ttl_s?, limit?, window_s?}],
---    writes = [{command, key, args}]}
--- `key` fields index KEYS, offset by the spec's `base`. A spec checks every guard
--- before it writes anything, so a refused spec changes nothing (bar a limit count).
+--    writes = [{command, key, args, when?, unless?}]}
+-- `key` fields (and the entries of `when` and `unless`) index KEYS, offset by the spec's
+-- `base`. A spec checks every guard before it writes anything, so a refused spec changes
+-- nothing (bar a limit count). A write with `when` runs only if one of those keys exists,
+-- one with `unless` only if none does; a skipped XADD replies '' in its place.
 -- Returns one reply per spec: {'ok', xadd ids...} or {refusal, guard index, found}.
 
 local function check(guard, key, index)
@@ -33,6 +35,18 @@ local function write(command, key, args)
   return redis.call(command, key, unpack(args))
 end
 
+local function any_exists(spec, indexes)
+  local keys = {}
+  for i, index in ipairs(indexes) do keys[i] = KEYS[spec.base + index] end
+  return redis.call('EXISTS', unpack(keys)) > 0
+end
+
+local function wanted(spec, w)
+  if w.when and not any_exists(spec, w.when) then return false end
+  if w.unless and any_exists(spec, w.unless) then return false end
+  return true
+end
+
 local function apply(spec)
   for index, guard in ipairs(spec.guards) do
     local refusal = check(guard, KEYS[spec.base + guard.key], index)
@@ -50,7 +64,8 @@ local function apply(spec)
   end
   local reply = {'ok'}
   for _, w in ipairs(spec.writes) do
-    local result = write(w.command, KEYS[spec.base + w.key], w.args)
+    local result = ''
+    if wanted(spec, w) then result = write(w.command, KEYS[spec.base + w.key], w.args) end
     if w.command == 'XADD' then reply[#reply + 1] = result end
   end
   return reply

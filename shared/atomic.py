@@ -15,6 +15,7 @@ in the state's slot and the same call, and shared/relay.py forwards it to its st
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,9 +84,27 @@ class Txn:
         self.guard_names.append(name)
         return self
 
-    def call(self, command: str, key: str, *args: str | int | float) -> Txn:
-        """Add a write command whose first argument is `key`."""
-        self.writes.append({"command": command.upper(), "key": self._index(key), "args": args})
+    def call(
+        self,
+        command: str,
+        key: str,
+        *args: str | int | float,
+        when: Sequence[str] = (),
+        unless: Sequence[str] = (),
+    ) -> Txn:
+        """Add a write command whose first argument is `key`.
+
+        With `when`, the write happens only if one of those keys exists; with `unless`,
+        only if none does (checked when the write's turn comes, inside the same call).
+        A state another writer keeps (say, a flag that an item is hidden) thus decides
+        the write atomically, without failing the whole Txn as a guard would.
+        """
+        write: dict[str, Any] = {"command": command.upper(), "key": self._index(key), "args": args}
+        if when:
+            write["when"] = [self._index(k) for k in when]
+        if unless:
+            write["unless"] = [self._index(k) for k in unless]
+        self.writes.append(write)
         return self
 
     def set_if_newer(
@@ -135,9 +154,22 @@ def relayed(txn: Txn, outbox: str) -> Txn:
     for w in txn.writes:
         key = txn.keys[w["key"] - 1]
         if w["key"] in away:
-            copy.call("XADD", outbox, w["args"][0], "stream", key, *w["args"][1:])
+            copy.call(
+                "XADD",
+                outbox,
+                w["args"][0],
+                "stream",
+                key,
+                *w["args"][1:],
+                when=[txn.keys[i - 1] for i in w.get("when", ())],
+                unless=[txn.keys[i - 1] for i in w.get("unless", ())],
+            )
         else:
-            copy.writes.append({**w, "key": copy._index(key)})
+            moved = {**w, "key": copy._index(key)}
+            for condition in ("when", "unless"):
+                if condition in w:
+                    moved[condition] = [copy._index(txn.keys[i - 1]) for i in w[condition]]
+            copy.writes.append(moved)
     return copy
 
 
@@ -175,7 +207,9 @@ class Committer:
         results = [_result(txn, reply) for txn, reply in zip(txns, replies, strict=True)]
         for txn, result in zip(txns, results, strict=True):
             for index, span in txn.spans:
-                tracing.end_publish(span, result.entry_ids[index] if result.applied else None)
+                tracing.end_publish(
+                    span, (result.entry_ids[index] or None) if result.applied else None
+                )
         return results
 
 

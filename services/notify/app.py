@@ -54,7 +54,7 @@ def create_app(settings: NotifySettings) -> FastAPI:
     runtime = ServiceRuntime(SERVICE, settings)
     parts = build_parts(runtime.redis, runtime.committer, runtime.tag, settings)
     runtime.trimmed_streams.append(parts.stores.outbox.stream)
-    handlers.register(runtime.consumer, parts.alerts, parts.escalations)
+    handlers.register(runtime.consumer, parts.alerts, parts.escalations, parts.inbox)
     runtime.warmups.append(geo.warm_up)
     # The delivery worker and the live reader block on reads and wait on receivers:
     # they get a connection pool of their own, so they never starve the event handlers.

@@ -15,6 +15,7 @@ from shared.events import (
 
 from .alerts.escalation import Escalations
 from .alerts.service import AlertService
+from .inbox.service import InboxService
 
 #: Questions per pair of script calls. A script holds its Redis shard for its whole run
 #: (about 0.7 ms per question here), so a read of up to 100 entries is matched and alerted
@@ -25,8 +26,10 @@ from .alerts.service import AlertService
 SCRIPT_SLICE = 50
 
 
-def register(consumer: EventConsumer, alerts: AlertService, escalations: Escalations) -> None:
-    """Subscribe the notifier to questions, answers and votes."""
+def register(
+    consumer: EventConsumer, alerts: AlertService, escalations: Escalations, inbox: InboxService
+) -> None:
+    """Subscribe the notifier to questions, answers, votes and moderation decisions."""
 
     @consumer.on(QuestionPosted)
     async def on_question_posted(event: QuestionPosted) -> None:
@@ -70,4 +73,5 @@ def register(consumer: EventConsumer, alerts: AlertService, escalations: Escalat
     @consumer.on(ModerationDecided)
     async def on_moderation_decided(event: ModerationDecided) -> None:
         await escalations.on_moderation_decided(event)
+        await inbox.on_moderation_decided(event)
         await alerts.on_moderation_decided(event)

@@ -7,6 +7,7 @@ read with plain XRANGE, and the CLI drives the same HTTP API as an admin would.
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -475,3 +476,87 @@ def test_a_hidden_pick_is_neither_shown_nor_named_and_comes_back_restored(
     )
     assert page["accepted_answer_id"] == aid
     assert [(x["id"], x["accepted"]) for x in page["answers"]] == [(aid, True)]
+
+
+def test_a_hidden_question_leaves_the_inboxes_it_reached_and_comes_back_restored(
+    world: dict[str, Any],
+) -> None:
+    urls = world["urls"]
+    q, a, n = urls["questions"], urls["answers"], urls["notify"]
+    for doctor in ("dr-inbox-mod", "dr-inbox-ans"):
+        register(n, doctor)
+    qid = ask(q, "pat-inbox-mod")
+    follow = httpx.put(f"{q}/questions/{qid}/follow", headers=auth("fan-inbox-mod"), timeout=10)
+    assert follow.status_code == 200, follow.text
+    who = {
+        "dr-inbox-mod": ("doctor", "question-match"),
+        "fan-inbox-mod": ("patient", "new-answer"),
+        "pat-inbox-mod": ("patient", "new-answer"),
+    }
+
+    def mine(user: str, unread: bool = False) -> tuple[list[dict[str, Any]], int]:
+        """The user's items about the question, and their unread count (GET /inbox)."""
+        params = {"limit": 100, **({"unread": "true"} if unread else {})}
+        reply = httpx.get(f"{n}/inbox", params=params, headers=auth(user, who[user][0]), timeout=10)
+        assert reply.status_code == 200, reply.text
+        body = reply.json()
+        return [i for i in body["items"] if i["question_id"] == qid], body["unread_count"]
+
+    def shown(user: str) -> list[dict[str, Any]]:
+        return [i for i in mine(user)[0] if i["kind"] == who[user][1]]
+
+    def mine_is(user: str, items: list[dict[str, Any]]) -> bool:
+        return mine(user)[0] == items
+
+    def is_before(user: str) -> bool:
+        return mine(user) == before[user]
+
+    # The matched doctor is alerted; an answer reaches the follower and the asker.
+    aid = answer(a, qid, "dr-inbox-ans")
+    for user in who:
+        wait_for(partial(shown, user), timeout=30, what=f"{user}'s alert")
+    alert = shown("dr-inbox-mod")[0]
+    assert alert["title"] == "Acne scars on my cheeks" and not alert["read"]
+    before = {user: mine(user) for user in who}
+    assert [i["answer_id"] for i in shown("fan-inbox-mod")] == [aid]
+
+    decide(f"{q}/moderation/questions/{qid}", "hidden", "spam")
+    # Gone from the listing and from the unread count; the asker keeps the notice alone.
+    for user in ("dr-inbox-mod", "fan-inbox-mod"):
+        wait_for(partial(mine_is, user, []), timeout=30, what=f"{user}'s alert gone")
+        unread = mine(user)[1]
+        assert unread == before[user][1] - 1, user
+        assert mine(user, unread=True)[1] == unread
+    notice = wait_for(
+        lambda: [k["kind"] for k in mine("pat-inbox-mod")[0]] == ["item-hidden"],
+        timeout=30,
+        what="the asker's inbox left with the notice",
+    )
+    assert notice
+    assert mine("pat-inbox-mod")[1] == before["pat-inbox-mod"][1]  # one gone, one told
+    raw = httpx.get(f"{n}/inbox", headers=auth("dr-inbox-mod", "doctor"), timeout=10).text
+    assert qid not in raw and "Acne scars on my cheeks" not in raw
+    # Not to be marked read either: as if it were not there.
+    gone = httpx.post(
+        f"{n}/inbox/{alert['id']}/read", headers=auth("dr-inbox-mod", "doctor"), timeout=10
+    )
+    assert gone.status_code == 404, gone.text
+
+    decide(f"{q}/moderation/questions/{qid}", "restored")
+    for user in ("dr-inbox-mod", "fan-inbox-mod"):
+        wait_for(partial(is_before, user), timeout=30, what=f"{user}'s alert back")
+    wait_for(
+        lambda: (
+            {k["kind"] for k in mine("pat-inbox-mod")[0]}
+            == {"new-answer", "item-hidden", "item-restored"}
+        ),
+        timeout=30,
+        what="the asker's alert back beside both notices",
+    )
+    assert mine("pat-inbox-mod")[1] == before["pat-inbox-mod"][1] + 2
+    # Back, it can be read as before.
+    read = httpx.post(
+        f"{n}/inbox/{alert['id']}/read", headers=auth("dr-inbox-mod", "doctor"), timeout=10
+    )
+    assert read.status_code == 200 and read.json()["read"] is True, read.text
+    assert mine("dr-inbox-mod")[1] == before["dr-inbox-mod"][1] - 1

@@ -87,3 +87,30 @@ async def test_a_refunded_write_is_taken_back_only_while_its_window_lasts(redis_
     assert await client.exists(key) == 0
     assert await limit.count(committer, "root", "admin") is None
     await client.aclose()
+
+
+async def test_a_write_can_depend_on_whether_other_keys_exist(redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    committer = Committer(client)
+    await client.set("{t}:flag-a", "1")
+    txn = (
+        Txn()
+        .call("RPUSH", "{t}:log", "always")
+        .call("RPUSH", "{t}:log", "when-a", when=["{t}:flag-a"])
+        .call("RPUSH", "{t}:log", "when-b", when=["{t}:flag-b"])
+        .call("RPUSH", "{t}:log", "when-a-or-b", when=["{t}:flag-b", "{t}:flag-a"])
+        .call("RPUSH", "{t}:log", "unless-b", unless=["{t}:flag-b"])
+        .call("RPUSH", "{t}:log", "unless-a-or-b", unless=["{t}:flag-b", "{t}:flag-a"])
+        .call("SET", "{t}:flag-b", "1")
+        .call("RPUSH", "{t}:log", "unless-b-later", unless=["{t}:flag-b"])
+    )
+    # A skipped XADD keeps its place among the entry ids, as an empty one.
+    txn.call("XADD", "{t}:stream", "*", "n", "1", when=["{t}:flag-c"])
+    txn.call("XADD", "{t}:stream", "*", "n", "2")
+    result = await committer.commit(txn)
+    assert result.applied
+    # Each condition is checked when its write comes: a key set earlier in the Txn counts.
+    assert await client.lrange("{t}:log", 0, -1) == ["always", "when-a", "when-a-or-b", "unless-b"]
+    assert result.entry_ids[0] == "" and result.entry_ids[1] != ""
+    assert await client.xlen("{t}:stream") == 1
+    await client.aclose()

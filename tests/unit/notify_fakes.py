@@ -17,6 +17,7 @@ from services.notify.directory.domain import DoctorRow
 from services.notify.directory.service import ProfileStore
 from services.notify.inbox.domain import Notification
 from services.notify.inbox.service import InboxPort
+from services.notify.inbox.store import ModerationStep
 from services.notify.matching.service import DoctorIndex, FrozenMatches
 from shared import geo
 from shared.atomic import CommitResult
@@ -25,6 +26,7 @@ from shared.events import DoctorProfileChanged
 #: The batch path (`on_questions_posted`) is two Lua scripts inside Redis, held to the
 #: per-question path these fakes serve by tests/integration/test_notify_batch.py.
 BATCH_PATH = "the batch path runs in Redis: see tests/integration/test_notify_batch.py"
+MODERATION = "hiding runs in Redis: see tests/integration/test_inbox_moderation.py"
 
 
 class FakeProfileStore:
@@ -70,6 +72,7 @@ class FakeInbox:
         self.hashes: dict[str, dict[str, str]] = {}
         self.ids: dict[str, set[str]] = {}
         self.once: set[str] = set()
+        self.hidden_subjects: set[tuple[str, str]] = set()
 
     def put(self, recipient: str, item: dict[str, Any], read: bool = False) -> None:
         self.hashes[item["id"]] = {
@@ -101,6 +104,20 @@ class FakeInbox:
     async def unread_count(self, recipient: str) -> int:
         return len(self._mine(recipient, True))
 
+    async def hidden(self, subjects: Sequence[tuple[str, str]]) -> list[bool]:
+        return [subject in self.hidden_subjects for subject in subjects]
+
+    async def moderate(
+        self,
+        subject: tuple[str, str],
+        version: int,
+        hidden: bool,
+        after: str | None,
+        count: int,
+        ttl_s: int,
+    ) -> ModerationStep:
+        raise NotImplementedError(MODERATION)
+
     async def add_once(self, note: Notification, once: str) -> bool:
         if once in self.once:
             return False
@@ -108,7 +125,9 @@ class FakeInbox:
         self.put(note.recipient, note.item)
         return True
 
-    async def mark_read(self, recipient: str, nid: str) -> bool:
+    async def mark_read(
+        self, recipient: str, nid: str, about: Sequence[tuple[str, str]] = ()
+    ) -> bool:
         if nid not in self.hashes:
             return False
         self.hashes[nid]["read"] = "1"

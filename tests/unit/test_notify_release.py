@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
@@ -20,6 +21,9 @@ from services.notify.delivery.domain import (
 )
 from services.notify.inbox.domain import (
     is_notification_id,
+    item_view,
+    moderated_subjects,
+    new_item,
     new_notification_id,
     notification_id_floor,
 )
@@ -123,6 +127,22 @@ def test_notification_ids_sort_by_time_and_validate() -> None:
     assert not is_notification_id("n123") and not is_notification_id("x" * 25)
     assert notification_id_floor(1_700_000_000_001) <= late
     assert notification_id_floor(1_700_000_000_001) > early
+
+
+def test_an_item_is_about_its_question_and_answer_unless_it_is_a_moderation_notice() -> None:
+    nid = new_notification_id(0, "0" * 12)
+    answer = new_item(nid, "new-answer", NOW, question_id="q1", answer_id="a1")
+    assert moderated_subjects(answer) == [("q", "q1"), ("a", "a1")]
+    assert moderated_subjects(new_item(nid, "question-match", NOW, question_id="q1")) == [
+        ("q", "q1")
+    ]
+    assert moderated_subjects(new_item(nid, "channel-off", NOW)) == []
+    for kind in ("item-hidden", "item-restored"):  # the author keeps these
+        assert moderated_subjects(new_item(nid, kind, NOW, question_id="q1", answer_id="a1")) == []
+    # A stored item a moderator hid is not shown, wherever it is read from.
+    stored = {"item": json.dumps(answer), "recipient": "u1", "read": "0"}
+    assert item_view(stored) is not None
+    assert item_view({**stored, "hidden": "1"}) is None
 
 
 def test_jitter_stays_within_half_to_full_delay() -> None:

@@ -55,3 +55,15 @@ def test_a_home_event_and_another_slots_state_are_left_alone() -> None:
     directory = Txn().call("HSET", f"{tag}:doc:d1", "v", "1")
     directory.call("XADD", streams.DOCTOR_PROFILE_CHANGED, "*", "__data__", "{}")
     assert relayed(directory, outbox_key(streams.slot_tag(streams.NOTIFICATION_SENT))) is directory
+
+
+def test_conditions_on_writes_follow_their_keys_into_the_rewritten_txn() -> None:
+    hidden = f"{HOME}:hidden:q1"
+    txn = Txn().absent("revision", f"{HOME}:q:q1:rev:2")
+    txn.call("SET", f"{HOME}:q:q1", "x", unless=[hidden])
+    txn.call("SET", f"{HOME}:q:q1:note", "y", when=[hidden, f"{HOME}:other"])
+    out = relayed(txn.publish(edited()), OUTBOX)
+    assert out is not txn
+    unless, when = out.writes[0]["unless"], out.writes[1]["when"]
+    assert [out.keys[i - 1] for i in unless] == [hidden]
+    assert [out.keys[i - 1] for i in when] == [hidden, f"{HOME}:other"]

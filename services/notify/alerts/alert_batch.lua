@@ -2,7 +2,8 @@
 -- AlertStore.alert_batch). Per question: keep who asked, freeze its matches (a redelivery
 -- alerts the same doctors), start its escalation clock; per matched doctor, the same
 -- guarded change AlertService._plan_alert commits when an alert goes out now: the
--- once-guard, the inbox item and its indexes, the notification-sent event, the outbox
+-- once-guard, the inbox item and its indexes (none while a moderator hides the question:
+-- inbox/moderate.lua), the notification-sent event, the outbox
 -- entry, the day's count. What this script does not decide it leaves untouched and hands
 -- back (`defer`): an alert that would be held (quiet hours, daily cap: alerts.domain
 -- .goes_out_now is the rule mirrored here), a zone it has no clock for, or a question
@@ -190,11 +191,18 @@ local function deliver(q, m, prefs, nid, event_id, day_key)
     redis.call('HSET', note, 'item', item, 'recipient', m.doctor_id, 'read', '0', unpack(status))
   end
   redis.call('EXPIRE', note, ttl_inbox)
-  local inbox, unread = tag .. ':inbox:' .. m.doctor_id, tag .. ':unread:' .. m.doctor_id
-  redis.call('ZADD', inbox, '0', nid)
-  expire_once(inbox, ttl_inbox)
-  redis.call('ZADD', unread, '0', nid)
-  expire_once(unread, ttl_inbox)
+  -- InboxStore.add: an item about a question a moderator hid is kept out of the indexes
+  redis.call('ZADD', q.about, '0', nid)
+  expire_once(q.about, ttl_inbox)
+  if q.hidden then
+    redis.call('HSET', note, 'hidden', '1')
+  else
+    local inbox, unread = tag .. ':inbox:' .. m.doctor_id, tag .. ':unread:' .. m.doctor_id
+    redis.call('ZADD', inbox, '0', nid)
+    expire_once(inbox, ttl_inbox)
+    redis.call('ZADD', unread, '0', nid)
+    expire_once(unread, ttl_inbox)
+  end
   redis.call('XADD', stream, '*', '__data__', event)
   if #ext > 0 then
     -- the question's trace context, as the full path's entry carries it: delivery joins it
@@ -218,6 +226,8 @@ local function alert_question(q, matches_json, doctors_json)
     .. ',"producer":"notify","notification_id":"'
   q.event_kind = ',"kind":"question-match","question_id":' .. id_j
     .. ',"answer_id":null,"channels":'
+  q.about = tag .. ':about:q:' .. q.id
+  q.hidden = redis.call('EXISTS', tag .. ':hidden:q:' .. q.id) == 1
   local qkey = tag .. ':q:' .. q.id
   redis.call('HSET', qkey, 'asker_id', q.asker, 'title', q.title)
   redis.call('EXPIRE', qkey, arg(ttl.question))

@@ -105,8 +105,14 @@ class HeldAlerts:
         for h in (*plan.deliver, *plan.digest):
             change.once("1", "rel", h.hold_id)
         notes: list[Notification] = []
-        for h in plan.deliver:
-            entry = holds[h.hold_id]
+        digested = [holds[h.hold_id] for h in plan.digest]
+        # A question a moderator hid is no line of a digest (which is about several
+        # questions and stays): it goes out alone, born hidden, and comes back on restore.
+        hidden = await self.inbox.hidden_questions({e.data["question_id"] for e in digested})
+        alone = [holds[h.hold_id] for h in plan.deliver]
+        alone += [e for e in digested if e.data["question_id"] in hidden]
+        listed = [e for e in digested if e.data["question_id"] not in hidden]
+        for entry in alone:
             data = entry.data
             item = fresh_item(
                 "question-match",
@@ -120,8 +126,7 @@ class HeldAlerts:
             note = self.inbox.notification(doctor_id, item, prefs, data.get("correlation_id"))
             change.notify(note).unhold(doctor_id, entry.member)
             notes.append(note)
-        if plan.digest:
-            listed = [holds[h.hold_id] for h in plan.digest]
+        if listed:
             note = self.inbox.notification(doctor_id, _digest([e.data for e in listed], now), prefs)
             change.notify(note)
             for entry in listed:

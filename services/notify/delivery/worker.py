@@ -40,6 +40,9 @@ from .webhook import webhook_attempt
 
 log = get_logger("askdoc.notify.delivery")
 
+#: Why a delivery about an item a moderator hid before it went out is skipped.
+HIDDEN = "item hidden by a moderator"
+
 # Redis full, unreachable or loading is no fault of the entry: never dead-lettered for it.
 _REDIS_UNAVAILABLE = (
     redis_errors.OutOfMemoryError,
@@ -226,7 +229,13 @@ class DeliveryWorker:
         recipient = fields.get("recipient", "")
         channels = [c for c in fields.get("channels", "").split(",") if c]
         [note] = await self.inbox.notes([nid]) if nid else [{}]
-        if note and "item" in note:
+        if note.get("hidden") == "1":
+            # About something a moderator hid before it went out: not sent (what went out
+            # before the hiding cannot be called back).
+            for channel in channels:
+                if note.get(f"d:{channel}") not in domain.DELIVERY_FINAL:
+                    await self._final(nid, channel, "skipped", HIDDEN)
+        elif note and "item" in note:
             item = json.loads(note["item"])
             keeper = asyncio.create_task(self._keep_while_waiting(entry_id))
             try:
@@ -324,6 +333,11 @@ class DeliveryWorker:
                 await asyncio.wait_for(self._stop.wait(), delay)
             if self._stopping:
                 raise _Interrupted
+            [note] = await self.inbox.notes([nid])
+            if note.get("hidden") == "1":
+                # Hidden by a moderator while waiting to retry: not sent after all.
+                await self._final(nid, channel, "skipped", HIDDEN, attempts=number)
+                return
 
     async def _final(
         self, nid: str, channel: str, status: str, error: str | None, attempts: int = 0

@@ -69,9 +69,28 @@ def fresh_item(kind: str, now: datetime, **fields: Any) -> dict[str, Any]:
     return new_item(new_notification_id(int(now.timestamp() * 1000)), kind, now, **fields)
 
 
+#: Kinds that tell an author what a moderator decided on their own item: they stay when
+#: the item is hidden (every other notification about it leaves its recipient's inbox).
+MODERATION_KINDS = frozenset({"item-hidden", "item-restored"})
+
+
+def moderated_subjects(item: dict[str, Any]) -> list[tuple[str, str]]:
+    """What a moderator may hide that the item is about: ('q', question id) and ('a',
+    answer id); none for a moderation notice, which its author keeps."""
+    if item.get("kind") in MODERATION_KINDS:
+        return []
+    subjects = []
+    if item.get("question_id"):
+        subjects.append(("q", str(item["question_id"])))
+    if item.get("answer_id"):
+        subjects.append(("a", str(item["answer_id"])))
+    return subjects
+
+
 def item_view(note: dict[str, str]) -> dict[str, Any] | None:
-    """A stored notification hash as the inbox shows it (None for an expired one)."""
-    if not note or "item" not in note:
+    """A stored notification hash as the inbox shows it (None for an expired one, and for
+    one about an item a moderator hid)."""
+    if not note or "item" not in note or note.get("hidden") == "1":
         return None
     item: dict[str, Any] = json.loads(note["item"])
     item["read"] = note.get("read") == "1"

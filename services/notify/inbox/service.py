@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from redis.exceptions import RedisError
 
 from shared.errors import Invalid, NotFound
-from shared.events import NotificationSent
+from shared.events import ModerationDecided, NotificationSent
 from shared.logging import current_correlation_id, get_logger
 from shared.metrics import EVENTS_PUBLISHED
 
@@ -23,13 +23,23 @@ from .domain import (
     fresh_item,
     is_notification_id,
     item_view,
+    moderated_subjects,
     notification_id_floor,
 )
+from .store import ModerationStep
 
 log = get_logger("askdoc.notify.inbox")
 
 #: Recipients whose inboxes one trim call bounds (a few reads each when nothing is due).
 TRIM_BATCH = 200
+
+#: Notifications one moderation script call hides or restores (a few commands each), so a
+#: question with thousands of followers is many short calls, never one that stalls Redis.
+MODERATION_BATCH = 500
+
+#: How long notify remembers a moderation decision: new notifications about a hidden item
+#: are kept out of the inboxes for as long as alerts about its question may still come.
+MODERATION_TTL_S = 365 * 86400
 
 
 class BadCursor(Invalid):
@@ -81,8 +91,26 @@ class InboxPort(Protocol):
         """How many notifications the recipient has not read."""
         ...
 
-    async def mark_read(self, recipient: str, nid: str) -> bool:
+    async def mark_read(
+        self, recipient: str, nid: str, about: Sequence[tuple[str, str]] = ()
+    ) -> bool:
         """Mark one notification read; False when it no longer exists."""
+        ...
+
+    async def hidden(self, subjects: Sequence[tuple[str, str]]) -> list[bool]:
+        """Whether a moderator hides each question ('q', id) or answer ('a', id) now."""
+        ...
+
+    async def moderate(
+        self,
+        subject: tuple[str, str],
+        version: int,
+        hidden: bool,
+        after: str | None,
+        count: int,
+        ttl_s: int,
+    ) -> ModerationStep:
+        """Hide or restore the next `count` notifications about a question or answer."""
         ...
 
     async def add_once(self, note: Notification, once: str) -> bool:
@@ -169,6 +197,57 @@ class InboxService:
         if await self.store.add_once(note, f"channel-off:{channel}:{about_nid}"):
             self.delivered(note)
 
+    async def on_moderation_decided(self, event: ModerationDecided) -> int:
+        """Take every notification about a hidden question or answer out of its recipient's
+        inbox (listing, unread count, live replay), or bring it back on restore; the
+        author's own notice of the decision stays. How many slices it took.
+
+        Newest decision wins (`decision_version`); the same decision again does nothing
+        new, so a redelivery, a restart half-way or a slice that races an alert is safe.
+        """
+        subject = ("q" if event.item_kind == "question" else "a", event.item_id)
+        hidden = event.decision == "hidden"
+        after: str | None = None
+        slices = 0
+        while True:
+            step = await self.store.moderate(
+                subject,
+                event.decision_version,
+                hidden,
+                after,
+                MODERATION_BATCH,
+                MODERATION_TTL_S,
+            )
+            slices += 1
+            if step.stale:
+                log.info(
+                    "inbox_moderation_stale",
+                    item_kind=event.item_kind,
+                    item_id=event.item_id,
+                    version=event.decision_version,
+                )
+                return slices
+            # Restored items count against the inbox bounds again.
+            self._to_trim.update(step.restored_to)
+            if step.after is None:
+                break
+            after = step.after
+        log.info(
+            "inbox_moderation_applied",
+            item_kind=event.item_kind,
+            item_id=event.item_id,
+            decision=event.decision,
+            version=event.decision_version,
+            slices=slices,
+        )
+        return slices
+
+    async def hidden_questions(self, question_ids: Collection[str]) -> set[str]:
+        """Which of the questions a moderator hides now (one round trip)."""
+        ordered = sorted(question_ids)
+        flags = await self.store.hidden([("q", qid) for qid in ordered])
+        return {qid for qid, hidden in zip(ordered, flags, strict=True) if hidden}
+
     # --- reading -----------------------------------------------------------------------
 
     async def page(self, query: ListInbox) -> dict[str, Any]:
@@ -205,12 +284,11 @@ class InboxService:
         if not is_notification_id(nid):
             raise missing
         [note] = await self.store.notes([nid])
-        if not note or note.get("recipient") != cmd.recipient:
-            raise missing
-        if not await self.store.mark_read(cmd.recipient, nid):
-            raise missing
         item = item_view({**note, "read": "1"})
-        assert item is not None
+        if item is None or note.get("recipient") != cmd.recipient:
+            raise missing  # expired, someone else's, or about something hidden
+        if not await self.store.mark_read(cmd.recipient, nid, moderated_subjects(item)):
+            raise missing
         return item
 
     # --- bounds ------------------------------------------------------------------------

@@ -8,13 +8,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from shared.atomic import CommitResult, Committer, Txn
 from shared.redis import RedisClient
 
 from ..delivery.store import OutboxStore
 from ..scripts import lua
-from .domain import Notification
+from .domain import Notification, moderated_subjects
+
+
+@dataclass(frozen=True)
+class ModerationStep:
+    """What one slice of a moderation decision did: `stale` (a newer decision was seen,
+    stop), where the next slice starts (None when the walk is done) and the recipients whose
+    items came back."""
+
+    stale: bool
+    after: str | None
+    restored_to: list[str]
 
 
 class InboxStore:
@@ -36,6 +48,7 @@ class InboxStore:
         self.outbox = outbox
         self._tag = tag
         self._trim = redis.register_script(lua(__package__, "trim.lua"))
+        self._moderate = redis.register_script(lua(__package__, "moderate.lua"))
 
     def _note_key(self, nid: str) -> str:
         # item JSON, recipient, read flag, and `d:<channel>` delivery status
@@ -52,6 +65,18 @@ class InboxStore:
         # read ids, trimmed first
         return f"{self._tag}:readset:{recipient}"
 
+    def _hidden_key(self, kind: str, item_id: str) -> str:
+        # exists while a moderator keeps the question (q) or answer (a) hidden
+        return f"{self._tag}:hidden:{kind}:{item_id}"
+
+    def _decision_key(self, kind: str, item_id: str) -> str:
+        # the newest moderation decision version seen for the question or answer
+        return f"{self._tag}:mod-ver:{kind}:{item_id}"
+
+    def _about_key(self, kind: str, item_id: str) -> str:
+        # ids of the notifications about the question or answer, score 0
+        return f"{self._tag}:about:{kind}:{item_id}"
+
     # --- writing ----------------------------------------------------------------------
 
     def add(self, txn: Txn, note: Notification) -> Txn:
@@ -62,11 +87,20 @@ class InboxStore:
             status += [f"d:{channel}", "pending"]
         key = self._note_key(nid)
         item = json.dumps(note.item)
+        subjects = moderated_subjects(note.item)
+        # An item about something a moderator hid is kept, out of every index, until a
+        # restore brings it back: decided inside the commit, so no decision slips between.
+        hidden = [self._hidden_key(kind, item_id) for kind, item_id in subjects]
         txn.call("HSET", key, "item", item, "recipient", note.recipient, "read", 0, *status)
+        if hidden:
+            txn.call("HSET", key, "hidden", 1, when=hidden)
         txn.call("EXPIRE", key, self.ttl_s)
         for index in (self._inbox_key(note.recipient), self._unread_key(note.recipient)):
-            txn.call("ZADD", index, 0, nid)
+            txn.call("ZADD", index, 0, nid, unless=hidden)
             txn.call("EXPIRE", index, self.ttl_s)
+        for kind, item_id in subjects:
+            txn.call("ZADD", self._about_key(kind, item_id), 0, nid)
+            txn.call("EXPIRE", self._about_key(kind, item_id), self.ttl_s)
         txn.publish(note.event, self.maxlen)
         if note.external:
             self.outbox.enqueue(txn, nid, note.recipient, note.external)
@@ -78,12 +112,17 @@ class InboxStore:
         result: CommitResult = await self.committer.commit(self.add(txn, note))
         return result.applied
 
-    async def mark_read(self, recipient: str, nid: str) -> bool:
-        """Mark one notification read; False when it no longer exists."""
+    async def mark_read(
+        self, recipient: str, nid: str, about: Sequence[tuple[str, str]] = ()
+    ) -> bool:
+        """Mark one notification read; False when it no longer exists. `about`: what it is
+        about (`moderated_subjects`), so that an item hidden meanwhile stays out of the
+        indexes (a restore puts it back among the read ones)."""
+        hidden = [self._hidden_key(kind, item_id) for kind, item_id in about]
         txn = Txn().present("notification", self._note_key(nid))
         txn.call("HSET", self._note_key(nid), "read", 1)
         txn.call("ZREM", self._unread_key(recipient), nid)
-        txn.call("ZADD", self._readset_key(recipient), 0, nid)
+        txn.call("ZADD", self._readset_key(recipient), 0, nid, unless=hidden)
         txn.call("EXPIRE", self._readset_key(recipient), self.ttl_s)
         result: CommitResult = await self.committer.commit(txn)
         return result.applied
@@ -110,6 +149,38 @@ class InboxStore:
             await self.redis.unlink(*[self._note_key(nid) for nid in dropped])
         return len(dropped)
 
+    async def moderate(
+        self,
+        subject: tuple[str, str],
+        version: int,
+        hidden: bool,
+        after: str | None,
+        count: int,
+        ttl_s: int,
+    ) -> ModerationStep:
+        """Hide or restore the next `count` notifications about a question ('q', id) or an
+        answer ('a', id), after `after`, under decision `version` (`moderate.lua`)."""
+        kind, item_id = subject
+        keys = [
+            self._decision_key(kind, item_id),
+            self._hidden_key(kind, item_id),
+            self._about_key(kind, item_id),
+        ]
+        args = {
+            "tag": self._tag,
+            "version": version,
+            "hidden": hidden,
+            "after": after or "",
+            "count": count,
+            "ttl_s": ttl_s,
+            "inbox_ttl_s": self.ttl_s,
+        }
+        reply = await self._moderate(keys=keys, args=[json.dumps(args)])
+        if _text(reply[0]) == "stale":
+            return ModerationStep(stale=True, after=None, restored_to=[])
+        after = _text(reply[1]) or None
+        return ModerationStep(stale=False, after=after, restored_to=[_text(r) for r in reply[2:]])
+
     # --- reading ----------------------------------------------------------------------
 
     async def page(
@@ -130,6 +201,15 @@ class InboxStore:
         )
         return ids
 
+    async def hidden(self, subjects: Sequence[tuple[str, str]]) -> list[bool]:
+        """Whether a moderator hides each question ('q', id) or answer ('a', id) now."""
+        if not subjects:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for kind, item_id in subjects:
+            pipe.exists(self._hidden_key(kind, item_id))
+        return [bool(n) for n in await pipe.execute()]
+
     async def notes(self, nids: Sequence[str]) -> list[dict[str, str]]:
         """The stored hashes of several notifications ({} for an expired one)."""
         if not nids:
@@ -142,3 +222,7 @@ class InboxStore:
     async def unread_count(self, recipient: str) -> int:
         """How many notifications the recipient has not read."""
         return int(await self.redis.zcard(self._unread_key(recipient)))
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
