@@ -397,8 +397,7 @@ class AlertService:
             recipients = [user for user in page if user not in skip]
             if recipients:
                 prefs = await self.directory.prefs_many(recipients)
-                notes = []
-                changes = []
+                alerts = []
                 for user, user_prefs in zip(recipients, prefs, strict=True):
                     item = fresh_item(
                         "new-answer",
@@ -410,12 +409,11 @@ class AlertService:
                         reason_text=f"{who} answered a question you follow",
                     )
                     note = self.inbox.notification(user, item, user_prefs)
-                    notes.append(note)
-                    changes.append(
-                        AlertChange().once(item["id"], "na", event.answer_id, user).notify(note)
-                    )
-                applied = await self.store.commit_many(changes)
-                for note, ok in zip(notes, applied, strict=True):
+                    alerts.append((note, ("na", event.answer_id, user)))
+                # One script call: the hidden markers looked at, and the :about: indexes
+                # written, once for the whole page (add_each_once.lua).
+                applied = await self.store.notify_each_once(alerts)
+                for (note, _), ok in zip(alerts, applied, strict=True):
                     if ok:
                         self.inbox.delivered(note)
                         alerted += 1

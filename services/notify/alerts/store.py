@@ -206,6 +206,15 @@ class AlertStore:
             results = await self.committer.commit_many([self._txn(c) for c in changes])
         return [r.applied for r in results]
 
+    async def notify_each_once(
+        self, alerts: Sequence[tuple[Notification, Sequence[str]]]
+    ) -> list[bool]:
+        """Notifications about the same things, each once under its guard (as `once` then
+        `notify` of a change would), in one call; which ones went out."""
+        entries = [(note, self._guard_key(guard)) for note, guard in alerts]
+        async with self._commits:
+            return await self.inbox.add_each_once(entries, self.dedupe_ttl_s)
+
     async def alert_batch(
         self, header: dict[str, Any], questions: Sequence[tuple[str, str, str]]
     ) -> list[BatchOutcome]:
