@@ -273,6 +273,10 @@ class FakeAlertStore:
         # What the script does for each: `once` (the item id as marker), then `notify`.
         return [await self.commit(AlertChange().once(n.id, *g).notify(n)) for n, g in alerts]
 
+    async def notify_once(self, note: Notification, guard: Sequence[str]) -> bool:
+        [applied] = await self.notify_each_once([(note, guard)])
+        return applied
+
     async def alert_batch(
         self, header: dict[str, Any], questions: Sequence[tuple[str, str, str]]
     ) -> list[BatchOutcome]:

@@ -38,6 +38,10 @@ class AlertPort(Protocol):
         """Notifications about the same things, each once under its guard, at once."""
         ...
 
+    async def notify_once(self, note: Notification, guard: Sequence[str]) -> bool:
+        """One notification, once under its guard; whether it went out."""
+        ...
+
     async def alert_batch(
         self, header: dict[str, Any], questions: Sequence[tuple[str, str, str]]
     ) -> list[BatchOutcome]:

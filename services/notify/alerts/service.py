@@ -367,9 +367,7 @@ class AlertService:
             note = self.inbox.notification(asker, item, await self.directory.prefs(asker))
             # The asker's guard is per answer (as before following existed), apart from
             # the followers' per (answer, follower): one alert each, whatever the path.
-            if await self.store.commit(
-                AlertChange().once(item["id"], "na", event.answer_id).notify(note)
-            ):
+            if await self.store.notify_once(note, ("na", event.answer_id)):
                 self.inbox.delivered(note)
         await self._alert_followers(event, question, {asker, doctor.id}, who, reason, now)
 
@@ -457,8 +455,7 @@ class AlertService:
             )
             prefs = await self.directory.prefs(event.doctor_id)
             note = self.inbox.notification(event.doctor_id, item, prefs)
-            change = AlertChange().once(item["id"], "aa", event.question_id, event.answer_id)
-            if await self.store.commit(change.notify(note)):
+            if await self.store.notify_once(note, ("aa", event.question_id, event.answer_id)):
                 self.inbox.delivered(note)
 
     async def on_moderation_decided(self, event: ModerationDecided) -> None:
