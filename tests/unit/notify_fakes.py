@@ -267,6 +267,16 @@ class FakeAlertStore:
     async def commit_many(self, changes: Sequence[AlertChange]) -> list[bool]:
         return [await self.commit(c) for c in changes]
 
+    async def notify_each_once(
+        self, alerts: Sequence[tuple[Notification, Sequence[str]]]
+    ) -> list[bool]:
+        # What the script does for each: `once` (the item id as marker), then `notify`.
+        return [await self.commit(AlertChange().once(n.id, *g).notify(n)) for n, g in alerts]
+
+    async def notify_once(self, note: Notification, guard: Sequence[str]) -> bool:
+        [applied] = await self.notify_each_once([(note, guard)])
+        return applied
+
     async def alert_batch(
         self, header: dict[str, Any], questions: Sequence[tuple[str, str, str]]
     ) -> list[BatchOutcome]:

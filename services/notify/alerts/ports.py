@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from ..inbox.domain import Notification
 from .store import AlertChange, BatchOutcome, HeldEntry
 
 
@@ -29,6 +30,16 @@ class AlertPort(Protocol):
 
     async def commit_many(self, changes: Sequence[AlertChange]) -> list[bool]:
         """Several changes at once; each stands or falls on its own guards."""
+        ...
+
+    async def notify_each_once(
+        self, alerts: Sequence[tuple[Notification, Sequence[str]]]
+    ) -> list[bool]:
+        """Notifications about the same things, each once under its guard, at once."""
+        ...
+
+    async def notify_once(self, note: Notification, guard: Sequence[str]) -> bool:
+        """One notification, once under its guard; whether it went out."""
         ...
 
     async def alert_batch(

@@ -367,9 +367,7 @@ class AlertService:
             note = self.inbox.notification(asker, item, await self.directory.prefs(asker))
             # The asker's guard is per answer (as before following existed), apart from
             # the followers' per (answer, follower): one alert each, whatever the path.
-            if await self.store.commit(
-                AlertChange().once(item["id"], "na", event.answer_id).notify(note)
-            ):
+            if await self.store.notify_once(note, ("na", event.answer_id)):
                 self.inbox.delivered(note)
         await self._alert_followers(event, question, {asker, doctor.id}, who, reason, now)
 
@@ -397,8 +395,7 @@ class AlertService:
             recipients = [user for user in page if user not in skip]
             if recipients:
                 prefs = await self.directory.prefs_many(recipients)
-                notes = []
-                changes = []
+                alerts = []
                 for user, user_prefs in zip(recipients, prefs, strict=True):
                     item = fresh_item(
                         "new-answer",
@@ -410,12 +407,11 @@ class AlertService:
                         reason_text=f"{who} answered a question you follow",
                     )
                     note = self.inbox.notification(user, item, user_prefs)
-                    notes.append(note)
-                    changes.append(
-                        AlertChange().once(item["id"], "na", event.answer_id, user).notify(note)
-                    )
-                applied = await self.store.commit_many(changes)
-                for note, ok in zip(notes, applied, strict=True):
+                    alerts.append((note, ("na", event.answer_id, user)))
+                # One script call: the hidden markers looked at, and the :about: indexes
+                # written, once for the whole page (add_each_once.lua).
+                applied = await self.store.notify_each_once(alerts)
+                for (note, _), ok in zip(alerts, applied, strict=True):
                     if ok:
                         self.inbox.delivered(note)
                         alerted += 1
@@ -459,8 +455,7 @@ class AlertService:
             )
             prefs = await self.directory.prefs(event.doctor_id)
             note = self.inbox.notification(event.doctor_id, item, prefs)
-            change = AlertChange().once(item["id"], "aa", event.question_id, event.answer_id)
-            if await self.store.commit(change.notify(note)):
+            if await self.store.notify_once(note, ("aa", event.question_id, event.answer_id)):
                 self.inbox.delivered(note)
 
     async def on_moderation_decided(self, event: ModerationDecided) -> None:

@@ -55,7 +55,7 @@ class OutboxStore:
             recipient,
             "channels",
             ",".join(channels),
-            *_trace_fields(),
+            *trace_fields(),
         )
 
     async def ensure_group(self) -> None:
@@ -116,7 +116,8 @@ class OutboxStore:
         await self.ack(entry_id)
 
 
-def _trace_fields() -> list[str]:
-    # The send continues the trace of the handling that queued it.
+def trace_fields() -> list[str]:
+    """An outbox entry's trace fields: the send continues the trace of the handling that
+    queued it."""
     parent = tracing.traceparent()
     return ["traceparent", parent] if parent else []

@@ -10,10 +10,12 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from shared import streams, tracing
 from shared.atomic import CommitResult, Committer, Txn
+from shared.events import WIRE_FIELD
 from shared.redis import RedisClient
 
-from ..delivery.store import OutboxStore
+from ..delivery.store import OutboxStore, trace_fields
 from ..scripts import lua
 from .domain import Notification, moderated_subjects
 
@@ -49,6 +51,7 @@ class InboxStore:
         self._tag = tag
         self._trim = redis.register_script(lua(__package__, "trim.lua"))
         self._moderate = redis.register_script(lua(__package__, "moderate.lua"))
+        self._add_each_once = redis.register_script(lua(__package__, "add_each_once.lua"))
 
     def _note_key(self, nid: str) -> str:
         # item JSON, recipient, read flag, and `d:<channel>` delivery status
@@ -111,6 +114,59 @@ class InboxStore:
         txn = Txn().absent("once", f"{self._tag}:once:{once}", ttl_s=self.ttl_s)
         result: CommitResult = await self.committer.commit(self.add(txn, note))
         return result.applied
+
+    async def add_each_once(
+        self, entries: Sequence[tuple[Notification, str]], once_ttl_s: int
+    ) -> list[bool]:
+        """Commit each notification unless its once-guard key exists (set to its id for
+        `once_ttl_s`), in one script call (`add_each_once.lua`); which ones went in.
+
+        Each is what `add` behind an `absent` guard writes, and no more: for a fan-out of
+        notifications about the same things (a new answer's followers), which is why the
+        hidden markers are looked at, and the :about: indexes written, once per call.
+        """
+        if not entries:
+            return []
+        subjects = moderated_subjects(entries[0][0].item)
+        if any(moderated_subjects(note.item) != subjects for note, _ in entries):
+            raise ValueError("add_each_once takes notifications about the same things")
+        keys = [
+            streams.NOTIFICATION_SENT,
+            self.outbox.stream,
+            *(self._about_key(kind, item_id) for kind, item_id in subjects),
+            *(self._hidden_key(kind, item_id) for kind, item_id in subjects),
+        ]
+        header = {
+            "tag": self._tag,
+            "subjects": len(subjects),
+            "ttl_inbox": self.ttl_s,
+            "ttl_once": once_ttl_s,
+            "wire": WIRE_FIELD,
+            "trace": trace_fields(),
+        }
+        args = [json.dumps(header)]
+        spans = []
+        for note, once in entries:
+            event = note.event
+            # A producer span per event, as Txn.publish makes them.
+            span = tracing.publishing(event.stream)
+            if span is not None:
+                event = event.model_copy(update={"traceparent": tracing.span_traceparent(span)})
+            spans.append(span)
+            args += [
+                once,
+                note.id,
+                note.recipient,
+                json.dumps(note.item),
+                event.to_wire()[WIRE_FIELD],
+                ",".join(note.external),
+            ]
+        replies = await self._add_each_once(keys=keys, args=args)
+        entry_ids = [_text(r) for r in replies]
+        for span, entry_id in zip(spans, entry_ids, strict=True):
+            if span is not None:
+                tracing.end_publish(span, entry_id or None)
+        return [bool(entry_id) for entry_id in entry_ids]
 
     async def mark_read(
         self, recipient: str, nid: str, about: Sequence[tuple[str, str]] = ()
