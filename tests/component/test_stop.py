@@ -8,10 +8,12 @@ import logging
 
 import pytest
 
+from services.notify.app import create_app as create_notify
+from services.notify.settings import NotifySettings
 from services.questions.app import create_app
 from shared.settings import Settings
 from tests.component.harness import in_process
-from tests.support import JWT_SECRET
+from tests.support import JWT_SECRET, WEBHOOK_SECRET_KEY
 
 #: Far more than a stop needs (it took ~0.01 s); before the fix it never ended.
 STOP_S = 10
@@ -52,3 +54,22 @@ async def test_a_service_stopped_while_starting_stops_promptly(
     stop = asyncio.create_task(lifespan.__aexit__(None, None, None))
     assert await stopped_in_time(stop), f"the stop {after_s} s into the start hung"
     assert not app.state.runtime.ready
+
+
+async def test_notify_stopped_as_soon_as_it_is_ready_stops_promptly(redis_url: str) -> None:
+    # notify's own loops (live hub, escalator, ...) start at readiness too, and its stop
+    # awaited each once: it hung about one stop in three.
+    settings = NotifySettings(  # type: ignore[call-arg]
+        redis_url=redis_url,
+        jwt_secret=JWT_SECRET,
+        webhook_secret_key=WEBHOOK_SECRET_KEY,
+        polling_interval_ms=20,
+    )
+    for attempt in range(20):
+        app = create_notify(settings)
+        lifespan = app.router.lifespan_context(app)
+        await lifespan.__aenter__()
+        while not await app.state.runtime.is_ready():
+            await asyncio.sleep(0.05)
+        stop = asyncio.create_task(lifespan.__aexit__(None, None, None))
+        assert await stopped_in_time(stop), f"notify's stop hung (attempt {attempt})"
