@@ -202,11 +202,7 @@ class ServiceRuntime:
         """Finish in-flight work, then close connections."""
         self.ready = False
         READY.labels(self.service).set(0)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await end_tasks(self._tasks)
         if self._broker_started:
             # FastStream waits up to graceful_timeout for running handlers to finish.
             await self.broker.stop()
@@ -218,6 +214,27 @@ class ServiceRuntime:
                 log.warning("pending_not_finished_on_stop", error=str(exc)[:200])
         await self.redis.aclose()
         log.info("service_stopped")
+
+
+async def end_tasks(tasks: list[asyncio.Task[None]], every_s: float = 0.1) -> None:
+    """Cancel the tasks, again every `every_s` until each has ended.
+
+    One cancel is not enough: on Python 3.11 asyncio.wait_for loses a cancellation that
+    arrives as the awaited work completes, and redis-py wraps every command's write in it.
+    A watcher cancelled at that instant goes on to its next round, and awaiting it once
+    waited forever (a SIGTERM just after readiness never ended the process). The list
+    can grow meanwhile: a connect task that outlived its cancel starts the watchers.
+    A repeated cancel would cut short a clean-up that awaits; these tasks have none.
+    """
+    while pending := [task for task in tasks if not task.done()]:
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=every_s)
+    for task in tasks:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.warning(
+                "task_failed", task=task.get_name(), error=f"{type(exc).__name__}: {exc}"[:200]
+            )
 
 
 def serve(app: Any, settings: Settings, default_port: int, service: str) -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from shared.logging import get_logger
+from shared.service import end_tasks
 
 log = get_logger("askdoc.notify")
 
@@ -51,9 +51,5 @@ class Background:
                 await asyncio.sleep(1.0)
 
     async def stop(self) -> None:
-        """Cancel the loops."""
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        """Cancel the loops, again until each has ended (a cancel can be lost)."""
+        await end_tasks(self.tasks)

@@ -3,6 +3,9 @@ pending for redelivery, and the restarted service picks up exactly where it stop
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import time
 from datetime import UTC, datetime
 
 import httpx
@@ -68,3 +71,33 @@ def test_sigterm_acks_in_flight_entries_and_leaves_nothing_pending(
 
 def _answers_key(qid: str) -> str:
     return f"{{{streams.QUESTION_POSTED}}}:q:{qid}:answers"
+
+
+#: SIGTERMs from "connecting" through the gazetteer's load to just past readiness (it
+#: took ~0.5 s from the groups' creation here). One that came as the load ended used to
+#: hang the process: readiness and the stop met while the watchers ran their first Redis
+#: commands, and a cancel lost there left stop() waiting for ever.
+SIGTERM_AT = [("Application startup complete", 0.0)] + [
+    ("consumer_group_created", n / 10) for n in range(9)
+]
+
+
+@pytest.mark.parametrize(("marker", "after_s"), SIGTERM_AT)
+def test_sigterm_during_start_up_ends_the_process_promptly(
+    redis_url: str, marker: str, after_s: float
+) -> None:
+    service = ServiceProcess("questions", redis_url).start(wait_ready=False)
+    try:
+        wait_for(lambda: marker in service.logs(), timeout=60, interval=0.01, what=marker)
+        time.sleep(after_s)
+        service.signal(signal.SIGTERM)
+        assert service.proc is not None
+        try:
+            service.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running 10 s after a SIGTERM:\n{service.logs()[-2000:]}")
+        logs = service.logs()
+        assert "service_stopped" in logs, logs[-2000:]
+        assert "Traceback" not in logs, logs[-4000:]
+    finally:
+        service.terminate(5)
