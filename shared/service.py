@@ -203,6 +203,9 @@ class ServiceRuntime:
         self.ready = False
         READY.labels(self.service).set(0)
         await end_tasks(self._tasks)
+        # A connect task that outlived its first cancel may have turned ready meanwhile.
+        self.ready = False
+        READY.labels(self.service).set(0)
         if self._broker_started:
             # FastStream waits up to graceful_timeout for running handlers to finish.
             await self.broker.stop()
