@@ -343,6 +343,14 @@ def test_a_suspended_doctors_answers_lose_the_verified_mark_and_cannot_be_edited
         )
         assert reply.status_code == 200, reply.text
 
+    def edit_answer() -> httpx.Response:
+        return httpx.patch(
+            f"{a}/answers/{aid}",
+            json={"body": EDITED},
+            headers=auth("dr-suspended", "doctor"),
+            timeout=10,
+        )
+
     # Suspended: the page, the listing and the answer itself show no verified mark.
     set_status("suspended")
     wait_for(
@@ -350,12 +358,7 @@ def test_a_suspended_doctors_answers_lose_the_verified_mark_and_cannot_be_edited
         timeout=30,
         what="the suspension on the page and the listing",
     )
-    edit = httpx.patch(
-        f"{a}/answers/{aid}",
-        json={"body": EDITED},
-        headers=auth("dr-suspended", "doctor"),
-        timeout=10,
-    )
+    edit = edit_answer()
     assert edit.status_code == 403, edit.text
     assert edit.json()["error"]["code"] == "doctor_not_verified"
     assert httpx.get(page_url, timeout=10).json()["answers"][0]["body"] == ANSWER
@@ -367,10 +370,5 @@ def test_a_suspended_doctors_answers_lose_the_verified_mark_and_cannot_be_edited
         timeout=30,
         what="the verification back on the page and the listing",
     )
-    edit = httpx.patch(
-        f"{a}/answers/{aid}",
-        json={"body": EDITED},
-        headers=auth("dr-suspended", "doctor"),
-        timeout=10,
-    )
+    edit = edit_answer()
     assert edit.status_code == 200, edit.text
