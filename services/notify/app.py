@@ -59,7 +59,7 @@ def create_app(settings: NotifySettings) -> FastAPI:
     # The delivery worker and the live reader block on reads and wait on receivers:
     # they get a connection pool of their own, so they never starve the event handlers.
     side = make_redis(settings)
-    hub = LiveHub(side, parts.inbox.items)
+    hub = LiveHub(side, parts.inbox.items, parts.inbox.withdrawn)
     live_streams = LiveStreams(
         hub,
         StreamSlots(runtime.redis, runtime.tag),
@@ -72,6 +72,7 @@ def create_app(settings: NotifySettings) -> FastAPI:
         "escalator": parts.escalations.run_escalator,
         "inbox-trimmer": parts.inbox.run_trimmer,
         "live-hub": hub.run,
+        "live-withdrawals": hub.run_withdrawals,
         "live-leases": live_streams.run_leases,
     }
     # With delivery_in_process off, `python -m services.notify.delivery` drains the outbox.

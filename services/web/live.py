@@ -4,13 +4,16 @@ The browser's EventSource cannot send a bearer token and a token must never sit 
 URL, so the browser connects here with its session cookie and this service opens
 notify's stream with the user's token. Each `notification` event is re-sent with the
 same id (the notification id, so the browser's Last-Event-ID resumes at notify) and, as
-data, the inbox item rendered by the same template as the page.
+data, the inbox item rendered by the same template as the page. A `withdrawn` event (the
+ids of alerts about something a moderator just hid) is passed on for the page to drop them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import re
 import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
@@ -26,6 +29,21 @@ from .clients import InboxItem, NotifyClient
 log = get_logger("askdoc.web.live")
 
 RETRY_MS = 3000
+_NOTIFICATION_ID = re.compile(r"^n[0-9a-f]{24}$")
+
+
+def withdrawn_ids(data: str) -> list[str] | None:
+    """The notification ids of a `withdrawn` event (a moderator hid what they were about),
+    or None when the data is not that."""
+    try:
+        ids = json.loads(data)["ids"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(ids, list) or not all(
+        isinstance(i, str) and _NOTIFICATION_ID.match(i) for i in ids
+    ):
+        return None
+    return ids
 
 
 class LiveRelays:
@@ -145,6 +163,11 @@ async def _relay(
                     yield ": heartbeat\n\n"
                     continue
                 kind, data = event
+                if kind == "withdrawn":
+                    # No id: the browser's Last-Event-ID stays its newest notification's.
+                    if (ids := withdrawn_ids(data)) is not None:
+                        yield sse("withdrawn", json.dumps({"ids": ids}))
+                    continue
                 if kind != "notification":
                     continue
                 try:

@@ -331,6 +331,72 @@ async def test_a_digest_leaves_out_a_question_hidden_while_it_was_held(parts: No
     assert d2[1] == 3
 
 
+async def test_a_delivered_digest_drops_a_question_hidden_later_and_goes_once_all_are(
+    parts: NotifyParts,
+) -> None:
+    admin = Principal("admin", "admin", "admin")
+    busy = DoctorIn(**verified(doctor_profile("d3", daily_cap=1), "d3"))
+    await parts.directory.save_profile(busy.command("d3", admin))
+    for qid in ("q20", "q21", "q22"):
+        await ask(parts, posted(qid))
+    assert await parts.held.release_due(datetime.now(UTC) + timedelta(days=1, hours=1)) == 1
+
+    async def digests() -> tuple[list[dict[str, Any]], int]:
+        page = await parts.inbox.page(ListInbox(recipient="d3", limit=50))
+        return [i for i in page["items"] if i["kind"] == "digest"], page["unread_count"]
+
+    [digest], unread = await digests()
+    assert [e["question_id"] for e in digest["items"]] == ["q21", "q22"] and unread == 2
+
+    # Hidden after the digest went out: its line leaves the digest (ids, counts, texts),
+    # as read over HTTP and as replayed on the live stream; the digest stays unread.
+    await moderate(parts, decided("question", "q21", "q21", "hidden", 1))
+    [digest], unread = await digests()
+    assert [e["question_id"] for e in digest["items"]] == ["q22"] and unread == 2
+    assert digest["reason"]["question_ids"] == ["q22"] and digest["reason"]["count"] == 1
+    assert digest["title"] == "1 question held over your daily cap"
+    assert "q21" not in json.dumps(digest) and "Acne scars (q21)" not in json.dumps(digest)
+    [replayed] = [i for i in await parts.inbox.items_after("d3", OLDEST) if i["kind"] == "digest"]
+    assert replayed == digest
+    # An open stream keeps the digest: a question of it is still shown.
+    assert await parts.inbox.withdrawn(("q", "q21"), {"d3"}) == {}
+
+    # Every question of it hidden: the digest goes, from the listing and the unread count,
+    # and from an open stream; a restore brings it back with the restored line.
+    assert await parts.inbox.withdrawn(("q", "q22"), {"d3"}) == {"d3": [digest["id"]]}
+    await moderate(parts, decided("question", "q22", "q22", "hidden", 1))
+    assert await digests() == ([], 1)
+    await moderate(parts, decided("question", "q21", "q21", "restored", 2))
+    [digest], unread = await digests()
+    assert [e["question_id"] for e in digest["items"]] == ["q21"] and unread == 2
+
+
+async def test_an_open_stream_is_told_which_items_a_hiding_withdraws(parts: NotifyParts) -> None:
+    await ask(parts, posted("q30", asker="p30"))
+    await parts.alerts.on_follow_changed(
+        QuestionFollowed(
+            correlation_id="c", producer="q", question_id="q30", user_id="fan30", follow_version=1
+        )
+    )
+    await parts.alerts.on_answer_posted(answered("q30", "a30", "d1"))
+
+    async def ids(who: str) -> list[str]:
+        return [i["id"] for i in (await parts.inbox.page(ListInbox(who, 50)))["items"]]
+
+    matched, told = await ids("d0"), await ids("fan30")
+    assert len(matched) == 1 and len(told) == 1
+
+    # Only the recipients asked about (those with an open stream here), and only the items
+    # about what was hidden: the answer's new-answer alert, not the question's match.
+    assert await parts.inbox.withdrawn(("a", "a30"), {"d0", "fan30"}) == {"fan30": told}
+    assert await parts.inbox.withdrawn(("a", "a30"), {"d0"}) == {}
+    assert await parts.inbox.withdrawn(("q", "q30"), {"d0", "nobody"}) == {"d0": matched}
+    # The author's notice of a hiding is about nothing: it is never withdrawn.
+    await moderate(parts, decided("question", "q30", "q30", "hidden", 1))
+    assert len(await ids("p1")) == 1  # decided() names p1 the question's author
+    assert await parts.inbox.withdrawn(("q", "q30"), {"p1"}) == {}
+
+
 async def test_a_webhook_waiting_to_retry_is_not_sent_once_its_question_is_hidden(
     parts: NotifyParts, hooks: WebhookReceiver
 ) -> None:

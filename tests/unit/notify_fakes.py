@@ -107,6 +107,11 @@ class FakeInbox:
     async def hidden(self, subjects: Sequence[tuple[str, str]]) -> list[bool]:
         return [subject in self.hidden_subjects for subject in subjects]
 
+    async def about(
+        self, subject: tuple[str, str], after: str | None, count: int
+    ) -> tuple[list[tuple[str, str, str]], str | None]:
+        raise NotImplementedError(MODERATION)
+
     async def moderate(
         self,
         subject: tuple[str, str],

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
-from services.notify.inbox.live import QUEUE_SIZE, LiveHub, Mailbox
+from services.notify.inbox.live import QUEUE_SIZE, LiveHub, Mailbox, sse_event
 
 
 async def test_a_mailbox_hands_items_over_in_order_and_wakes_its_reader() -> None:
@@ -65,3 +66,35 @@ async def test_closing_the_hub_ends_every_stream_and_any_opened_later() -> None:
     hub.close()
     assert await box.get() is None
     assert await hub.subscribe("dr-b").get() is None
+
+
+async def test_a_hiding_withdraws_items_from_the_open_streams_of_their_recipients_only() -> None:
+    asked: list[tuple[tuple[str, str], set[str]]] = []
+
+    async def items(nids: list[str]) -> list[dict[str, Any] | None]:
+        return []
+
+    async def withdrawn(subject: tuple[str, str], recipients: Any) -> dict[str, list[str]]:
+        asked.append((subject, set(recipients)))
+        return {"dr-a": ["n1", "n2"]}
+
+    hub = LiveHub(redis=None, fetch_items=items, find_withdrawn=withdrawn)
+    await hub._withdraw([("1-0", {"__data__": "{}"})])  # nobody connected: nothing asked
+    box, other = hub.subscribe("dr-a"), hub.subscribe("dr-b")
+
+    def decision(kind: str, decision: str) -> tuple[str, dict[str, str]]:
+        wire = {"item_kind": kind, "item_id": "x1", "decision": decision}
+        return ("1-0", {"__data__": json.dumps(wire)})
+
+    await hub._withdraw(
+        [
+            decision("answer", "restored"),
+            ("2-0", {"__data__": "not json"}),
+            decision("answer", "hidden"),
+        ]
+    )
+    assert asked == [(("a", "x1"), {"dr-a", "dr-b"})]
+    assert await box.get() == {"withdrawn": ["n1", "n2"]}
+    assert other._items == []
+    # On the wire: no event id, so the client's Last-Event-ID stays its newest notification's.
+    assert sse_event({"withdrawn": ["n1"]}) == 'event: withdrawn\ndata: {"ids": ["n1"]}\n\n'

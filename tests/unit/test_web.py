@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,7 +14,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 
 from services.web.app import create_app
-from services.web.live import parse_events, sse
+from services.web.live import _relay, parse_events, sse, withdrawn_ids
 from services.web.routes import _location
 from services.web.session import COOKIE, Session, Sessions
 from services.web.settings import WebSettings
@@ -224,3 +225,27 @@ async def test_the_live_relay_passes_notify_on_and_closes_it_when_the_browser_le
         assert not others, f"left running: {others}"
     finally:
         await web.services.aclose()
+
+
+async def test_the_relay_passes_withdrawn_ids_on_without_an_event_id_and_drops_bad_ones() -> None:
+    good = "n" + "0a" * 12
+    upstream = httpx.Response(
+        200,
+        content=(
+            f'event: withdrawn\ndata: {{"ids": ["{good}"]}}\n\n'
+            'event: withdrawn\ndata: {"ids": ["<script>"]}\n\n'
+            "event: withdrawn\ndata: not json\n\n"
+            'event: something-else\ndata: {"ids": []}\n\n'
+        ).encode(),
+    )
+
+    @contextlib.asynccontextmanager
+    async def opened() -> AsyncIterator[httpx.Response]:
+        yield upstream
+
+    def render(item: Any) -> str:
+        raise AssertionError("no notification to render")
+
+    sent = [chunk async for chunk in _relay(opened(), render, asyncio.Event())]
+    assert sent == ["retry: 3000\n\n", f'event: withdrawn\ndata: {{"ids": ["{good}"]}}\n\n']
+    assert withdrawn_ids('{"ids": 3}') is None and withdrawn_ids("[]") is None

@@ -10,7 +10,7 @@ from redis.exceptions import RedisError
 
 from shared.logging import get_logger
 
-from ..inbox.domain import Notification, fresh_item
+from ..inbox.domain import Notification, digest_texts, fresh_item
 from ..inbox.service import InboxService
 from ..settings import NotifySettings
 from . import domain
@@ -165,17 +165,17 @@ class HeldAlerts:
 def _digest(listed: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
     """One inbox item listing the question alerts held over the daily cap."""
     n = len(listed)
-    plural = "s" if n != 1 else ""
+    title, reason_text = digest_texts(n)
     return fresh_item(
         "digest",
         now,
-        title=f"{n} question{plural} held over your daily cap",
+        title=title,
         reason={
             "held": "daily_cap",
             "count": n,
             "question_ids": [d["question_id"] for d in listed],
         },
-        reason_text=f"digest of {n} question alert{plural} held over your daily cap",
+        reason_text=reason_text,
         items=[
             {
                 "question_id": d["question_id"],

@@ -87,6 +87,41 @@ def moderated_subjects(item: dict[str, Any]) -> list[tuple[str, str]]:
     return subjects
 
 
+def digest_questions(item: dict[str, Any]) -> list[str]:
+    """The questions a digest lists (none for any other kind): a moderator hiding one takes
+    its line out of the digest, and the digest itself once every line is hidden."""
+    if item.get("kind") != "digest":
+        return []
+    return [str(line["question_id"]) for line in item.get("items") or []]
+
+
+def digest_texts(count: int) -> tuple[str, str]:
+    """A digest's title and reason text for `count` questions."""
+    plural = "s" if count != 1 else ""
+    return (
+        f"{count} question{plural} held over your daily cap",
+        f"digest of {count} question alert{plural} held over your daily cap",
+    )
+
+
+def without_hidden_lines(item: dict[str, Any], hidden: set[str]) -> dict[str, Any] | None:
+    """A digest as shown while the questions in `hidden` are hidden: their lines left out
+    (counts and texts too), None when no line is left. Any other item as it is."""
+    questions = digest_questions(item)
+    if not hidden.intersection(questions):
+        return item
+    lines = [line for line in item["items"] if line["question_id"] not in hidden]
+    if not lines:
+        return None
+    title, reason_text = digest_texts(len(lines))
+    reason = dict(item.get("reason") or {})
+    reason["count"] = len(lines)
+    reason["question_ids"] = [line["question_id"] for line in lines]
+    shown = {**item, "items": lines, "reason": reason, "title": title}
+    shown["reason_text"] = shown["summary"] = reason_text
+    return shown
+
+
 def item_view(note: dict[str, str]) -> dict[str, Any] | None:
     """A stored notification hash as the inbox shows it (None for an expired one, and for
     one about an item a moderator hid)."""

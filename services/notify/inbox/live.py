@@ -16,7 +16,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from typing import Any, Protocol
 
 from redis.exceptions import RedisError
@@ -30,6 +30,9 @@ from shared.redis import RedisClient
 log = get_logger("askdoc.notify.live")
 
 FetchItems = Callable[[list[str]], Awaitable[list[dict[str, Any] | None]]]
+#: The notifications a hiding takes out of the inboxes of some recipients: (question 'q' or
+#: answer 'a', its id) and the recipients asked about -> {recipient: [notification id]}.
+FindWithdrawn = Callable[[tuple[str, str], Collection[str]], Awaitable[dict[str, list[str]]]]
 QUEUE_SIZE = 256
 _CLOSED = None
 
@@ -76,11 +79,19 @@ class Mailbox:
 
 
 class LiveHub:
-    """One stream reader per replica, fanning notifications out to local SSE clients."""
+    """One stream reader per replica, fanning notifications out to local SSE clients; and
+    one reader of moderation decisions, withdrawing what a hiding takes out of an inbox
+    from the open streams of its recipients (a page open before the hiding drops it)."""
 
-    def __init__(self, redis: RedisClient, fetch_items: FetchItems) -> None:
+    def __init__(
+        self,
+        redis: RedisClient,
+        fetch_items: FetchItems,
+        find_withdrawn: FindWithdrawn | None = None,
+    ) -> None:
         self.redis = redis
         self.fetch_items = fetch_items
+        self.find_withdrawn = find_withdrawn
         self._clients: dict[str, set[Mailbox]] = {}
         self.closed = False
 
@@ -102,7 +113,21 @@ class LiveHub:
                 del self._clients[recipient]
 
     async def run(self) -> None:
-        """Read the stream from its current end, forever, surviving Redis outages."""
+        """Read the notifications from the stream's current end, forever, surviving Redis
+        outages."""
+        await self._follow(streams.NOTIFICATION_SENT, self._fan_out)
+
+    async def run_withdrawals(self) -> None:
+        """Read the moderation decisions from the stream's current end, forever: each hiding
+        withdraws the items about it from the open streams of their recipients. (A restore
+        sends nothing: the items come back with the next load of the page.)"""
+        await self._follow(streams.MODERATION_DECIDED, self._withdraw)
+
+    async def _follow(
+        self,
+        stream: str,
+        handle: Callable[[list[tuple[str, dict[str, str]]]], Awaitable[None]],
+    ) -> None:
         last: str | None = None
         delay = 0.5
         while True:
@@ -110,19 +135,43 @@ class LiveHub:
                 if last is None:
                     # Pin the current end by id: re-reading from "$" on every call
                     # would miss entries added between two calls.
-                    tail = await self.redis.xrevrange(streams.NOTIFICATION_SENT, count=1)
+                    tail = await self.redis.xrevrange(stream, count=1)
                     last = tail[0][0] if tail else "0-0"
-                reply = await self.redis.xread(
-                    {streams.NOTIFICATION_SENT: last}, count=200, block=2000
-                )
+                reply = await self.redis.xread({stream: last}, count=200, block=2000)
                 delay = 0.5
                 for _, entries in reply or []:
                     last = entries[-1][0]
-                    await self._fan_out(entries)
+                    await handle(entries)
             except (RedisError, OSError) as exc:
-                log.warning("live_reader_failed", error=str(exc)[:200], retry_in_s=delay)
+                log.warning("live_reader_failed", stream=stream, error=str(exc)[:200])
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+    async def _withdraw(self, entries: list[tuple[str, dict[str, str]]]) -> None:
+        if self.find_withdrawn is None:
+            return
+        for _, fields in entries:
+            if not self._clients:
+                return
+            try:
+                data = json.loads(fields.get(WIRE_FIELD, "{}"))
+                kind, item_id, decision = data["item_kind"], data["item_id"], data["decision"]
+            except (ValueError, KeyError, TypeError):
+                continue  # not ours to judge; the stream's consumers dead-letter it
+            if decision != "hidden" or kind not in ("question", "answer"):
+                continue
+            subject = ("q" if kind == "question" else "a", str(item_id))
+            found = await self.find_withdrawn(subject, set(self._clients))
+            for recipient, nids in found.items():
+                self._put(recipient, {"withdrawn": nids})
+
+    def _put(self, recipient: str, item: dict[str, Any]) -> None:
+        for queue in list(self._clients.get(recipient, ())):
+            if not queue.put(item):
+                # A client that cannot keep up is told to reconnect; it resumes
+                # from its Last-Event-ID without losing anything.
+                queue.end()
+                self.unsubscribe(recipient, queue)
 
     async def _fan_out(self, entries: list[tuple[str, dict[str, str]]]) -> None:
         wanted: list[tuple[str, str]] = []
@@ -140,14 +189,8 @@ class LiveHub:
             return
         items = await self.fetch_items([nid for _, nid in wanted])
         for (recipient, _), item in zip(wanted, items, strict=True):
-            if item is None:
-                continue
-            for queue in list(self._clients.get(recipient, ())):
-                if not queue.put(item):
-                    # A client that cannot keep up is told to reconnect; it resumes
-                    # from its Last-Event-ID without losing anything.
-                    queue.end()
-                    self.unsubscribe(recipient, queue)
+            if item is not None:
+                self._put(recipient, item)
 
     def close(self) -> None:
         """End every open stream, and any opened from now on (shutdown)."""
@@ -169,7 +212,11 @@ EXPIRY_EVENT = 'event: token-expired\ndata: {"reconnect": "with a fresh token"}\
 
 
 def sse_event(item: dict[str, Any]) -> str:
-    """One SSE message: the notification id as the event id, the item as data."""
+    """One SSE message: the notification id as the event id, the item as data; or, for
+    notifications withdrawn by a hiding, their ids (with no event id, so the client's
+    Last-Event-ID stays that of the newest notification it was sent)."""
+    if "withdrawn" in item:
+        return f"event: withdrawn\ndata: {json.dumps({'ids': item['withdrawn']})}\n\n"
     return f"id: {item['id']}\nevent: notification\ndata: {json.dumps(item)}\n\n"
 
 
@@ -242,7 +289,7 @@ class LiveStreams:
                     continue
                 if live is _CLOSED:
                     return
-                if sent is not None and live["id"] in sent:
+                if sent is not None and live.get("id") in sent:
                     continue  # already replayed
                 yield sse_event(live)
         finally:

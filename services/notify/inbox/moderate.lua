@@ -31,9 +31,22 @@ if a.after ~= '' then start = '(' .. a.after end
 local ids = redis.call('ZRANGE', about_key, start, '+', 'BYLEX', 'LIMIT', 0, a.count)
 local touched, seen = {}, {}
 
+local function digest_hidden(item)
+  -- a digest (about each question it lists) is hidden while every one of them is hidden;
+  -- while some are, the inbox leaves their lines out when it is read
+  for _, line in ipairs(item.items or {}) do
+    if type(line.question_id) ~= 'string'
+        or redis.call('EXISTS', tag .. ':hidden:q:' .. line.question_id) == 0 then
+      return false
+    end
+  end
+  return true
+end
+
 local function still_hidden(item)
   -- restored, an item stays hidden while the other thing it is about is hidden
   -- (an answer's notification on a hidden question, or the hidden answer on a restored one)
+  if item.kind == 'digest' then return digest_hidden(item) end
   local q, ans = item.question_id, item.answer_id
   if type(q) == 'string' and redis.call('EXISTS', tag .. ':hidden:q:' .. q) == 1 then
     return true
@@ -51,12 +64,16 @@ for _, nid in ipairs(ids) do
     local inbox = tag .. ':inbox:' .. recipient
     local unread = tag .. ':unread:' .. recipient
     local readset = tag .. ':readset:' .. recipient
+    local decoded = cjson.decode(item)
     if a.hidden then
-      redis.call('HSET', note, 'hidden', 1)
-      redis.call('ZREM', inbox, nid)
-      redis.call('ZREM', unread, nid)
-      redis.call('ZREM', readset, nid)
-    elseif not still_hidden(cjson.decode(item)) then
+      -- a digest with some of its questions still shown stays, less the hidden lines
+      if decoded.kind ~= 'digest' or digest_hidden(decoded) then
+        redis.call('HSET', note, 'hidden', 1)
+        redis.call('ZREM', inbox, nid)
+        redis.call('ZREM', unread, nid)
+        redis.call('ZREM', readset, nid)
+      end
+    elseif not still_hidden(decoded) then
       redis.call('HDEL', note, 'hidden')
       redis.call('ZADD', inbox, 0, nid)
       local index = unread

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,11 +21,13 @@ from ..metrics import ALERTS
 from ..settings import NotifySettings
 from .domain import (
     Notification,
+    digest_questions,
     fresh_item,
     is_notification_id,
     item_view,
     moderated_subjects,
     notification_id_floor,
+    without_hidden_lines,
 )
 from .store import ModerationStep
 
@@ -99,6 +102,12 @@ class InboxPort(Protocol):
 
     async def hidden(self, subjects: Sequence[tuple[str, str]]) -> list[bool]:
         """Whether a moderator hides each question ('q', id) or answer ('a', id) now."""
+        ...
+
+    async def about(
+        self, subject: tuple[str, str], after: str | None, count: int
+    ) -> tuple[list[tuple[str, str, str]], str | None]:
+        """The next notifications about a question or answer: (id, recipient, item JSON)."""
         ...
 
     async def moderate(
@@ -248,6 +257,36 @@ class InboxService:
         flags = await self.store.hidden([("q", qid) for qid in ordered])
         return {qid for qid, hidden in zip(ordered, flags, strict=True) if hidden}
 
+    async def withdrawn(
+        self, subject: tuple[str, str], recipients: Collection[str]
+    ) -> dict[str, list[str]]:
+        """The notifications of `recipients` that hiding the question ('q', id) or answer
+        ('a', id) takes out of their inboxes, by recipient: for the live streams open when
+        the decision comes. Every item about it but a digest, which goes only once every
+        question it lists is hidden (the author's notice is about nothing: it stays)."""
+        found: dict[str, list[str]] = {}
+        after: str | None = None
+        while True:
+            notes, after = await self.store.about(subject, after, MODERATION_BATCH)
+            digests: list[tuple[str, str, list[str]]] = []
+            for nid, recipient, raw in notes:
+                if recipient not in recipients:
+                    continue
+                questions = digest_questions(json.loads(raw))
+                if questions:
+                    digests.append((nid, recipient, questions))
+                else:
+                    found.setdefault(recipient, []).append(nid)
+            if digests:
+                hidden = await self.hidden_questions({q for _, _, qs in digests for q in qs})
+                if subject[0] == "q":
+                    hidden.add(subject[1])  # hidden now, whether or not the inbox has applied it
+                for nid, recipient, questions in digests:
+                    if hidden.issuperset(questions):
+                        found.setdefault(recipient, []).append(nid)
+            if after is None:
+                return found
+
     # --- reading -----------------------------------------------------------------------
 
     async def page(self, query: ListInbox) -> dict[str, Any]:
@@ -267,8 +306,15 @@ class InboxService:
         }
 
     async def items(self, nids: list[str]) -> list[dict[str, Any] | None]:
-        """Inbox items as shown (None for an expired one), with read flag and delivery."""
-        return [item_view(note) for note in await self.store.notes(nids)]
+        """Inbox items as shown (None for an expired one, and for one about something a
+        moderator hid), with read flag and delivery; a digest without the lines of the
+        questions hidden since it was sent."""
+        items = [item_view(note) for note in await self.store.notes(nids)]
+        listed = {q for item in items if item is not None for q in digest_questions(item)}
+        if not listed:
+            return items
+        hidden = await self.hidden_questions(listed)
+        return [None if item is None else without_hidden_lines(item, hidden) for item in items]
 
     async def items_after(self, recipient: str, after: str) -> list[dict[str, Any]]:
         """The recipient's items newer than `after`, oldest first (SSE resume)."""

@@ -17,7 +17,7 @@ from shared.redis import RedisClient
 
 from ..delivery.store import OutboxStore, trace_fields
 from ..scripts import lua
-from .domain import Notification, moderated_subjects
+from .domain import Notification, digest_questions, moderated_subjects
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,10 @@ class InboxStore:
         for index in (self._inbox_key(note.recipient), self._unread_key(note.recipient)):
             txn.call("ZADD", index, 0, nid, unless=hidden)
             txn.call("EXPIRE", index, self.ttl_s)
-        for kind, item_id in subjects:
+        # A digest is about each question it lists: hiding one takes its line out when the
+        # digest is read, and the whole digest once every line is hidden (moderate.lua).
+        about = [*subjects, *(("q", qid) for qid in digest_questions(note.item))]
+        for kind, item_id in about:
             txn.call("ZADD", self._about_key(kind, item_id), 0, nid)
             txn.call("EXPIRE", self._about_key(kind, item_id), self.ttl_s)
         txn.publish(note.event, self.maxlen)
@@ -256,6 +259,29 @@ class InboxStore:
             self._inbox_key(recipient), f"({after}", "+", bylex=True, offset=0, num=count
         )
         return ids
+
+    async def about(
+        self, subject: tuple[str, str], after: str | None, count: int
+    ) -> tuple[list[tuple[str, str, str]], str | None]:
+        """The next `count` notifications about a question ('q', id) or an answer ('a', id)
+        after `after`, as (id, recipient, item JSON), and where the next slice starts (None
+        when this was the last)."""
+        kind, item_id = subject
+        start = f"({after}" if after else "-"
+        ids: list[str] = await self.redis.zrange(
+            self._about_key(kind, item_id), start, "+", bylex=True, offset=0, num=count
+        )
+        if not ids:
+            return [], None
+        pipe = self.redis.pipeline(transaction=False)
+        for nid in ids:
+            pipe.hmget(self._note_key(nid), "recipient", "item")
+        found = [
+            (nid, recipient, item)
+            for nid, (recipient, item) in zip(ids, await pipe.execute(), strict=True)
+            if recipient and item
+        ]
+        return found, ids[-1] if len(ids) >= count else None
 
     async def hidden(self, subjects: Sequence[tuple[str, str]]) -> list[bool]:
         """Whether a moderator hides each question ('q', id) or answer ('a', id) now."""

@@ -1,6 +1,7 @@
 // The live inbox: new alerts arrive over server-sent events from this site (which
 // relays notify's stream with the session's token) and are added at the top, already
-// rendered by the server. Without JavaScript the page still lists every alert.
+// rendered by the server; alerts about something a moderator hid are removed. Without
+// JavaScript the page still lists every alert (and none about a hidden item).
 "use strict";
 (function () {
   const list = document.getElementById("inbox-items");
@@ -31,6 +32,28 @@
     }
     const heading = item.querySelector("h2");
     status.textContent = "New alert: " + (heading ? heading.textContent.replace(/\s+/g, " ").trim() : "");
+  });
+  // A moderator hid what these alerts were about: they leave the page, as they left the inbox.
+  source.addEventListener("withdrawn", function (event) {
+    let ids = [];
+    try {
+      ids = JSON.parse(event.data).ids || [];
+    } catch (error) {
+      return;
+    }
+    let gone = 0;
+    ids.forEach(function (id) {
+      const item = document.getElementById("n-" + id);
+      if (item) {
+        item.remove();
+        gone += 1;
+      }
+    });
+    if (gone) {
+      status.textContent = gone === 1
+        ? "An alert was removed: a moderator hid what it was about."
+        : gone + " alerts were removed: a moderator hid what they were about.";
+    }
   });
   source.addEventListener("signed-out", function () {
     source.close();
