@@ -696,6 +696,39 @@ def test_an_admin_hides_and_restores_a_flagged_answer_from_the_moderation_page(
         expect(told.first).not_to_contain_text("reader-m")
 
 
+def test_an_open_live_inbox_drops_an_alert_once_a_moderator_hides_what_it_is_about(
+    stack: Stack, browser: Browser
+) -> None:
+    title = "Does a chemical peel help with melasma on the cheeks?"
+    qid = _post_question(stack, "patient-w", title, ["acne"])
+    stack.api("PUT", "questions", f"/questions/{qid}/follow", headers=auth("reader-w"))
+    with person(browser, stack, "reader-w") as reader:
+        inbox = reader.new_page()
+        inbox.goto("/inbox")
+        expect(inbox.get_by_role("status")).to_contain_text("Live:")
+        inbox.evaluate("() => { window.sameDocument = true; }")
+
+        aid = _answer(stack, qid, "dr-jason-emer", "Jason Emer", "Peels help some melasma")
+        alert = inbox.get_by_role("article").filter(has=inbox.get_by_role("link", name=title))
+        expect(alert).to_be_visible()
+        expect(alert).to_contain_text("answered a question you follow")
+
+        # The answer is hidden: the open page drops the alert about it, without a reload.
+        stack.api(
+            "PUT",
+            "questions",
+            f"/moderation/questions/{qid}/answers/{aid}",
+            headers=auth("admin-w", "admin"),
+            json={"decision": "hidden", "reason": "unsafe-medical-advice"},
+        )
+        expect(alert).to_have_count(0)
+        expect(inbox.get_by_role("status")).to_contain_text("a moderator hid what it was about")
+        assert inbox.evaluate("() => window.sameDocument === true"), "the inbox page was reloaded"
+        inbox.reload()
+        expect(inbox.get_by_role("heading", name="Your inbox")).to_be_visible()
+        expect(alert).to_have_count(0)
+
+
 def test_a_reader_reports_an_answer_from_the_page_once_and_never_their_own(
     stack: Stack, browser: Browser
 ) -> None:
