@@ -293,7 +293,9 @@ async def inbox_stream(
 ) -> EventStream:
     """`id:` is the notification id; reconnect with Last-Event-ID to get what you missed.
 
-    The stream ends with a `token-expired` event when the token does (reconnect with a
+    `event: notification` carries an inbox item; `event: withdrawn` (no `id:`), data
+    `{"ids": [...]}`, names items a moderator's hiding just took out of the inbox. The
+    stream ends with a `token-expired` event when the token does (reconnect with a
     fresh one); a user holds at most ASKDOC_SSE_MAX_STREAMS_PER_USER streams (429).
     """
     live: LiveStreams = request.app.state.live_streams
