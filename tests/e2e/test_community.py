@@ -157,9 +157,19 @@ def test_an_asker_edits_until_answered_and_a_doctor_edits_without_re_alerting(
     assert AnswerEdited.model_validate(a_event).body == EDITED
 
     # notify does not re-alert for an edit: the asker still has the one new-answer alert
-    # (the page already showed the edit, so an alert would have had time to arrive).
+    # (the page already showed the edit, so an alert would have had time to arrive), and
+    # the matched doctor the one question-match alert of before the question was edited.
     time.sleep(2)
     assert len(new_answer_alerts()) == 1
+    doctor_inbox = httpx.get(
+        f"{urls['notify']}/inbox", headers=auth("dr-edit", "doctor"), timeout=10
+    )
+    matches = [
+        i
+        for i in doctor_inbox.json()["items"]
+        if i["kind"] == "question-match" and i["question_id"] == qid
+    ]
+    assert len(matches) == 1, matches
 
 
 def test_the_askers_pick_comes_first_with_a_mark_and_its_doctor_is_told(
@@ -372,3 +382,34 @@ def test_a_suspended_doctors_answers_lose_the_verified_mark_and_cannot_be_edited
     )
     edit = edit_answer()
     assert edit.status_code == 200, edit.text
+
+
+def test_an_asker_who_unfollows_hears_of_no_answer_until_they_follow_again(
+    world: dict[str, Any],
+) -> None:
+    urls = world["urls"]
+    notify = urls["notify"]
+    for doctor in ("dr-optout-a", "dr-optout-b"):
+        register(notify, doctor)
+    qid = ask(urls["questions"], "pat-optout")
+    follow_url = f"{urls['questions']}/questions/{qid}/follow"
+    # The asker follows by default, which is how they hear of answers; unfollowing is
+    # their opt-out of those alerts.
+    gone = httpx.delete(follow_url, headers=auth("pat-optout"), timeout=10)
+    assert gone.json() == {"question_id": qid, "following": False, "follower_count": 0}
+    assert httpx.put(follow_url, headers=auth("fan-optout"), timeout=10).status_code == 200
+    first = answer(urls["answers"], qid, "dr-optout-a")
+    wait_for(lambda: new_answers(notify, "fan-optout"), timeout=30, what="the follower's alert")
+    time.sleep(1)  # time for an alert to the asker, were one due
+    assert new_answers(notify, "pat-optout") == []
+
+    # Following again opts back in: the next answer reaches the asker, the first does not.
+    back = httpx.put(follow_url, headers=auth("pat-optout"), timeout=10)
+    assert back.json() == {"question_id": qid, "following": True, "follower_count": 2}
+    second = answer(urls["answers"], qid, "dr-optout-b")
+    told = wait_for(lambda: new_answers(notify, "pat-optout"), timeout=30, what="asker told")
+    assert [a["answer_id"] for a in told] == [second]
+    assert "answered your question" in told[0]["reason_text"]
+    assert sorted(a["answer_id"] for a in new_answers(notify, "fan-optout")) == sorted(
+        [first, second]
+    )

@@ -339,7 +339,8 @@ class AlertService:
     # --- an answer, a vote -------------------------------------------------------------
 
     async def on_answer_posted(self, event: AnswerPosted) -> None:
-        """Tell the asker a doctor answered (once per answer)."""
+        """Tell the asker a doctor answered (once per answer; the asker follows by default,
+        and unfollowing is their opt-out), and the question's other followers."""
         async with self._handlers:
             await self._on_answer_posted(event)
 
