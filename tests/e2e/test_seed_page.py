@@ -59,6 +59,8 @@ def test_the_page_shows_six_answers_ranked_as_the_seed(seed_page: dict[str, Any]
         x["doctor"]["name"] for x in SEED["answers"]
     ]
     assert page["disclaimer"] == SEED["disclaimer"]
+    # The demo verifies the seed doctors: every answer's card carries the verified mark.
+    assert [x["doctor"]["verified"] for x in page["answers"]] == [True] * 6
     first = page["answers"][0]
     assert first["doctor"]["city"] == "Bakersfield" and first["doctor"]["rating"] == 5.0
     perlman = page["answers"][1]["doctor"]
