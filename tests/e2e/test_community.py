@@ -1,6 +1,6 @@
 """End to end (issue 16): edits with history, the asker's pick, following a question.
 Questions, answers and notify run as processes on their own redis-server; events are read
-with plain XRANGE."""
+with plain XRANGE and checked against their reviewed schemas (the contract snapshots)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import httpx
+import jsonschema
 
 from demo.scenario import demo_npi
 from shared import streams
@@ -20,9 +21,10 @@ from shared.events import (
     QuestionFollowed,
     QuestionUnfollowed,
 )
-from tests.support import auth, wait_for
+from tests.support import ROOT, auth, wait_for
 
 NUMBERS = itertools.count()
+SNAPSHOTS = ROOT / "tests" / "contract" / "snapshots"
 ANSWER = "Botox in the depressor muscles can soften the pull on the stronger side."
 EDITED = "Botox in the depressor muscles softens the pull; fillers can balance the rest."
 
@@ -84,8 +86,14 @@ def answer(answers: str, qid: str, doctor_id: str) -> str:
 
 
 def events_of(redis: Any, stream: str, key: str, value: str) -> list[dict[str, Any]]:
+    """The events on `stream` whose `key` is `value`, each valid against the stream's
+    reviewed JSON Schema (tests/contract/snapshots) as the services published it."""
     found = [json.loads(f["__data__"]) for _, f in redis.xrange(stream)]
-    return [e for e in found if e[key] == value]
+    mine = [e for e in found if e[key] == value]
+    snapshot = json.loads((SNAPSHOTS / f"{stream}.schema.json").read_text())
+    for event in mine:
+        jsonschema.validate(event, snapshot)
+    return mine
 
 
 def test_an_asker_edits_until_answered_and_a_doctor_edits_without_re_alerting(
