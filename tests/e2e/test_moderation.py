@@ -176,8 +176,15 @@ def test_readers_flag_admins_hide_and_restore_and_authors_are_told(
         timeout=30,
         what="the hidden question's page to go",
     )
-    listing = httpx.get(f"{q}/questions", params={"limit": 100}, timeout=10).json()["items"]
-    assert qid not in [i["id"] for i in listing] and other in [i["id"] for i in listing]
+    def listed(**by: str) -> list[str]:
+        params = {"limit": 100, **by}
+        reply = httpx.get(f"{q}/questions", params=params, timeout=10)
+        assert reply.status_code == 200, reply.text
+        return [i["id"] for i in reply.json()["items"]]
+
+    # Off every listing: the newest, by topic and by specialty.
+    for by in ({}, {"topic": "acne"}, {"specialty": "dermatology"}):
+        assert qid not in listed(**by) and other in listed(**by), by
     assert qid not in [r["id"] for r in httpx.get(related_url, timeout=10).json()["items"]]
     for gone in ("revisions", "related"):
         assert httpx.get(f"{question_url}/{gone}", timeout=10).status_code == 404
@@ -207,8 +214,8 @@ def test_readers_flag_admins_hide_and_restore_and_authors_are_told(
         timeout=30,
         what="the restored page",
     )
-    listing = httpx.get(f"{q}/questions", params={"limit": 100}, timeout=10).json()["items"]
-    assert qid in [i["id"] for i in listing]
+    for by in ({}, {"topic": "acne"}, {"specialty": "dermatology"}):
+        assert qid in listed(**by), by
     wait_for(
         lambda: inbox(n, "pat-mod", "patient", "item-restored"), timeout=30, what="restored told"
     )
