@@ -176,6 +176,7 @@ def test_readers_flag_admins_hide_and_restore_and_authors_are_told(
         timeout=30,
         what="the hidden question's page to go",
     )
+
     def listed(**by: str) -> list[str]:
         params = {"limit": 100, **by}
         reply = httpx.get(f"{q}/questions", params=params, timeout=10)

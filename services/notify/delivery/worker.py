@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 from shared import tracing
 from shared.logging import get_logger
 
+from ..inbox.domain import digest_questions, without_hidden_lines
 from ..metrics import DELIVERIES
 from ..settings import NotifySettings
 from . import domain
@@ -61,6 +62,10 @@ class Notes(Protocol):
 
     async def set_delivery(self, nid: str, channel: str, status: str) -> None:
         """Record a channel's delivery status on the notification."""
+        ...
+
+    async def hidden(self, subjects: Sequence[tuple[str, str]]) -> list[bool]:
+        """Whether a moderator hides each question ('q', id) or answer ('a', id) now."""
         ...
 
 
@@ -229,14 +234,14 @@ class DeliveryWorker:
         recipient = fields.get("recipient", "")
         channels = [c for c in fields.get("channels", "").split(",") if c]
         [note] = await self.inbox.notes([nid]) if nid else [{}]
-        if note.get("hidden") == "1":
-            # About something a moderator hid before it went out: not sent (what went out
-            # before the hiding cannot be called back).
+        item = await self._as_shown(note)
+        if note.get("hidden") == "1" or ("item" in note and item is None):
+            # About something a moderator hid before it went out (a digest: every question
+            # it lists): not sent (what went out before the hiding cannot be called back).
             for channel in channels:
                 if note.get(f"d:{channel}") not in domain.DELIVERY_FINAL:
                     await self._final(nid, channel, "skipped", HIDDEN)
-        elif note and "item" in note:
-            item = json.loads(note["item"])
+        elif item is not None:
             keeper = asyncio.create_task(self._keep_while_waiting(entry_id))
             try:
                 outcomes = await asyncio.gather(
@@ -254,6 +259,18 @@ class DeliveryWorker:
             if errors:
                 raise errors[0]  # not acked: tried again after a claim
         await self.outbox.ack(entry_id)
+
+    async def _as_shown(self, note: dict[str, str]) -> dict[str, Any] | None:
+        """The item to send: a digest less the lines of questions hidden since it was made
+        (None when every one is); None for an expired notification."""
+        if "item" not in note:
+            return None
+        item: dict[str, Any] = json.loads(note["item"])
+        if questions := digest_questions(item):
+            flags = await self.inbox.hidden([("q", q) for q in questions])
+            hidden = {q for q, flag in zip(questions, flags, strict=True) if flag}
+            return without_hidden_lines(item, hidden)
+        return item
 
     async def _keep_while_waiting(self, entry_id: str) -> None:
         """Keep the entry ours while it waits for retries (they can take hours)."""
