@@ -568,3 +568,53 @@ def test_a_hidden_question_leaves_the_inboxes_it_reached_and_comes_back_restored
     )
     assert read.status_code == 200 and read.json()["read"] is True, read.text
     assert mine("dr-inbox-mod")[1] == before["dr-inbox-mod"][1] - 1
+
+
+def test_an_open_live_stream_is_told_which_alerts_a_hiding_withdraws(
+    world: dict[str, Any],
+) -> None:
+    urls = world["urls"]
+    q, a, n = urls["questions"], urls["answers"], urls["notify"]
+    register(n, "dr-live-mod")
+    qid = ask(q, "pat-live-mod")
+    follow = httpx.put(f"{q}/questions/{qid}/follow", headers=auth("fan-live-mod"), timeout=10)
+    assert follow.status_code == 200, follow.text
+    headers = {**auth("fan-live-mod"), "Accept": "text/event-stream"}
+    timeout = httpx.Timeout(10.0, read=30.0)
+    with httpx.stream("GET", f"{n}/inbox/stream", headers=headers, timeout=timeout) as stream:
+        assert stream.status_code == 200
+        lines = stream.iter_lines()
+
+        def next_event() -> tuple[str | None, str, dict[str, Any]]:
+            """The next (id, event type, data) on the stream, heartbeats skipped."""
+            event_id, kind, data = None, "", ""
+            for line in lines:
+                if not line:
+                    if kind:
+                        return event_id, kind, json.loads(data)
+                    continue
+                name, _, value = line.partition(": ")
+                if name == "id":
+                    event_id = value
+                elif name == "event":
+                    kind = value
+                elif name == "data":
+                    data += value
+            raise AssertionError("the stream ended")
+
+        aid = answer(a, qid, "dr-live-mod")
+        nid, kind, item = next_event()
+        assert (kind, item["kind"], item["answer_id"], nid) == (
+            "notification",
+            "new-answer",
+            aid,
+            item["id"],
+        )
+        decide(f"{q}/moderation/questions/{qid}/answers/{aid}", "hidden", "spam")
+        # No event id: the client's Last-Event-ID stays that of its newest notification.
+        assert next_event() == (None, "withdrawn", {"ids": [nid]})
+    wait_for(
+        lambda: inbox(n, "fan-live-mod", "patient", "new-answer") == [],
+        timeout=30,
+        what="the alert to leave the inbox too",
+    )
