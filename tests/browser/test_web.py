@@ -706,12 +706,14 @@ def test_an_open_live_inbox_drops_an_alert_once_a_moderator_hides_what_it_is_abo
         inbox = reader.new_page()
         inbox.goto("/inbox")
         expect(inbox.get_by_role("status")).to_contain_text("Live:")
+        expect(inbox.get_by_text("0 unread.")).to_be_visible()
         inbox.evaluate("() => { window.sameDocument = true; }")
 
         aid = _answer(stack, qid, "dr-jason-emer", "Jason Emer", "Peels help some melasma")
         alert = inbox.get_by_role("article").filter(has=inbox.get_by_role("link", name=title))
         expect(alert).to_be_visible()
         expect(alert).to_contain_text("answered a question you follow")
+        expect(inbox.get_by_text("1 unread.")).to_be_visible()
 
         # The answer is hidden: the open page drops the alert about it, without a reload.
         stack.api(
@@ -723,6 +725,7 @@ def test_an_open_live_inbox_drops_an_alert_once_a_moderator_hides_what_it_is_abo
         )
         expect(alert).to_have_count(0)
         expect(inbox.get_by_role("status")).to_contain_text("a moderator hid what it was about")
+        expect(inbox.get_by_text("0 unread.")).to_be_visible()
         assert inbox.evaluate("() => window.sameDocument === true"), "the inbox page was reloaded"
         inbox.reload()
         expect(inbox.get_by_role("heading", name="Your inbox")).to_be_visible()

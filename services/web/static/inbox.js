@@ -9,6 +9,14 @@
   if (!list || !status || !("EventSource" in window)) {
     return;
   }
+  const unread = document.getElementById("unread-count");
+  // The unread count follows the alerts that arrive and leave while the page is open.
+  function countUnread(change) {
+    const now = unread ? parseInt(unread.textContent, 10) : NaN;
+    if (!isNaN(now)) {
+      unread.textContent = String(Math.max(0, now + change));
+    }
+  }
   const newest = list.dataset.newest;
   // The first connection resumes after the newest alert the page shows; reconnects
   // send Last-Event-ID themselves, which the server prefers.
@@ -26,6 +34,9 @@
     }
     item.classList.add("fresh");
     list.prepend(document.adoptNode(item));
+    if (item.classList.contains("unread")) {
+      countUnread(1);
+    }
     const empty = document.getElementById("inbox-empty");
     if (empty) {
       empty.remove();
@@ -45,6 +56,9 @@
     ids.forEach(function (id) {
       const item = document.getElementById("n-" + id);
       if (item) {
+        if (item.classList.contains("unread")) {
+          countUnread(-1);
+        }
         item.remove();
         gone += 1;
       }
