@@ -360,15 +360,21 @@ async def test_a_delivered_digest_drops_a_question_hidden_later_and_goes_once_al
     assert replayed == digest
     # An open stream keeps the digest: a question of it is still shown.
     assert await parts.inbox.withdrawn(("q", "q21"), {"d3"}) == {}
+    # Marked read, it is shown as read, still without the hidden line.
+    read = await parts.inbox.mark_read(MarkRead("d3", digest["id"]))
+    assert read == {**digest, "read": True}
 
     # Every question of it hidden: the digest goes, from the listing and the unread count,
     # and from an open stream; a restore brings it back with the restored line.
     assert await parts.inbox.withdrawn(("q", "q22"), {"d3"}) == {"d3": [digest["id"]]}
     await moderate(parts, decided("question", "q22", "q22", "hidden", 1))
     assert await digests() == ([], 1)
+    with pytest.raises(NotificationNotFound):
+        await parts.inbox.mark_read(MarkRead("d3", digest["id"]))
     await moderate(parts, decided("question", "q21", "q21", "restored", 2))
     [digest], unread = await digests()
-    assert [e["question_id"] for e in digest["items"]] == ["q21"] and unread == 2
+    assert [e["question_id"] for e in digest["items"]] == ["q21"] and digest["read"]
+    assert unread == 1  # read before it was hidden, read again once back
 
 
 async def test_an_open_stream_is_told_which_items_a_hiding_withdraws(parts: NotifyParts) -> None:

@@ -309,7 +309,10 @@ class InboxService:
         """Inbox items as shown (None for an expired one, and for one about something a
         moderator hid), with read flag and delivery; a digest without the lines of the
         questions hidden since it was sent."""
-        items = [item_view(note) for note in await self.store.notes(nids)]
+        return await self._shown([item_view(note) for note in await self.store.notes(nids)])
+
+    async def _shown(self, items: list[dict[str, Any] | None]) -> list[dict[str, Any] | None]:
+        """The items less the digest lines of questions hidden now (one round trip)."""
         listed = {q for item in items if item is not None for q in digest_questions(item)}
         if not listed:
             return items
@@ -330,7 +333,7 @@ class InboxService:
         if not is_notification_id(nid):
             raise missing
         [note] = await self.store.notes([nid])
-        item = item_view({**note, "read": "1"})
+        [item] = await self._shown([item_view({**note, "read": "1"})])
         if item is None or note.get("recipient") != cmd.recipient:
             raise missing  # expired, someone else's, or about something hidden
         if not await self.store.mark_read(cmd.recipient, nid, moderated_subjects(item)):
