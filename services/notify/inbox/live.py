@@ -143,7 +143,9 @@ class LiveHub:
                     last = entries[-1][0]
                     await handle(entries)
             except (RedisError, OSError) as exc:
-                log.warning("live_reader_failed", stream=stream, error=str(exc)[:200])
+                log.warning(
+                    "live_reader_failed", stream=stream, error=str(exc)[:200], retry_in_s=delay
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
