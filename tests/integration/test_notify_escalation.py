@@ -1,4 +1,5 @@
-"""No question left alone: notify as a process, on real Redis, escalates unanswered questions.
+"""No question left alone: notify as a process, on real Redis, escalates unanswered questions
+(and, in one test, with the questions and answers services as processes too).
 
 Three verified dermatologists around Los Angeles: one downtown (alerted at once, the cap is
 one), one in Pasadena (about 14 km: the next ring) and one in San Diego (about 180 km,
@@ -39,9 +40,15 @@ TAG = streams.slot_tag(streams.NOTIFICATION_SENT)
 def world() -> Iterator[dict[str, Any]]:
     server = RedisServer().start()
     notify = ServiceProcess("notify", server.url, **ENV)
-    world = {"server": server, "notify": notify}
+    # The questions and answers services too, for the escalation driven end to end.
+    questions = ServiceProcess("questions", server.url)
+    answers = ServiceProcess("answers", server.url)
+    world = {"server": server, "notify": notify, "questions": questions, "answers": answers}
     try:
-        notify.start(timeout=READY_S)
+        for proc in (notify, questions, answers):
+            proc.start(wait_ready=False)
+        for proc in (notify, questions, answers):
+            proc.wait_ready(READY_S)
         for doctor_id, zip_code in DOCTORS.items():
             profile = {
                 "name": doctor_id,
@@ -58,7 +65,8 @@ def world() -> Iterator[dict[str, Any]]:
             assert r.status_code == 200, r.text
         yield world
     finally:
-        world["notify"].terminate(10)
+        for name in ("notify", "questions", "answers"):
+            world[name].terminate(10)
         server.cleanup()
 
 
@@ -191,6 +199,43 @@ def test_a_question_moderators_hid_escalates_no_further_and_its_asker_is_told(
     time.sleep(AFTER_S + 2)
     assert alerted(server, "q-hidden") == ["dr-downtown"]
     assert len(told()) == 1
+
+
+def test_a_question_asked_through_the_services_escalates_until_a_doctor_answers(
+    world: dict[str, Any],
+) -> None:
+    server: RedisServer = world["server"]
+    posted = httpx.post(
+        f"{world['questions'].url}/questions",
+        json={
+            "title": "A rash on my arm that will not go away",
+            "body": "It itches at night and spreads slowly.",
+            "topics": ["acne"],
+            "location": {"city": "Los Angeles", "state": "CA"},
+        },
+        headers=auth("patient-e2e"),
+        timeout=10,
+    )
+    assert posted.status_code == 201, posted.text
+    qid = posted.json()["id"]
+    wait_for(lambda: alerted(server, qid) == ["dr-downtown"], timeout=15, what="the first alert")
+    wait_for(lambda: len(alerted(server, qid)) == 2, timeout=AFTER_S + 15, what="round one")
+    assert alerted(server, qid) == ["dr-downtown", "dr-pasadena"]
+
+    # The doctor the escalation reached answers through the answers service: that stops it.
+    def answered() -> bool:
+        reply = httpx.post(
+            f"{world['answers'].url}/questions/{qid}/answers",
+            json={"body": "A patch test finds the allergen; keep a diary of what touches it."},
+            headers=auth("dr-pasadena", "doctor"),
+            timeout=10,
+        )
+        return reply.status_code == 201
+
+    wait_for(answered, timeout=20, what="the answers service to take the answer")
+    wait_for(lambda: due(server, qid) is None, timeout=15, what="the answer to stop it")
+    time.sleep(AFTER_S + 2)
+    assert alerted(server, qid) == ["dr-downtown", "dr-pasadena"]
 
 
 def test_escalation_survives_a_restart_of_notify(world: dict[str, Any]) -> None:
