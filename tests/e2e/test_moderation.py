@@ -7,6 +7,7 @@ read with plain XRANGE, and the CLI drives the same HTTP API as an admin would.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -570,7 +571,25 @@ def test_a_hidden_question_leaves_the_inboxes_it_reached_and_comes_back_restored
     assert mine("dr-inbox-mod")[1] == before["dr-inbox-mod"][1] - 1
 
 
-def test_an_open_live_stream_is_told_which_alerts_a_hiding_withdraws(
+def next_event(lines: Iterator[str]) -> tuple[str | None, str, dict[str, Any]]:
+    """The next (id, event type, data) on an SSE body's lines, heartbeats skipped."""
+    event_id, kind, data = None, "", ""
+    for line in lines:
+        if not line:
+            if kind:
+                return event_id, kind, json.loads(data)
+            continue
+        name, _, value = line.partition(": ")
+        if name == "id":
+            event_id = value
+        elif name == "event":
+            kind = value
+        elif name == "data":
+            data += value
+    raise AssertionError("the stream ended")
+
+
+def test_open_live_streams_are_told_which_alerts_a_hiding_withdraws(
     world: dict[str, Any],
 ) -> None:
     urls = world["urls"]
@@ -579,42 +598,54 @@ def test_an_open_live_stream_is_told_which_alerts_a_hiding_withdraws(
     qid = ask(q, "pat-live-mod")
     follow = httpx.put(f"{q}/questions/{qid}/follow", headers=auth("fan-live-mod"), timeout=10)
     assert follow.status_code == 200, follow.text
-    headers = {**auth("fan-live-mod"), "Accept": "text/event-stream"}
+    [match] = wait_for(
+        lambda: [
+            i
+            for i in inbox(n, "dr-live-mod", "doctor", "question-match")
+            if i["question_id"] == qid
+        ],
+        timeout=30,
+        what="the matched doctor's alert",
+    )
     timeout = httpx.Timeout(10.0, read=30.0)
-    with httpx.stream("GET", f"{n}/inbox/stream", headers=headers, timeout=timeout) as stream:
-        assert stream.status_code == 200
-        lines = stream.iter_lines()
 
-        def next_event() -> tuple[str | None, str, dict[str, Any]]:
-            """The next (id, event type, data) on the stream, heartbeats skipped."""
-            event_id, kind, data = None, "", ""
-            for line in lines:
-                if not line:
-                    if kind:
-                        return event_id, kind, json.loads(data)
-                    continue
-                name, _, value = line.partition(": ")
-                if name == "id":
-                    event_id = value
-                elif name == "event":
-                    kind = value
-                elif name == "data":
-                    data += value
-            raise AssertionError("the stream ended")
+    def live(who: str, role: str) -> Any:
+        headers = {**auth(who, role), "Accept": "text/event-stream"}
+        return httpx.stream("GET", f"{n}/inbox/stream", headers=headers, timeout=timeout)
 
+    with live("fan-live-mod", "patient") as fan, live("dr-live-mod", "doctor") as doctor:
+        assert fan.status_code == doctor.status_code == 200
+        fan_lines, doctor_lines = fan.iter_lines(), doctor.iter_lines()
         aid = answer(a, qid, "dr-live-mod")
-        nid, kind, item = next_event()
+        nid, kind, item = next_event(fan_lines)
         assert (kind, item["kind"], item["answer_id"], nid) == (
             "notification",
             "new-answer",
             aid,
             item["id"],
         )
+        # The answer hidden: the follower's alert about it is withdrawn, with no event id
+        # (the client's Last-Event-ID stays that of its newest notification).
         decide(f"{q}/moderation/questions/{qid}/answers/{aid}", "hidden", "spam")
-        # No event id: the client's Last-Event-ID stays that of its newest notification.
-        assert next_event() == (None, "withdrawn", {"ids": [nid]})
-    wait_for(
-        lambda: inbox(n, "fan-live-mod", "patient", "new-answer") == [],
-        timeout=30,
-        what="the alert to leave the inbox too",
-    )
+        assert next_event(fan_lines) == (None, "withdrawn", {"ids": [nid]})
+        # Its doctor is told of the hiding; that notice is about nothing, and stays.
+        notice_id, kind, notice = next_event(doctor_lines)
+        assert (kind, notice["kind"], notice_id) == ("notification", "item-hidden", notice["id"])
+        # The question hidden: the matched doctor's alert about it is withdrawn, and only it.
+        decide(f"{q}/moderation/questions/{qid}", "hidden", "spam")
+        assert next_event(doctor_lines) == (None, "withdrawn", {"ids": [match["id"]]})
+
+    def about_it(who: str, role: str, kind: str) -> list[dict[str, Any]]:
+        return [i for i in inbox(n, who, role, kind) if i["question_id"] == qid]
+
+    def gone(who: str, role: str, kind: str) -> bool:
+        return about_it(who, role, kind) == []
+
+    for who, role, kind in (
+        ("fan-live-mod", "patient", "new-answer"),
+        ("dr-live-mod", "doctor", "question-match"),
+    ):
+        wait_for(
+            partial(gone, who, role, kind), timeout=30, what=f"{who}'s alert to leave the inbox"
+        )
+    assert [i["id"] for i in about_it("dr-live-mod", "doctor", "item-hidden")] == [notice_id]
