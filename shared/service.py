@@ -7,7 +7,7 @@ import contextlib
 import gc
 import logging
 import os
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import uvicorn
@@ -207,8 +207,12 @@ class ServiceRuntime:
         self.ready = False
         READY.labels(self.service).set(0)
         if self._broker_started:
-            # FastStream waits up to graceful_timeout for running handlers to finish.
+            # FastStream waits up to graceful_timeout for running handlers to finish,
+            # then cancels its consume loops once and forgets them: one whose cancel was
+            # lost in a Redis call read on. Each is cancelled again until it has ended.
+            consuming = [task for sub in self.broker.subscribers for task in _tasks_of(sub)]
             await self.broker.stop()
+            await end_tasks(consuming)
             try:
                 finished = await self.consumer.finish_own_pending()
                 if finished:
@@ -219,7 +223,7 @@ class ServiceRuntime:
         log.info("service_stopped")
 
 
-async def end_tasks(tasks: list[asyncio.Task[None]], every_s: float = 0.1) -> None:
+async def end_tasks(tasks: Sequence[asyncio.Task[Any]], every_s: float = 0.1) -> None:
     """Cancel the tasks, again every `every_s` until each has ended.
 
     One cancel is not enough: on Python 3.11 asyncio.wait_for loses a cancellation that
@@ -228,16 +232,31 @@ async def end_tasks(tasks: list[asyncio.Task[None]], every_s: float = 0.1) -> No
     waited forever (a SIGTERM just after readiness never ended the process). The list
     can grow meanwhile: a connect task that outlived its cancel starts the watchers.
     A repeated cancel would cut short a clean-up that awaits; these tasks have none.
+
+    Cancelled itself meanwhile (a loop that ends its helper tasks as it is ended, by an
+    end_tasks that cancels it again and again), it still ends them all first, then
+    passes the cancellation on: given up half way, it left a helper running.
     """
+    cancelled = False
     while pending := [task for task in tasks if not task.done()]:
         for task in pending:
             task.cancel()
-        await asyncio.wait(pending, timeout=every_s)
+        try:
+            await asyncio.wait(pending, timeout=every_s)
+        except asyncio.CancelledError:
+            cancelled = True
     for task in tasks:
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.warning(
                 "task_failed", task=task.get_name(), error=f"{type(exc).__name__}: {exc}"[:200]
             )
+    if cancelled:
+        raise asyncio.CancelledError
+
+
+def _tasks_of(subscriber: Any) -> list[asyncio.Task[Any]]:
+    # FastStream 0.7 keeps a subscriber's consume loops in `tasks` (see pyproject's pin).
+    return list(getattr(subscriber, "tasks", ()))
 
 
 def serve(app: Any, settings: Settings, default_port: int, service: str) -> None:

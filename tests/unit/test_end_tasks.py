@@ -54,3 +54,21 @@ async def test_a_failed_task_does_not_fail_the_stop() -> None:
     await asyncio.sleep(0)
     await end_tasks([task])
     assert isinstance(task.exception(), RuntimeError)
+
+
+async def test_an_end_that_is_itself_cancelled_still_ends_its_tasks_first() -> None:
+    # A loop ending its helper as it is ended, by an end_tasks that cancels it again
+    # every round: its own end_tasks used to give up at the second cancel.
+    rounds: list[int] = []
+    helper = asyncio.create_task(loses_its_first_cancel(rounds))
+
+    async def loop_with_a_helper() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            await end_tasks([helper], every_s=0.05)
+
+    loop = asyncio.create_task(loop_with_a_helper())
+    await asyncio.sleep(0.02)
+    await asyncio.wait_for(end_tasks([loop], every_s=0.01), timeout=5)
+    assert loop.cancelled() and helper.cancelled()

@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 
 from shared import tracing
 from shared.logging import get_logger
+from shared.service import end_tasks
 
 from ..inbox.domain import digest_questions, without_hidden_lines
 from ..metrics import DELIVERIES
@@ -125,13 +126,15 @@ class DeliveryWorker:
     async def run(self) -> None:
         """Read new outbox entries and claim abandoned ones until stopped."""
         await self._forever(self.outbox.ensure_group, once=True)
-        claimer = asyncio.create_task(self._forever(self._claim_once, pause_s=1.0))
+        claimer = asyncio.create_task(
+            self._forever(self._claim_once, pause_s=1.0), name="delivery-claimer"
+        )
         try:
             await self._forever(self._read_once)
         finally:
-            claimer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await claimer
+            # Cancelled until it ends: one cancel can be lost in a Redis call (see
+            # end_tasks), and the claimer would claim on after the stop.
+            await end_tasks([claimer])
 
     async def _forever(
         self, step: Callable[[], Awaitable[None]], pause_s: float = 0.0, once: bool = False
@@ -185,8 +188,10 @@ class DeliveryWorker:
         self._stop.set()
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
-            for task in pending:
-                task.cancel()  # left pending in the outbox; another replica claims it
+            # Left pending in the outbox; another replica claims them. Cancelled until
+            # each has ended: one whose cancel was lost in a Redis call went on
+            # delivering after the stop, on a connection about to close.
+            await end_tasks(list(pending))
         if self._http is not None:
             await self._http.aclose()
 
@@ -242,7 +247,8 @@ class DeliveryWorker:
                 if note.get(f"d:{channel}") not in domain.DELIVERY_FINAL:
                     await self._final(nid, channel, "skipped", HIDDEN)
         elif item is not None:
-            keeper = asyncio.create_task(self._keep_while_waiting(entry_id))
+            kept = asyncio.Event()
+            keeper = asyncio.create_task(self._keep_while_waiting(entry_id, kept))
             try:
                 outcomes = await asyncio.gather(
                     *(
@@ -252,6 +258,8 @@ class DeliveryWorker:
                     return_exceptions=True,
                 )
             finally:
+                # The flag ends it even if the cancel is lost in its Redis call.
+                kept.set()
                 keeper.cancel()
             errors = [o for o in outcomes if isinstance(o, BaseException)]
             if any(isinstance(e, _Interrupted) for e in errors):
@@ -272,11 +280,15 @@ class DeliveryWorker:
             return without_hidden_lines(item, hidden)
         return item
 
-    async def _keep_while_waiting(self, entry_id: str) -> None:
-        """Keep the entry ours while it waits for retries (they can take hours)."""
+    async def _keep_while_waiting(self, entry_id: str, done: asyncio.Event) -> None:
+        """Keep the entry ours while it waits for retries (they can take hours), until
+        `done` is set."""
         every = max(self.settings.delivery_claim_idle_s / 3, 0.5)
-        while True:
-            await asyncio.sleep(every)
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), every)
+            if done.is_set():
+                return
             with contextlib.suppress(RedisError, OSError):
                 await self.outbox.keep(self.consumer, entry_id)
 
