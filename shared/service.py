@@ -110,9 +110,7 @@ class ServiceRuntime:
                 for startup in self.startups:
                     await startup()
                 if self.consumer.subscriptions:
-                    self.polls.watch(self.broker)
-                    await self.broker.start()
-                    self._broker_started = True
+                    await self._start_broker()
                 break
             except (RedisError, OSError) as exc:
                 # One line per attempt, no traceback: an unreachable Redis is an
@@ -143,6 +141,30 @@ class ServiceRuntime:
         for work in self.background:
             name = getattr(work, "__name__", "background")
             self._tasks.append(asyncio.create_task(work(), name=name))
+
+    async def _start_broker(self) -> None:
+        if not self.polls.last:
+            self.polls.watch(self.broker)  # once: it wraps each consumer loop's poll
+        # Marked before it starts: a start cut short (a SIGTERM, a Redis error half way)
+        # has opened a connection and started consume loops that must be closed.
+        self._broker_started = True
+        log.info("consumers_starting", subscribers=len(self.broker.subscribers))
+        try:
+            await self.broker.start()
+        except (RedisError, OSError):
+            # Closed before the next attempt starts it again: a retry on top of a half
+            # start ran a second consume loop beside each one already started.
+            await self._stop_broker()
+            raise
+
+    async def _stop_broker(self) -> None:
+        # FastStream waits up to graceful_timeout for running handlers to finish, then
+        # cancels its consume loops once and forgets them: one whose cancel was lost in
+        # a Redis call read on. Each is cancelled again until it has ended.
+        consuming = [task for sub in self.broker.subscribers for task in _tasks_of(sub)]
+        await self.broker.stop()
+        self._broker_started = False
+        await end_tasks(consuming)
 
     async def _watch_streams(self) -> None:
         """Export stream lengths, pending and lag of this service's groups."""
@@ -207,12 +229,7 @@ class ServiceRuntime:
         self.ready = False
         READY.labels(self.service).set(0)
         if self._broker_started:
-            # FastStream waits up to graceful_timeout for running handlers to finish,
-            # then cancels its consume loops once and forgets them: one whose cancel was
-            # lost in a Redis call read on. Each is cancelled again until it has ended.
-            consuming = [task for sub in self.broker.subscribers for task in _tasks_of(sub)]
-            await self.broker.stop()
-            await end_tasks(consuming)
+            await self._stop_broker()
             try:
                 finished = await self.consumer.finish_own_pending()
                 if finished:

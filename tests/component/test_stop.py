@@ -7,6 +7,7 @@ import asyncio
 import logging
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from services.notify.app import create_app as create_notify
 from services.notify.settings import NotifySettings
@@ -73,3 +74,42 @@ async def test_notify_stopped_as_soon_as_it_is_ready_stops_promptly(redis_url: s
             await asyncio.sleep(0.05)
         stop = asyncio.create_task(lifespan.__aexit__(None, None, None))
         assert await stopped_in_time(stop), f"notify's stop hung (attempt {attempt})"
+
+
+@pytest.mark.parametrize("failure", ["stop", "redis_error"])
+async def test_a_broker_cut_short_in_its_start_is_closed(redis_url: str, failure: str) -> None:
+    # A SIGTERM inside broker.start() (or a Redis error half way through it) found a
+    # connection open and consume loops running, which nothing closed: the stop did not
+    # know the broker had started, and a retry started a second loop beside each one.
+    app = create_app(Settings(redis_url=redis_url, jwt_secret=JWT_SECRET, polling_interval_ms=20))
+    runtime = app.state.runtime
+    subscribers = runtime.broker.subscribers
+    assert len(subscribers) >= 2
+    last = subscribers[-1]
+    start_last = last.start
+    half_started = asyncio.Event()
+    starts: list[int] = []
+
+    async def start_then_stall() -> None:
+        await start_last()
+        starts.append(1)
+        half_started.set()
+        if failure == "redis_error" and len(starts) == 1:
+            raise RedisConnectionError("lost half way through the start")
+        await asyncio.sleep(3600)
+
+    last.start = start_then_stall
+    lifespan = app.router.lifespan_context(app)
+    await lifespan.__aenter__()
+    await asyncio.wait_for(half_started.wait(), timeout=30)
+    if failure == "redis_error":
+        while len(starts) < 2:  # the retry, which stalls
+            await asyncio.sleep(0.05)
+    consuming = [task for sub in subscribers for task in getattr(sub, "tasks", ())]
+    assert consuming and all(not task.done() for task in consuming)
+    # One consume loop per subscriber: the retry started no second one.
+    assert len(consuming) == len(subscribers)
+    stop = asyncio.create_task(lifespan.__aexit__(None, None, None))
+    assert await stopped_in_time(stop), "the stop hung"
+    assert all(task.done() for task in consuming), "a consume loop outlived the stop"
+    assert runtime.broker._connection is None, "the broker's connection was left open"

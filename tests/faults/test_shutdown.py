@@ -77,9 +77,12 @@ def _answers_key(qid: str) -> str:
 #: took ~0.5 s from the groups' creation here). One that came as the load ended used to
 #: hang the process: readiness and the stop met while the watchers ran their first Redis
 #: commands, and a cancel lost there left stop() waiting for ever.
-SIGTERM_AT = [("Application startup complete", 0.0)] + [
-    ("consumer_group_created", n / 10) for n in range(9)
-]
+SIGTERM_AT = (
+    [("Application startup complete", 0.0)]
+    + [("consumer_group_created", n / 10) for n in range(9)]
+    # Inside broker.start() (a few ms): the half-started broker is closed too.
+    + [("consumers_starting", n / 1000) for n in range(3)]
+)
 
 
 @pytest.mark.parametrize(("marker", "after_s"), SIGTERM_AT)
