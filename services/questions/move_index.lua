@@ -2,7 +2,9 @@
 -- (see store.QuestionStore.migrate_indexes), atomically: an entry leaves the former key
 -- in the same step it enters the index, so a replica of the former version still adding
 -- to the former key meanwhile loses nothing (its entries are moved by a later call).
--- KEYS[1]: the former key (zset); KEYS[2]: the one index (zset, scores 0).
+-- KEYS[1]: the former key (zset); KEYS[2]: the one index (zset, scores 0); KEYS[3]: the
+-- marker of a finished move, deleted when an entry moves (a pass running meanwhile that
+-- found nothing must not mark the move finished: it may have missed a key).
 -- ARGV[1]: the listing's prefix in the index ("kind:slug:"); ARGV[2]: the batch size.
 -- Returns how many entries it moved (0 once the former key is gone).
 
@@ -15,4 +17,5 @@ for i = 1, #members do
 end
 redis.call('ZADD', KEYS[2], unpack(entries))
 redis.call('ZREM', KEYS[1], unpack(members))
+redis.call('DEL', KEYS[3])
 return #members

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +81,8 @@ log = get_logger("askdoc.questions")
 #: replicas of the version before the one index post to the former keys until a rolling
 #: deploy has replaced them.
 MIGRATE_AGAIN_AFTER_S = (30.0, 60.0, 120.0, 240.0, 480.0, 960.0)
+#: The value of the migration marker once a pass found nothing left to move.
+MIGRATED = "done"
 
 
 def _glob_escape(text: str) -> str:
@@ -120,6 +123,9 @@ class QuestionStore:
         self._read_page = redis.register_script(script("services.questions", "read_page.lua"))
         self._follow_info = redis.register_script(script("services.questions", "follow_info.lua"))
         self._move_index = redis.register_script(script("services.questions", "move_index.lua"))
+        self._finish_migration = redis.register_script(
+            script("services.questions", "finish_migration.lua")
+        )
 
     def _q(self, qid: str) -> str:
         return f"{self.tag}:q:{qid}"
@@ -159,6 +165,10 @@ class QuestionStore:
     def _index(self) -> str:
         # every listing's entries, by prefix (index_entry)
         return f"{self.tag}:idx"
+
+    def _migration_marker(self) -> str:
+        # MIGRATED once a pass found no former key (outside the idx* names on purpose)
+        return f"{self.tag}:index-migrated"
 
     def _former_index(self, kind: str, slug: str = "") -> str:
         # one key per listing, before the one index (migrate_indexes moves them)
@@ -356,7 +366,24 @@ class QuestionStore:
         idempotent, and each batch leaves its former key in the same atomic step it
         enters the index (move_index.lua), so a replica of the former version still
         posting during a rolling deploy loses nothing. Returns how many entries it moved.
+
+        A pass SCANs the keyspace; a finished move is found in one round trip instead:
+        the marker says a pass found nothing left, and the former "all" key is absent (a
+        replica of the former version adds every question it posts to that key, in the
+        same commit as to its other listings, so any post of theirs since shows there).
+        The marker is only set by a pass during which no entry moved and no other pass
+        began (finish_migration.lua; move_index.lua deletes it): a pass that moved the
+        "all" key may have missed another key created meanwhile.
         """
+        marker = self._migration_marker()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(marker)
+        pipe.exists(self._former_index("all"))
+        state, former_all = await pipe.execute()
+        if state == MIGRATED and not former_all:
+            return 0
+        token = f"pass:{uuid.uuid4().hex}"
+        await self.redis.set(marker, token)
         moved = 0
         base = self._former_index("")
         async for key in self.redis.scan_iter(match=f"{_glob_escape(base)}*", count=batch):
@@ -367,8 +394,11 @@ class QuestionStore:
             if await self.redis.type(key) != "zset":
                 continue
             prefix = index_entry(kind, slug, "")
-            while n := int(await self._move_index(keys=[key, self._index()], args=[prefix, batch])):
+            keys = [key, self._index(), marker]
+            while n := int(await self._move_index(keys=keys, args=[prefix, batch])):
                 moved += n
+        if not moved:
+            await self._finish_migration(keys=[marker], args=[token, MIGRATED])
         return moved
 
     async def keep_migrating(self, after_s: tuple[float, ...] = MIGRATE_AGAIN_AFTER_S) -> None:

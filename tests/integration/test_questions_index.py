@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from services.questions.store import QuestionStore, decode_cursor, index_member
+from services.questions.store import QuestionStore, decode_cursor, index_entry, index_member
 from shared.atomic import Committer
 from shared.events import QuestionPosted
 from shared.ratelimit import WriteLimit
@@ -121,3 +121,53 @@ async def test_entries_a_former_version_adds_meanwhile_move_too(store: QuestionS
     assert await every_id(store, "all", "", 10) == ["q2", "q1"]
     assert await every_id(store, "topic", "botox", 10) == ["q2", "q1"]
     assert await redis.keys(f"{TAG}:idx*") == [f"{TAG}:idx"]
+
+
+async def scans(store: QuestionStore) -> int:
+    """How many SCAN calls the server has answered since its stats were reset."""
+    stats = await store.redis.info("commandstats")
+    return int(stats.get("cmdstat_scan", {}).get("calls", 0))
+
+
+async def test_a_finished_move_is_found_without_scanning(store: QuestionStore) -> None:
+    # keep_migrating runs a pass six times per replica; once the move is done each costs
+    # one round trip (the marker and the former "all" key), not a SCAN of the keyspace.
+    redis = store.redis
+    member = index_member({"created_ms": 1_000, "id": "q1"})
+    await redis.zadd(f"{TAG}:idx:all", {member: 0})
+    assert await store.migrate_indexes() == 1  # moved: not yet known to be finished
+    assert await store.migrate_indexes() == 0  # found nothing left: finished
+    await redis.config_resetstat()
+    for _ in range(6):
+        assert await store.migrate_indexes() == 0
+    assert await scans(store) == 0
+    # A replica of the former version posts again: the next pass scans and moves it.
+    member2 = index_member({"created_ms": 2_000, "id": "q2"})
+    await redis.zadd(f"{TAG}:idx:all", {member2: 0})
+    await redis.zadd(f"{TAG}:idx:topic:botox", {member2: 0})
+    assert await store.migrate_indexes() == 2
+    assert await scans(store) > 0
+    assert await every_id(store, "topic", "botox", 10) == ["q2"]
+
+
+async def test_a_pass_that_found_nothing_does_not_mark_the_move_finished_if_one_moved_meanwhile(
+    store: QuestionStore,
+) -> None:
+    # Two replicas' passes at once, while a replica of the former version posts: one pass
+    # moves the former "all" key but missed the topic key the post created behind its
+    # scan; the other found nothing. Marked finished, the topic key would never move.
+    redis = store.redis
+    assert await store.migrate_indexes() == 0  # an empty store: finished
+    marker = f"{TAG}:index-migrated"
+    await redis.set(marker, "pass:other")  # the pass that will find nothing began
+    member = index_member({"created_ms": 1_000, "id": "q1"})
+    await redis.zadd(f"{TAG}:idx:all", {member: 0})
+    await redis.zadd(f"{TAG}:idx:topic:botox", {member: 0})
+    # The first pass moves only "all" (its scan had passed the topic key's slot).
+    prefix = index_entry("all", "", "")
+    keys = [f"{TAG}:idx:all", f"{TAG}:idx", marker]
+    assert await store._move_index(keys=keys, args=[prefix, 10])
+    # The other pass ends having found nothing: it must not mark the move finished.
+    assert not await store._finish_migration(keys=[marker], args=["pass:other", "done"])
+    assert await store.migrate_indexes() == 1  # so the next pass scans and moves the rest
+    assert await every_id(store, "topic", "botox", 10) == ["q1"]
