@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -223,6 +224,49 @@ async def test_the_live_relay_passes_notify_on_and_closes_it_when_the_browser_le
         await asyncio.sleep(0)
         others = asyncio.all_tasks() - {asyncio.current_task()}
         assert not others, f"left running: {others}"
+    finally:
+        await web.services.aclose()
+
+
+@pytest.mark.parametrize(
+    ("failure", "warning"),
+    [
+        ("refused", "live_upstream_refused"),
+        ("unreadable", "live_item_unreadable"),
+        ("failed", "live_upstream_failed"),
+    ],
+)
+async def test_the_relays_warnings_carry_the_requests_correlation_id(
+    failure: str, warning: str
+) -> None:
+    # Its body is pumped after the request stack has unwound (shared/sse.py), in the
+    # request's task: the correlation id bound for the request is still in its context.
+    app = create_app(_settings())
+    web = app.state.web
+
+    async def notify(request: httpx.Request) -> httpx.Response:
+        if failure == "failed":
+            raise httpx.ConnectError("notify is down", request=request)
+        if failure == "refused":
+            return httpx.Response(503)
+        body = b'id: n1\nevent: notification\ndata: {"not": "an item"}\n\n'
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+
+    await web.services.stream_http.aclose()
+    web.services.notify.stream_http = httpx.AsyncClient(transport=httpx.MockTransport(notify))
+    try:
+        session = await web.sessions.read(_request(None))
+        await web.sessions.sign_in(session, token("dr-live", "doctor"))
+        with structlog.testing.capture_logs(
+            processors=[structlog.contextvars.merge_contextvars]
+        ) as logs:
+            task, sent, _ = await _call(app, _cookie(web.sessions, session))
+            await asyncio.wait_for(task, 5)
+        request_id = dict(sent[0]["headers"])[b"x-request-id"].decode()
+        warnings = [e for e in logs if e["event"].startswith("live_")]
+        assert [e["event"] for e in warnings] == [warning]
+        assert warnings[0].get("correlation_id") == request_id
+        assert "dr-live" not in repr(warnings)  # no personal data
     finally:
         await web.services.aclose()
 
