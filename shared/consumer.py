@@ -403,6 +403,11 @@ class PollWatch:
 
             subscriber._get_msgs = stamped  # type: ignore[attr-defined]
 
+    def restart(self) -> None:
+        """Count every loop's wait from now (the broker is started again)."""
+        now = time.monotonic()
+        self.last = dict.fromkeys(self.last, now)
+
     def stalled(self, limit_s: float) -> list[str]:
         """The loops that have not finished a poll for `limit_s` seconds."""
         now = time.monotonic()

@@ -143,7 +143,9 @@ class ServiceRuntime:
             self._tasks.append(asyncio.create_task(work(), name=name))
 
     async def _start_broker(self) -> None:
-        if not self.polls.last:
+        if self.polls.last:
+            self.polls.restart()  # a retry: the loops are new, their polls not late
+        else:
             self.polls.watch(self.broker)  # once: it wraps each consumer loop's poll
         # Marked before it starts: a start cut short (a SIGTERM, a Redis error half way)
         # has opened a connection and started consume loops that must be closed.
