@@ -50,6 +50,23 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
 
 
+class JSONBytes(Response):
+    """JSON already encoded: the response `Response(body, status, media_type=
+    "application/json")` is, with its two headers built directly (the most written routes'
+    reply; Starlette's header set-up was a tenth of the response's cost)."""
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes, status_code: int = 200) -> None:
+        self.status_code = status_code
+        self.background = None
+        self.body = body
+        self.raw_headers = [
+            (b"content-length", str(len(body)).encode("latin-1")),
+            (b"content-type", b"application/json"),
+        ]
+
+
 class RequestContextMiddleware:
     """Binds the request id to logs, echoes it, and records metrics (pure ASGI, cheap)."""
 

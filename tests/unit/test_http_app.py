@@ -10,6 +10,7 @@ from fastapi.responses import PlainTextResponse, Response
 
 from shared.http import (
     DetachingFastAPI,
+    JSONBytes,
     add_routes,
     create_http_app,
     install_error_handlers,
@@ -115,3 +116,15 @@ def test_only_a_streaming_service_gets_the_detaching_layer() -> None:
     assert isinstance(streaming, DetachingFastAPI)
     assert isinstance(streaming.build_middleware_stack(), DetachedStreams)
     assert not isinstance(plain.build_middleware_stack(), DetachedStreams)
+
+
+def test_json_bytes_answers_as_a_json_response_of_the_same_bytes() -> None:
+    body = b'{"id":"q1","title":"\xc3\xa9"}'
+    plain = Response(body, status_code=201, media_type="application/json")
+    fast = JSONBytes(body, 201)
+    assert (fast.status_code, fast.body, fast.raw_headers) == (
+        plain.status_code,
+        plain.body,
+        plain.raw_headers,
+    )
+    assert fast.background is None
