@@ -493,31 +493,48 @@ def prefilter(pattern: re.Pattern[str]) -> list[Needs] | None:
     return None if need is None else _alternatives(need)
 
 
-def may_match(needs: list[Needs] | None, text: str) -> bool:
-    """False only if no match of the pattern of `needs` can be in `text`."""
+#: A prefilter arranged for `may_match`: each literal of an alternative's first conjunct,
+#: with the rest of each alternative it opens (None: nothing is certain, all may match).
+Gates = tuple[tuple[str, tuple[Needs, ...]], ...] | None
+
+
+def gates(needs: list[Needs] | None) -> Gates:
+    """`needs` (see `prefilter`) as gates: one pass over the first conjuncts' literals."""
     if needs is None:
-        return True
+        return None
+    opened: dict[str, list[Needs]] = {}
     for conjuncts in needs:
-        for options in conjuncts:
-            for option in options:
-                if option in text:
-                    break
+        for option in conjuncts[0]:
+            opened.setdefault(option, []).append(conjuncts[1:])
+    return tuple((option, tuple(rests)) for option, rests in opened.items())
+
+
+def may_match(gated: Gates, text: str) -> bool:
+    """False only if no match of the pattern behind `gated` can be in `text`."""
+    if gated is None:
+        return True
+    for rests in [rests for option, rests in gated if option in text]:
+        for rest in rests:
+            for options in rest:
+                for option in options:
+                    if option in text:
+                        break
+                else:
+                    break  # a conjunct none of whose options is in the text
             else:
-                break  # a conjunct none of whose options is in the text
-        else:
-            return True
+                return True
     return False
 
 
 #: What any sign must contain: most questions (the platform's own, about faces, fillers
 #: and asymmetry) contain none of it, and skip even the screen's search (a third of it).
-SCREEN_NEEDS = prefilter(SCREEN)
+SCREEN_GATES = gates(prefilter(SCREEN))
 
 
 def triage(title: str, body: str) -> Triage:
     """Check a question's title and body against the red-flag rules."""
     readings = _readings(f"{title}\n{body}")
-    if not any(may_match(SCREEN_NEEDS, text) and SCREEN.search(text) for text in readings):
+    if not any(may_match(SCREEN_GATES, text) and SCREEN.search(text) for text in readings):
         return NOT_URGENT
     return _every_rule(readings)
 

@@ -16,9 +16,10 @@ from services.questions.triage import (
     EMERGENCY_NOTICE,
     RED_FLAG_RULES,
     SCREEN,
-    SCREEN_NEEDS,
+    SCREEN_GATES,
     fold,
     full_triage,
+    gates,
     may_match,
     prefilter,
     triage,
@@ -358,12 +359,21 @@ def test_the_prefilter_names_what_every_match_contains(
 
 def test_the_prefilter_knows_nothing_of_a_case_insensitive_pattern() -> None:
     assert prefilter(re.compile("chest", re.IGNORECASE)) is None
-    assert may_match(None, "anything") is True
+    assert gates(None) is None and may_match(None, "anything") is True
+
+
+def test_gates_open_an_alternative_only_with_all_its_conjuncts() -> None:
+    gated = gates(prefilter(re.compile(r"\b(?:face|mouth)\W+droop|chest\s+pain")))
+    assert may_match(gated, "my face droops")
+    assert may_match(gated, "chest pain")
+    assert not may_match(gated, "my face is uneven")
+    assert not may_match(gated, "a droopy eyelid")
+    assert not may_match(gated, "chest tightness")
 
 
 def test_the_seed_question_skips_the_screen() -> None:
     text = fold(f"{SEED_TITLE}\n{SEED_BODY}")
-    assert not may_match(SCREEN_NEEDS, text)
+    assert not may_match(SCREEN_GATES, text)
     assert not SCREEN.search(text)
 
 
@@ -375,7 +385,7 @@ def test_the_prefilter_never_hides_a_screen_match(words: list[str]) -> None:
     for separator in (" ", "", "\n", "-"):
         text = fold(separator.join(words))
         if SCREEN.search(text):
-            assert may_match(SCREEN_NEEDS, text), text
+            assert may_match(SCREEN_GATES, text), text
         for pattern in (p for rule in RED_FLAG_RULES for p in rule.screens()):
             if pattern.search(text):
-                assert may_match(prefilter(pattern), text), (pattern.pattern, text)
+                assert may_match(gates(prefilter(pattern)), text), (pattern.pattern, text)
