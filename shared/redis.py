@@ -59,9 +59,13 @@ class PromptConnectionPool(BlockingConnectionPool):
     everywhere when redis-py records its pool metrics.
     """
 
+    #: The stock pool's state this one reads (redis-py 8); without it, it is the stock pool.
+    _STATE = ("_available_connections", "_in_use_connections", "_condition", "_event_dispatcher")
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._prompt = not _pool_metrics_on()
+        known = all(hasattr(self, name) for name in self._STATE)
+        self._prompt = known and not _pool_metrics_on()
 
     def _waited_for(self) -> bool:
         return bool(self._condition._waiters)  # type: ignore[attr-defined]
@@ -71,7 +75,7 @@ class PromptConnectionPool(BlockingConnectionPool):
             args
             or kwargs
             or not self._prompt
-            or self._in_maintenance
+            or getattr(self, "_in_maintenance", False)
             or not self._available_connections
             or self._waited_for()
         ):
@@ -86,7 +90,7 @@ class PromptConnectionPool(BlockingConnectionPool):
         return connection
 
     async def release(self, connection: Any) -> None:
-        if not self._prompt or self._in_maintenance or self._waited_for():
+        if not self._prompt or getattr(self, "_in_maintenance", False) or self._waited_for():
             await super().release(connection)
             return
         self._in_use_connections.remove(connection)
