@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic_core import to_json
 from redis.crc import key_slot
+from redis.exceptions import NoScriptError
 
 from shared import tracing
 from shared.events import Event
@@ -181,8 +182,23 @@ class Committer:
     """
 
     def __init__(self, redis: RedisClient, outbox: str | None = None) -> None:
+        self._redis = redis
         self._script = redis.register_script(script("shared", "atomic.lua"))
         self.outbox = outbox
+
+    async def _evalsha(self, keys: list[str], spec: bytes) -> Any:
+        """atomic.lua by its digest, loaded first where the server lacks it (a restart, a
+        flush, a failover), as redis-py's script object does, but with one call less:
+        its wrappers were a twentieth of a question's post."""
+        try:
+            return await self._redis.execute_command(
+                "EVALSHA", self._script.sha, len(keys), *keys, spec
+            )
+        except NoScriptError:
+            self._script.sha = await self._redis.script_load(self._script.script)
+            return await self._redis.execute_command(
+                "EVALSHA", self._script.sha, len(keys), *keys, spec
+            )
 
     async def commit(self, txn: Txn) -> CommitResult:
         """Apply `txn` if every guard holds; otherwise change nothing."""
@@ -203,7 +219,7 @@ class Committer:
         # pydantic-core's encoder: a third of json.dumps's time for a question's spec (whose
         # strings are the document's and the event's JSON), the same JSON (compact, UTF-8).
         spec = to_json(specs)
-        replies = await self._script(keys=keys, args=[spec])
+        replies = await self._evalsha(keys, spec)
         results = [_result(txn, reply) for txn, reply in zip(txns, replies, strict=True)]
         for txn, result in zip(txns, results, strict=True):
             for index, span in txn.spans:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
-import uuid
 from contextvars import ContextVar
 from typing import Any
 
@@ -20,14 +20,24 @@ _REDACTED_KEYS = frozenset(
 )
 
 
+def new_correlation_id() -> str:
+    """A random (version 4) UUID as text: `str(uuid.uuid4())` without the UUID object,
+    at a third of its cost (one per request that brings no X-Request-Id)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def current_correlation_id() -> str:
     """The correlation id of the work in progress, or a fresh one."""
-    return _correlation_id.get() or str(uuid.uuid4())
+    return _correlation_id.get() or new_correlation_id()
 
 
 def bind_correlation_id(correlation_id: str | None, **extra: Any) -> str:
     """Bind a correlation id (new if none) to the context and every log line after."""
-    cid = correlation_id or str(uuid.uuid4())
+    cid = correlation_id or new_correlation_id()
     _correlation_id.set(cid)
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(correlation_id=cid, **extra)
@@ -108,6 +118,25 @@ def _noop(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     return event_dict
 
 
+class _Logger:
+    """structlog's lazy logger, whose methods are kept once structlog caches the logger.
+
+    With `cache_logger_on_first_use` structlog resolves a logger once, yet still looks up
+    each method through its proxy's `__getattr__` on every call: a `log.info` filtered out
+    by the level cost 10k instructions (twice per POST /questions). A method is kept only
+    when structlog is configured to cache, so it is never staler than structlog's own.
+    """
+
+    def __init__(self, name: str | None) -> None:
+        self._lazy = structlog.get_logger(name)
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._lazy, name)
+        if structlog.is_configured() and structlog.get_config()["cache_logger_on_first_use"]:
+            self.__dict__[name] = value
+        return value
+
+
 def get_logger(name: str | None = None) -> Any:
     """A structlog logger."""
-    return structlog.get_logger(name)
+    return _Logger(name)

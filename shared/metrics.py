@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 HTTP_REQUESTS = Counter(
@@ -13,6 +15,18 @@ HTTP_SECONDS = Histogram(
 EVENTS_PUBLISHED = Counter(
     "askdoc_events_published_total", "Events written to streams", ["service", "stream"]
 )
+_PUBLISHED: dict[tuple[str, str], Any] = {}
+
+
+def events_published(service: str, stream: str) -> Any:
+    """EVENTS_PUBLISHED's counter for one service and stream: `labels()` checks and hashes
+    its arguments under a lock on every call; the counters (a few per service) are kept."""
+    child = _PUBLISHED.get((service, stream))
+    if child is None:
+        child = _PUBLISHED[(service, stream)] = EVENTS_PUBLISHED.labels(service, stream)
+    return child
+
+
 EVENTS_RELAYED = Counter(
     "askdoc_events_relayed_total",
     "Events forwarded from a service's outbox to their stream (Redis Cluster only)",

@@ -87,6 +87,7 @@ def create_app(settings: NotifySettings) -> FastAPI:
         "The doctor directory, matching questions to doctors, and alert inboxes "
         "(JSON, server-sent events, webhooks, e-mail).",
         statuses=api.STATUSES,
+        streams=True,
     )
     app.state.parts = parts
     app.state.hub = hub

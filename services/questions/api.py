@@ -16,6 +16,7 @@ from shared.http import (
     IDEMPOTENCY_KEY_MAX,
     AnyReader,
     IdempotencyKey,
+    JSONBytes,
     json_body,
     lean_route,
     read_to_count,
@@ -165,7 +166,7 @@ async def post_question(
     command = post_question_command(payload, user, idempotency_key)
     reply = await questions_service(request).post_question(command)
     # The JSON JSONResponse renders (compact, UTF-8), by pydantic-core's faster encoder.
-    return Response(to_json(reply), status_code=201, media_type="application/json")
+    return JSONBytes(to_json(reply), 201)
 
 
 #: The page is the same for every reader: any cache may keep it, and asks again each time

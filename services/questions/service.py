@@ -27,7 +27,7 @@ from shared.events import (
 from shared.geo import PlaceQuery
 from shared.idempotency import IdempotentWrite, ReplyRecord
 from shared.logging import current_correlation_id, get_logger
-from shared.metrics import EVENTS_PUBLISHED
+from shared.metrics import events_published
 from shared.ratelimit import ReadCount, WriteLimit
 from shared.settings import Settings
 from shared.text import clean_text
@@ -335,7 +335,7 @@ class QuestionsService:
         if not result.applied:
             replayed: dict[str, Any] = idempotency.replay(result.found or "{}", write)
             return replayed
-        EVENTS_PUBLISHED.labels(SERVICE, event.stream).inc()
+        events_published(SERVICE, event.stream).inc()
         log.info("question_posted", question_id=qid, topics=topics, urgent=flags.urgent)
         return reply
 
@@ -446,7 +446,7 @@ class QuestionsService:
         result = await self.store.edit(edited, revisions, event)
         if not result.applied:
             raise EditConflict("the question was edited at the same moment; reload and retry")
-        EVENTS_PUBLISHED.labels(SERVICE, event.stream).inc()
+        events_published(SERVICE, event.stream).inc()
         log.info("question_edited", question_id=qid, revision=revision)
         return self._public(edited)
 
@@ -475,7 +475,7 @@ class QuestionsService:
             previous_answer_id=previous,
         )
         await self.store.accept({**doc, "accepted_answer_id": aid}, event)
-        EVENTS_PUBLISHED.labels(SERVICE, event.stream).inc()
+        events_published(SERVICE, event.stream).inc()
         log.info("answer_accepted", question_id=qid, answer_id=aid, changed=previous is not None)
         return await self.page(qid)
 
@@ -511,7 +511,7 @@ class QuestionsService:
             if result.failed_guard == "question":
                 raise QuestionNotFound(qid)
             if result.applied:
-                EVENTS_PUBLISHED.labels(SERVICE, event.stream).inc()
+                events_published(SERVICE, event.stream).inc()
                 log.info("question_follow_changed", question_id=qid, following=following)
                 break
         else:

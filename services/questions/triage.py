@@ -11,11 +11,13 @@ scripts cannot hide a red flag ("che\u200bst pain" reads as "chest pain").
 from __future__ import annotations
 
 import bisect
+import importlib
 import json
 import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 # ---------------------------------------------------------------------------
 # 3. Red-flag triage
@@ -408,10 +410,131 @@ SCREEN = re.compile(
 NOT_URGENT = Triage(urgent=False)
 
 
+# --- the screen's prefilter: words every screen match contains -----------------------
+
+#: Literal text that every match of a pattern contains: any one of the options of every
+#: one of the conjuncts (an AND of ORs; None: nothing is known).
+Needs = list[tuple[str, ...]]
+_sre_parser: Any = importlib.import_module("re._parser")
+_sre: Any = importlib.import_module("re._constants")
+_REPEATS = frozenset(("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"))
+
+
+def _needs(items: Any) -> tuple[str, Any] | None:
+    """What every match of a parsed pattern contains: ("lit", text), ("and", parts),
+    ("or", branches), or None when nothing is certain.
+
+    Sound by construction: adjacent literal characters are one literal; a group needs what
+    its pattern needs; an alternation one of its branches' needs (nothing if a branch needs
+    nothing); a repeat its body's if it repeats at least once; a set of single characters
+    one of them; anything else (assertions, classes, back references) nothing.
+    """
+    parts: list[tuple[str, Any]] = []
+    run: list[str] = []
+    for op, arg in items:
+        if op is _sre.LITERAL:
+            run.append(chr(arg))
+            continue
+        if run:
+            parts.append(("lit", "".join(run)))
+            run = []
+        need: tuple[str, Any] | None = None
+        if op is _sre.SUBPATTERN:
+            need = _needs(arg[-1])
+        elif op is _sre.ATOMIC_GROUP:
+            need = _needs(arg)
+        elif op is _sre.BRANCH:
+            branches = [_needs(branch) for branch in arg[1]]
+            if all(b is not None for b in branches):
+                need = ("or", branches)
+        elif str(op) in _REPEATS and arg[0] >= 1:
+            need = _needs(arg[2])
+        elif op is _sre.IN and arg and all(o is _sre.LITERAL for o, _ in arg):
+            need = ("or", [("lit", chr(v)) for _, v in arg])
+        if need is not None:
+            parts.append(need)
+    if run:
+        parts.append(("lit", "".join(run)))
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else ("and", parts)
+
+
+def _options(need: tuple[str, Any]) -> tuple[str, ...]:
+    """Literals of which every text meeting `need` contains one (an OR, possibly weaker)."""
+    kind, arg = need
+    if kind == "lit":
+        return (arg,)
+    if kind == "or":
+        return tuple(dict.fromkeys(o for branch in arg for o in _options(branch)))
+    # Of an AND, one conjunct will do: the most telling (fewest, longest literals).
+    return min((_options(part) for part in arg), key=_vagueness)
+
+
+def _vagueness(options: tuple[str, ...]) -> tuple[int, int]:
+    return (len(options), -min(len(o) for o in options))
+
+
+def _alternatives(need: tuple[str, Any]) -> list[Needs]:
+    """`need` as an OR of AND of ORs of literals, each AND's most telling conjunct first."""
+    kind, arg = need
+    if kind == "or":
+        return [alt for branch in arg for alt in _alternatives(branch)]
+    conjuncts = [_options(part) for part in arg] if kind == "and" else [_options(need)]
+    return [sorted(dict.fromkeys(conjuncts), key=_vagueness)]
+
+
+def prefilter(pattern: re.Pattern[str]) -> list[Needs] | None:
+    """The literal words a match of `pattern` must contain (see `may_match`); None if
+    nothing is certain. Only for patterns without flags that change what a literal matches."""
+    if pattern.flags & (re.IGNORECASE | re.VERBOSE):
+        return None
+    need = _needs(_sre_parser.parse(pattern.pattern))
+    return None if need is None else _alternatives(need)
+
+
+#: A prefilter arranged for `may_match`: each literal of an alternative's first conjunct,
+#: with the rest of each alternative it opens (None: nothing is certain, all may match).
+Gates = tuple[tuple[str, tuple[Needs, ...]], ...] | None
+
+
+def gates(needs: list[Needs] | None) -> Gates:
+    """`needs` (see `prefilter`) as gates: one pass over the first conjuncts' literals."""
+    if needs is None:
+        return None
+    opened: dict[str, list[Needs]] = {}
+    for conjuncts in needs:
+        for option in conjuncts[0]:
+            opened.setdefault(option, []).append(conjuncts[1:])
+    return tuple((option, tuple(rests)) for option, rests in opened.items())
+
+
+def may_match(gated: Gates, text: str) -> bool:
+    """False only if no match of the pattern behind `gated` can be in `text`."""
+    if gated is None:
+        return True
+    for rests in [rests for option, rests in gated if option in text]:
+        for rest in rests:
+            for options in rest:
+                for option in options:
+                    if option in text:
+                        break
+                else:
+                    break  # a conjunct none of whose options is in the text
+            else:
+                return True
+    return False
+
+
+#: What any sign must contain: most questions (the platform's own, about faces, fillers
+#: and asymmetry) contain none of it, and skip even the screen's search (a third of it).
+SCREEN_GATES = gates(prefilter(SCREEN))
+
+
 def triage(title: str, body: str) -> Triage:
     """Check a question's title and body against the red-flag rules."""
     readings = _readings(f"{title}\n{body}")
-    if not any(SCREEN.search(text) for text in readings):
+    if not any(may_match(SCREEN_GATES, text) and SCREEN.search(text) for text in readings):
         return NOT_URGENT
     return _every_rule(readings)
 

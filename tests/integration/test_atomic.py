@@ -114,3 +114,16 @@ async def test_a_write_can_depend_on_whether_other_keys_exist(redis_url: str) ->
     assert result.entry_ids[0] == "" and result.entry_ids[1] != ""
     assert await client.xlen("{t}:stream") == 1
     await client.aclose()
+
+
+async def test_a_commit_loads_the_script_again_after_redis_lost_it(redis_url: str) -> None:
+    # A restarted or flushed Redis knows no scripts: the commit loads its own and applies.
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    committer = Committer(client)
+    first = await committer.commit(Txn().call("SET", "{t}:before", "1"))
+    await client.script_flush()
+    again = await committer.commit(Txn().call("SET", "{t}:after", "2").publish(event(9), 1000))
+    assert first.applied and again.applied and len(again.entry_ids) == 1
+    assert await client.get("{t}:after") == "2"
+    assert await client.xlen("askdoc.question-posted") == 1
+    await client.aclose()

@@ -16,8 +16,12 @@ from services.questions.triage import (
     EMERGENCY_NOTICE,
     RED_FLAG_RULES,
     SCREEN,
+    SCREEN_GATES,
     fold,
     full_triage,
+    gates,
+    may_match,
+    prefilter,
     triage,
 )
 
@@ -329,3 +333,59 @@ def test_the_screen_never_changes_a_triage(body: list[str], title: list[str]) ->
     text = fold(f"{title_text}\n{body_text}")
     screens = [p for rule in RED_FLAG_RULES for p in rule.screens()]
     assert bool(SCREEN.search(text)) == any(p.search(text) for p in screens)
+
+
+# --- the screen's prefilter -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "needs"),
+    [
+        (r"\bchest\W+pain", [[("chest",), ("pain",)]]),
+        (r"\b(?:face|mouth)\s+droop\w*", [[("droop",), ("face", "mouth")]]),
+        (r"abc|x[yz]", [[("abc",)], [("x",), ("y", "z")]]),
+        (r"(?:ab)+c?d{0,3}", [[("ab",)]]),
+        (r"\bsudden(?!ly)", [[("sudden",)]]),
+        (r"a?b*", None),
+        (r"\w+|x", None),
+        (r"[a-z]+", None),
+    ],
+)
+def test_the_prefilter_names_what_every_match_contains(
+    pattern: str, needs: list[list[tuple[str, ...]]] | None
+) -> None:
+    assert prefilter(re.compile(pattern)) == needs
+
+
+def test_the_prefilter_knows_nothing_of_a_case_insensitive_pattern() -> None:
+    assert prefilter(re.compile("chest", re.IGNORECASE)) is None
+    assert gates(None) is None and may_match(None, "anything") is True
+
+
+def test_gates_open_an_alternative_only_with_all_its_conjuncts() -> None:
+    gated = gates(prefilter(re.compile(r"\b(?:face|mouth)\W+droop|chest\s+pain")))
+    assert may_match(gated, "my face droops")
+    assert may_match(gated, "chest pain")
+    assert not may_match(gated, "my face is uneven")
+    assert not may_match(gated, "a droopy eyelid")
+    assert not may_match(gated, "chest tightness")
+
+
+def test_the_seed_question_skips_the_screen() -> None:
+    text = fold(f"{SEED_TITLE}\n{SEED_BODY}")
+    assert not may_match(SCREEN_GATES, text)
+    assert not SCREEN.search(text)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.sampled_from([*_SIGN_WORDS, "sw", "ell", "dropp", "fell"]), max_size=30))
+@example(["sudden", "droop"])
+@example(["my", "face", "fell"])
+def test_the_prefilter_never_hides_a_screen_match(words: list[str]) -> None:
+    for separator in (" ", "", "\n", "-"):
+        text = fold(separator.join(words))
+        if SCREEN.search(text):
+            assert may_match(SCREEN_GATES, text), text
+        for pattern in (p for rule in RED_FLAG_RULES for p in rule.screens()):
+            if pattern.search(text):
+                assert may_match(gates(prefilter(pattern)), text), (pattern.pattern, text)
