@@ -42,16 +42,16 @@ HEALTH = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 
 
 def notify_settings(url: str, **extra: Any) -> NotifySettings:
+    fields: dict[str, Any] = {
+        "match_cap": 3,
+        "match_min": 2,
+        "first_search_km": 5,
+        "max_radius_km": 300,
+        "geo_search_count": 2,
+        "geo_search_max": 8,
+    }
     return NotifySettings(  # type: ignore[call-arg]
-        redis_url=url,
-        jwt_secret=JWT_SECRET,
-        match_cap=3,
-        match_min=2,
-        first_search_km=5,
-        max_radius_km=300,
-        geo_search_count=2,
-        geo_search_max=8,
-        **extra,
+        redis_url=url, jwt_secret=JWT_SECRET, **{**fields, **extra}
     )
 
 
@@ -162,9 +162,15 @@ def test_batch_matching_chooses_what_the_ring_search_chooses(
     client.flushdb()
     load(client, doctor_rows(data, with_prefs=False))
     events = questions(data, urgent=False)
+    # the cap against the fewest matches before widening, either way round (the script
+    # ranks a ring only when its completeness depends on it)
+    policy = {
+        "match_cap": data.draw(st.integers(0, 4)),
+        "match_min": data.draw(st.integers(0, 5)),
+    }
 
     async def both() -> tuple[list[list[list[Match]]], list[list[Match]]]:
-        parts = parts_on(redis_url)
+        parts = parts_on(redis_url, **policy)
         try:
             # The first call reads the profiles' fields and packs the rows it read; the
             # second reads those packed rows: both must choose what the oracle chooses.
@@ -179,6 +185,49 @@ def test_batch_matching_chooses_what_the_ring_search_chooses(
 
     runs, oracle = asyncio.run(both())
     assert runs[0] == oracle and runs[1] == oracle
+
+
+def test_a_ring_whose_best_match_was_widened_to_is_searched_on(redis_url: str) -> None:
+    """With a cap below the fewest matches, a ring with enough doctors in their own radius
+    for the cap can still be incomplete: the best ranked one was widened to. The batch
+    script must then search the next ring, as the oracle does, and find a better doctor."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    lat, lon = 34.05, -118.24
+    base = {"reviews": 0, "specialties": ["dermatology"], "tz": "", "prefs": {}}
+    load(
+        client,
+        [
+            # 4 km north, in their own radius; 2 km north, reached by widening their radius
+            # 1.5 times (and better rated); 8 km north, beyond the first ring, best rated
+            {**base, "id": "d1", "lat": lat + 0.036, "lon": lon, "radius_km": 10.0, "rating": 3.0},
+            {**base, "id": "d2", "lat": lat + 0.018, "lon": lon, "radius_km": 1.5, "rating": 4.5},
+            {**base, "id": "d3", "lat": lat + 0.072, "lon": lon, "radius_km": 20.0, "rating": 5.0},
+        ],
+    )
+    question = QuestionPosted(
+        correlation_id="c",
+        producer="test",
+        question_id="q1",
+        title="t",
+        body="b",
+        topics=[],
+        specialties=["dermatology"],
+        location=Location(lat=lat, lon=lon),
+        asker_id="p1",
+    )
+
+    async def run() -> tuple[list[Match], list[Match]]:
+        parts = parts_on(redis_url, match_cap=1, match_min=3, geo_search_count=10)
+        try:
+            ((raw, _),) = await parts.matcher.match_batch([question])
+            return [Match(**m) for m in json.loads(raw)], (await parts.matcher.search(question))[0]
+        finally:
+            await parts.stores.directory.redis.aclose()
+
+    batch, oracle = asyncio.run(run())
+    assert [(m.doctor_id, m.widened) for m in oracle] == [("d3", False)]
+    assert batch == oracle
 
 
 def test_a_saved_profile_change_reaches_the_batch_matching(redis_url: str) -> None:
