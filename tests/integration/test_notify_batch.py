@@ -1,6 +1,7 @@
 """The batch scripts against their Python oracles, on random directories (hypothesis).
 
-`match_batch.lua` must choose, for every question of a batch, exactly the matches of
+The batch search (`matching/batch.py`: every ring of a batch's questions in one call of
+`near_batch.lua`, rows by `text_rows.lua`) must choose, for every question, exactly the matches of
 `Matcher.search` (the ring search and `matching.domain`); `alert_batch.lua` with the full
 path for what it defers must leave Redis as the full path alone does, question after
 question (`AlertService.on_question_posted`): the same inbox items, held alerts, day
@@ -24,6 +25,7 @@ from hypothesis import strategies as st
 from services.notify.directory.domain import rating_score
 from services.notify.directory.service import SaveDoctorProfile
 from services.notify.directory.store import DIRECTORY_TAG
+from services.notify.matching.batch import json_text, matches_text
 from services.notify.matching.domain import Match
 from services.notify.parts import NotifyParts, build_parts
 from services.notify.settings import NotifySettings
@@ -417,3 +419,31 @@ def test_batch_alerts_leave_what_the_full_path_leaves(
     batch_state, full_state = state(clients[0]), state(clients[1])
     for key in full_state:
         assert batch_state[key] == full_state[key], key
+
+
+def test_matches_are_written_as_cjson_writes_them(redis_url: str) -> None:
+    """The batch search writes strings and numbers byte for byte as cjson does, the form
+    the alerts' script stores and a redelivery (or a replica of the version before, whose
+    Lua wrote them) compares with."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    for text in ["d1", "a/b", 'say "hi"', "back\\slash", "é", "\x7f", "\x01\n\t", "x%y", ""]:
+        assert json_text(text) == client.eval("return cjson.encode(ARGV[1])", 0, text)
+    matches = [
+        Match("d/1", "dermatology", 12.3, 1, False, 88.00000000000001),
+        Match("d2", "é", 0.0, 2, True, 1e-7),
+        Match("d3", "x", 0.0, 3, False, 0.0, located=False),
+    ]
+    lua = client.eval(
+        "local out = {} for i = 1, #ARGV do out[i] = cjson.encode(tonumber(ARGV[i])) end"
+        " return out",
+        0,
+        *(repr(x) for m in matches for x in (m.distance_km, m.radius_used_km)),
+    )
+    assert matches_text(matches) == (
+        f'[{{"doctor_id":"d\\/1","specialty":"dermatology","distance_km":{lua[0]},"rank":1,'
+        f'"widened":false,"radius_used_km":{lua[1]}}},'
+        f'{{"doctor_id":"d2","specialty":"é","distance_km":{lua[2]},"rank":2,'
+        f'"widened":true,"radius_used_km":{lua[3]}}},'
+        '{"doctor_id":"d3","specialty":"x","distance_km":0,"rank":3,"widened":false,'
+        '"radius_used_km":0,"located":false}]'
+    )

@@ -16,7 +16,7 @@
 -- ARGV[2 + 3(i-1)]: question i, JSON {id, title, asker, corr, red_flags (JSON text), due_ms,
 -- kept, trace? (its event's traceparent, which its outbox entries carry)};
 -- ARGV[3 + 3(i-1)]: its matches (JSON, as frozen); ARGV[4 + 3(i-1)]: its doctors (JSON,
--- {id: {tz, prefs}} with prefs an object, as match_batch.lua writes them).
+-- {id: {tz, prefs}} with prefs an object, as matching/batch.py writes them).
 -- Returns per question {status ('ok' | 'slow'), delivered, duplicates, deferred,
 -- unknown zones (comma-joined), recipients (comma-joined)}.
 
