@@ -1,8 +1,9 @@
 """The batch scripts against their Python oracles, on random directories (hypothesis).
 
-The batch search (`matching/batch.py`: every ring of a batch's questions in one call of
-`near_batch.lua`, rows by `text_rows.lua`) must choose, for every question, exactly the matches of
-`Matcher.search` (the ring search and `matching.domain`); `alert_batch.lua` with the full
+The batch search, `match_batch.lua` or (ASKDOC_MATCH_IN_REPLICA) `matching/batch.py` (every
+ring of a batch's questions in one call of `near_batch.lua`, rows by `text_rows.lua`, ranked in
+Python), must choose, for every question, exactly the matches of `Matcher.search` (the ring
+search and `matching.domain`), and both must write them alike; `alert_batch.lua` with the full
 path for what it defers must leave Redis as the full path alone does, question after
 question (`AlertService.on_question_posted`): the same inbox items, held alerts, day
 counts, guards, events and outbox entries.
@@ -160,6 +161,7 @@ def parts_on(url: str, **extra: Any) -> NotifyParts:
 def test_batch_matching_chooses_what_the_ring_search_chooses(
     redis_url: str, data: st.DataObject
 ) -> None:
+    """Both batch searches choose the oracle's matches and write them byte for byte alike."""
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     load(client, doctor_rows(data, with_prefs=False))
@@ -171,22 +173,26 @@ def test_batch_matching_chooses_what_the_ring_search_chooses(
         "match_min": data.draw(st.integers(0, 5)),
     }
 
-    async def both() -> tuple[list[list[list[Match]]], list[list[Match]]]:
-        parts = parts_on(redis_url, **policy)
-        try:
-            # The first call reads the profiles' fields and packs the rows it read; the
-            # second reads those packed rows: both must choose what the oracle chooses.
-            runs = []
-            for _ in range(2):
-                batch = await parts.matcher.match_batch(events)
-                runs.append([[Match(**m) for m in json.loads(raw)] for raw, _ in batch])
-            oracle = [(await parts.matcher.search(e))[0] for e in events]
-            return runs, oracle
-        finally:
-            await parts.stores.directory.redis.aclose()
+    async def both() -> tuple[list[list[list[Match]]], list[list[Match]], list[list[str]]]:
+        runs, texts = [], []
+        for in_replica in (False, True):
+            parts = parts_on(redis_url, match_in_replica=in_replica, **policy)
+            try:
+                # The first call reads the profiles' fields and keeps the rows it read; the
+                # second reads those kept rows: both must choose what the oracle chooses.
+                for _ in range(2):
+                    batch = await parts.matcher.match_batch(events)
+                    runs.append([[Match(**m) for m in json.loads(raw)] for raw, _ in batch])
+                    texts.append([raw + doctors for raw, doctors in batch])
+                oracle = [(await parts.matcher.search(e))[0] for e in events]
+            finally:
+                await parts.stores.directory.redis.aclose()
+        return runs, oracle, texts
 
-    runs, oracle = asyncio.run(both())
-    assert runs[0] == oracle and runs[1] == oracle
+    runs, oracle, texts = asyncio.run(both())
+    assert all(run == oracle for run in runs)
+    # what the Lua writes is what the replica writes (a redelivery compares the text)
+    assert all(text == texts[0] for text in texts)
 
 
 def test_a_ring_whose_best_match_was_widened_to_is_searched_on(redis_url: str) -> None:
@@ -219,17 +225,20 @@ def test_a_ring_whose_best_match_was_widened_to_is_searched_on(redis_url: str) -
         asker_id="p1",
     )
 
-    async def run() -> tuple[list[Match], list[Match]]:
-        parts = parts_on(redis_url, match_cap=1, match_min=3, geo_search_count=10)
+    async def run(in_replica: bool) -> tuple[list[Match], list[Match]]:
+        parts = parts_on(
+            redis_url, match_cap=1, match_min=3, geo_search_count=10, match_in_replica=in_replica
+        )
         try:
             ((raw, _),) = await parts.matcher.match_batch([question])
             return [Match(**m) for m in json.loads(raw)], (await parts.matcher.search(question))[0]
         finally:
             await parts.stores.directory.redis.aclose()
 
-    batch, oracle = asyncio.run(run())
-    assert [(m.doctor_id, m.widened) for m in oracle] == [("d3", False)]
-    assert batch == oracle
+    for in_replica in (False, True):
+        batch, oracle = asyncio.run(run(in_replica))
+        assert [(m.doctor_id, m.widened) for m in oracle] == [("d3", False)]
+        assert batch == oracle
 
 
 def test_a_saved_profile_change_reaches_the_batch_matching(redis_url: str) -> None:
@@ -269,8 +278,8 @@ def test_a_saved_profile_change_reaches_the_batch_matching(redis_url: str) -> No
             status="verified",
         )
 
-    async def run() -> list[tuple[list[dict[str, Any]], dict[str, Any]]]:
-        parts = parts_on(redis_url)
+    async def run(in_replica: bool) -> list[tuple[list[dict[str, Any]], dict[str, Any]]]:
+        parts = parts_on(redis_url, match_in_replica=in_replica)
         seen = []
         try:
             for at, radius_km, cap in ((near, 5, None), (near, 50, 2), (there, 50, 2)):
@@ -283,7 +292,16 @@ def test_a_saved_profile_change_reaches_the_batch_matching(redis_url: str) -> No
         finally:
             await parts.stores.directory.redis.aclose()
 
-    small, wide, moved = asyncio.run(run())
+    for in_replica in (False, True):
+        redis.Redis.from_url(redis_url).flushdb()
+        check(*asyncio.run(run(in_replica)))
+
+
+def check(
+    small: tuple[list[dict[str, Any]], dict[str, Any]],
+    wide: tuple[list[dict[str, Any]], dict[str, Any]],
+    moved: tuple[list[dict[str, Any]], dict[str, Any]],
+) -> None:
     assert [(m["doctor_id"], m["widened"]) for m in small[0]] == [("d1", True)]
     assert small[1]["d1"]["prefs"]["daily_cap"] is None
     assert [(m["doctor_id"], m["widened"]) for m in wide[0]] == [("d1", False)]
@@ -382,8 +400,11 @@ def test_batch_alerts_leave_what_the_full_path_leaves(
     # A moderator hid some questions before notify saw them (a backlog): alerted in hiding.
     hidden = data.draw(st.sets(st.sampled_from([e.question_id for e in events])))
 
+    # the batch's matches ranked by match_batch.lua or in the replica
+    in_replica = data.draw(st.booleans())
+
     async def run(url: str, batch: bool) -> None:
-        parts = parts_on(url, **email)
+        parts = parts_on(url, match_in_replica=in_replica, **email)
         tag = "{askdoc.notification-sent}"
         redis_ = parts.stores.alerts.redis
         try:

@@ -3,11 +3,11 @@
 The directory shares the hash slot of ``askdoc.doctor-profile-changed``, so a profile
 change, its index moves and its event commit in one script.
 
-`text_rows.lua` keeps each doctor's matching row as one string under ``trow:<id>`` (the
-fields joined, read by one MGET) once it has read the profile's fields; every write of
-those fields drops it in the same commit, so the row is never older than the fields. The
-same writes drop ``mrow:<id>``, the packed row of the Lua ring search before
-(`match_batch.lua`), which a replica of that version may still write during an upgrade.
+`match_batch.lua` keeps each doctor's matching row packed (doubles: nothing to parse) under
+``mrow:<id>`` once it has read the profile's fields, and `text_rows.lua` (the batch search
+ranked in the replica, `matching.batch`) keeps it as one string under ``trow:<id>`` (the
+fields joined: Python parses them); every write of those fields drops both in the same
+commit, so neither is ever older than the fields.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from shared.events import DoctorProfileChanged
 from shared.redis import RedisClient
 
 from ..matching import batch
-from ..matching.domain import MatchPolicy, RingSearch
 from ..scripts import lua
 from .domain import DoctorRow, is_verified, rating_score
 from .sealing import SecretBox, open_profile
@@ -44,6 +43,7 @@ class DirectoryStore:
         self.box = box
         self._tag = DIRECTORY_TAG
         self._match_rows = redis.register_script(lua(__package__, "match_rows.lua"))
+        self._match_batch = redis.register_script(lua(__package__, "match_batch.lua"))
         self._near_batch = redis.register_script(lua(__package__, "near_batch.lua"))
         self._text_rows = redis.register_script(lua(__package__, "text_rows.lua"))
 
@@ -51,8 +51,7 @@ class DirectoryStore:
         return f"{self._tag}:doc:{doctor_id}"
 
     def _packed_row_key(self, doctor_id: str) -> str:
-        # written by match_batch.lua (the version before) from the fields below; dropped
-        # wherever they change, as long as a replica of that version may be running
+        # written by match_batch.lua from the fields below; dropped wherever they change
         return f"{self._tag}:mrow:{doctor_id}"
 
     def _text_row_key(self, doctor_id: str) -> str:
@@ -208,29 +207,18 @@ class DirectoryStore:
     async def match_batch(
         self, questions: Sequence[dict[str, Any]], policy: dict[str, Any], rings: dict[str, Any]
     ) -> list[tuple[str, str]]:
-        """Match a batch of questions, every ring of all of them in one script call
-        (`matching.batch`): per question its matches as JSON and the matched doctors'
-        {tz, prefs} as JSON."""
+        """Match a batch of questions in one script call (`match_batch.lua`): per question
+        its matches as JSON and the matched doctors' {tz, prefs} as JSON, both left encoded.
+        (`matching.batch` does the same with the ranking in the replica.)"""
         if not questions:
             return []
-        return await batch.match_batch(
-            self,
-            questions,
-            MatchPolicy(
-                cap=policy["cap"],
-                min_matches=policy["min_matches"],
-                widen_factors=tuple(policy["widen"]),
-                distance_band_km=policy["band_km"],
-            ),
-            RingSearch(
-                first_km=rings["first_km"],
-                limit_km=rings["limit_km"],
-                first_count=rings["first_count"],
-                max_count=rings["max_count"],
-                widen_factor=rings["widen"],
-                deepen_factor=rings["deepen"],
-            ),
-        )
+        slugs = dict.fromkeys(slug for q in questions for slug in q["sp"])
+        # The first key names the slot even when no question names a specialty.
+        keys = [self._doc_key(""), *(self._geo_key(s) for s in slugs)]
+        keys += [self._rated_key(s) for s in slugs]
+        spec = {"prefix": self._tag, "policy": policy, "rings": rings, "questions": questions}
+        reply = await self._match_batch(keys=keys, args=[json.dumps(spec)])
+        return [(_str(reply[i]), _str(reply[i + 1])) for i in range(0, len(reply), 2)]
 
     async def near_batch(
         self, searches: Sequence[tuple[Sequence[str], float, float, float, int]]

@@ -1,12 +1,14 @@
-"""The outward ring search of a whole batch of questions, in lockstep (notify's batch path).
+"""The outward ring search of a whole batch of questions in lockstep, ranked in the replica
+(`ASKDOC_MATCH_IN_REPLICA`; otherwise `directory/match_batch.lua` does it all in Redis).
 
 `matching.service.search_rings` searches one question ring by ring, two round trips a
 ring. Here every question of a batch takes its next ring together: one script call runs
 the ring's GEOSEARCHes of all of them, one more reads the rows of the doctors met first,
 and the rules run here, in the replica (`match_doctors`, `match_by_rating`: the same
 functions the single search runs, so the two choose alike; the property test
-tests/integration/test_notify_batch.py holds them to it). Redis then does only what needs
-its indexes; the ranking, which took most of the shard's CPU in Lua, scales with replicas.
+tests/integration/test_notify_batch.py holds them, and the Lua, to it). Redis then does
+only what needs its indexes; the ranking, most of the Lua's work, moves to the replicas,
+which scale out, at the price of more CPU there than it took in Redis.
 
 The matches are written as text the way the alerts' script and a redelivery read them:
 Match's fields in order, numbers as cjson writes them (%.14g), strings as cjson escapes
@@ -223,7 +225,7 @@ def _number(x: float) -> str:
 
 def matches_text(matches: Sequence[Match]) -> str:
     """Matches as the alerts' script stores them and a redelivery compares them, byte for
-    byte (as match_batch.lua, the Lua search before, wrote them)."""
+    byte (as match_batch.lua writes them: either may have frozen them)."""
     parts = []
     for m in matches:
         head = (
