@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from shared.geo import haversine_km
+from shared.geo import EARTH_RADIUS_KM
 
 from .domain import Candidate, Match, MatchPolicy, RingSearch, match_by_rating, match_doctors
 
@@ -39,6 +39,8 @@ class Row:
     review_count: int
     tz: str
     prefs: str  # JSON, as saved
+    phi: float  # math.radians(lat), as shared.geo.haversine_km computes it
+    cos_phi: float  # math.cos(phi)
 
 
 class RingIndex(Protocol):
@@ -68,6 +70,8 @@ class _Search:
     lat: float
     lon: float
     exclude: str
+    phi: float  # radians and cosine of lat, as shared.geo.haversine_km computes them
+    cos_phi: float
     radius_km: float
     count: int
     at_limit: bool
@@ -90,8 +94,17 @@ async def match_batch(
     rated: dict[int, list[Match]] = {}
     for i, q in enumerate(questions):
         if "lat" in q:
+            phi = math.radians(q["lat"])
             searches[i] = _Search(
-                q["sp"], q["lat"], q["lon"], q["ex"], first.radius_km, first.count, first.at_limit
+                q["sp"],
+                q["lat"],
+                q["lon"],
+                q["ex"],
+                phi,
+                math.cos(phi),
+                first.radius_km,
+                first.count,
+                first.at_limit,
             )
     for s in searches.values():
         if not s.specialties:
@@ -140,6 +153,8 @@ def _ring(
 ) -> None:
     """One ring of `s` (RingSearch.next with the rules): final matches, or the next ring."""
     seen = s.seen
+    lon, phi, cos_phi = s.lon, s.phi, s.cos_phi
+    sin, asin, sqrt, radians = math.sin, math.asin, math.sqrt, math.radians
     inside = 0
     members: list[tuple[str, str, float, Row]] = []
     for doctor_id, slug in found.items():
@@ -149,7 +164,13 @@ def _ring(
             row = rows.get(doctor_id)
             distance = None
             if row is not None and doctor_id != s.exclude:
-                distance = haversine_km(s.lat, s.lon, row.lat, row.lon)
+                # shared.geo.haversine_km(s.lat, s.lon, row.lat, row.lon), operation for
+                # operation (the same doubles), each end's radians and cosine computed once
+                h = (
+                    sin((row.phi - phi) / 2) ** 2
+                    + cos_phi * row.cos_phi * sin(radians(row.lon - lon) / 2) ** 2
+                )
+                distance = 2 * EARTH_RADIUS_KM * asin(min(1.0, sqrt(h)))
             seen[doctor_id] = distance
         if distance is not None and (distance <= s.radius_km or s.at_limit):
             row = rows[doctor_id]
@@ -251,13 +272,17 @@ def _doctors_text(matches: Sequence[Match], rows: dict[str, Row | None]) -> str:
 
 def parse_row(text: str) -> Row:
     """A row as text_rows.lua keeps it: the profile's fields joined by \\x1f."""
-    lat, lon, radius_km, rating, reviews, tz, prefs = text.split("\x1f", 6)
+    lat_text, lon, radius_km, rating, reviews, tz, prefs = text.split("\x1f", 6)
+    lat = float(lat_text)
+    phi = math.radians(lat)
     return Row(
-        lat=float(lat),
+        lat=lat,
         lon=float(lon),
         radius_km=float(radius_km) if radius_km else 0.0,
         rating=float(rating) if rating else 0.0,
         review_count=math.floor(float(reviews)) if reviews else 0,
         tz=tz,
         prefs=prefs,
+        phi=phi,
+        cos_phi=math.cos(phi),
     )
