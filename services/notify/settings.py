@@ -18,6 +18,11 @@ class NotifySettings(Settings):
     first_search_km: float = Field(
         10, gt=0, description="first ring of the outward search (a whole distance band)"
     )
+    match_in_replica: bool = Field(
+        False,
+        description="rank a batch's matches in the replica (Redis runs only the GEOSEARCHes and "
+        "row reads): less Redis CPU per question, more replica CPU (docs/operations.md)",
+    )
     geo_search_max: int = Field(
         800, ge=1, le=10_000, description="most doctors fetched per specialty in one ring"
     )

@@ -1,7 +1,9 @@
 """The batch scripts against their Python oracles, on random directories (hypothesis).
 
-`match_batch.lua` must choose, for every question of a batch, exactly the matches of
-`Matcher.search` (the ring search and `matching.domain`); `alert_batch.lua` with the full
+The batch search, `match_batch.lua` or (ASKDOC_MATCH_IN_REPLICA) `matching/batch.py` (every
+ring of a batch's questions in one call of `near_batch.lua`, rows by `text_rows.lua`, ranked in
+Python), must choose, for every question, exactly the matches of `Matcher.search` (the ring
+search and `matching.domain`), and both must write them alike; `alert_batch.lua` with the full
 path for what it defers must leave Redis as the full path alone does, question after
 question (`AlertService.on_question_posted`): the same inbox items, held alerts, day
 counts, guards, events and outbox entries.
@@ -24,6 +26,7 @@ from hypothesis import strategies as st
 from services.notify.directory.domain import rating_score
 from services.notify.directory.service import SaveDoctorProfile
 from services.notify.directory.store import DIRECTORY_TAG
+from services.notify.matching.batch import json_text, matches_text
 from services.notify.matching.domain import Match
 from services.notify.parts import NotifyParts, build_parts
 from services.notify.settings import NotifySettings
@@ -42,16 +45,16 @@ HEALTH = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 
 
 def notify_settings(url: str, **extra: Any) -> NotifySettings:
+    fields: dict[str, Any] = {
+        "match_cap": 3,
+        "match_min": 2,
+        "first_search_km": 5,
+        "max_radius_km": 300,
+        "geo_search_count": 2,
+        "geo_search_max": 8,
+    }
     return NotifySettings(  # type: ignore[call-arg]
-        redis_url=url,
-        jwt_secret=JWT_SECRET,
-        match_cap=3,
-        match_min=2,
-        first_search_km=5,
-        max_radius_km=300,
-        geo_search_count=2,
-        geo_search_max=8,
-        **extra,
+        redis_url=url, jwt_secret=JWT_SECRET, **{**fields, **extra}
     )
 
 
@@ -158,27 +161,84 @@ def parts_on(url: str, **extra: Any) -> NotifyParts:
 def test_batch_matching_chooses_what_the_ring_search_chooses(
     redis_url: str, data: st.DataObject
 ) -> None:
+    """Both batch searches choose the oracle's matches and write them byte for byte alike."""
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     load(client, doctor_rows(data, with_prefs=False))
     events = questions(data, urgent=False)
+    # the cap against the fewest matches before widening, either way round (the script
+    # ranks a ring only when its completeness depends on it)
+    policy = {
+        "match_cap": data.draw(st.integers(0, 4)),
+        "match_min": data.draw(st.integers(0, 5)),
+    }
 
-    async def both() -> tuple[list[list[list[Match]]], list[list[Match]]]:
-        parts = parts_on(redis_url)
+    async def both() -> tuple[list[list[list[Match]]], list[list[Match]], list[list[str]]]:
+        runs, texts = [], []
+        for in_replica in (False, True):
+            parts = parts_on(redis_url, match_in_replica=in_replica, **policy)
+            try:
+                # The first call reads the profiles' fields and keeps the rows it read; the
+                # second reads those kept rows: both must choose what the oracle chooses.
+                for _ in range(2):
+                    batch = await parts.matcher.match_batch(events)
+                    runs.append([[Match(**m) for m in json.loads(raw)] for raw, _ in batch])
+                    texts.append([raw + doctors for raw, doctors in batch])
+                oracle = [(await parts.matcher.search(e))[0] for e in events]
+            finally:
+                await parts.stores.directory.redis.aclose()
+        return runs, oracle, texts
+
+    runs, oracle, texts = asyncio.run(both())
+    assert all(run == oracle for run in runs)
+    # what the Lua writes is what the replica writes (a redelivery compares the text)
+    assert all(text == texts[0] for text in texts)
+
+
+def test_a_ring_whose_best_match_was_widened_to_is_searched_on(redis_url: str) -> None:
+    """With a cap below the fewest matches, a ring with enough doctors in their own radius
+    for the cap can still be incomplete: the best ranked one was widened to. The batch
+    script must then search the next ring, as the oracle does, and find a better doctor."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    lat, lon = 34.05, -118.24
+    base = {"reviews": 0, "specialties": ["dermatology"], "tz": "", "prefs": {}}
+    load(
+        client,
+        [
+            # 4 km north, in their own radius; 2 km north, reached by widening their radius
+            # 1.5 times (and better rated); 8 km north, beyond the first ring, best rated
+            {**base, "id": "d1", "lat": lat + 0.036, "lon": lon, "radius_km": 10.0, "rating": 3.0},
+            {**base, "id": "d2", "lat": lat + 0.018, "lon": lon, "radius_km": 1.5, "rating": 4.5},
+            {**base, "id": "d3", "lat": lat + 0.072, "lon": lon, "radius_km": 20.0, "rating": 5.0},
+        ],
+    )
+    question = QuestionPosted(
+        correlation_id="c",
+        producer="test",
+        question_id="q1",
+        title="t",
+        body="b",
+        topics=[],
+        specialties=["dermatology"],
+        location=Location(lat=lat, lon=lon),
+        asker_id="p1",
+    )
+
+    async def run(in_replica: bool) -> tuple[list[Match], list[Match]]:
+        parts = parts_on(
+            redis_url, match_cap=1, match_min=3, geo_search_count=10, match_in_replica=in_replica
+        )
         try:
-            # The first call reads the profiles' fields and packs the rows it read; the
-            # second reads those packed rows: both must choose what the oracle chooses.
-            runs = []
-            for _ in range(2):
-                batch = await parts.matcher.match_batch(events)
-                runs.append([[Match(**m) for m in json.loads(raw)] for raw, _ in batch])
-            oracle = [(await parts.matcher.search(e))[0] for e in events]
-            return runs, oracle
+            ((raw, _),) = await parts.matcher.match_batch([question])
+            return [Match(**m) for m in json.loads(raw)], (await parts.matcher.search(question))[0]
         finally:
             await parts.stores.directory.redis.aclose()
 
-    runs, oracle = asyncio.run(both())
-    assert runs[0] == oracle and runs[1] == oracle
+    for in_replica in (False, True):
+        batch, oracle = asyncio.run(run(in_replica))
+        assert [(m.doctor_id, m.widened) for m in oracle] == [("d3", False)]
+        assert batch == oracle
 
 
 def test_a_saved_profile_change_reaches_the_batch_matching(redis_url: str) -> None:
@@ -218,8 +278,8 @@ def test_a_saved_profile_change_reaches_the_batch_matching(redis_url: str) -> No
             status="verified",
         )
 
-    async def run() -> list[tuple[list[dict[str, Any]], dict[str, Any]]]:
-        parts = parts_on(redis_url)
+    async def run(in_replica: bool) -> list[tuple[list[dict[str, Any]], dict[str, Any]]]:
+        parts = parts_on(redis_url, match_in_replica=in_replica)
         seen = []
         try:
             for at, radius_km, cap in ((near, 5, None), (near, 50, 2), (there, 50, 2)):
@@ -232,7 +292,16 @@ def test_a_saved_profile_change_reaches_the_batch_matching(redis_url: str) -> No
         finally:
             await parts.stores.directory.redis.aclose()
 
-    small, wide, moved = asyncio.run(run())
+    for in_replica in (False, True):
+        redis.Redis.from_url(redis_url).flushdb()
+        check(*asyncio.run(run(in_replica)))
+
+
+def check(
+    small: tuple[list[dict[str, Any]], dict[str, Any]],
+    wide: tuple[list[dict[str, Any]], dict[str, Any]],
+    moved: tuple[list[dict[str, Any]], dict[str, Any]],
+) -> None:
     assert [(m["doctor_id"], m["widened"]) for m in small[0]] == [("d1", True)]
     assert small[1]["d1"]["prefs"]["daily_cap"] is None
     assert [(m["doctor_id"], m["widened"]) for m in wide[0]] == [("d1", False)]
@@ -331,8 +400,11 @@ def test_batch_alerts_leave_what_the_full_path_leaves(
     # A moderator hid some questions before notify saw them (a backlog): alerted in hiding.
     hidden = data.draw(st.sets(st.sampled_from([e.question_id for e in events])))
 
+    # the batch's matches ranked by match_batch.lua or in the replica
+    in_replica = data.draw(st.booleans())
+
     async def run(url: str, batch: bool) -> None:
-        parts = parts_on(url, **email)
+        parts = parts_on(url, match_in_replica=in_replica, **email)
         tag = "{askdoc.notification-sent}"
         redis_ = parts.stores.alerts.redis
         try:
@@ -368,3 +440,31 @@ def test_batch_alerts_leave_what_the_full_path_leaves(
     batch_state, full_state = state(clients[0]), state(clients[1])
     for key in full_state:
         assert batch_state[key] == full_state[key], key
+
+
+def test_matches_are_written_as_cjson_writes_them(redis_url: str) -> None:
+    """The batch search writes strings and numbers byte for byte as cjson does, the form
+    the alerts' script stores and a redelivery (or a replica of the version before, whose
+    Lua wrote them) compares with."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    for text in ["d1", "a/b", 'say "hi"', "back\\slash", "é", "\x7f", "\x01\n\t", "x%y", ""]:
+        assert json_text(text) == client.eval("return cjson.encode(ARGV[1])", 0, text)
+    matches = [
+        Match("d/1", "dermatology", 12.3, 1, False, 88.00000000000001),
+        Match("d2", "é", 0.0, 2, True, 1e-7),
+        Match("d3", "x", 0.0, 3, False, 0.0, located=False),
+    ]
+    lua = client.eval(
+        "local out = {} for i = 1, #ARGV do out[i] = cjson.encode(tonumber(ARGV[i])) end"
+        " return out",
+        0,
+        *(repr(x) for m in matches for x in (m.distance_km, m.radius_used_km)),
+    )
+    assert matches_text(matches) == (
+        f'[{{"doctor_id":"d\\/1","specialty":"dermatology","distance_km":{lua[0]},"rank":1,'
+        f'"widened":false,"radius_used_km":{lua[1]}}},'
+        f'{{"doctor_id":"d2","specialty":"é","distance_km":{lua[2]},"rank":2,'
+        f'"widened":true,"radius_used_km":{lua[3]}}},'
+        '{"doctor_id":"d3","specialty":"x","distance_km":0,"rank":3,"widened":false,'
+        '"radius_used_km":0,"located":false}]'
+    )

@@ -18,6 +18,7 @@ from services.notify.directory.service import ProfileStore
 from services.notify.inbox.domain import Notification
 from services.notify.inbox.service import InboxPort
 from services.notify.inbox.store import ModerationStep
+from services.notify.matching.batch import Row
 from services.notify.matching.service import DoctorIndex, FrozenMatches
 from shared import geo
 from shared.atomic import CommitResult
@@ -210,6 +211,14 @@ class FakeDoctorIndex:
     async def match_batch(
         self, questions: Sequence[dict[str, Any]], policy: dict[str, Any], rings: dict[str, Any]
     ) -> list[tuple[str, str]]:
+        raise NotImplementedError(BATCH_PATH)
+
+    async def near_batch(
+        self, searches: Sequence[tuple[Sequence[str], float, float, float, int]]
+    ) -> list[list[list[str]]]:
+        raise NotImplementedError(BATCH_PATH)
+
+    async def text_rows(self, doctor_ids: Sequence[str]) -> dict[str, Row | None]:
         raise NotImplementedError(BATCH_PATH)
 
 

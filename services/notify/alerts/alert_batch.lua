@@ -16,7 +16,7 @@
 -- ARGV[2 + 3(i-1)]: question i, JSON {id, title, asker, corr, red_flags (JSON text), due_ms,
 -- kept, trace? (its event's traceparent, which its outbox entries carry)};
 -- ARGV[3 + 3(i-1)]: its matches (JSON, as frozen); ARGV[4 + 3(i-1)]: its doctors (JSON,
--- {id: {tz, prefs}} with prefs an object, as match_batch.lua writes them).
+-- {id: {tz, prefs}} with prefs an object, as matching/batch.py writes them).
 -- Returns per question {status ('ok' | 'slow'), delivered, duplicates, deferred,
 -- unknown zones (comma-joined), recipients (comma-joined)}.
 
@@ -35,6 +35,8 @@ end
 local ttl_dedupe, ttl_inbox, ttl_day = arg(ttl.dedupe), arg(ttl.inbox), arg(ttl.day)
 
 local expired = {}
+-- the escalation due index's entries of the whole call: score, question id, ...
+local due = {}
 local function expire_once(key, seconds)
   -- time stands still inside a script (Redis >= 7.0), so a second EXPIRE of a key with the
   -- same TTL in this call would set the very same instant: one per key is enough
@@ -179,6 +181,8 @@ local function deliver(q, m, prefs, nid, event_id, day_key)
     .. json_string(m.doctor_id) .. q.event_kind .. channels .. '],"reason":' .. reason
     .. ',"urgent":false}'
   local note = tag .. ':n:' .. nid
+  -- InboxStore.add's index of the question's items: one ZADD per question (alert_question)
+  q.about_nids[#q.about_nids + 1] = nid
   if #ext == 0 then
     redis.call('HSET', note, 'item', item, 'recipient', m.doctor_id, 'read', '0',
       'd:inbox', 'delivered')
@@ -192,8 +196,6 @@ local function deliver(q, m, prefs, nid, event_id, day_key)
   end
   redis.call('EXPIRE', note, ttl_inbox)
   -- InboxStore.add: an item about a question a moderator hid is kept out of the indexes
-  redis.call('ZADD', q.about, '0', nid)
-  expire_once(q.about, ttl_inbox)
   if q.hidden then
     redis.call('HSET', note, 'hidden', '1')
   else
@@ -226,7 +228,7 @@ local function alert_question(q, matches_json, doctors_json)
     .. ',"producer":"notify","notification_id":"'
   q.event_kind = ',"kind":"question-match","question_id":' .. id_j
     .. ',"answer_id":null,"channels":'
-  q.about = tag .. ':about:q:' .. q.id
+  q.about, q.about_nids = tag .. ':about:q:' .. q.id, {}
   q.hidden = redis.call('EXISTS', tag .. ':hidden:q:' .. q.id) == 1
   local qkey = tag .. ':q:' .. q.id
   redis.call('HSET', qkey, 'asker_id', q.asker, 'title', q.title)
@@ -235,7 +237,9 @@ local function alert_question(q, matches_json, doctors_json)
     local esc = tag .. ':esc:' .. q.id
     redis.call('HSETNX', esc, 'question', q.kept)
     redis.call('EXPIRE', esc, arg(ttl.esc))
-    redis.call('ZADD', esc_due, 'NX', arg(q.due_ms), q.id)
+    -- the due index takes the whole call's questions in one ZADD (at the end)
+    due[#due + 1] = arg(q.due_ms)
+    due[#due + 1] = q.id
   end
   local frozen = tag .. ':matches:' .. q.id
   if not redis.call('SET', frozen, matches_json, 'NX', 'EX', ttl_dedupe) then
@@ -277,6 +281,16 @@ local function alert_question(q, matches_json, doctors_json)
       end
     end
   end
+  local nids = q.about_nids
+  if #nids > 0 then
+    local members = {}
+    for i = 1, #nids do
+      members[2 * i - 1] = '0'
+      members[2 * i] = nids[i]
+    end
+    redis.call('ZADD', q.about, unpack(members))
+    expire_once(q.about, ttl_inbox)
+  end
   return {'ok', delivered, duplicates, deferred, table.concat(zones, ','),
           table.concat(recipients, ',')}
 end
@@ -285,4 +299,5 @@ local replies = {}
 for i = 2, #ARGV, 3 do
   replies[#replies + 1] = alert_question(cjson.decode(ARGV[i]), ARGV[i + 1], ARGV[i + 2])
 end
+if #due > 0 then redis.call('ZADD', esc_due, 'NX', unpack(due)) end
 return replies

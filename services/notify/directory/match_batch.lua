@@ -25,11 +25,6 @@ local RAD = math.pi / 180.0
 local widen, cap, min_matches, band_km = policy.widen, policy.cap, policy.min_matches,
   policy.band_km
 
-local function round1(x)
-  -- Python's round(x, 1): printf rounds the exact binary value, half to even, as it does
-  return tonumber(format('%.1f', x))
-end
-
 local function bytes_lt(a, b)
   -- Python's str order (code points) whatever the server's collation locale
   local n = min(#a, #b)
@@ -75,9 +70,9 @@ local function row_of(id)
     local key = prefix .. ':mrow:' .. id
     local packed = redis.call('GET', key)
     if packed then
-      local lat, lon, radius_km, rating, review_count = struct.unpack(ROW, packed)
+      local lat, lon, radius_km, rating, review_count, tz_size = struct.unpack(ROW, packed)
       row = {lat = lat, lon = lon, radius_km = radius_km, rating = rating,
-             review_count = review_count, packed = packed}
+             review_count = review_count, packed = packed, tz_size = tz_size}
     else
       row = row_from_fields(id, key)
     end
@@ -94,7 +89,7 @@ local function tz_prefs(row)
   -- a matched doctor's zone and preferences (read out of the packed row only for them)
   local packed = row.packed
   if not packed then return row.tz, row.prefs end
-  local tz_end = ROW_SIZE + select(6, struct.unpack(ROW, packed))
+  local tz_end = ROW_SIZE + row.tz_size
   return string.sub(packed, ROW_SIZE + 1, tz_end), string.sub(packed, tz_end + 1)
 end
 
@@ -231,15 +226,29 @@ local function search_rings(q)
         cands[n] = c
       end
     end
-    local best, kept = match_doctors(cands)
-    local complete = kept >= cap
-    if complete then
+    -- Whether this ring's matches are complete (cap of them, none widened), known without
+    -- ranking them unless there are enough doctors in their own radius to fill the cap but
+    -- too few to stop the widening (cap < min_matches): only the last ring is ranked.
+    local inside = 0
+    for i = 1, n do
+      local c = cands[i]
+      if c.distance_km <= c.radius_km then inside = inside + 1 end
+    end
+    local complete, best, kept
+    if inside >= min_matches or inside < cap then
+      complete = inside >= cap
+    else
+      best, kept = match_doctors(cands)
+      complete = kept >= cap
       for i = 1, kept do
         if best[i].widened then complete = false end
       end
     end
     local deeper = truncated and count < rings.max_count
-    if complete or (at_limit and not deeper) then return best, kept end
+    if complete or (at_limit and not deeper) then
+      if not best then best, kept = match_doctors(cands) end
+      return best, kept
+    end
     if deeper then
       count = min(count * rings.deepen, rings.max_count)
     else
@@ -288,10 +297,35 @@ local function text(s)
   return '"' .. s .. '"'
 end
 
+local function memo(f)
+  -- f(x), computed once per call for each x (slugs, zones, ranks, radii repeat)
+  local known = {}
+  return function(x)
+    local y = known[x]
+    if y == nil then
+      y = f(x)
+      known[x] = y
+    end
+    return y
+  end
+end
+
 local function number(x)
   -- a JSON number as cjson writes it
   return format('%.14g', x)
 end
+
+local function km(x)
+  -- Python's round(x, 1) as cjson writes it: printf rounds the exact binary value, half to
+  -- even, as round does; and %.14g of a number with one decimal is its %.1f without a
+  -- trailing '.0', so one format does what formatting the rounded number again did
+  local t = format('%.1f', x)
+  if byte(t, -1) == 48 and byte(t, -2) == 46 then t = string.sub(t, 1, -3) end
+  return t
+end
+
+local slug_text, zone_text, rank_text, radius_text = memo(text), memo(text), memo(tostring),
+  memo(number)
 
 -- The matches are written in Match's field order, numbers and strings as cjson writes
 -- them: the same question matched again gives the same text (a redelivery compares it
@@ -316,18 +350,18 @@ for i = 1, #args.questions do
     local c = list[rank]
     local distance, widened, radius = '0', 'false', '0'
     if located then
-      distance = number(round1(c.distance_km))
+      distance = km(c.distance_km)
       widened = c.widened and 'true' or 'false'
-      radius = number(c.radius)
+      radius = radius_text(c.radius)
     end
     local id = text(c.id)
-    matches[rank] = '{"doctor_id":' .. id .. ',"specialty":' .. text(c.specialty)
-      .. ',"distance_km":' .. distance .. ',"rank":' .. rank .. ',"widened":' .. widened
+    matches[rank] = '{"doctor_id":' .. id .. ',"specialty":' .. slug_text(c.specialty)
+      .. ',"distance_km":' .. distance .. ',"rank":' .. rank_text(rank) .. ',"widened":' .. widened
       .. ',"radius_used_km":' .. radius .. (located and '}' or ',"located":false}')
     local tz, prefs = tz_prefs(rows[c.id])
     -- prefs are JSON already: kept as they are, the alerts' script decodes them once
     if prefs == '' then prefs = '{}' end
-    doctors[rank] = id .. ':{"tz":' .. text(tz) .. ',"prefs":' .. prefs .. '}'
+    doctors[rank] = id .. ':{"tz":' .. zone_text(tz) .. ',"prefs":' .. prefs .. '}'
   end
   reply[#reply + 1] = '[' .. table.concat(matches, ',') .. ']'
   reply[#reply + 1] = '{' .. table.concat(doctors, ',') .. '}'

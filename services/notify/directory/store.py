@@ -4,8 +4,10 @@ The directory shares the hash slot of ``askdoc.doctor-profile-changed``, so a pr
 change, its index moves and its event commit in one script.
 
 `match_batch.lua` keeps each doctor's matching row packed (doubles: nothing to parse) under
-``mrow:<id>`` once it has read the profile's fields; every write of those fields drops it
-in the same commit, so the packed row is never older than the fields.
+``mrow:<id>`` once it has read the profile's fields, and `text_rows.lua` (the batch search
+ranked in the replica, `matching.batch`) keeps it as one string under ``trow:<id>`` (the
+fields joined: Python parses them); every write of those fields drops both in the same
+commit, so neither is ever older than the fields.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from shared.atomic import CommitResult, Committer, Txn
 from shared.events import DoctorProfileChanged
 from shared.redis import RedisClient
 
+from ..matching import batch
 from ..scripts import lua
 from .domain import DoctorRow, is_verified, rating_score
 from .sealing import SecretBox, open_profile
@@ -41,6 +44,8 @@ class DirectoryStore:
         self._tag = DIRECTORY_TAG
         self._match_rows = redis.register_script(lua(__package__, "match_rows.lua"))
         self._match_batch = redis.register_script(lua(__package__, "match_batch.lua"))
+        self._near_batch = redis.register_script(lua(__package__, "near_batch.lua"))
+        self._text_rows = redis.register_script(lua(__package__, "text_rows.lua"))
 
     def _doc_key(self, doctor_id: str) -> str:
         return f"{self._tag}:doc:{doctor_id}"
@@ -48,6 +53,10 @@ class DirectoryStore:
     def _packed_row_key(self, doctor_id: str) -> str:
         # written by match_batch.lua from the fields below; dropped wherever they change
         return f"{self._tag}:mrow:{doctor_id}"
+
+    def _text_row_key(self, doctor_id: str) -> str:
+        # written by text_rows.lua from the fields below; dropped wherever they change
+        return f"{self._tag}:trow:{doctor_id}"
 
     def _geo_key(self, specialty: str) -> str:
         return f"{self._tag}:geo:{specialty}"
@@ -99,7 +108,7 @@ class DirectoryStore:
             self._doc_key(doctor_id),
             *_row_fields(profile, prefs, event.profile_version),
         )
-        txn.call("DEL", self._packed_row_key(doctor_id))
+        txn.call("DEL", self._packed_row_key(doctor_id), self._text_row_key(doctor_id))
         # Leave every index the doctor is no longer in (known vocabulary and the old
         # profile's slugs), so a changed specialty or place moves them.
         stale = dict.fromkeys([*previous_specialties, *all_specialties])
@@ -133,7 +142,7 @@ class DirectoryStore:
                 "prefs",
                 "{}",
             ],
-            ["DEL", self._packed_row_key(row.doctor_id)],
+            ["DEL", self._packed_row_key(row.doctor_id), self._text_row_key(row.doctor_id)],
             ["GEOADD", self._geo_key(specialty), repr(row.lon), repr(row.lat), row.doctor_id],
         ]
 
@@ -199,7 +208,8 @@ class DirectoryStore:
         self, questions: Sequence[dict[str, Any]], policy: dict[str, Any], rings: dict[str, Any]
     ) -> list[tuple[str, str]]:
         """Match a batch of questions in one script call (`match_batch.lua`): per question
-        its matches as JSON and the matched doctors' {tz, prefs} as JSON, both left encoded."""
+        its matches as JSON and the matched doctors' {tz, prefs} as JSON, both left encoded.
+        (`matching.batch` does the same with the ranking in the replica.)"""
         if not questions:
             return []
         slugs = dict.fromkeys(slug for q in questions for slug in q["sp"])
@@ -209,6 +219,46 @@ class DirectoryStore:
         spec = {"prefix": self._tag, "policy": policy, "rings": rings, "questions": questions}
         reply = await self._match_batch(keys=keys, args=[json.dumps(spec)])
         return [(_str(reply[i]), _str(reply[i + 1])) for i in range(0, len(reply), 2)]
+
+    async def near_batch(
+        self, searches: Sequence[tuple[Sequence[str], float, float, float, int]]
+    ) -> list[list[list[str]]]:
+        """Per (specialties, lat, lon, radius_km, count), per specialty: the `count` nearest
+        doctors of that specialty within the radius, nearest first; in one script call."""
+        if not searches:
+            return []
+        keys: list[str] = []
+        where: dict[str, int] = {}
+        spec = []
+        for slugs, lat, lon, radius_km, count in searches:
+            indexes = []
+            for slug in slugs:
+                if slug not in where:
+                    keys.append(self._geo_key(slug))
+                    where[slug] = len(keys)
+                indexes.append(where[slug])
+            spec.append([lon, lat, radius_km, count, indexes])
+        # JSON writes each double as its shortest repr, read back by Lua as the same double
+        reply = await self._near_batch(keys=keys or [self._doc_key("")], args=[json.dumps(spec)])
+        out: list[list[list[str]]] = []
+        start = 0
+        for slugs, *_ in searches:
+            out.append([[_str(d) for d in ids] for ids in reply[start : start + len(slugs)]])
+            start += len(slugs)
+        return out
+
+    async def text_rows(self, doctor_ids: Sequence[str]) -> dict[str, batch.Row | None]:
+        """The matching rows of many doctors (None for one gone), in script calls of at
+        most 1,000 (`text_rows.lua`)."""
+        rows: dict[str, batch.Row | None] = {}
+        for at in range(0, len(doctor_ids), 1000):
+            chunk = list(doctor_ids[at : at + 1000])
+            reply = await self._text_rows(
+                keys=[self._doc_key("")], args=[self._tag, json.dumps(chunk)]
+            )
+            for doctor_id, text in zip(chunk, reply, strict=True):
+                rows[doctor_id] = batch.parse_row(_str(text)) if text else None
+        return rows
 
     async def prefs(self, doctor_id: str) -> dict[str, Any]:
         """A doctor's alert preferences and channels ({} for someone not in the directory)."""

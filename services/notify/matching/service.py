@@ -12,6 +12,7 @@ from shared.events import QuestionPosted
 
 from ..directory.domain import DoctorRow
 from ..settings import NotifySettings
+from . import batch
 from .domain import (
     Candidate,
     Match,
@@ -44,6 +45,16 @@ class DoctorIndex(Protocol):
         self, questions: Sequence[dict[str, Any]], policy: dict[str, Any], rings: dict[str, Any]
     ) -> list[tuple[str, str]]:
         """Per question, its matches (JSON) and the matched doctors' {tz, prefs} (JSON)."""
+        ...
+
+    async def near_batch(
+        self, searches: Sequence[tuple[Sequence[str], float, float, float, int]]
+    ) -> list[list[list[str]]]:
+        """Per (specialties, lat, lon, radius_km, count), per specialty: the nearest ids."""
+        ...
+
+    async def text_rows(self, doctor_ids: Sequence[str]) -> dict[str, batch.Row | None]:
+        """Each doctor's row for the batch search (None for one gone)."""
         ...
 
 
@@ -120,6 +131,10 @@ class Matcher:
             "widen": self.rings.widen_factor,
             "deepen": self.rings.deepen_factor,
         }
+        if self.settings.match_in_replica:
+            if not questions:
+                return []
+            return await batch.match_batch(self.index, questions, self.policy, self.rings)
         return await self.index.match_batch(questions, policy, rings)
 
     async def first_alerted(self, question_id: str) -> set[str]:
