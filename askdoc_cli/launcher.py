@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import random
 import shutil
 import signal
 import socket
@@ -95,13 +96,54 @@ class LaunchError(RuntimeError):
     """A child could not be started or did not become ready; the message says why."""
 
 
-def free_port(preferred: int = 0) -> int:
-    """`preferred` if it is free on loopback, else any port free right now."""
-    for port in (preferred, 0) if preferred else (0,):
-        with socket.socket() as s, contextlib.suppress(OSError):
+#: "LOW-HIGH": free_port picks from these ports instead of asking the system. Parallel test
+#: workers each get a range of their own: a port one of them was given stays unbound while
+#: its service imports, and the system may hand the same port to another worker meanwhile.
+FREE_PORTS_VAR = "ASKDOC_FREE_PORTS"
+_handed_out: deque[int] = deque(maxlen=512)
+
+
+def free_port_range() -> range | None:
+    """The ports ASKDOC_FREE_PORTS allows (None: any the system picks)."""
+    value = os.environ.get(FREE_PORTS_VAR, "")
+    if not value:
+        return None
+    low, _, high = value.partition("-")
+    try:
+        ports = range(int(low), int(high) + 1)
+    except ValueError:
+        raise LaunchError(f"{FREE_PORTS_VAR} must be LOW-HIGH, not {value!r}") from None
+    if not ports or ports[0] < 1024 or ports[-1] > 65535:
+        raise LaunchError(f"{FREE_PORTS_VAR} must lie within 1024-65535, not {value!r}")
+    return ports
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
             s.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(preferred: int = 0) -> int:
+    """`preferred` if it is free on loopback, else a port free right now (from
+    ASKDOC_FREE_PORTS if set, never one this process handed out lately)."""
+    if preferred and _bindable(preferred):
+        return preferred
+    allowed = free_port_range()
+    if allowed is None:
+        with socket.socket() as s, contextlib.suppress(OSError):
+            s.bind((HOST, 0))
             return int(s.getsockname()[1])
-    raise LaunchError("no free port on loopback")
+        raise LaunchError("no free port on loopback")
+    for _ in range(200):
+        port = random.choice(allowed)
+        if port not in _handed_out and _bindable(port):
+            _handed_out.append(port)
+            return port
+    raise LaunchError(f"no free port on loopback in {FREE_PORTS_VAR}")
 
 
 def listening(host: str, port: int) -> bool:
