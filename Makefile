@@ -28,8 +28,13 @@ demo: install ## Redis, the five services and the seed scenario end to end
 promtool: ## promtool (Debian's prometheus package) for the alert rules' tests
 	@bash scripts/ensure-apt.sh promtool prometheus
 
+# The suite mostly waits (on services starting, consumers catching up, timeouts): two
+# workers run its modules side by side, each module whole on one worker (its services
+# start once), in the order collected, the long fault tests first. The slowest 25 are
+# listed at the end. TEST_WORKERS=0 runs it in this one process.
+TEST_WORKERS ?= 2
 test: install browser promtool ## the whole suite: unit, contract, integration, e2e, browser, faults, deploy
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=25
 
 test-unit: install
 	$(PY) -m pytest -q tests/unit tests/contract

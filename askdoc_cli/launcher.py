@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import random
 import shutil
 import signal
 import socket
@@ -95,13 +96,54 @@ class LaunchError(RuntimeError):
     """A child could not be started or did not become ready; the message says why."""
 
 
-def free_port(preferred: int = 0) -> int:
-    """`preferred` if it is free on loopback, else any port free right now."""
-    for port in (preferred, 0) if preferred else (0,):
-        with socket.socket() as s, contextlib.suppress(OSError):
+#: "LOW-HIGH": free_port picks from these ports instead of asking the system. Parallel test
+#: workers each get a range of their own: a port one of them was given stays unbound while
+#: its service imports, and the system may hand the same port to another worker meanwhile.
+FREE_PORTS_VAR = "ASKDOC_FREE_PORTS"
+_handed_out: deque[int] = deque(maxlen=512)
+
+
+def free_port_range() -> range | None:
+    """The ports ASKDOC_FREE_PORTS allows (None: any the system picks)."""
+    value = os.environ.get(FREE_PORTS_VAR, "")
+    if not value:
+        return None
+    low, _, high = value.partition("-")
+    try:
+        ports = range(int(low), int(high) + 1)
+    except ValueError:
+        raise LaunchError(f"{FREE_PORTS_VAR} must be LOW-HIGH, not {value!r}") from None
+    if not ports or ports[0] < 1024 or ports[-1] > 65535:
+        raise LaunchError(f"{FREE_PORTS_VAR} must lie within 1024-65535, not {value!r}")
+    return ports
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
             s.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(preferred: int = 0) -> int:
+    """`preferred` if it is free on loopback, else a port free right now (from
+    ASKDOC_FREE_PORTS if set, never one this process handed out lately)."""
+    if preferred and _bindable(preferred):
+        return preferred
+    allowed = free_port_range()
+    if allowed is None:
+        with socket.socket() as s, contextlib.suppress(OSError):
+            s.bind((HOST, 0))
             return int(s.getsockname()[1])
-    raise LaunchError("no free port on loopback")
+        raise LaunchError("no free port on loopback")
+    for _ in range(200):
+        port = random.choice(allowed)
+        if port not in _handed_out and _bindable(port):
+            _handed_out.append(port)
+            return port
+    raise LaunchError(f"no free port on loopback in {FREE_PORTS_VAR}")
 
 
 def listening(host: str, port: int) -> bool:
@@ -421,10 +463,12 @@ class ServiceProcess(Child):
                 raise
         return self
 
-    def ready(self) -> bool:
-        """Whether /readyz answers 200 right now."""
+    def ready(self, http: httpx.Client | None = None) -> bool:
+        """Whether /readyz answers 200 right now (through `http` if given)."""
         with contextlib.suppress(httpx.HTTPError):
-            return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
+            if http is None:
+                return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
+            return http.get(f"{self.url}/readyz").status_code == 200
         return False
 
     def wait_ready(self, timeout: float = 180) -> None:
@@ -482,6 +526,20 @@ def wait_ready(
 
     A service, or any child in `watch`, that exits meanwhile is a LaunchError.
     """
+    # One client for all the polls: each httpx.get builds a TLS context first (~30 ms of
+    # CPU), taken from the services starting beside it ten times a second.
+    with httpx.Client(timeout=1) as http:
+        return _poll_ready(services, timeout, http, stop, on_ready, watch)
+
+
+def _poll_ready(
+    services: Iterable[ServiceProcess],
+    timeout: float,
+    http: httpx.Client,
+    stop: threading.Event | None,
+    on_ready: Callable[[ServiceProcess], None] | None,
+    watch: Iterable[Child],
+) -> bool:
     waiting = {s.name: s for s in services}
     watched = [*waiting.values(), *watch]
     deadline = time.monotonic() + timeout
@@ -495,7 +553,7 @@ def wait_ready(
                     + child.logs()[-3000:]
                 )
         for name, service in list(waiting.items()):
-            if service.ready():
+            if service.ready(http):
                 del waiting[name]
                 if on_ready is not None:
                     on_ready(service)

@@ -116,6 +116,11 @@ def test_a_browser_leaving_the_webs_relay_closes_its_stream_at_notify(
                 assert held.headers["x-accel-buffering"] == "no"
                 readers.append(held.iter_lines())
                 assert next(readers[-1]).startswith("retry:")
+                # The relay opens notify's stream after that line; notify's heartbeat,
+                # passed on, shows it is open. A probe sent before could take the user's
+                # last slot first, and the relay, refused, would end.
+                first = next((line for line in readers[-1] if line), None)
+                assert first == ": heartbeat", f"no stream at notify: {first!r}"
             # Both relays hold a stream at notify: the user's two slots are taken.
             deadline = time.monotonic() + 10
             while _upstream_slot(url, mine) != 429:

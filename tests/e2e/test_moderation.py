@@ -301,6 +301,12 @@ def test_a_doctor_cannot_edit_an_answer_the_moderators_hid(world: dict[str, Any]
     aid = answer(a, qid, "dr-edit-mod")
     answer_url = f"{a}/answers/{aid}"
     doctor = auth("dr-edit-mod", "doctor")
+    # Moderators act on the question's page: the answer must have reached it first.
+    wait_for(
+        lambda: httpx.get(f"{q}/questions/{qid}", timeout=10).json()["answer_count"] == 1,
+        timeout=30,
+        what="the answer on the page",
+    )
 
     def edit(text: str) -> httpx.Response:
         body = {"body": f"{text} An edit with enough detail to be a real answer body."}

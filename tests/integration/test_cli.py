@@ -20,6 +20,7 @@ import pytest
 import redis
 from typer.testing import CliRunner, Result
 
+from askdoc_cli import launcher
 from askdoc_cli.dlq import REPLAYED_KEY
 from askdoc_cli.main import app
 from shared import streams
@@ -428,9 +429,10 @@ def test_doctors_import_fails_in_one_line_when_notify_is_down(tmp_path: Path) ->
 
 
 def free_block(size: int) -> int:
-    """A base port with `size` consecutive free ports."""
+    """A base port with `size` consecutive free ports (in this worker's range, if any)."""
+    ports = launcher.free_port_range() or range(20_000, 60_001)
     for _ in range(100):
-        base = random.randint(20_000, 60_000)
+        base = random.randint(ports[0], ports[-1] - size + 1)
         if all(_free(base + i) for i in range(size)):
             return base
     raise RuntimeError("no free block of ports")

@@ -36,6 +36,21 @@ def test_a_service_learns_its_peers_urls(monkeypatch: pytest.MonkeyPatch) -> Non
         launcher.peer_env("front", {"front": urls["front"]})
 
 
+def test_free_ports_come_from_askdoc_free_ports_when_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(launcher.FREE_PORTS_VAR, "12000-12009")
+    ports = [launcher.free_port() for _ in range(5)]
+    assert all(12000 <= port <= 12009 for port in ports)
+    assert len(set(ports)) == 5, "a port handed out lately was handed out again"
+    assert launcher.free_port(ports[0]) == ports[0]  # a free preferred port still wins
+    for bad in ("12000", "12009-12000", "80-90", "a-b"):
+        monkeypatch.setenv(launcher.FREE_PORTS_VAR, bad)
+        with pytest.raises(LaunchError, match=launcher.FREE_PORTS_VAR):
+            launcher.free_port()
+    monkeypatch.delenv(launcher.FREE_PORTS_VAR)
+    assert launcher.free_port_range() is None
+    assert launcher.free_port() > 0
+
+
 def test_a_child_that_exits_before_ready_is_reported_with_its_logs(redis_url: str) -> None:
     service = launcher.ServiceProcess("votes", redis_url, "too-short-secret")
     service.spawn()
