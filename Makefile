@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install redis browser promtool demo test test-unit test-component test-integration test-e2e test-browser test-contract test-faults lint format bench asyncapi monitoring clean
+.PHONY: install redis browser promtool demo test test-unit test-component test-integration test-e2e test-browser screenshots test-contract test-faults lint format bench asyncapi monitoring clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "askdoc needs Python 3.11 or newer")'
@@ -50,6 +50,9 @@ test-e2e: install
 
 test-browser: install browser ## the web in Chromium: five services on a real Redis
 	$(PY) -m pytest -q tests/browser
+
+screenshots: install browser ## refresh the README's screenshots (docs/img) from the browser tests
+	ASKDOC_SCREENSHOTS_DIR=$(CURDIR)/docs/img $(PY) -m pytest -q tests/browser -k "seed_page_renders_as_the_seed or shows_it_live or hides_and_restores_a_flagged_answer"
 
 test-faults: install
 	$(PY) -m pytest -q tests/faults

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,7 +28,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 AXE = ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
-SCREENSHOTS = ROOT / "docs" / "img"
+# Where the tests save their screenshots: a temporary folder, so a test run leaves the
+# tracked files alone; `make screenshots` points it at docs/img to refresh the README's.
+SCREENSHOTS = Path(os.environ.get("ASKDOC_SCREENSHOTS_DIR") or Path(tempfile.gettempdir()) / "askdoc-screenshots")
 # Questions on the seed's topics, so the seed page has "You might also like...".
 RELATED = [
     ("Can fillers fix a lopsided smile after Bell's palsy?", ["fillers", "bells-palsy"]),
