@@ -30,7 +30,9 @@ CHROMIUM_ARGS = [
 AXE = ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
 # Where the tests save their screenshots: a temporary folder, so a test run leaves the
 # tracked files alone; `make screenshots` points it at docs/img to refresh the README's.
-SCREENSHOTS = Path(os.environ.get("ASKDOC_SCREENSHOTS_DIR") or Path(tempfile.gettempdir()) / "askdoc-screenshots")
+SCREENSHOTS = Path(
+    os.environ.get("ASKDOC_SCREENSHOTS_DIR") or Path(tempfile.gettempdir()) / "askdoc-screenshots"
+)
 # Questions on the seed's topics, so the seed page has "You might also like...".
 RELATED = [
     ("Can fillers fix a lopsided smile after Bell's palsy?", ["fillers", "bells-palsy"]),
