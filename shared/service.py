@@ -90,7 +90,9 @@ class ServiceRuntime:
             self.broker.publisher(
                 stream=stream,
                 schema=event,
-                title=f"{self.service}:{stream}",
+                # not `{service}:{stream}`: that is the title of the service's own consumer
+                # group on a stream it also reads, and AsyncAPI keys channels by title
+                title=f"{self.service}:{stream}:published",
                 description=(event.__doc__ or "").strip()
                 + " Each entry has one field, __data__, holding the event as JSON.",
             )

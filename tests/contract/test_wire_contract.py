@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from shared import events, streams
-from shared.asyncapi import render
+from shared.asyncapi import build, render
 
 HERE = Path(__file__).parent
 SNAPSHOTS = HERE / "snapshots"
@@ -52,6 +53,20 @@ def test_asyncapi_document_is_generated_from_the_code_and_current() -> None:
     doc = json.loads(current)
     addresses = {c["address"] for c in doc["channels"].values()}
     assert set(streams.ALL) <= addresses
+
+
+def test_asyncapi_documents_every_publisher_and_every_consumer_group() -> None:
+    # FastStream keys channels by title and overwrites a repeated one with a warning: a
+    # service that reads a stream it also writes (questions' moderation projections) lost
+    # its consumer group from the document that way.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        doc = build()
+    for service, published in streams.PUBLISHES.items():
+        for stream in published:
+            assert f"{service}:{stream}:published" in doc["channels"]
+    for stream in (streams.ITEM_FLAGGED, streams.MODERATION_DECIDED):
+        assert doc["channels"][f"questions:{stream}"]["address"] == stream
 
 
 def sample_question() -> events.QuestionPosted:
