@@ -287,6 +287,49 @@ class InboxService:
             if after is None:
                 return found
 
+    async def restored(
+        self, subject: tuple[str, str], recipients: Collection[str]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The items of `recipients` that restoring the question ('q', id) or answer ('a',
+        id) brings back, as the inbox shows them, by recipient: for the live streams open
+        when the decision comes. An item stays out while the other thing it is about is
+        hidden, and a digest comes back with the lines of the questions shown."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        after: str | None = None
+        while True:
+            notes, after = await self.store.about(subject, after, MODERATION_BATCH)
+            mine = [(nid, recipient) for nid, recipient, _ in notes if recipient in recipients]
+            # Shown now, whether or not the inbox has applied the restore yet.
+            stored = [
+                {k: v for k, v in note.items() if k != "hidden"}
+                for note in await self.store.notes([nid for nid, _ in mine])
+            ]
+            views = [item_view(note) for note in stored]
+            others: set[tuple[str, str]] = set()
+            for view in views:
+                if view is not None:
+                    others.update(moderated_subjects(view))
+                    others.update(("q", q) for q in digest_questions(view))
+            others.discard(subject)
+            ordered = sorted(others)
+            hidden = {
+                s for s, h in zip(ordered, await self.store.hidden(ordered), strict=True) if h
+            }
+            hidden_qs = {item_id for kind, item_id in hidden if kind == "q"}
+            for (_, recipient), view in zip(mine, views, strict=True):
+                if view is None or (not moderated_subjects(view) and not digest_questions(view)):
+                    continue  # expired, or a moderation notice (never taken out)
+                if digest_questions(view):
+                    shown = without_hidden_lines(view, hidden_qs)
+                elif hidden.intersection(moderated_subjects(view)):
+                    shown = None
+                else:
+                    shown = view
+                if shown is not None:
+                    found.setdefault(recipient, []).append(shown)
+            if after is None:
+                return found
+
     # --- reading -----------------------------------------------------------------------
 
     async def page(self, query: ListInbox) -> dict[str, Any]:
