@@ -71,6 +71,8 @@ def create_app(settings: NotifySettings) -> FastAPI:
         "held-releaser": parts.held.run_releaser,
         "escalator": parts.escalations.run_escalator,
         "inbox-trimmer": parts.inbox.run_trimmer,
+        # Once: digests made before they were indexed under each question they list.
+        "digest-indexer": parts.inbox.index_old_digests,
         "live-hub": hub.run,
         "live-withdrawals": hub.run_withdrawals,
         "live-leases": live_streams.run_leases,

@@ -381,6 +381,41 @@ async def test_a_delivered_digest_drops_a_question_hidden_later_and_goes_once_al
     assert unread == 1  # read before it was hidden, read again once back
 
 
+async def test_a_digest_made_before_digests_were_indexed_goes_once_all_its_questions_are_hidden(
+    parts: NotifyParts,
+) -> None:
+    admin = Principal("admin", "admin", "admin")
+    busy = DoctorIn(**verified(doctor_profile("d6", daily_cap=1), "d6"))
+    await parts.directory.save_profile(busy.command("d6", admin))
+    for qid in ("q60", "q61", "q62"):
+        await ask(parts, posted(qid))
+    assert await parts.held.release_due(datetime.now(UTC) + timedelta(days=1, hours=1)) == 1
+    # As an older release made it: not listed under the questions it lists.
+    store = parts.stores.inbox
+    await store.redis.delete(*(store._about_key("q", q) for q in ("q61", "q62")))
+
+    async def listed() -> tuple[list[str], int]:
+        page = await parts.inbox.page(ListInbox(recipient="d6", limit=50))
+        return sorted(i["kind"] for i in page["items"]), page["unread_count"]
+
+    assert await listed() == (["digest", "question-match"], 2)
+    await moderate(parts, decided("question", "q61", "q61", "hidden", 1))
+    await moderate(parts, decided("question", "q62", "q62", "hidden", 1))
+    # Nothing of it is shown, yet it counted as unread.
+    assert await listed() == (["question-match"], 2)
+
+    indexed, hidden = await store.index_old_digests()
+    assert indexed >= 1 and hidden >= 1
+    assert await listed() == (["question-match"], 1)
+    assert await store.index_old_digests() == (0, 0)  # once
+    # Indexed now: a restore brings it back with the restored line, unread as before.
+    await moderate(parts, decided("question", "q62", "q62", "restored", 2))
+    page = await parts.inbox.page(ListInbox(recipient="d6", limit=50))
+    [digest] = [i for i in page["items"] if i["kind"] == "digest"]
+    assert [e["question_id"] for e in digest["items"]] == ["q62"] and not digest["read"]
+    assert page["unread_count"] == 2
+
+
 async def test_an_open_stream_is_told_which_items_a_hiding_withdraws(parts: NotifyParts) -> None:
     await ask(parts, posted("q30", asker="p30"))
     await parts.alerts.on_follow_changed(

@@ -104,6 +104,10 @@ class InboxPort(Protocol):
         """Whether a moderator hides each question ('q', id) or answer ('a', id) now."""
         ...
 
+    async def index_old_digests(self) -> tuple[int, int]:
+        """List older digests under their questions; (indexed, hidden now)."""
+        ...
+
     async def about(
         self, subject: tuple[str, str], after: str | None, count: int
     ) -> tuple[list[tuple[str, str, str]], str | None]:
@@ -398,6 +402,23 @@ class InboxService:
             chunk = ordered[start : start + TRIM_BATCH]
             dropped += await self.store.trim(chunk, self.settings.inbox_max_items, floor)
         return dropped
+
+    async def index_old_digests(self) -> None:
+        """Background, once: digests made before they were listed under each question they
+        list are listed there, and those whose questions are all hidden leave the listing
+        and the unread count (as a hiding takes out a digest made since)."""
+        delay = 1.0
+        while True:
+            try:
+                indexed, hidden = await self.store.index_old_digests()
+            except (RedisError, OSError) as exc:
+                log.warning("digest_indexing_failed", error=str(exc)[:200], retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+                continue
+            if indexed:
+                log.info("old_digests_indexed", digests=indexed, hidden=hidden)
+            return
 
     async def run_trimmer(self) -> None:
         """Background loop: keep inboxes within their bounds."""
