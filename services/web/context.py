@@ -90,9 +90,11 @@ class Web:
         """
         known: int | None = None
         pause = 0.5
+        # Answered well inside the backend timeout, however short it is set.
+        wait_s = min(VISIBILITY_WAIT_S, self.settings.backend_timeout_s * 0.8)
         while True:
             try:
-                version = await self.services.questions.visibility_version(known, VISIBILITY_WAIT_S)
+                version = await self.services.questions.visibility_version(known, wait_s)
             except ApiProblem as exc:
                 log.warning("visibility_watch_failed", status=exc.status, retry_in_s=pause)
                 await asyncio.sleep(pause)

@@ -326,3 +326,44 @@ async def test_the_relay_sends_restored_items_rendered_without_an_event_id_and_d
         f'data: <li id="n-{two["id"]}">new-question</li>\n\n',
     ]
     assert restored_items('{"items": 3}') is None and restored_items("[]") is None
+
+
+async def test_the_web_drops_kept_pages_and_related_lists_when_the_visibility_version_moves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from services.web import context
+    from services.web.clients import BackendUnavailable
+
+    monkeypatch.setattr(context, "VISIBILITY_RETRY_MAX_S", 0.01)
+    web = create_app(_settings(backend_timeout_s=1.0)).state.web
+    # The questions service answers 3, fails once (kept: 3), then 3 again, then 4.
+    answers: list[int | Exception] = [3, BackendUnavailable(503, "unavailable", "down"), 3, 4]
+    asked: list[tuple[int | None, float]] = []
+    dropped: list[int] = []
+    done = asyncio.Event()
+
+    async def visibility_version(after: int | None, wait_s: float) -> int:
+        asked.append((after, wait_s))
+        if not answers:
+            done.set()
+            await asyncio.Event().wait()  # a long poll that never answers
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(web.services.questions, "visibility_version", visibility_version)
+    monkeypatch.setattr(web, "forget_moderated", lambda: dropped.append(len(asked)))
+    watch = asyncio.ensure_future(web.follow_visibility())
+    try:
+        await asyncio.wait_for(done.wait(), 5)
+    finally:
+        watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watch
+        await web.services.aclose()
+    # Dropped once: when 3 became 4 (the first answer and the failure drop nothing).
+    assert dropped == [4]
+    # Each poll waits past the version known, inside the 1 s backend timeout.
+    assert [after for after, _ in asked] == [None, 3, 3, 3, 4]
+    assert all(0 < wait_s < 1.0 for _, wait_s in asked)
