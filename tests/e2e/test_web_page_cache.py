@@ -214,6 +214,10 @@ def test_a_question_hidden_beside_the_web_leaves_its_kept_pages_and_lists_at_onc
             what="the restored question to come back to the related list",
         )
         assert visitor.get(page).status_code == 200
+    # The long poll takes no wait past what the web's backend timeout allows, nor a bad version.
+    for bad in ({"wait_s": "60"}, {"after": "-1"}, {"after": "many"}):
+        refused = httpx.get(f"{questions}/moderation/visibility", params=bad, timeout=10)
+        assert refused.status_code == 422 and "error" in refused.json(), refused.text
 
 
 def test_the_cache_reports_its_hits_and_misses(world: dict[str, Any]) -> None:
