@@ -200,7 +200,7 @@ def test_a_question_hidden_beside_the_web_leaves_its_kept_pages_and_lists_at_onc
         decide("hidden")
         wait_for(
             lambda: qid not in visitor.get(neighbour_page).text,
-            timeout=1,
+            timeout=2,
             what="the hidden question to leave the kept related list",
         )
         assert visitor.get(page).status_code == 404
@@ -210,7 +210,7 @@ def test_a_question_hidden_beside_the_web_leaves_its_kept_pages_and_lists_at_onc
         decide("restored")
         wait_for(
             lambda: qid in visitor.get(neighbour_page).text,
-            timeout=1,
+            timeout=2,
             what="the restored question to come back to the related list",
         )
         assert visitor.get(page).status_code == 200
