@@ -59,7 +59,7 @@ def create_app(settings: NotifySettings) -> FastAPI:
     # The delivery worker and the live reader block on reads and wait on receivers:
     # they get a connection pool of their own, so they never starve the event handlers.
     side = make_redis(settings)
-    hub = LiveHub(side, parts.inbox.items, parts.inbox.withdrawn)
+    hub = LiveHub(side, parts.inbox.items, parts.inbox.withdrawn, parts.inbox.restored)
     live_streams = LiveStreams(
         hub,
         StreamSlots(runtime.redis, runtime.tag),
@@ -71,6 +71,8 @@ def create_app(settings: NotifySettings) -> FastAPI:
         "held-releaser": parts.held.run_releaser,
         "escalator": parts.escalations.run_escalator,
         "inbox-trimmer": parts.inbox.run_trimmer,
+        # Once: digests made before they were indexed under each question they list.
+        "digest-indexer": parts.inbox.index_old_digests,
         "live-hub": hub.run,
         "live-withdrawals": hub.run_withdrawals,
         "live-leases": live_streams.run_leases,

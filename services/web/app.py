@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -182,11 +184,15 @@ def create_app(settings: WebSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         web.relays.end_on_signal()
+        watch = asyncio.ensure_future(web.follow_visibility())
         log.info("service_ready", dev_login=settings.web_dev_login)
         try:
             yield
         finally:
             web.relays.closing.set()
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
             await services.aclose()
             log.info("service_stopped")
 

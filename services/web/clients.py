@@ -466,6 +466,12 @@ class QuestionsClient(_Client):
         """Drop every related list kept (a question was hidden or restored)."""
         self._related.clear()
 
+    async def visibility_version(self, after: int | None, wait_s: float) -> int:
+        """The questions' visibility version, once it is not `after` or `wait_s` passed."""
+        params = {"after": after, "wait_s": wait_s if after is not None else 0}
+        reply = await self.call("GET", "/moderation/visibility", params=params)
+        return int(reply["version"])
+
     async def ask(self, token: str, question: dict[str, Any], idempotency_key: str) -> Question:
         """Post a question as the signed-in patient."""
         reply = await self.call(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,13 +13,22 @@ from urllib.parse import quote
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from .clients import Services
+from shared.logging import get_logger
+
+from .clients import ApiProblem, Services
 from .live import LiveRelays
 from .pagecache import CSRF_SLOT, PageCache, SharedPage
 from .session import Session, Sessions
 from .settings import WebSettings
 
 HERE = Path(__file__).parent
+
+log = get_logger("askdoc.web")
+
+#: How long one long poll of the questions' visibility version waits (under the
+#: backend timeout), and the longest pause before asking again after a failed one.
+VISIBILITY_WAIT_S = 4.0
+VISIBILITY_RETRY_MAX_S = 5.0
 
 
 class SignInRequired(Exception):
@@ -64,6 +74,37 @@ class Web:
         )
         self.sessions.save(session, response)
         return response
+
+    def forget_moderated(self) -> None:
+        """Drop every kept page and related list: a hide or restore can change any of them."""
+        self.services.questions.forget_related()
+        self.pages.clear()
+
+    async def follow_visibility(self) -> None:
+        """Drop the kept pages and lists whenever a hide or restore lands, wherever made.
+
+        A long poll of the questions' visibility version, so a decision taken elsewhere (the
+        CLI, the API, another web replica) empties this replica's caches within one poll
+        interval of being applied, not a freshness window later. While questions cannot be
+        reached the version is kept: a move made meanwhile is seen on the first answer.
+        """
+        known: int | None = None
+        pause = 0.5
+        # Answered well inside the backend timeout, however short it is set.
+        wait_s = min(VISIBILITY_WAIT_S, self.settings.backend_timeout_s * 0.8)
+        while True:
+            try:
+                version = await self.services.questions.visibility_version(known, wait_s)
+            except ApiProblem as exc:
+                log.warning("visibility_watch_failed", status=exc.status, retry_in_s=pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, VISIBILITY_RETRY_MAX_S)
+                continue
+            pause = 0.5
+            if known is not None and version != known:
+                self.forget_moderated()
+                log.info("caches_dropped_on_moderation", visibility_version=version)
+            known = version
 
     def render_shared(self, name: str, **context: Any) -> str:
         """A visitor's page as everyone sees it: CSRF_SLOT where their token goes."""

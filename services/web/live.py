@@ -5,7 +5,9 @@ URL, so the browser connects here with its session cookie and this service opens
 notify's stream with the user's token. Each `notification` event is re-sent with the
 same id (the notification id, so the browser's Last-Event-ID resumes at notify) and, as
 data, the inbox item rendered by the same template as the page. A `withdrawn` event (the
-ids of alerts about something a moderator just hid) is passed on for the page to drop them.
+ids of alerts about something a moderator just hid) is passed on for the page to drop them,
+and a `restored` one (the alerts a restore brought back) as those items rendered, for the
+page to put them back.
 """
 
 from __future__ import annotations
@@ -44,6 +46,22 @@ def withdrawn_ids(data: str) -> list[str] | None:
     ):
         return None
     return ids
+
+
+def restored_items(data: str) -> list[InboxItem] | None:
+    """The inbox items of a `restored` event (a moderator brought back what they were
+    about), or None when the data is not that."""
+    try:
+        raw = json.loads(data)["items"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(raw, list):
+        return None
+    try:
+        return [InboxItem.model_validate(item) for item in raw]
+    except ValidationError:
+        log.warning("live_item_unreadable")
+        return None
 
 
 class LiveRelays:
@@ -167,6 +185,11 @@ async def _relay(
                     # No id: the browser's Last-Event-ID stays its newest notification's.
                     if (ids := withdrawn_ids(data)) is not None:
                         yield sse("withdrawn", json.dumps({"ids": ids}))
+                    continue
+                if kind == "restored":
+                    # No id either; the items come back rendered, in one event.
+                    if (items := restored_items(data)) is not None and items:
+                        yield sse("restored", "\n".join(render(item) for item in items))
                     continue
                 if kind != "notification":
                     continue

@@ -585,8 +585,7 @@ async def moderation_decide(
     await _wait_for(moved, READ_YOUR_WRITE_S)
     # A hidden (or restored) question changes its own page and the related lists of
     # others: every visitor page is made anew, with related lists asked for again.
-    questions.forget_related()
-    web.pages.clear()
+    web.forget_moderated()
     return web.redirect(f"/moderation?status={back}&done={decision}", session)
 
 

@@ -696,7 +696,7 @@ def test_an_admin_hides_and_restores_a_flagged_answer_from_the_moderation_page(
         expect(told.first).not_to_contain_text("reader-m")
 
 
-def test_an_open_live_inbox_drops_an_alert_once_a_moderator_hides_what_it_is_about(
+def test_an_open_live_inbox_drops_an_alert_a_moderator_hides_and_gets_it_back_on_restore(
     stack: Stack, browser: Browser
 ) -> None:
     title = "Does a chemical peel help with melasma on the cheeks?"
@@ -727,9 +727,23 @@ def test_an_open_live_inbox_drops_an_alert_once_a_moderator_hides_what_it_is_abo
         expect(inbox.get_by_role("status")).to_contain_text("a moderator hid what it was about")
         expect(inbox.get_by_text("0 unread.")).to_be_visible()
         assert inbox.evaluate("() => window.sameDocument === true"), "the inbox page was reloaded"
+
+        # Restored: the alert comes back to the open page, unread as it was, no reload.
+        stack.api(
+            "PUT",
+            "questions",
+            f"/moderation/questions/{qid}/answers/{aid}",
+            headers=auth("admin-w", "admin"),
+            json={"decision": "restored"},
+        )
+        expect(alert).to_be_visible()
+        expect(alert).to_contain_text("answered a question you follow")
+        expect(inbox.get_by_role("status")).to_contain_text("a moderator restored what it was")
+        expect(inbox.get_by_text("1 unread.")).to_be_visible()
+        assert inbox.evaluate("() => window.sameDocument === true"), "the inbox page was reloaded"
         inbox.reload()
         expect(inbox.get_by_role("heading", name="Your inbox")).to_be_visible()
-        expect(alert).to_have_count(0)
+        expect(alert).to_have_count(1)
 
 
 def test_a_reader_reports_an_answer_from_the_page_once_and_never_their_own(

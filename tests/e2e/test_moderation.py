@@ -640,18 +640,37 @@ def test_open_live_streams_are_told_which_alerts_a_hiding_withdraws(
         # The question hidden: the matched doctor's alert about it is withdrawn, and only it.
         decide(f"{q}/moderation/questions/{qid}", "hidden", "spam")
         assert next_event(doctor_lines) == (None, "withdrawn", {"ids": [match["id"]]})
+        # The follower's alert is about the question too: named again (nothing left to drop).
+        assert next_event(fan_lines) == (None, "withdrawn", {"ids": [nid]})
 
-    def about_it(who: str, role: str, kind: str) -> list[dict[str, Any]]:
-        return [i for i in inbox(n, who, role, kind) if i["question_id"] == qid]
+        def about_it(who: str, role: str, kind: str) -> list[dict[str, Any]]:
+            return [i for i in inbox(n, who, role, kind) if i["question_id"] == qid]
 
-    def gone(who: str, role: str, kind: str) -> bool:
-        return about_it(who, role, kind) == []
+        def gone(who: str, role: str, kind: str) -> bool:
+            return about_it(who, role, kind) == []
 
-    for who, role, kind in (
-        ("fan-live-mod", "patient", "new-answer"),
-        ("dr-live-mod", "doctor", "question-match"),
-    ):
-        wait_for(
-            partial(gone, who, role, kind), timeout=30, what=f"{who}'s alert to leave the inbox"
-        )
-    assert [i["id"] for i in about_it("dr-live-mod", "doctor", "item-hidden")] == [notice_id]
+        for who, role, kind in (
+            ("fan-live-mod", "patient", "new-answer"),
+            ("dr-live-mod", "doctor", "question-match"),
+        ):
+            wait_for(
+                partial(gone, who, role, kind), timeout=30, what=f"{who}'s alert to leave the inbox"
+            )
+        assert [i["id"] for i in about_it("dr-live-mod", "doctor", "item-hidden")] == [notice_id]
+
+        # The question restored: the matched doctor's alert comes back on the open stream as
+        # the inbox lists it (no event id either). The follower's stays out, its answer
+        # hidden, so the follower's next event is the answer's restore.
+        decide(f"{q}/moderation/questions/{qid}", "restored")
+        assert next_event(doctor_lines) == (None, "restored", {"items": [match]})
+        decide(f"{q}/moderation/questions/{qid}/answers/{aid}", "restored")
+        assert next_event(fan_lines) == (None, "restored", {"items": [item]})
+        for who, role, kind in (
+            ("fan-live-mod", "patient", "new-answer"),
+            ("dr-live-mod", "doctor", "question-match"),
+        ):
+            wait_for(
+                lambda who=who, role=role, kind=kind: not gone(who, role, kind),
+                timeout=30,
+                what=f"{who}'s alert to come back to the inbox",
+            )

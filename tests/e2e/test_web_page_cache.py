@@ -164,6 +164,62 @@ def test_a_question_hidden_from_the_moderation_page_is_gone_for_visitors_at_once
         assert visitor.get(page).status_code == 200
 
 
+def test_a_question_hidden_beside_the_web_leaves_its_kept_pages_and_lists_at_once(
+    world: dict[str, Any],
+) -> None:
+    # Hidden through the questions API (as the CLI or another web replica would), so the
+    # web learns of it only from the questions' visibility version, well inside both the
+    # pages' 30 s freshness window and the related lists' own 30 s.
+    qid = _ask(world, "Will a filler help a cheek that droops after facial palsy?")
+    neighbour = _ask(world, "Can Bell's palsy leave one eyelid weak for good?")
+    questions = world["urls"]["questions"]
+    related = f"{questions}/questions/{neighbour}/related"
+    wait_for(lambda: qid in httpx.get(related, timeout=10).text, what="related questions")
+    page, neighbour_page = f"/questions/{qid}", f"/questions/{neighbour}"
+
+    def decide(decision: str) -> None:
+        reply = httpx.put(
+            f"{questions}/moderation/questions/{qid}",
+            json={"decision": decision, "reason": "spam"},
+            headers=admin_auth(),
+            timeout=10,
+        )
+        assert reply.status_code == 200, reply.text
+        # Applied at the questions service (its own reads) before the web is asked.
+        status = 200 if decision == "restored" else 404
+        wait_for(
+            lambda: httpx.get(f"{questions}/questions/{qid}", timeout=10).status_code == status,
+            what=f"the question {decision} at the questions service",
+        )
+
+    with _visitor(world) as visitor:
+        wait_for(lambda: visitor.get(page).status_code == 200, what="the new page")
+        kept = visitor.get(neighbour_page)
+        assert qid in kept.text, "listed among related questions"
+        assert visitor.get(page).status_code == 200  # both pages now kept by the web
+        decide("hidden")
+        wait_for(
+            lambda: qid not in visitor.get(neighbour_page).text,
+            timeout=2,
+            what="the hidden question to leave the kept related list",
+        )
+        assert visitor.get(page).status_code == 404
+        # The browser's copy (by its ETag) is no longer the page: it is sent anew.
+        fresh = visitor.get(neighbour_page, headers={"If-None-Match": kept.headers["etag"]})
+        assert fresh.status_code == 200 and qid not in fresh.text
+        decide("restored")
+        wait_for(
+            lambda: qid in visitor.get(neighbour_page).text,
+            timeout=2,
+            what="the restored question to come back to the related list",
+        )
+        assert visitor.get(page).status_code == 200
+    # The long poll takes no wait past what the web's backend timeout allows, nor a bad version.
+    for bad in ({"wait_s": "60"}, {"after": "-1"}, {"after": "many"}):
+        refused = httpx.get(f"{questions}/moderation/visibility", params=bad, timeout=10)
+        assert refused.status_code == 422 and "error" in refused.json(), refused.text
+
+
 def test_the_cache_reports_its_hits_and_misses(world: dict[str, Any]) -> None:
     page = f"/questions/{world['seed']['qid']}"
     with _visitor(world) as visitor:

@@ -371,10 +371,49 @@ async def test_a_delivered_digest_drops_a_question_hidden_later_and_goes_once_al
     assert await digests() == ([], 1)
     with pytest.raises(NotificationNotFound):
         await parts.inbox.mark_read(MarkRead("d3", digest["id"]))
+    # An open stream gets the digest back with the restored line, before the inbox has
+    # applied the restore, as the inbox lists it once it has.
+    back = await parts.inbox.restored(("q", "q21"), {"d3", "nobody"})
     await moderate(parts, decided("question", "q21", "q21", "restored", 2))
+    assert back == {"d3": [(await digests())[0][0]]}
     [digest], unread = await digests()
     assert [e["question_id"] for e in digest["items"]] == ["q21"] and digest["read"]
     assert unread == 1  # read before it was hidden, read again once back
+
+
+async def test_a_digest_made_before_digests_were_indexed_goes_once_all_its_questions_are_hidden(
+    parts: NotifyParts,
+) -> None:
+    admin = Principal("admin", "admin", "admin")
+    busy = DoctorIn(**verified(doctor_profile("d6", daily_cap=1), "d6"))
+    await parts.directory.save_profile(busy.command("d6", admin))
+    for qid in ("q60", "q61", "q62"):
+        await ask(parts, posted(qid))
+    assert await parts.held.release_due(datetime.now(UTC) + timedelta(days=1, hours=1)) == 1
+    # As an older release made it: not listed under the questions it lists.
+    store = parts.stores.inbox
+    await store.redis.delete(*(store._about_key("q", q) for q in ("q61", "q62")))
+
+    async def listed() -> tuple[list[str], int]:
+        page = await parts.inbox.page(ListInbox(recipient="d6", limit=50))
+        return sorted(i["kind"] for i in page["items"]), page["unread_count"]
+
+    assert await listed() == (["digest", "question-match"], 2)
+    await moderate(parts, decided("question", "q61", "q61", "hidden", 1))
+    await moderate(parts, decided("question", "q62", "q62", "hidden", 1))
+    # Nothing of it is shown, yet it counted as unread.
+    assert await listed() == (["question-match"], 2)
+
+    indexed, hidden = await store.index_old_digests()
+    assert indexed >= 1 and hidden >= 1
+    assert await listed() == (["question-match"], 1)
+    assert await store.index_old_digests() == (0, 0)  # once
+    # Indexed now: a restore brings it back with the restored line, unread as before.
+    await moderate(parts, decided("question", "q62", "q62", "restored", 2))
+    page = await parts.inbox.page(ListInbox(recipient="d6", limit=50))
+    [digest] = [i for i in page["items"] if i["kind"] == "digest"]
+    assert [e["question_id"] for e in digest["items"]] == ["q62"] and not digest["read"]
+    assert page["unread_count"] == 2
 
 
 async def test_an_open_stream_is_told_which_items_a_hiding_withdraws(parts: NotifyParts) -> None:
@@ -401,6 +440,43 @@ async def test_an_open_stream_is_told_which_items_a_hiding_withdraws(parts: Noti
     await moderate(parts, decided("question", "q30", "q30", "hidden", 1))
     assert len(await ids("p1")) == 1  # decided() names p1 the question's author
     assert await parts.inbox.withdrawn(("q", "q30"), {"p1"}) == {}
+
+
+async def test_an_open_stream_gets_back_what_a_restore_brings_back_as_the_inbox_lists_it(
+    parts: NotifyParts,
+) -> None:
+    await ask(parts, posted("q50", asker="p50"))
+    await parts.alerts.on_follow_changed(
+        QuestionFollowed(
+            correlation_id="c", producer="q", question_id="q50", user_id="fan50", follow_version=1
+        )
+    )
+    await parts.alerts.on_answer_posted(answered("q50", "a50", "d1"))
+
+    async def items(who: str) -> list[dict[str, Any]]:
+        """The alerts listed, less the notices of a hiding (d0 wrote the answer)."""
+        page = await parts.inbox.page(ListInbox(who, 50))
+        return [i for i in page["items"] if i["kind"] != "item-hidden"]
+
+    matched, told = await items("d0"), await items("fan50")
+    assert len(matched) == 1 and len(told) == 1
+    await moderate(parts, decided("question", "q50", "q50", "hidden", 1))
+    await moderate(parts, decided("answer", "a50", "q50", "hidden", 1))
+    assert await items("d0") == [] and await items("fan50") == []
+
+    # The question restored (not yet applied by the inbox): the match comes back as it was
+    # listed; the new-answer alert stays out, its answer still hidden. Nobody else is told.
+    back = await parts.inbox.restored(("q", "q50"), {"d0", "fan50", "nobody"})
+    assert back == {"d0": matched}
+    await moderate(parts, decided("question", "q50", "q50", "restored", 2))
+    assert await items("d0") == matched and await items("fan50") == []
+    # Then the answer: its alert comes back, to its recipient's open stream only.
+    assert await parts.inbox.restored(("a", "a50"), {"d0", "fan50"}) == {"fan50": told}
+    await moderate(parts, decided("answer", "a50", "q50", "restored", 2))
+    assert await items("fan50") == told
+    # The authors' notices of the hidings are about nothing: no restore sends them.
+    assert await parts.inbox.restored(("a", "a50"), {"d0"}) == {}
+    assert await parts.inbox.restored(("q", "q50"), {"p1"}) == {}
 
 
 async def test_a_digest_webhook_leaves_out_a_question_hidden_before_it_went_out(

@@ -28,6 +28,8 @@ class FakeModerationStore:
         self.items: dict[str, dict[str, Any]] = {}
         #: Flags that land between a read and a commit (to test the retry on the count).
         self.racing_flags = 0
+        #: Hides and restores applied to the pages so far.
+        self.visibility = 0
 
     async def flags(self, kind: str, item_id: str) -> dict[str, str]:
         return dict(self.flag_state.get((kind, item_id), {}))
@@ -107,7 +109,11 @@ class FakeModerationStore:
                 reason=event.reason,
                 decided_ms=str(int(event.occurred_at.timestamp() * 1000)),
             )
+            self.visibility += 1
         return True
+
+    async def visibility_version(self) -> int:
+        return self.visibility
 
     async def dismiss(
         self, kind: str, item_id: str, question_id: str, admin_id: str, at_ms: int

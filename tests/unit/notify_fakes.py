@@ -108,6 +108,9 @@ class FakeInbox:
     async def hidden(self, subjects: Sequence[tuple[str, str]]) -> list[bool]:
         return [subject in self.hidden_subjects for subject in subjects]
 
+    async def index_old_digests(self) -> tuple[int, int]:
+        return 0, 0  # every digest here was indexed when it was added
+
     async def about(
         self, subject: tuple[str, str], after: str | None, count: int
     ) -> tuple[list[tuple[str, str, str]], str | None]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 
 from services.questions.moderation import domain
@@ -147,6 +150,29 @@ async def test_hide_then_restore_tells_the_author_and_moves_the_item() -> None:
     assert all(
         "reader" not in e.model_dump_json() and "admin" not in e.model_dump_json() for e in decided
     )
+
+
+async def test_the_visibility_version_moves_once_per_applied_decision_and_can_be_awaited() -> None:
+    service, store = await build()
+    assert await service.visibility_version(None, 0) == 0
+    # Unchanged: the long poll answers with the same version once its wait is over.
+    assert await service.visibility_version(0, 0.1) == 0
+
+    async def hide_soon() -> None:
+        await asyncio.sleep(0.1)
+        await service.decide(DecideItem("admin-1", QUESTION, "hidden", "spam"))
+        await project_all(service, store)  # delivered twice: counted once
+
+    hiding = asyncio.ensure_future(hide_soon())
+    started = time.monotonic()
+    assert await service.visibility_version(0, 3) == 1
+    assert time.monotonic() - started < 1, "answered once the hide was applied, not at 3 s"
+    await hiding
+    # Decided but not yet applied to the pages: nothing moved for readers' caches.
+    await service.decide(DecideItem("admin-1", QUESTION, "restored"))
+    assert await service.visibility_version(None, 0) == 1
+    await project_all(service, store)
+    assert await service.visibility_version(1, 0) == 2
 
 
 async def test_restoring_what_was_never_hidden_changes_nothing() -> None:

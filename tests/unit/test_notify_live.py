@@ -98,3 +98,30 @@ async def test_a_hiding_withdraws_items_from_the_open_streams_of_their_recipient
     assert other._items == []
     # On the wire: no event id, so the client's Last-Event-ID stays its newest notification's.
     assert sse_event({"withdrawn": ["n1"]}) == 'event: withdrawn\ndata: {"ids": ["n1"]}\n\n'
+
+
+async def test_a_restore_sends_the_items_it_brings_back_to_the_open_streams_only() -> None:
+    asked: list[tuple[tuple[str, str], set[str]]] = []
+    back = {"id": "n1", "kind": "answer", "question_id": "q1", "answer_id": "x1"}
+
+    async def items(nids: list[str]) -> list[dict[str, Any] | None]:
+        return []
+
+    async def withdrawn(subject: tuple[str, str], recipients: Any) -> dict[str, list[str]]:
+        return {"dr-a": ["n1"]}
+
+    async def restored(subject: tuple[str, str], recipients: Any) -> dict[str, list[Any]]:
+        asked.append((subject, set(recipients)))
+        return {"dr-a": [back]}
+
+    hub = LiveHub(None, items, find_withdrawn=withdrawn, find_restored=restored)
+    box, other = hub.subscribe("dr-a"), hub.subscribe("dr-b")
+    wire = {"item_kind": "question", "item_id": "q1", "decision": "restored"}
+    await hub._withdraw([("1-0", {"__data__": json.dumps(wire)})])
+    assert asked == [(("q", "q1"), {"dr-a", "dr-b"})]
+    assert await box.get() == {"restored": [back]}
+    assert other._items == []
+    # No event id: the client's Last-Event-ID stays its newest notification's.
+    assert sse_event({"restored": [back]}) == (
+        f"event: restored\ndata: {json.dumps({'items': [back]})}\n\n"
+    )

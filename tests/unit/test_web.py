@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,7 +16,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 
 from services.web.app import create_app
-from services.web.live import _relay, parse_events, sse, withdrawn_ids
+from services.web.live import _relay, parse_events, restored_items, sse, withdrawn_ids
 from services.web.routes import _location
 from services.web.session import COOKIE, Session, Sessions
 from services.web.settings import WebSettings
@@ -293,3 +294,76 @@ async def test_the_relay_passes_withdrawn_ids_on_without_an_event_id_and_drops_b
     sent = [chunk async for chunk in _relay(opened(), render, asyncio.Event())]
     assert sent == ["retry: 3000\n\n", f'event: withdrawn\ndata: {{"ids": ["{good}"]}}\n\n']
     assert withdrawn_ids('{"ids": 3}') is None and withdrawn_ids("[]") is None
+
+
+async def test_the_relay_sends_restored_items_rendered_without_an_event_id_and_drops_bad_ones() -> (
+    None
+):
+    one, two = ({"id": "n" + c * 24, "kind": "new-question", "question_id": "q1"} for c in "12")
+    upstream = httpx.Response(
+        200,
+        content=(
+            f"event: restored\ndata: {json.dumps({'items': [one, two]})}\n\n"
+            'event: restored\ndata: {"items": [{"kind": "no id"}]}\n\n'
+            'event: restored\ndata: {"items": []}\n\n'
+            "event: restored\ndata: not json\n\n"
+        ).encode(),
+    )
+
+    @contextlib.asynccontextmanager
+    async def opened() -> AsyncIterator[httpx.Response]:
+        yield upstream
+
+    def render(item: Any) -> str:
+        return f'<li id="n-{item.id}">{item.kind}</li>'
+
+    sent = [chunk async for chunk in _relay(opened(), render, asyncio.Event())]
+    # One event, each item rendered on a data line of its own; no id, so the browser's
+    # Last-Event-ID stays its newest notification's.
+    assert sent == [
+        "retry: 3000\n\n",
+        f'event: restored\ndata: <li id="n-{one["id"]}">new-question</li>\n'
+        f'data: <li id="n-{two["id"]}">new-question</li>\n\n',
+    ]
+    assert restored_items('{"items": 3}') is None and restored_items("[]") is None
+
+
+async def test_the_web_drops_kept_pages_and_related_lists_when_the_visibility_version_moves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from services.web import context
+    from services.web.clients import BackendUnavailable
+
+    monkeypatch.setattr(context, "VISIBILITY_RETRY_MAX_S", 0.01)
+    web = create_app(_settings(backend_timeout_s=1.0)).state.web
+    # The questions service answers 3, fails once (kept: 3), then 3 again, then 4.
+    answers: list[int | Exception] = [3, BackendUnavailable(503, "unavailable", "down"), 3, 4]
+    asked: list[tuple[int | None, float]] = []
+    dropped: list[int] = []
+    done = asyncio.Event()
+
+    async def visibility_version(after: int | None, wait_s: float) -> int:
+        asked.append((after, wait_s))
+        if not answers:
+            done.set()
+            await asyncio.Event().wait()  # a long poll that never answers
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(web.services.questions, "visibility_version", visibility_version)
+    monkeypatch.setattr(web, "forget_moderated", lambda: dropped.append(len(asked)))
+    watch = asyncio.ensure_future(web.follow_visibility())
+    try:
+        await asyncio.wait_for(done.wait(), 5)
+    finally:
+        watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watch
+        await web.services.aclose()
+    # Dropped once: when 3 became 4 (the first answer and the failure drop nothing).
+    assert dropped == [4]
+    # Each poll waits past the version known, inside the 1 s backend timeout.
+    assert [after for after, _ in asked] == [None, 3, 3, 3, 4]
+    assert all(0 < wait_s < 1.0 for _, wait_s in asked)

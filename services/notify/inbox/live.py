@@ -33,6 +33,11 @@ FetchItems = Callable[[list[str]], Awaitable[list[dict[str, Any] | None]]]
 #: The notifications a hiding takes out of the inboxes of some recipients: (question 'q' or
 #: answer 'a', its id) and the recipients asked about -> {recipient: [notification id]}.
 FindWithdrawn = Callable[[tuple[str, str], Collection[str]], Awaitable[dict[str, list[str]]]]
+#: The items a restore brings back to the inboxes of some recipients, as the inbox shows
+#: them: (question 'q' or answer 'a', its id) and the recipients -> {recipient: [item]}.
+FindRestored = Callable[
+    [tuple[str, str], Collection[str]], Awaitable[dict[str, list[dict[str, Any]]]]
+]
 QUEUE_SIZE = 256
 _CLOSED = None
 
@@ -81,17 +86,20 @@ class Mailbox:
 class LiveHub:
     """One stream reader per replica, fanning notifications out to local SSE clients; and
     one reader of moderation decisions, withdrawing what a hiding takes out of an inbox
-    from the open streams of its recipients (a page open before the hiding drops it)."""
+    from the open streams of its recipients (a page open before the hiding drops it), and
+    sending them what a restore brings back (a page open meanwhile shows it again)."""
 
     def __init__(
         self,
         redis: RedisClient,
         fetch_items: FetchItems,
         find_withdrawn: FindWithdrawn | None = None,
+        find_restored: FindRestored | None = None,
     ) -> None:
         self.redis = redis
         self.fetch_items = fetch_items
         self.find_withdrawn = find_withdrawn
+        self.find_restored = find_restored
         self._clients: dict[str, set[Mailbox]] = {}
         self.closed = False
 
@@ -119,8 +127,8 @@ class LiveHub:
 
     async def run_withdrawals(self) -> None:
         """Read the moderation decisions from the stream's current end, forever: each hiding
-        withdraws the items about it from the open streams of their recipients. (A restore
-        sends nothing: the items come back with the next load of the page.)"""
+        withdraws the items about it from the open streams of their recipients, and each
+        restore sends them the items it brings back."""
         await self._follow(streams.MODERATION_DECIDED, self._withdraw)
 
     async def _follow(
@@ -150,8 +158,6 @@ class LiveHub:
                 delay = min(delay * 2, 10.0)
 
     async def _withdraw(self, entries: list[tuple[str, dict[str, str]]]) -> None:
-        if self.find_withdrawn is None:
-            return
         for _, fields in entries:
             if not self._clients:
                 return
@@ -160,12 +166,17 @@ class LiveHub:
                 kind, item_id, decision = data["item_kind"], data["item_id"], data["decision"]
             except (ValueError, KeyError, TypeError):
                 continue  # not ours to judge; the stream's consumers dead-letter it
-            if decision != "hidden" or kind not in ("question", "answer"):
+            if kind not in ("question", "answer"):
                 continue
             subject = ("q" if kind == "question" else "a", str(item_id))
-            found = await self.find_withdrawn(subject, set(self._clients))
-            for recipient, nids in found.items():
-                self._put(recipient, {"withdrawn": nids})
+            if decision == "hidden" and self.find_withdrawn is not None:
+                found = await self.find_withdrawn(subject, set(self._clients))
+                for recipient, nids in found.items():
+                    self._put(recipient, {"withdrawn": nids})
+            elif decision == "restored" and self.find_restored is not None:
+                back = await self.find_restored(subject, set(self._clients))
+                for recipient, items in back.items():
+                    self._put(recipient, {"restored": items})
 
     def _put(self, recipient: str, item: dict[str, Any]) -> None:
         for queue in list(self._clients.get(recipient, ())):
@@ -216,9 +227,12 @@ EXPIRY_EVENT = 'event: token-expired\ndata: {"reconnect": "with a fresh token"}\
 def sse_event(item: dict[str, Any]) -> str:
     """One SSE message: the notification id as the event id, the item as data; or, for
     notifications withdrawn by a hiding, their ids (with no event id, so the client's
-    Last-Event-ID stays that of the newest notification it was sent)."""
+    Last-Event-ID stays that of the newest notification it was sent); or, for the items a
+    restore brings back, those items as the inbox shows them (no event id either)."""
     if "withdrawn" in item:
         return f"event: withdrawn\ndata: {json.dumps({'ids': item['withdrawn']})}\n\n"
+    if "restored" in item:
+        return f"event: restored\ndata: {json.dumps({'items': item['restored']})}\n\n"
     return f"id: {item['id']}\nevent: notification\ndata: {json.dumps(item)}\n\n"
 
 

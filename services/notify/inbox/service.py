@@ -104,6 +104,10 @@ class InboxPort(Protocol):
         """Whether a moderator hides each question ('q', id) or answer ('a', id) now."""
         ...
 
+    async def index_old_digests(self) -> tuple[int, int]:
+        """List older digests under their questions; (indexed, hidden now)."""
+        ...
+
     async def about(
         self, subject: tuple[str, str], after: str | None, count: int
     ) -> tuple[list[tuple[str, str, str]], str | None]:
@@ -287,6 +291,49 @@ class InboxService:
             if after is None:
                 return found
 
+    async def restored(
+        self, subject: tuple[str, str], recipients: Collection[str]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The items of `recipients` that restoring the question ('q', id) or answer ('a',
+        id) brings back, as the inbox shows them, by recipient: for the live streams open
+        when the decision comes. An item stays out while the other thing it is about is
+        hidden, and a digest comes back with the lines of the questions shown."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        after: str | None = None
+        while True:
+            notes, after = await self.store.about(subject, after, MODERATION_BATCH)
+            mine = [(nid, recipient) for nid, recipient, _ in notes if recipient in recipients]
+            # Shown now, whether or not the inbox has applied the restore yet.
+            stored = [
+                {k: v for k, v in note.items() if k != "hidden"}
+                for note in await self.store.notes([nid for nid, _ in mine])
+            ]
+            views = [item_view(note) for note in stored]
+            others: set[tuple[str, str]] = set()
+            for view in views:
+                if view is not None:
+                    others.update(moderated_subjects(view))
+                    others.update(("q", q) for q in digest_questions(view))
+            others.discard(subject)
+            ordered = sorted(others)
+            hidden = {
+                s for s, h in zip(ordered, await self.store.hidden(ordered), strict=True) if h
+            }
+            hidden_qs = {item_id for kind, item_id in hidden if kind == "q"}
+            for (_, recipient), view in zip(mine, views, strict=True):
+                if view is None or (not moderated_subjects(view) and not digest_questions(view)):
+                    continue  # expired, or a moderation notice (never taken out)
+                if digest_questions(view):
+                    shown = without_hidden_lines(view, hidden_qs)
+                elif hidden.intersection(moderated_subjects(view)):
+                    shown = None
+                else:
+                    shown = view
+                if shown is not None:
+                    found.setdefault(recipient, []).append(shown)
+            if after is None:
+                return found
+
     # --- reading -----------------------------------------------------------------------
 
     async def page(self, query: ListInbox) -> dict[str, Any]:
@@ -355,6 +402,23 @@ class InboxService:
             chunk = ordered[start : start + TRIM_BATCH]
             dropped += await self.store.trim(chunk, self.settings.inbox_max_items, floor)
         return dropped
+
+    async def index_old_digests(self) -> None:
+        """Background, once: digests made before they were listed under each question they
+        list are listed there, and those whose questions are all hidden leave the listing
+        and the unread count (as a hiding takes out a digest made since)."""
+        delay = 1.0
+        while True:
+            try:
+                indexed, hidden = await self.store.index_old_digests()
+            except (RedisError, OSError) as exc:
+                log.warning("digest_indexing_failed", error=str(exc)[:200], retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+                continue
+            if indexed:
+                log.info("old_digests_indexed", digests=indexed, hidden=hidden)
+            return
 
     async def run_trimmer(self) -> None:
         """Background loop: keep inboxes within their bounds."""

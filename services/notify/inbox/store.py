@@ -31,6 +31,11 @@ class ModerationStep:
     restored_to: list[str]
 
 
+def _glob_escape(text: str) -> str:
+    """`text` matched literally by a SCAN pattern (the tag's braces are no glob, but [ is)."""
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
+
+
 class InboxStore:
     """Notifications by recipient: all, unread and read indexes, and the item hashes."""
 
@@ -52,6 +57,7 @@ class InboxStore:
         self._trim = redis.register_script(lua(__package__, "trim.lua"))
         self._moderate = redis.register_script(lua(__package__, "moderate.lua"))
         self._add_each_once = redis.register_script(lua(__package__, "add_each_once.lua"))
+        self._index_digest = redis.register_script(lua(__package__, "index_digest.lua"))
 
     def _note_key(self, nid: str) -> str:
         # item JSON, recipient, read flag, and `d:<channel>` delivery status
@@ -81,6 +87,43 @@ class InboxStore:
         return f"{self._tag}:about:{kind}:{item_id}"
 
     # --- writing ----------------------------------------------------------------------
+
+    async def index_old_digests(self, batch: int = 500) -> tuple[int, int]:
+        """List the digests made before digests were indexed under each question they list,
+        and take out those whose questions are all hidden now (once: a marker records it).
+        (digests indexed, digests hidden)."""
+        done = f"{self._tag}:migrated:digest-about"
+        if await self.redis.exists(done):
+            return 0, 0
+        indexed = hidden = 0
+        pattern = _glob_escape(f"{self._tag}:n:") + "*"
+        keys: list[str] = []
+        async for key in self.redis.scan_iter(match=pattern, count=batch):
+            keys.append(key)
+            if len(keys) >= batch:
+                i, h = await self._index_digests(keys)
+                indexed, hidden, keys = indexed + i, hidden + h, []
+        i, h = await self._index_digests(keys)
+        await self.redis.set(done, "1")
+        return indexed + i, hidden + h
+
+    async def _index_digests(self, keys: list[str]) -> tuple[int, int]:
+        if not keys:
+            return 0, 0
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.hget(key, "item")
+        items = await pipe.execute()
+        prefix = len(f"{self._tag}:n:")
+        indexed = hidden = 0
+        for key, raw in zip(keys, items, strict=True):
+            if not raw or '"digest"' not in raw:
+                continue  # cheap pre-check: the script reads the item again, atomically
+            args = json.dumps({"tag": self._tag, "nid": key[prefix:], "ttl_s": self.ttl_s})
+            done = int(await self._index_digest(keys=[key], args=[args]))
+            indexed += done >= 1
+            hidden += done == 2
+        return indexed, hidden
 
     def add(self, txn: Txn, note: Notification) -> Txn:
         """Add to `txn`: the inbox item, its event and (if any channel) its outbox entry."""

@@ -101,6 +101,20 @@ async def flag_answer(
     return await moderation(request).flag(command)
 
 
+@router.get("/moderation/visibility", summary="The visibility version (long poll)")
+async def visibility_version(
+    request: Request,
+    after: Annotated[int | None, Query(ge=0, description="answer once it is not this")] = None,
+    wait_s: Annotated[float, Query(ge=0, le=4)] = 0,
+) -> dict[str, int]:
+    """A counter every applied hide or restore bumps; with `after`, waits for it to move.
+
+    Whoever keeps pages or listings (the web's caches) drops them when it moves: a
+    hidden question leaves every list at once, a restored one comes back.
+    """
+    return {"version": await moderation(request).visibility_version(after, wait_s)}
+
+
 @router.get("/moderation/queue", summary="The moderation queue (admins)")
 async def moderation_queue(
     request: Request,

@@ -2,7 +2,9 @@
 -- moderation-decided (see store.py). One call per event, idempotent by its event id.
 -- KEYS: 1 the event's marker, 2 the item's hash, 3 the open queue (zset),
 --       4 the hidden list (zset), 5 the item's notes (list), 6 the kind's visibility hash,
---       7 the question's page version (a decision changes what its page shows).
+--       7 the question's page version (a decision changes what its page shows),
+--       8 the visibility version (every applied decision: caches of any page or list drop
+--         what they hold, since a hidden or restored question leaves or joins others' lists).
 -- ARGV[1]: JSON {event = 'flag'|'decision'|'dismiss', member, kind, item_id, question_id,
 --   at_ms, marker_ttl_s, retention_s (how long an entry in neither list is kept), and for a
 --   flag: flag_count, counts (JSON text), first_ms, note?, notes_kept; for a decision:
@@ -52,6 +54,7 @@ else
       redis.call('HDEL', KEYS[6], a.item_id)
     end
     redis.call('INCR', KEYS[7])
+    redis.call('INCR', KEYS[8])
   end
 end
 

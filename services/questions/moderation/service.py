@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -15,6 +17,9 @@ from shared.metrics import EVENTS_PUBLISHED
 
 from . import domain
 from .store import ALREADY_FLAGGED, COUNT_GUARD
+
+#: How often a long poll of the visibility version looks again (one GET each time).
+VISIBILITY_POLL_S = 0.05
 
 log = get_logger("askdoc.questions.moderation")
 
@@ -128,6 +133,10 @@ class ModerationStorePort(Protocol):
 
     async def decision(self, kind: str, item_id: str) -> dict[str, str]:
         """The latest decision on an item (empty if none)."""
+        ...
+
+    async def visibility_version(self) -> int:
+        """How many hides and restores the pages have taken so far."""
         ...
 
     async def decide(self, event: ModerationDecided, admin_id: str) -> CommitResult:
@@ -309,6 +318,19 @@ class ModerationService:
             "reason": state.get("reason"),
             "decision_version": version,
         }
+
+    async def visibility_version(self, after: int | None, wait_s: float) -> int:
+        """The visibility version; waits up to `wait_s` for one past `after` (long poll).
+
+        Readers that keep pages or lists (the web) hold this open and drop what they keep
+        when it moves, so a hidden question leaves every cached list once it is applied.
+        """
+        deadline = time.monotonic() + wait_s
+        while True:
+            version = await self.store.visibility_version()
+            if after is None or version != after or time.monotonic() >= deadline:
+                return version
+            await asyncio.sleep(VISIBILITY_POLL_S)
 
     async def queue(self, status: str, limit: int, cursor: str | None) -> dict[str, Any]:
         """Flagged items (most flags, oldest first) or hidden ones, with counts and notes."""

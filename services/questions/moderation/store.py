@@ -58,6 +58,11 @@ def visibility_key(tag: str, kind: str) -> str:
     return f"{tag}:mod:vis:{kind}"
 
 
+def visibility_version_key(tag: str) -> str:
+    """The counter every applied hide or restore bumps: what readers' caches follow."""
+    return f"{tag}:mod:vis-version"
+
+
 def page_version_key(tag: str, qid: str) -> str:
     """The counter every change of a question's page bumps, so its built copy is rebuilt."""
     return f"{tag}:q:{qid}:page-version"
@@ -120,6 +125,10 @@ class ModerationStore:
         found: dict[str, str] = await self.redis.hgetall(self._decision(kind, item_id))
         return found
 
+    async def visibility_version(self) -> int:
+        """How many hides and restores the pages have taken so far."""
+        return int(await self.redis.get(visibility_version_key(self.tag)) or 0)
+
     async def decide(self, event: ModerationDecided, admin_id: str) -> CommitResult:
         """Record a decision and publish moderation-decided atomically (version N lands once)."""
         key = self._decision(event.item_kind, event.item_id)
@@ -163,6 +172,7 @@ class ModerationStore:
             self._notes(kind, item_id),
             visibility_key(self.tag, kind),
             page_version_key(self.tag, args["question_id"]),
+            visibility_version_key(self.tag),
         ]
         args = {
             **args,

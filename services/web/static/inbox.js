@@ -1,6 +1,7 @@
 // The live inbox: new alerts arrive over server-sent events from this site (which
 // relays notify's stream with the session's token) and are added at the top, already
-// rendered by the server; alerts about something a moderator hid are removed. Without
+// rendered by the server; alerts about something a moderator hid are removed, and come
+// back when it is restored. Without
 // JavaScript the page still lists every alert (and none about a hidden item).
 "use strict";
 (function () {
@@ -67,6 +68,43 @@
       status.textContent = gone === 1
         ? "An alert was removed: a moderator hid what it was about."
         : gone + " alerts were removed: a moderator hid what they were about.";
+    }
+  });
+  // A moderator restored what these alerts were about: they come back where they belong
+  // (newest first, as the page lists them); one shown already is replaced (a digest gets
+  // its lines back).
+  source.addEventListener("restored", function (event) {
+    const parsed = new DOMParser().parseFromString(event.data, "text/html");
+    let back = 0;
+    Array.from(parsed.body.children).forEach(function (item) {
+      if (!item.id || item.id.indexOf("n-") !== 0) {
+        return;
+      }
+      const shown = document.getElementById(item.id);
+      const node = document.adoptNode(item);
+      if (shown) {
+        countUnread((node.classList.contains("unread") ? 1 : 0) - (shown.classList.contains("unread") ? 1 : 0));
+        shown.replaceWith(node);
+        return;
+      }
+      // Notification ids sort by creation time: before the first older one shown.
+      const older = Array.from(list.children).find(function (other) {
+        return other.id && other.id < node.id;
+      });
+      list.insertBefore(node, older || null);
+      if (node.classList.contains("unread")) {
+        countUnread(1);
+      }
+      back += 1;
+    });
+    if (back) {
+      const empty = document.getElementById("inbox-empty");
+      if (empty) {
+        empty.remove();
+      }
+      status.textContent = back === 1
+        ? "An alert is back: a moderator restored what it was about."
+        : back + " alerts are back: a moderator restored what they were about.";
     }
   });
   source.addEventListener("signed-out", function () {
