@@ -145,13 +145,29 @@ def inbox(system: System, user: str, role: str = "patient") -> list[dict[str, An
         params: dict[str, Any] = {"limit": 100}
         if cursor:
             params["cursor"] = cursor
-        page = httpx.get(
-            f"{system.urls['notify']}/inbox", params=params, headers=auth(user, role), timeout=10
+        page = read_as_a_client_would(
+            f"{system.urls['notify']}/inbox", params=params, headers=auth(user, role)
         ).json()
         items += page["items"]
         cursor = page.get("next_cursor")
         if not cursor:
             return items
+
+
+def read_as_a_client_would(url: str, attempts: int = 5, **options: Any) -> httpx.Response:
+    """GET, retrying a 503 after its Retry-After as the load's writers do.
+
+    After a Redis restart the first command on each pooled connection that predates it
+    fails ("Connection closed by server": redis-py retries no command here), and the
+    service answers that one request 503 with Retry-After. That is the contract for an
+    outage, not a loss; a question that is really gone still answers 404 every time.
+    """
+    for _ in range(attempts - 1):
+        reply = httpx.get(url, timeout=10, **options)
+        if reply.status_code != 503:
+            return reply
+        time.sleep(float(reply.headers.get("retry-after", "1")))
+    return httpx.get(url, timeout=10, **options)
 
 
 def audit(system: System, ledger: Ledger, name: str) -> dict[str, Any]:
@@ -161,7 +177,7 @@ def audit(system: System, ledger: Ledger, name: str) -> dict[str, Any]:
     # What a page read that failed got, so a missing question says why (lost, or a reply).
     missing_questions: list[str] = []
     for q in ledger.questions:
-        reply = httpx.get(f"{urls['questions']}/questions/{q}", timeout=10)
+        reply = read_as_a_client_would(f"{urls['questions']}/questions/{q}")
         if reply.status_code != 200:
             missing_questions.append(f"{q}: {reply.status_code} {reply.text[:160]}")
 
@@ -191,11 +207,11 @@ def audit(system: System, ledger: Ledger, name: str) -> dict[str, Any]:
         expected_tally[aid][0 if value == 1 else 1] += 1
     pages: dict[str, dict[str, tuple[int, int]]] = {}
     for aid, (helpful, unhelpful) in expected_tally.items():
-        tally = httpx.get(f"{urls['votes']}/answers/{aid}/votes", timeout=10).json()
+        tally = read_as_a_client_would(f"{urls['votes']}/answers/{aid}/votes").json()
         tallies_wrong += (tally["helpful"], tally["unhelpful"]) != (helpful, unhelpful)
         qid = ledger.answers[aid][0]
         if qid not in pages:
-            page = httpx.get(f"{urls['questions']}/questions/{qid}", timeout=10).json()
+            page = read_as_a_client_would(f"{urls['questions']}/questions/{qid}").json()
             pages[qid] = {x["id"]: (x["helpful"], x["unhelpful"]) for x in page["answers"]}
         page_wrong += pages[qid].get(aid) != (helpful, unhelpful)
 
