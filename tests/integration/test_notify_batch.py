@@ -127,6 +127,21 @@ def load(client: redis.Redis, rows: list[dict[str, Any]]) -> None:
     pipe.execute()
 
 
+def dermatology_question(at: Location) -> QuestionPosted:
+    """Question q1 by p1, for a dermatologist, asked at `at`."""
+    return QuestionPosted(
+        correlation_id="c",
+        producer="test",
+        question_id="q1",
+        title="t",
+        body="b",
+        topics=[],
+        specialties=["dermatology"],
+        location=at,
+        asker_id="p1",
+    )
+
+
 def questions(data: st.DataObject, urgent: bool) -> list[QuestionPosted]:
     out = []
     for n in range(data.draw(st.integers(1, 4))):
@@ -213,17 +228,7 @@ def test_a_ring_whose_best_match_was_widened_to_is_searched_on(redis_url: str) -
             {**base, "id": "d3", "lat": lat + 0.072, "lon": lon, "radius_km": 20.0, "rating": 5.0},
         ],
     )
-    question = QuestionPosted(
-        correlation_id="c",
-        producer="test",
-        question_id="q1",
-        title="t",
-        body="b",
-        topics=[],
-        specialties=["dermatology"],
-        location=Location(lat=lat, lon=lon),
-        asker_id="p1",
-    )
+    question = dermatology_question(Location(lat=lat, lon=lon))
 
     async def run(in_replica: bool) -> tuple[list[Match], list[Match]]:
         parts = parts_on(
@@ -251,17 +256,7 @@ def test_a_saved_profile_change_reaches_the_batch_matching(redis_url: str) -> No
         Location(lat=34.05, lon=-118.08),
         Location(lat=36.1, lon=-115.1),
     )
-    question = QuestionPosted(
-        correlation_id="c",
-        producer="test",
-        question_id="q1",
-        title="t",
-        body="b",
-        topics=[],
-        specialties=["dermatology"],
-        location=here,
-        asker_id="p1",
-    )
+    question = dermatology_question(here)
 
     def profile(at: Location, radius_km: float, daily_cap: int | None) -> SaveDoctorProfile:
         return SaveDoctorProfile(
