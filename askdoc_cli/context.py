@@ -138,12 +138,6 @@ def print_table(
     console.print(table)
 
 
-def parse_id(entry_id: str) -> tuple[int, int]:
-    """A stream entry id as a comparable pair: '1712-3' -> (1712, 3)."""
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
 def human_ms(ms: int) -> str:
     """A duration for people: 950ms, 12s, 3m04s, 2h05m, 3d04h."""
     if ms < 1000:

@@ -17,10 +17,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from askdoc_cli.context import parse_id
 from shared import streams
 from shared.events import WIRE_FIELD
 from shared.redis import RedisClient
+from shared.retention import parse_id
 
 REPLAYED_KEY = streams.slot_tag(streams.DEAD_LETTER) + ":replayed"
 # The consumer keeps at most this many characters of each field of a dead-lettered entry.

@@ -12,7 +12,7 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from askdoc_cli.context import human_ms, parse_id
+from askdoc_cli.context import human_ms
 from shared import retention, streams
 from shared.redis import RedisClient
 from shared.relay import outboxes
@@ -26,7 +26,10 @@ class GroupLag:
     group: str
     length: int
     pending: int
+    # Counted by askdoc when Redis reports none (after a restart from its AOF); true when
+    # the count stopped at its limit, so the lag is at least `lag`.
     lag: int | None
+    lag_at_least: bool
     behind_retention: bool
     lost_unread: int | None
     oldest_pending_id: str | None
@@ -40,7 +43,9 @@ class GroupLag:
             if self.lag is None:
                 return "unknown (behind retention)"
             return f"{self.lag} (behind retention: {self.lost_unread} unread entries trimmed)"
-        return "unknown" if self.lag is None else str(self.lag)
+        if self.lag is None:
+            return "unknown"
+        return f"at least {self.lag}" if self.lag_at_least else str(self.lag)
 
 
 @dataclass(frozen=True)
@@ -56,29 +61,6 @@ class StreamLag:
     # Trims at the byte ceiling that removed unread entries, and how many they removed.
     forced_trims: int = 0
     unread_trimmed: int = 0
-
-
-def behind_retention(
-    lag: int | None,
-    length: int,
-    last_delivered_id: str,
-    first_entry_id: str | None,
-    last_generated_id: str,
-) -> tuple[bool, int | None]:
-    """Whether a group has unread entries that the stream no longer holds, and how many.
-
-    Redis 7 keeps counting `lag` (entries added minus entries read) across a trim, so a
-    lag larger than the stream is the sign: those unread entries were trimmed. Redis
-    reports no lag at all when entries were deleted (XDEL) inside the unread range; then
-    the ids tell: a group whose last delivered id is older than the stream's first entry
-    has lost what lay in between.
-    """
-    if lag is not None:
-        return (True, lag - length) if lag > length else (False, 0)
-    delivered = parse_id(last_delivered_id)
-    if first_entry_id is None:
-        return delivered < parse_id(last_generated_id), None
-    return delivered < parse_id(first_entry_id), None
 
 
 async def collect(redis: RedisClient) -> list[StreamLag]:
@@ -108,9 +90,7 @@ async def collect(redis: RedisClient) -> list[StreamLag]:
             unread_trimmed=unread,
         )
         for group in await redis.xinfo_groups(stream):
-            entry.groups.append(
-                await _group_lag(redis, stream, group, entry.length, first_id, info)
-            )
+            entry.groups.append(await _group_lag(redis, stream, group, entry.length, info))
         result.append(entry)
     return result
 
@@ -120,17 +100,11 @@ async def _group_lag(
     stream: str,
     group: dict[str, Any],
     length: int,
-    first_id: str | None,
     info: dict[str, Any],
 ) -> GroupLag:
     name = str(group["name"])
     pending = int(group["pending"])
-    raw_lag = group.get("lag")
-    lag = None if raw_lag is None else int(raw_lag)
-    last_delivered = str(group["last-delivered-id"])
-    behind, lost = behind_retention(
-        lag, length, last_delivered, first_id, str(info.get("last-generated-id", "0-0"))
-    )
+    lag = await retention.group_lag(redis, stream, group, info)
     oldest_id = None
     oldest_idle = None
     if pending:
@@ -145,13 +119,14 @@ async def _group_lag(
         group=name,
         length=length,
         pending=pending,
-        lag=lag,
-        behind_retention=behind,
-        lost_unread=lost,
+        lag=lag.entries,
+        lag_at_least=lag.at_least,
+        behind_retention=lag.behind_retention,
+        lost_unread=lag.lost_unread,
         oldest_pending_id=oldest_id,
         oldest_pending_idle_ms=oldest_idle,
         consumers=int(group["consumers"]),
-        last_delivered_id=last_delivered,
+        last_delivered_id=str(group["last-delivered-id"]),
     )
 
 

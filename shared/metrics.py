@@ -54,7 +54,7 @@ GROUP_PENDING = Gauge(
 )
 GROUP_LAG = Gauge(
     "askdoc_group_lag",
-    "Entries not yet delivered to the group (-1: unknown, the group fell behind retention)",
+    "Entries not yet delivered to the group (-1: it fell behind retention, lost unread entries)",
     ["group", "stream"],
 )
 READY = Gauge("askdoc_ready", "1 when Redis is reachable and consumers run", ["service"])

@@ -14,7 +14,7 @@ import uvicorn
 from faststream.redis import RedisBroker
 from redis.exceptions import RedisError
 
-from shared import streams, tracing
+from shared import retention, streams, tracing
 from shared.atomic import Committer
 from shared.consumer import EventConsumer, PollWatch
 from shared.events import EVENT_BY_STREAM
@@ -175,24 +175,25 @@ class ServiceRuntime:
         while True:
             try:
                 for stream in self.consumer.subscriptions_streams():
-                    STREAM_LENGTH.labels(stream).set(await self.redis.xlen(stream))
-                    for group in await self.redis.xinfo_groups(stream):
-                        if group["name"] != self.service:
-                            continue
-                        GROUP_PENDING.labels(self.service, stream).set(group["pending"])
-                        lag = group.get("lag")
-                        GROUP_LAG.labels(self.service, stream).set(-1 if lag is None else lag)
+                    await self.export_stream_metrics(stream, self.service)
                 if self.relay is not None and await self.redis.exists(self.relay.outbox):
                     # The relay's outbox is a stream like the others: its backlog shows too.
-                    for group in await self.redis.xinfo_groups(self.relay.outbox):
-                        GROUP_PENDING.labels(group["name"], self.relay.outbox).set(group["pending"])
-                        lag = group.get("lag")
-                        GROUP_LAG.labels(group["name"], self.relay.outbox).set(
-                            -1 if lag is None else lag
-                        )
+                    await self.export_stream_metrics(self.relay.outbox, None)
             except (RedisError, OSError) as exc:
                 log.warning("stream_watch_failed", error=str(exc)[:200])
             await asyncio.sleep(5)
+
+    async def export_stream_metrics(self, stream: str, only: str | None) -> None:
+        """Length of `stream`, pending and lag (-1: behind retention) of its groups (or of
+        the group named `only`)."""
+        info = await self.redis.xinfo_stream(stream)
+        STREAM_LENGTH.labels(stream).set(int(info["length"]))
+        for group in await self.redis.xinfo_groups(stream):
+            if only is not None and group["name"] != only:
+                continue
+            GROUP_PENDING.labels(group["name"], stream).set(group["pending"])
+            lag = await retention.group_lag(self.redis, stream, group, info)
+            GROUP_LAG.labels(group["name"], stream).set(-1 if lag.entries is None else lag.entries)
 
     async def _trim_streams(self) -> None:
         """Trim the streams this service writes, never past what a group has to read."""

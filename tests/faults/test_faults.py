@@ -120,22 +120,30 @@ def register_doctors(system: System) -> None:
 
 
 def _answers_know_doctors(system: System) -> bool:
-    client = system.client()
+    return caught_up(system.client(), streams.DOCTOR_PROFILE_CHANGED)
+
+
+def caught_up(client: redis.Redis, stream: str) -> bool:
+    """Every group on `stream` read its last entry and acked all it read.
+
+    Ids, not XINFO's lag: after Redis restarts from its AOF it reports no lag (nil) until
+    a group reads the stream's last entry, and a nil read as "nothing behind" let the audit
+    start while the consumers were still catching up.
+    """
+    last = client.xinfo_stream(stream)["last-generated-id"]
     return all(
-        group["pending"] == 0 and group.get("lag") == 0
-        for group in client.xinfo_groups(streams.DOCTOR_PROFILE_CHANGED)
+        group["pending"] == 0 and group["last-delivered-id"] == last
+        for group in client.xinfo_groups(stream)
     )
 
 
 def drained(system: System) -> bool:
     client = system.client()
-    for stream in streams.ALL:
-        if not client.exists(stream) or stream == streams.DEAD_LETTER:
-            continue
-        for group in client.xinfo_groups(stream):
-            if group["pending"] or group.get("lag"):
-                return False
-    return True
+    return all(
+        caught_up(client, stream)
+        for stream in streams.ALL
+        if stream != streams.DEAD_LETTER and client.exists(stream)
+    )
 
 
 def inbox(system: System, user: str, role: str = "patient") -> list[dict[str, Any]]:

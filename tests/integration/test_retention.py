@@ -12,10 +12,11 @@ import pytest
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
-from shared.retention import Trimmer, forced_trims
+from shared import streams
+from shared.retention import Trimmer, forced_trims, group_lag
 from shared.service import ServiceRuntime
 from shared.settings import Settings
-from tests.support import ROOT
+from tests.support import ROOT, RedisServer
 
 STREAM = "askdoc.vote-cast"
 HUGE = 1 << 40
@@ -134,3 +135,64 @@ async def test_a_service_trims_the_streams_it_writes(client: Redis, redis_url: s
         assert 1000 <= await client.xlen(STREAM) < 1200
     finally:
         await runtime.stop()
+
+
+async def test_after_redis_restarts_from_its_aof_a_groups_lag_is_counted_not_unknown() -> None:
+    """Redis reports no lag after a restart from its AOF until a group reads the stream's
+    last entry. `askdoc lag` and the services' askdoc_group_lag count it instead: a group
+    catching up shows how far behind it is, not -1 (which pages "behind retention")."""
+    server = RedisServer(appendonly=True, appendfsync="always").start()
+    runtime = ServiceRuntime("questions", Settings(redis_url=server.url, jwt_secret="s" * 32))  # type: ignore[arg-type]
+    stream = streams.DOCTOR_PROFILE_CHANGED  # questions reads it
+    try:
+        r = server.client()
+        r.xgroup_create(stream, "questions", id="$", mkstream=True)
+        ids = [r.xadd(stream, {"n": n}) for n in range(5)]
+        r.xreadgroup("questions", "questions-1", {stream: ">"}, count=2)
+        r.xack(stream, "questions", *ids[:2])
+        assert r.xinfo_groups(stream)[0]["lag"] == 3
+
+        server.kill()
+        server.start()
+        r = server.client()
+        assert r.xinfo_groups(stream)[0]["lag"] is None  # what Redis says now
+
+        report = json.loads(cli_lag(server.url, "--json"))
+        (row,) = [g for s in report["streams"] if s["stream"] == stream for g in s["groups"]]
+        assert (row["lag"], row["lag_at_least"], row["behind_retention"]) == (3, False, False)
+        assert report["behind_retention"] is False
+        table = cli_lag(server.url).splitlines()
+        assert any(line.startswith(f"{stream}\tquestions\t5\t0\t3\t") for line in table)
+
+        await runtime.export_stream_metrics(stream, "questions")
+        labels = {"group": "questions", "stream": stream}
+        assert REGISTRY.get_sample_value("askdoc_group_lag", labels) == 3
+
+        # A count that stops at its limit says so.
+        lag = await group_lag(
+            runtime.redis,
+            stream,
+            r.xinfo_groups(stream)[0],
+            await runtime.redis.xinfo_stream(stream),
+            limit=2,
+        )
+        assert (lag.entries, lag.at_least) == (2, True)
+
+        # Once the group reads the last entry, Redis counts again.
+        r.xreadgroup("questions", "questions-1", {stream: ">"})
+        assert r.xinfo_groups(stream)[0]["lag"] == 0
+    finally:
+        await runtime.redis.aclose()
+        server.cleanup()
+
+
+def cli_lag(redis_url: str, *args: str) -> str:
+    shown = subprocess.run(
+        [sys.executable, "-m", "askdoc_cli", "lag", *args, "--redis-url", redis_url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    return shown.stdout

@@ -10,9 +10,9 @@ import typer
 from askdoc_cli.context import human_ms, stream_name
 from askdoc_cli.dlq import FIELD_LIMIT, Letter, parse_letter, replay_problem
 from askdoc_cli.doctors import Rejected, Row, parse_row
-from askdoc_cli.lag import behind_retention
 from askdoc_cli.tail import decode_entry, key_ids, readable
 from shared.events import DeadLetter, QuestionPosted
+from shared.retention import behind_retention
 
 
 def test_a_lag_larger_than_the_stream_means_unread_entries_were_trimmed() -> None:
