@@ -27,6 +27,7 @@ def test_sigterm_acks_in_flight_entries_and_leaves_nothing_pending(
         f"{service.url}/questions",
         headers=auth("patient-shutdown"),
         json={"title": "Acne scars on my cheeks", "body": "What helps?", "topics": ["acne"]},
+        timeout=30,
     ).json()
     answers = 20_000
     pipe = client.pipeline(transaction=False)
@@ -59,7 +60,7 @@ def test_sigterm_acks_in_flight_entries_and_leaves_nothing_pending(
             timeout=90,  # up to 20,000 entries: a loaded machine took more than 15 s
             what="the rest after restart",
         )
-        page = httpx.get(f"{restarted.url}/questions/{question['id']}").json()
+        page = httpx.get(f"{restarted.url}/questions/{question['id']}", timeout=30).json()
         assert page["answer_count"] == answers
         assert "Traceback" not in service.logs()
         print(
