@@ -12,6 +12,7 @@ from shared.settings import Settings
 
 from . import api, handlers
 from .moderation import api as moderation_api
+from .moderation import watch
 from .moderation.service import ModerationService
 from .moderation.store import ModerationStore
 from .service import SERVICE, QuestionsService
@@ -25,14 +26,19 @@ def create_app(settings: Settings) -> FastAPI:
     runtime = ServiceRuntime(SERVICE, settings)
     store = QuestionStore(runtime.redis, runtime.committer, runtime.tag, settings.stream_maxlen)
     service = QuestionsService(store, settings, WriteLimit.of(runtime.tag, settings))
+    moderation_store = ModerationStore(
+        runtime.redis, runtime.committer, runtime.tag, settings.flag_retention_s
+    )
+    # Its blocking read ends well inside the socket timeout, however short that is set.
+    block_s = min(watch.BLOCK_S, settings.redis_socket_timeout_s / 2)
     moderation = ModerationService(
-        ModerationStore(runtime.redis, runtime.committer, runtime.tag, settings.flag_retention_s),
-        store,
+        moderation_store, store, watch.VisibilityWatch(moderation_store, block_s)
     )
     handlers.register(runtime.consumer, service, moderation)
     runtime.warmups.append(geo.warm_up)
     runtime.startups.append(store.migrate_indexes)
     runtime.background.append(store.keep_migrating)
+    runtime.background.append(moderation.visibility.watch_visibility)
     app = create_http_app(
         runtime,
         [api.router, moderation_api.router],

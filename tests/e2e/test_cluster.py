@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -12,11 +14,23 @@ from redis.cluster import RedisCluster
 from typer.testing import CliRunner
 
 from askdoc_cli.main import app as cli
+from services.questions.moderation.store import visibility_signal_key
 from shared import streams
 from shared.relay import GROUP, outbox_key
 from tests.e2e.scenario import SEED, alerted, play_seed
 from tests.e2e.test_community import answer, ask, events_of, new_answers, register
 from tests.support import RedisClusterProcesses, ServiceProcess, auth, running_services, wait_for
+
+
+def polled_past(url: str, after: int) -> int:
+    """Hold the long poll as a web replica does until the version is past `after`."""
+    for _ in range(15):
+        version: int = httpx.get(url, params={"after": after, "wait_s": 4}, timeout=10).json()[
+            "version"
+        ]
+        if version != after:
+            return version
+    raise AssertionError(f"the visibility version stayed {after}")
 
 
 @pytest.fixture(scope="module")
@@ -181,6 +195,13 @@ def test_flag_and_hide_commit_in_their_streams_slots_on_a_redis_cluster(
         return any(i["item_id"] == qid for i in reply.json()["items"])
 
     wait_for(queued, timeout=30, what="the flag in the queue")
+    # A long poll of the visibility version waits through the hide on the questions
+    # watcher's one blocking read (XREAD) of the signal stream in the service's slot.
+    visibility = f"{questions}/moderation/visibility"
+    before = httpx.get(visibility, timeout=10).json()["version"]
+    polls = ThreadPoolExecutor(max_workers=1)
+    waiting = polls.submit(polled_past, visibility, before)
+    time.sleep(0.5)  # waiting when the hide lands
     hidden = httpx.put(
         f"{questions}/moderation/questions/{qid}",
         json={"decision": "hidden"},
@@ -199,7 +220,13 @@ def test_flag_and_hide_commit_in_their_streams_slots_on_a_redis_cluster(
         return any(i["kind"] == "item-hidden" for i in reply.json()["items"])
 
     wait_for(told, timeout=30, what="the asker told")
+    assert waiting.result(timeout=30) == before + 1
+    polls.shutdown()
+    assert "visibility_follow_failed" not in procs["questions"].logs()
     client = RedisCluster.from_url(cluster.url, decode_responses=True)
+    assert (
+        client.xlen(visibility_signal_key(streams.slot_tag(streams.HOME_STREAM["questions"]))) == 1
+    )
     for stream in (streams.ITEM_FLAGGED, streams.MODERATION_DECIDED):
         [(_, fields)] = [e for e in client.xrange(stream) if qid in e[1]["__data__"]]
         assert json.loads(fields["__data__"])["question_id"] == qid

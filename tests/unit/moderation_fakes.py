@@ -7,6 +7,8 @@ every published event in `events`, and a projection that ignores an event seen b
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -30,6 +32,10 @@ class FakeModerationStore:
         self.racing_flags = 0
         #: Hides and restores applied to the pages so far.
         self.visibility = 0
+        #: Set on each bump, as queue.lua appends to the visibility signal.
+        self.signal = asyncio.Event()
+        #: Calls of the visibility reads, by name (what the long polls cost the store).
+        self.visibility_calls: dict[str, int] = {}
 
     async def flags(self, kind: str, item_id: str) -> dict[str, str]:
         return dict(self.flag_state.get((kind, item_id), {}))
@@ -110,10 +116,28 @@ class FakeModerationStore:
                 decided_ms=str(int(event.occurred_at.timestamp() * 1000)),
             )
             self.visibility += 1
+            self.signal.set()
+            self.signal = asyncio.Event()
         return True
 
+    def _count(self, name: str) -> None:
+        self.visibility_calls[name] = self.visibility_calls.get(name, 0) + 1
+
     async def visibility_version(self) -> int:
+        self._count("version")
         return self.visibility
+
+    async def visibility_mark(self) -> str:
+        self._count("mark")
+        return str(self.visibility)
+
+    async def visibility_moved(self, mark: str, block_s: float) -> str:
+        self._count("moved")
+        if str(self.visibility) == mark:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(block_s):
+                    await self.signal.wait()
+        return str(self.visibility)
 
     async def dismiss(
         self, kind: str, item_id: str, question_id: str, admin_id: str, at_ms: int

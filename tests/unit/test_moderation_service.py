@@ -21,6 +21,7 @@ from services.questions.moderation.service import (
     UnknownReason,
 )
 from shared.events import ItemFlagged, ModerationDecided
+from shared.service import end_tasks
 from tests.factories import answer_posted
 from tests.unit.fakes import FakeQuestionStore
 from tests.unit.moderation_fakes import FakeModerationStore
@@ -154,6 +155,8 @@ async def test_hide_then_restore_tells_the_author_and_moves_the_item() -> None:
 
 async def test_the_visibility_version_moves_once_per_applied_decision_and_can_be_awaited() -> None:
     service, store = await build()
+    # The watcher runs as the service's background work does.
+    watcher = asyncio.create_task(service.visibility.watch_visibility())
     assert await service.visibility_version(None, 0) == 0
     # Unchanged: the long poll answers with the same version once its wait is over.
     assert await service.visibility_version(0, 0.1) == 0
@@ -173,6 +176,7 @@ async def test_the_visibility_version_moves_once_per_applied_decision_and_can_be
     assert await service.visibility_version(None, 0) == 1
     await project_all(service, store)
     assert await service.visibility_version(1, 0) == 2
+    await end_tasks([watcher])
 
 
 async def test_restoring_what_was_never_hidden_changes_nothing() -> None:

@@ -4,7 +4,9 @@
 --       4 the hidden list (zset), 5 the item's notes (list), 6 the kind's visibility hash,
 --       7 the question's page version (a decision changes what its page shows),
 --       8 the visibility version (every applied decision: caches of any page or list drop
---         what they hold, since a hidden or restored question leaves or joins others' lists).
+--         what they hold, since a hidden or restored question leaves or joins others' lists),
+--       9 the visibility signal (a stream of one entry, appended to with each bump: the
+--         processes holding long polls of the version block on it instead of polling).
 -- ARGV[1]: JSON {event = 'flag'|'decision'|'dismiss', member, kind, item_id, question_id,
 --   at_ms, marker_ttl_s, retention_s (how long an entry in neither list is kept), and for a
 --   flag: flag_count, counts (JSON text), first_ms, note?, notes_kept; for a decision:
@@ -54,7 +56,8 @@ else
       redis.call('HDEL', KEYS[6], a.item_id)
     end
     redis.call('INCR', KEYS[7])
-    redis.call('INCR', KEYS[8])
+    local visibility = redis.call('INCR', KEYS[8])
+    redis.call('XADD', KEYS[9], 'MAXLEN', '1', '*', 'version', visibility)
   end
 end
 

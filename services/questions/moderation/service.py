@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -17,9 +15,7 @@ from shared.metrics import EVENTS_PUBLISHED
 
 from . import domain
 from .store import ALREADY_FLAGGED, COUNT_GUARD
-
-#: How often a long poll of the visibility version looks again (one GET each time).
-VISIBILITY_POLL_S = 0.05
+from .watch import VisibilityWatch
 
 log = get_logger("askdoc.questions.moderation")
 
@@ -139,6 +135,14 @@ class ModerationStorePort(Protocol):
         """How many hides and restores the pages have taken so far."""
         ...
 
+    async def visibility_mark(self) -> str:
+        """Where the signal of the visibility version's moves is now."""
+        ...
+
+    async def visibility_moved(self, mark: str, block_s: float) -> str:
+        """Wait up to `block_s` for a move after `mark`; the new mark, or `mark` if none."""
+        ...
+
     async def decide(self, event: ModerationDecided, admin_id: str) -> CommitResult:
         """Record a decision and publish moderation-decided atomically."""
         ...
@@ -165,9 +169,17 @@ class ModerationStorePort(Protocol):
 class ModerationService:
     """Flags from readers, decisions from admins, and the queue admins work from."""
 
-    def __init__(self, store: ModerationStorePort, items: ItemReader) -> None:
+    def __init__(
+        self,
+        store: ModerationStorePort,
+        items: ItemReader,
+        visibility: VisibilityWatch | None = None,
+    ) -> None:
         self.store = store
         self.items = items
+        #: The one follower of the visibility version that every long poll waits on; its
+        #: `watch_visibility` is the service's background work (started once ready, ended at stop).
+        self.visibility = visibility or VisibilityWatch(store)
 
     async def _author(self, item: ItemRef) -> tuple[str, dict[str, Any]]:
         """The item's author id and the item (hidden or not); ItemNotFound if none."""
@@ -325,12 +337,11 @@ class ModerationService:
         Readers that keep pages or lists (the web) hold this open and drop what they keep
         when it moves, so a hidden question leaves every cached list once it is applied.
         """
-        deadline = time.monotonic() + wait_s
-        while True:
-            version = await self.store.visibility_version()
-            if after is None or version != after or time.monotonic() >= deadline:
-                return version
-            await asyncio.sleep(VISIBILITY_POLL_S)
+        if after is None or wait_s <= 0:
+            return await self.store.visibility_version()
+        seen = await self.visibility.wait(after, wait_s)
+        # None: the watcher was out of step all along (not yet started, Redis restarting).
+        return seen if seen is not None else await self.store.visibility_version()
 
     async def queue(self, status: str, limit: int, cursor: str | None) -> dict[str, Any]:
         """Flagged items (most flags, oldest first) or hidden ones, with counts and notes."""

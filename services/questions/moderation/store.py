@@ -15,7 +15,10 @@ in the slot of the stream it publishes to, and the queue is a projection of both
   the service's consumer of both streams through ``queue.lua``: ``T:item:{kind}:{id}``,
   ``T:queue`` (open items by most flags, oldest first), ``T:hidden`` (by decision time),
   ``T:notes:{kind}:{id}`` (latest notes), ``T:vis:{kind}`` (hidden ids: what the page,
-  listings and related questions leave out), ``T:seen:{event_id}`` (dedupe markers).
+  listings and related questions leave out), ``T:vis-version`` (a counter every applied
+  hide or restore bumps, that readers' caches follow) and ``T:vis-signal`` (a stream of one
+  entry appended to with each bump, which the long polls of the version block on),
+  ``T:seen:{event_id}`` (dedupe markers).
   An admin's dismissal (flags judged harmless) is no event: it marks the flags counted so
   far as dealt with (``dismissed_count``) in the item's hash, through the same script, so the
   item leaves the open queue until a later flag counts past them.
@@ -61,6 +64,12 @@ def visibility_key(tag: str, kind: str) -> str:
 def visibility_version_key(tag: str) -> str:
     """The counter every applied hide or restore bumps: what readers' caches follow."""
     return f"{tag}:mod:vis-version"
+
+
+def visibility_signal_key(tag: str) -> str:
+    """A stream of one entry, appended to with each bump of the visibility version: the
+    processes holding long polls of the version block on it (XREAD) instead of polling."""
+    return f"{tag}:mod:vis-signal"
 
 
 def page_version_key(tag: str, qid: str) -> str:
@@ -129,6 +138,18 @@ class ModerationStore:
         """How many hides and restores the pages have taken so far."""
         return int(await self.redis.get(visibility_version_key(self.tag)) or 0)
 
+    async def visibility_mark(self) -> str:
+        """The last entry id of the visibility signal ("0-0" before the first bump)."""
+        last = await self.redis.xrevrange(visibility_signal_key(self.tag), count=1)
+        return str(last[0][0]) if last else "0-0"
+
+    async def visibility_moved(self, mark: str, block_s: float) -> str:
+        """Block up to `block_s` for a signal after `mark`; the newest entry id, or `mark`."""
+        key = visibility_signal_key(self.tag)
+        replies = await self.redis.xread({key: mark}, block=max(1, int(block_s * 1000)))
+        # [[key, [(id, fields), ...]]], or empty when the block ran out
+        return str(replies[0][1][-1][0]) if replies else mark
+
     async def decide(self, event: ModerationDecided, admin_id: str) -> CommitResult:
         """Record a decision and publish moderation-decided atomically (version N lands once)."""
         key = self._decision(event.item_kind, event.item_id)
@@ -173,6 +194,7 @@ class ModerationStore:
             visibility_key(self.tag, kind),
             page_version_key(self.tag, args["question_id"]),
             visibility_version_key(self.tag),
+            visibility_signal_key(self.tag),
         ]
         args = {
             **args,
