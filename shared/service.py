@@ -65,7 +65,7 @@ class ServiceRuntime:
         self.committer = Committer(self.redis, outbox_key(self.tag) if cluster else None)
         self.broker = make_broker(settings)
         self.consumer = EventConsumer(self.broker, self.redis, settings, service)
-        self.polls = PollWatch()
+        self.polls = PollWatch(self.consumer.outage)
         self._declare_publishers()
         self.ready = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -227,6 +227,9 @@ class ServiceRuntime:
 
     async def stop(self) -> None:
         """Finish in-flight work, then close connections."""
+        # A handler waiting to run again while Redis is away gives up at once (its entry
+        # stays pending): the stop does not wait out its retries.
+        self.consumer.stop()
         self.ready = False
         READY.labels(self.service).set(0)
         await end_tasks(self._tasks)
