@@ -41,8 +41,13 @@ from shared.events import AnswerPosted, DoctorCard
 #: A JWT secret for this run only.
 SECRET = secrets.token_hex(24)
 GROUP = "questions"
-#: Log lines worth counting: the handler failures and FastStream's fetch errors.
-NOISE = ("event_handler_failed", "Message fetch error", "redis_unavailable", "redis_available")
+#: Log lines worth counting: handler failures, FastStream's fetch errors, the outage lines.
+NOISE = (
+    "event_handler_failed",
+    "Message fetch error",
+    "consumers_lost_redis",
+    "consumers_have_redis_again",
+)
 
 
 def _service(root: Path, redis_url: str) -> ServiceProcess:

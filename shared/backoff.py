@@ -10,7 +10,8 @@ class Backoff:
     """Pauses that double from `first_s` up to `cap_s`, each drawn in [pause/2, pause].
 
     The jitter keeps many waiters (the replicas of a service, the handlers of a batch)
-    from retrying in step when Redis comes back; `reset` after a success.
+    from retrying in step when Redis comes back; `reset` after a success. A `first_s`
+    above the cap starts at the cap.
     """
 
     def __init__(
@@ -19,12 +20,12 @@ class Backoff:
         cap_s: float,
         unit_random: Callable[[], float] = random.random,
     ) -> None:
-        if not 0 < first_s <= cap_s:
-            raise ValueError(f"need 0 < first_s <= cap_s, got {first_s} and {cap_s}")
-        self.first_s = first_s
+        if first_s <= 0 or cap_s <= 0:
+            raise ValueError(f"pauses must be positive, got {first_s} and {cap_s}")
+        self.first_s = min(first_s, cap_s)
         self.cap_s = cap_s
         self._random = unit_random
-        self._pause = first_s
+        self._pause = self.first_s
 
     def next(self) -> float:
         """The pause before the next try; the one after it is twice as long (up to the cap)."""

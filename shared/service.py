@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 
 from shared import retention, streams, tracing
 from shared.atomic import Committer
+from shared.backoff import Backoff
 from shared.consumer import EventConsumer, PollWatch
 from shared.events import EVENT_BY_STREAM
 from shared.logging import configure_logging, get_logger
@@ -102,7 +103,7 @@ class ServiceRuntime:
         self._tasks.append(asyncio.create_task(self._connect_forever(), name="connect"))
 
     async def _connect_forever(self) -> None:
-        delay = 0.5
+        pauses = Backoff(0.5, 10.0)
         attempt = 0
         while True:
             attempt += 1
@@ -117,15 +118,15 @@ class ServiceRuntime:
             except (RedisError, OSError) as exc:
                 # One line per attempt, no traceback: an unreachable Redis is an
                 # operational state, not a bug.
+                delay = pauses.next()
                 log.warning(
                     "redis_unreachable",
                     redis_url=safe_url(self.settings.redis_url),
                     attempt=attempt,
-                    retry_in_s=delay,
+                    retry_in_s=round(delay, 2),
                     error=f"{type(exc).__name__}: {exc}"[:200],
                 )
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
         for warmup in self.warmups:
             await asyncio.to_thread(warmup)
         # Reference data loaded at start (the gazetteer: millions of objects) never dies;

@@ -26,9 +26,10 @@ def test_each_pause_is_drawn_between_half_and_all_of_its_step() -> None:
     assert all(0.5 <= drawn.next() <= 1.0 for _ in range(200))
 
 
-def test_a_first_pause_above_the_cap_is_refused() -> None:
-    with pytest.raises(ValueError, match="first_s <= cap_s"):
-        Backoff(2.0, 1.0)
+def test_a_first_pause_above_the_cap_starts_at_the_cap_and_none_is_zero() -> None:
+    assert Backoff(2.0, 1.0, unit_random=lambda: 1.0).next() == 1.0
+    with pytest.raises(ValueError, match="positive"):
+        Backoff(0.0, 1.0)
 
 
 def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends() -> None:
