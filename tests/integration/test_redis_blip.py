@@ -11,14 +11,11 @@ import time
 from datetime import UTC, datetime
 
 import httpx
-import pytest
 import redis
 
 from shared import streams
 from shared.events import AnswerPosted, DoctorCard
 from tests.support import RedisServer, ServiceProcess, auth, wait_for
-
-pytestmark = pytest.mark.slow
 
 #: Far longer than the test's bounds: no entry can be claimed within them.
 CLAIM_IDLE_MS = 60_000
