@@ -11,6 +11,13 @@ Per stream a service registers two subscribers in its own consumer group:
 An entry that can never succeed (no ``__data__``, not JSON, wrong schema, unknown
 ``schema_version``, oversized) is dead-lettered at once. Handlers must be idempotent:
 a claim can race a slow consumer, so an entry may run twice.
+
+A handler (or an XACK) that fails because Redis is unavailable (down, restarting,
+loading its AOF, full) is run again in place after short jittered pauses, for up to half
+of `claim_idle_ms` from the entry's delivery, so the events in flight when Redis blinks
+are handled as soon as it is back rather than a claim later; only then is the entry left
+pending for the claimer. Such a failure never dead-letters. The consumers say once that
+they lost Redis and once that they have it back (`RedisOutage`), not per failed call.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from redis.exceptions import ResponseError
 
 from shared import streams, tracing
 from shared.atomic import Committer, Txn
+from shared.backoff import Backoff
 from shared.events import WIRE_FIELD, DeadLetter, Event
 from shared.logging import bind_correlation_id, get_logger
 from shared.metrics import (
@@ -37,11 +45,13 @@ from shared.metrics import (
     EVENTS_DEAD_LETTERED,
     HANDLER_FAILURES,
     HANDLER_SECONDS,
+    RETRIED_IN_PLACE,
 )
 from shared.redis import RedisClient
 from shared.settings import Settings
 
 E = TypeVar("E", bound=Event)
+T = TypeVar("T")
 Handler = Callable[[Any], Awaitable[None]]
 BatchHandler = Callable[[list[Any]], Awaitable[None]]
 
@@ -57,9 +67,57 @@ _REDIS_UNAVAILABLE = (
     redis_errors.BusyLoadingError,
 )
 
+#: A run that failed for Redis being unavailable is retried in place for at most this
+#: share of `claim_idle_ms` from the entry's delivery (or claim): the claimer takes an
+#: entry idle for `claim_idle_ms`, and the rest leaves the last run time to end first.
+RETRY_IN_PLACE_SHARE = 0.5
+#: The pauses between those runs: the first, doubling up to the cap (each jittered).
+RETRY_PAUSE_FIRST_S = 0.05
+RETRY_PAUSE_CAP_S = 1.0
+#: A consume loop whose read failed for Redis being unavailable reads again after these
+#: (FastStream's own loop would log an error with its traceback and wait a fixed 5 s).
+POLL_PAUSE_FIRST_S = 0.1
+POLL_PAUSE_CAP_S = 2.0
+
 
 class PoisonEntry(Exception):
     """An entry that no retry can fix."""
+
+
+class RedisOutage:
+    """Logs once that a service's consumers lost Redis, and once that they have it back.
+
+    While Redis is down every handler in flight and every consume loop fails, many times
+    over (retries); one line each way says it, with how long and how many calls failed.
+    """
+
+    def __init__(self, group: str) -> None:
+        self.group = group
+        self.since: float | None = None
+        self.failed_calls = 0
+
+    def failed(self, exc: BaseException) -> None:
+        """A consumer's Redis call failed for Redis being unavailable."""
+        self.failed_calls += 1
+        if self.since is None:
+            self.since = time.monotonic()
+            log.warning(
+                "consumers_lost_redis", group=self.group, error=f"{type(exc).__name__}: {exc}"[:200]
+            )
+
+    def worked(self, started: float) -> None:
+        """A consumer's Redis call begun at `started` (monotonic time) worked."""
+        # One begun before the first failure proves nothing about Redis now.
+        if self.since is None or started < self.since:
+            return
+        log.info(
+            "consumers_have_redis_again",
+            group=self.group,
+            down_s=round(time.monotonic() - self.since, 2),
+            failed_calls=self.failed_calls,
+        )
+        self.since = None
+        self.failed_calls = 0
 
 
 @dataclass(frozen=True)
@@ -89,6 +147,13 @@ class EventConsumer:
         self.committer = Committer(redis)
         self.subscriptions: list[Subscription] = []
         self.batch_handlers: dict[type[Event], BatchHandler] = {}
+        self.outage = RedisOutage(service)
+        self._retry_budget_s = settings.claim_idle_ms / 1000 * RETRY_IN_PLACE_SHARE
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """No more retries in place: a handler waiting to run again gives up at once."""
+        self._stopping.set()
 
     def on(self, event_type: type[E]) -> Callable[[Callable[[E], Awaitable[None]]], Any]:
         """Decorate the idempotent handler of one event type."""
@@ -138,19 +203,22 @@ class EventConsumer:
             description=f"{self.group} reads {name} entries in batches",
         )
         async def read(body: Any, message: Any = Context("message")) -> None:
+            deadline = time.monotonic() + self._retry_budget_s  # just delivered
             raw = message.raw_message
             ids = [_text(i) for i in raw["message_ids"]]
             batch = self.batch_handlers.get(sub.event_type)
             if batch is not None and not tracing.enabled():
-                await self._ack(await self._process_batch(sub, batch, ids, raw["data"]), sub.stream)
+                done = await self._process_batch(sub, batch, ids, raw["data"], deadline)
+                await self._ack_retrying(done, sub.stream, deadline)
                 return
             outcomes = await asyncio.gather(
                 *(
-                    self._process(sub, i, fields, 1)
+                    self._process(sub, i, fields, 1, deadline)
                     for i, fields in zip(ids, raw["data"], strict=True)
                 )
             )
-            await self._ack([i for i, ok in zip(ids, outcomes, strict=True) if ok], sub.stream)
+            done = [i for i, ok in zip(ids, outcomes, strict=True) if ok]
+            await self._ack_retrying(done, sub.stream, deadline)
 
         @self.broker.subscriber(
             stream=StreamSub(
@@ -165,16 +233,56 @@ class EventConsumer:
             include_in_schema=False,
         )
         async def claim(body: Any, message: Any = Context("message")) -> None:
+            deadline = time.monotonic() + self._retry_budget_s  # just claimed
             raw = message.raw_message
             entry_id = _text(raw["message_ids"][0])
-            count = await self._delivery_count(sub.stream, entry_id)
-            if await self._process(sub, entry_id, raw["data"], count):
-                await self._ack([entry_id], sub.stream)
+            count = await self._retrying(
+                lambda: self._delivery_count(sub.stream, entry_id), deadline, sub.stream
+            )
+            if await self._process(sub, entry_id, raw["data"], count, deadline):
+                await self._ack_retrying([entry_id], sub.stream, deadline)
+
+    async def _retrying(self, run: Callable[[], Awaitable[T]], deadline: float, stream: str) -> T:
+        """`run()`, and while it fails because Redis is unavailable, again after a short
+        jittered pause, until `deadline` (monotonic time) or the stop; then it raises."""
+        pauses = Backoff(RETRY_PAUSE_FIRST_S, RETRY_PAUSE_CAP_S)
+        while True:
+            started = time.monotonic()
+            try:
+                result = await run()
+            except _REDIS_UNAVAILABLE as exc:
+                self.outage.failed(exc)
+                pause = pauses.next()
+                if self._stopping.is_set() or time.monotonic() + pause >= deadline:
+                    raise
+                await self._pause(pause)
+                if self._stopping.is_set():
+                    raise
+                RETRIED_IN_PLACE.labels(self.group, stream).inc()
+                continue
+            self.outage.worked(started)
+            return result
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, or less if the consumer is stopped meanwhile."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+        except TimeoutError:
+            pass
 
     async def _process(
-        self, sub: Subscription, entry_id: str, fields: dict[bytes, bytes], deliveries: int
+        self,
+        sub: Subscription,
+        entry_id: str,
+        fields: dict[bytes, bytes],
+        deliveries: int,
+        deadline: float,
     ) -> bool:
-        """Run one entry's handler; True when the entry is done and may be acked."""
+        """Run one entry's handler; True when the entry is done and may be acked.
+
+        While Redis is unavailable the handler runs again in place until `deadline`.
+        """
         started = time.perf_counter()
         try:
             event = self._decode(sub, fields)
@@ -197,7 +305,7 @@ class EventConsumer:
                     "askdoc.deliveries": deliveries,
                 },
             ):
-                await sub.handler(event)
+                await self._retrying(lambda: sub.handler(event), deadline, sub.stream)
         except Exception as exc:
             HANDLER_FAILURES.labels(self.group, sub.stream).inc()
             error = f"{type(exc).__name__}: {exc}"
@@ -224,8 +332,12 @@ class EventConsumer:
         batch: BatchHandler,
         ids: list[str],
         entries: list[dict[bytes, bytes]],
+        deadline: float,
     ) -> list[str]:
-        """Run a batch handler over a batch's valid entries; the ids that may be acked."""
+        """Run a batch handler over a batch's valid entries; the ids that may be acked.
+
+        While Redis is unavailable the batch runs again in place until `deadline`.
+        """
         started = time.perf_counter()
         done: list[str] = []
         events: list[Event] = []
@@ -241,16 +353,23 @@ class EventConsumer:
         if not events:
             return done
         try:
-            await batch(events)
+            await self._retrying(lambda: batch(events), deadline, sub.stream)
         except Exception as exc:
-            # One entry may be at fault: each goes on alone, under the per-entry rules.
             log.warning(
                 "event_batch_failed",
                 stream=sub.stream,
                 entries=len(events),
                 error=f"{type(exc).__name__}: {exc}"[:300],
             )
-            outcomes = await asyncio.gather(*(self._process(sub, i, f, 1) for i, f in kept))
+            if isinstance(exc, _REDIS_UNAVAILABLE):
+                # No entry is at fault, and Redis stayed away all the time there was: each
+                # alone would fail the same. They stay pending for the claimer.
+                HANDLER_FAILURES.labels(self.group, sub.stream).inc(len(events))
+                return done
+            # One entry may be at fault: each goes on alone, under the per-entry rules.
+            outcomes = await asyncio.gather(
+                *(self._process(sub, i, f, 1, deadline) for i, f in kept)
+            )
             return done + [i for (i, _), ok in zip(kept, outcomes, strict=True) if ok]
         EVENTS_CONSUMED.labels(self.group, sub.stream).inc(len(events))
         HANDLER_SECONDS.labels(self.group, sub.stream).observe(
@@ -276,6 +395,22 @@ class EventConsumer:
     async def _ack(self, ids: list[str], stream: str) -> None:
         if ids:
             await self.redis.xack(stream, self.group, *ids)
+
+    async def _ack_retrying(self, ids: list[str], stream: str, deadline: float) -> None:
+        """XACK (idempotent), again while Redis is unavailable until `deadline`; entries
+        still not acked then stay pending, and the claimer runs them again."""
+        if not ids:
+            return  # no call: it would tell the outage nothing
+        try:
+            await self._retrying(lambda: self._ack(ids, stream), deadline, stream)
+        except _REDIS_UNAVAILABLE as exc:
+            log.warning(
+                "event_ack_failed",
+                stream=stream,
+                entries=len(ids),
+                error=f"{type(exc).__name__}: {exc}"[:300],
+                retry_after_ms=self.settings.claim_idle_ms,
+            )
 
     async def _delivery_count(self, stream: str, entry_id: str) -> int:
         pending = await self.redis.xpending_range(stream, self.group, entry_id, entry_id, 1)
@@ -331,7 +466,8 @@ class EventConsumer:
                         for k, v in fields.items()
                     }
                     deliveries = await self._delivery_count(sub.stream, entry_id)
-                    if await self._process(sub, entry_id, raw, deliveries):
+                    # Stopping: one run each, no retry in place.
+                    if await self._process(sub, entry_id, raw, deliveries, time.monotonic()):
                         done.append(entry_id)
                 await self._ack(done, sub.stream)
                 finished += len(done)
@@ -371,10 +507,18 @@ class EventConsumer:
 
 
 class PollWatch:
-    """When each consumer loop of a broker last finished a poll (read, then handle)."""
+    """When each consumer loop of a broker last finished a poll (read, then handle).
 
-    def __init__(self) -> None:
+    It also takes a loop's reads that fail because Redis is unavailable: FastStream's loop
+    logs each at error level with its traceback and waits a fixed 5 s before the next (so
+    the readers lagged up to 5 s behind a Redis back after a blip). Here each is counted
+    in `outage` (one warning, one info for the whole outage) and the loop reads again after
+    a short jittered pause. Other errors go to FastStream's loop as before.
+    """
+
+    def __init__(self, outage: RedisOutage | None = None) -> None:
         self.last: dict[str, float] = {}
+        self.outage = outage or RedisOutage("?")
 
     def watch(self, broker: RedisBroker) -> None:
         """Stamp every subscriber's polls from now on (call before the broker starts)."""
@@ -386,19 +530,32 @@ class PollWatch:
             # FastStream's loop calls `_get_msgs` once per poll; it returns after the
             # read (empty or not) and the handling. Pinned FastStream 0.7: see pyproject.
             poll = subscriber._get_msgs  # type: ignore[attr-defined]
+            pauses = Backoff(POLL_PAUSE_FIRST_S, POLL_PAUSE_CAP_S)
 
             async def stamped(
-                *args: Any, _poll: Any = poll, _loop: str = loop, _sub: Any = subscriber
+                *args: Any,
+                _poll: Any = poll,
+                _loop: str = loop,
+                _sub: Any = subscriber,
+                _pauses: Backoff = pauses,
             ) -> None:
+                started = time.monotonic()
                 try:
                     await _poll(*args)
-                except (redis_errors.RedisError, OSError):
+                except (*_REDIS_UNAVAILABLE, OSError) as exc:
+                    if _sub.running:
+                        self.outage.failed(exc)
+                        await asyncio.sleep(_pauses.next())
+                    # Not running: a read that outlived its cancel (Python 3.11's wait_for
+                    # in redis-py can lose one: see shared.service.end_tasks) fails as the
+                    # stopping broker closes its connection; that is the stop, not an error.
+                    return
+                except redis_errors.RedisError:
                     if _sub.running:
                         raise
-                    # A read that outlived its cancel (Python 3.11's wait_for in redis-py
-                    # can lose one: see shared.service.end_tasks) fails as the stopping
-                    # broker closes its connection; that is the stop, not an error.
                     return
+                _pauses.reset()
+                self.outage.worked(started)
                 self.last[_loop] = time.monotonic()
 
             subscriber._get_msgs = stamped  # type: ignore[attr-defined]

@@ -45,6 +45,11 @@ HANDLER_FAILURES = Counter(
     "Handler runs that raised (the entry is retried, or dead-lettered after the last try)",
     ["group", "stream"],
 )
+RETRIED_IN_PLACE = Counter(
+    "askdoc_event_retries_in_place_total",
+    "Handler runs (or acks) repeated at once because Redis was unavailable, before the claim",
+    ["group", "stream"],
+)
 HANDLER_SECONDS = Histogram(
     "askdoc_event_handler_seconds", "Event handler latency", ["group", "stream"]
 )

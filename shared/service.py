@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 
 from shared import retention, streams, tracing
 from shared.atomic import Committer
+from shared.backoff import Backoff
 from shared.consumer import EventConsumer, PollWatch
 from shared.events import EVENT_BY_STREAM
 from shared.logging import configure_logging, get_logger
@@ -65,7 +66,7 @@ class ServiceRuntime:
         self.committer = Committer(self.redis, outbox_key(self.tag) if cluster else None)
         self.broker = make_broker(settings)
         self.consumer = EventConsumer(self.broker, self.redis, settings, service)
-        self.polls = PollWatch()
+        self.polls = PollWatch(self.consumer.outage)
         self._declare_publishers()
         self.ready = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -102,7 +103,7 @@ class ServiceRuntime:
         self._tasks.append(asyncio.create_task(self._connect_forever(), name="connect"))
 
     async def _connect_forever(self) -> None:
-        delay = 0.5
+        pauses = Backoff(0.5, 10.0)
         attempt = 0
         while True:
             attempt += 1
@@ -117,15 +118,15 @@ class ServiceRuntime:
             except (RedisError, OSError) as exc:
                 # One line per attempt, no traceback: an unreachable Redis is an
                 # operational state, not a bug.
+                delay = pauses.next()
                 log.warning(
                     "redis_unreachable",
                     redis_url=safe_url(self.settings.redis_url),
                     attempt=attempt,
-                    retry_in_s=delay,
+                    retry_in_s=round(delay, 2),
                     error=f"{type(exc).__name__}: {exc}"[:200],
                 )
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
         for warmup in self.warmups:
             await asyncio.to_thread(warmup)
         # Reference data loaded at start (the gazetteer: millions of objects) never dies;
@@ -227,6 +228,9 @@ class ServiceRuntime:
 
     async def stop(self) -> None:
         """Finish in-flight work, then close connections."""
+        # A handler waiting to run again while Redis is away gives up at once (its entry
+        # stays pending): the stop does not wait out its retries.
+        self.consumer.stop()
         self.ready = False
         READY.labels(self.service).set(0)
         await end_tasks(self._tasks)

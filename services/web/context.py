@@ -13,6 +13,7 @@ from urllib.parse import quote
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from shared.backoff import Backoff
 from shared.logging import get_logger
 
 from .clients import ApiProblem, Services
@@ -89,18 +90,20 @@ class Web:
         reached the version is kept: a move made meanwhile is seen on the first answer.
         """
         known: int | None = None
-        pause = 0.5
+        pauses = Backoff(0.5, VISIBILITY_RETRY_MAX_S)
         # Answered well inside the backend timeout, however short it is set.
         wait_s = min(VISIBILITY_WAIT_S, self.settings.backend_timeout_s * 0.8)
         while True:
             try:
                 version = await self.services.questions.visibility_version(known, wait_s)
             except ApiProblem as exc:
-                log.warning("visibility_watch_failed", status=exc.status, retry_in_s=pause)
+                pause = pauses.next()
+                log.warning(
+                    "visibility_watch_failed", status=exc.status, retry_in_s=round(pause, 2)
+                )
                 await asyncio.sleep(pause)
-                pause = min(pause * 2, VISIBILITY_RETRY_MAX_S)
                 continue
-            pause = 0.5
+            pauses.reset()
             if known is not None and version != known:
                 self.forget_moderated()
                 log.info("caches_dropped_on_moderation", visibility_version=version)

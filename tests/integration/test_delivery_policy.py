@@ -11,6 +11,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 from faststream.redis import RedisBroker
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from shared import streams
 from shared.consumer import EventConsumer
@@ -48,13 +49,19 @@ def settings_for(url: str, **overrides: object) -> Settings:
 
 
 async def started(
-    url: str, handler: Callable[[QuestionPosted], object], **overrides: object
+    url: str,
+    handler: Callable[[QuestionPosted], object],
+    grace_s: float = 5,
+    batch: Callable[[list[QuestionPosted]], object] | None = None,
+    **overrides: object,
 ) -> tuple[RedisBroker, aioredis.Redis, EventConsumer]:
     settings = settings_for(url, **overrides)
     client = aioredis.Redis.from_url(url, decode_responses=True)
-    broker = RedisBroker(url, graceful_timeout=5)
+    broker = RedisBroker(url, graceful_timeout=grace_s)
     consumer = EventConsumer(broker, client, settings, GROUP)
     consumer.on(QuestionPosted)(handler)  # type: ignore[arg-type]
+    if batch is not None:
+        consumer.on_batch(QuestionPosted)(batch)  # type: ignore[arg-type]
     await consumer.ensure_groups()
     await broker.start()
     return broker, client, consumer
@@ -125,6 +132,107 @@ async def test_a_failed_handler_is_retried_by_the_claimer_and_acked_once_it_succ
         await eventually(lambda: attempts["q1"] == 3)
         await eventually(lambda: _zero(raw))
         assert attempts["q0"] == 1 and attempts["q2"] == 1, "healthy entries are not held back"
+        assert await raw.xlen(streams.DEAD_LETTER) == 0
+    finally:
+        await broker.stop()
+        await client.aclose()
+
+
+#: A claim cannot come within these tests: what runs a handler again is the reader.
+NO_CLAIM = {"claim_idle_ms": 60_000}
+
+
+async def test_a_handler_failing_while_redis_is_unavailable_runs_again_at_once(
+    redis_url: str, raw: aioredis.Redis
+) -> None:
+    attempts: Counter[str] = Counter()
+
+    async def cut_off(event: QuestionPosted) -> None:
+        attempts[event.question_id] += 1
+        if event.question_id == "q1" and attempts["q1"] <= 2:
+            raise RedisConnectionError("Connection closed by server.")
+
+    broker, client, _ = await started(redis_url, cut_off, **NO_CLAIM)
+    try:
+        for n in range(3):
+            await raw.xadd(streams.QUESTION_POSTED, question(n).to_wire())
+        # Well inside the 60 s claim idle time: run again in place, then acked.
+        await eventually(lambda: attempts["q1"] == 3 and _zero(raw), timeout=10)
+        assert attempts == {"q0": 1, "q1": 3, "q2": 1}
+        assert await raw.xlen(streams.DEAD_LETTER) == 0
+    finally:
+        await broker.stop()
+        await client.aclose()
+
+
+async def test_a_handler_failing_with_a_bug_is_left_to_the_claimer(
+    redis_url: str, raw: aioredis.Redis
+) -> None:
+    attempts: Counter[str] = Counter()
+
+    async def buggy(event: QuestionPosted) -> None:
+        attempts[event.question_id] += 1
+        raise KeyError("a bug, not Redis")
+
+    broker, client, _ = await started(redis_url, buggy, **NO_CLAIM)
+    try:
+        await raw.xadd(streams.QUESTION_POSTED, question(1).to_wire())
+        await eventually(lambda: attempts["q1"] == 1)
+        await asyncio.sleep(1.0)  # in-place retries would have run within this
+        assert attempts["q1"] == 1
+        assert await pending_count(raw) == 1
+    finally:
+        await broker.stop()
+        await client.aclose()
+
+
+async def test_a_batch_failing_while_redis_is_unavailable_runs_again_as_a_batch(
+    redis_url: str, raw: aioredis.Redis
+) -> None:
+    batches: list[list[str]] = []
+    alone: list[str] = []
+
+    async def each(event: QuestionPosted) -> None:
+        alone.append(event.question_id)
+
+    async def cut_off(events: list[QuestionPosted]) -> None:
+        batches.append([e.question_id for e in events])
+        if len(batches) <= 2:
+            raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379.")
+
+    # Published before the start: the reader takes all three in one batch.
+    for n in range(3):
+        await raw.xadd(streams.QUESTION_POSTED, question(n).to_wire())
+    broker, client, _ = await started(redis_url, each, batch=cut_off, **NO_CLAIM)
+    try:
+        await eventually(lambda: len(batches) == 3 and _zero(raw), timeout=10)
+        assert batches == [["q0", "q1", "q2"]] * 3
+        assert alone == [], "no entry is at fault: none runs alone"
+    finally:
+        await broker.stop()
+        await client.aclose()
+
+
+async def test_a_stop_ends_the_retries_in_place_and_leaves_the_entry_pending(
+    redis_url: str, raw: aioredis.Redis
+) -> None:
+    attempts: list[float] = []
+
+    async def unavailable(event: QuestionPosted) -> None:
+        attempts.append(asyncio.get_running_loop().time())
+        raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379.")
+
+    # In place for up to 30 s (half the claim idle time); the broker waits up to 30 s for
+    # its handlers at a stop. Stopped, the consumer must not make it wait for either.
+    broker, client, consumer = await started(redis_url, unavailable, grace_s=30, **NO_CLAIM)
+    try:
+        await raw.xadd(streams.QUESTION_POSTED, question(1).to_wire())
+        await eventually(lambda: len(attempts) >= 2)
+        stopping = asyncio.get_running_loop().time()
+        consumer.stop()
+        await broker.stop()
+        assert asyncio.get_running_loop().time() - stopping < 10
+        assert await pending_count(raw) == 1
         assert await raw.xlen(streams.DEAD_LETTER) == 0
     finally:
         await broker.stop()

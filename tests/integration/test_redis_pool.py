@@ -9,7 +9,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from shared.redis import PromptConnectionPool, RedisClient, make_redis
 from shared.settings import Settings
-from tests.support import JWT_SECRET
+from tests.support import JWT_SECRET, RedisServer
 
 
 def client(redis_url: str, connections: int, timeout_s: float) -> RedisClient:
@@ -68,3 +68,25 @@ async def test_a_release_wakes_a_command_waiting_for_the_connection(redis_url: s
     await pool.release(held)
     assert await asyncio.wait_for(waiting, 2)
     await redis.aclose()
+
+
+async def test_connections_pooled_before_a_redis_restart_serve_after_it() -> None:
+    # Its own server: this one is SIGKILLed and started again on its AOF.
+    server = RedisServer(appendonly=True).start()
+    try:
+        redis = client(server.url, 30, 5)
+        await redis.set("{t}:kept", "yes")
+        # 20 reads at once open 20 connections, which go back to the pool idle.
+        await asyncio.gather(*(redis.blpop(["{t}:none"], timeout=0.05) for _ in range(20)))
+        assert len(_pool(redis)._available_connections) == 20
+        server.kill()
+        await asyncio.sleep(0.5)  # the pooled connections see the server close them
+        await asyncio.to_thread(server.start)
+        # Each read takes a different pooled connection: none may be the dead one.
+        replies = await asyncio.gather(
+            *(redis.get("{t}:kept") for _ in range(20)), return_exceptions=True
+        )
+        assert replies == ["yes"] * 20, [r for r in replies if r != "yes"][:3]
+        await redis.aclose()
+    finally:
+        server.cleanup()

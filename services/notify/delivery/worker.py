@@ -27,6 +27,7 @@ from redis import exceptions as redis_errors
 from redis.exceptions import RedisError
 
 from shared import tracing
+from shared.backoff import Backoff
 from shared.logging import get_logger
 from shared.service import end_tasks
 
@@ -139,17 +140,19 @@ class DeliveryWorker:
     async def _forever(
         self, step: Callable[[], Awaitable[None]], pause_s: float = 0.0, once: bool = False
     ) -> None:
-        delay = 0.5
+        pauses = Backoff(0.5, 10.0)
         while not self._stopping:
             try:
                 await step()
-                delay = 0.5
+                pauses.reset()
                 if once:
                     return
             except (RedisError, OSError) as exc:
-                log.warning("delivery_loop_failed", error=str(exc)[:200], retry_in_s=delay)
+                delay = pauses.next()
+                log.warning(
+                    "delivery_loop_failed", error=str(exc)[:200], retry_in_s=round(delay, 2)
+                )
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
                 continue
             if pause_s:
                 await asyncio.sleep(pause_s)

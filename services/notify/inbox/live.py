@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from redis.exceptions import RedisError
 
 from shared import streams
+from shared.backoff import Backoff
 from shared.errors import RateLimited
 from shared.events import WIRE_FIELD
 from shared.logging import get_logger
@@ -137,7 +138,7 @@ class LiveHub:
         handle: Callable[[list[tuple[str, dict[str, str]]]], Awaitable[None]],
     ) -> None:
         last: str | None = None
-        delay = 0.5
+        pauses = Backoff(0.5, 10.0)
         while True:
             try:
                 if last is None:
@@ -146,16 +147,19 @@ class LiveHub:
                     tail = await self.redis.xrevrange(stream, count=1)
                     last = tail[0][0] if tail else "0-0"
                 reply = await self.redis.xread({stream: last}, count=200, block=2000)
-                delay = 0.5
+                pauses.reset()
                 for _, entries in reply or []:
                     last = entries[-1][0]
                     await handle(entries)
             except (RedisError, OSError) as exc:
+                delay = pauses.next()
                 log.warning(
-                    "live_reader_failed", stream=stream, error=str(exc)[:200], retry_in_s=delay
+                    "live_reader_failed",
+                    stream=stream,
+                    error=str(exc)[:200],
+                    retry_in_s=round(delay, 2),
                 )
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
 
     async def _withdraw(self, entries: list[tuple[str, dict[str, str]]]) -> None:
         for _, fields in entries:
