@@ -23,6 +23,7 @@ from typing import Protocol
 
 from redis.exceptions import RedisError
 
+from shared.backoff import Backoff
 from shared.logging import get_logger
 
 log = get_logger("askdoc.questions.moderation")
@@ -30,7 +31,7 @@ log = get_logger("askdoc.questions.moderation")
 #: How long one blocking read of the signal stream waits (its cost while idle: one
 #: command each time it ends); kept well inside the Redis socket timeout.
 BLOCK_S = 10.0
-#: Pauses between attempts while Redis cannot be read (doubling up to the last).
+#: Pauses between attempts while Redis cannot be read (jittered, doubling up to the last).
 RETRY_FIRST_S = 0.2
 RETRY_MAX_S = 5.0
 
@@ -85,30 +86,30 @@ class VisibilityWatch:
 
     async def watch_visibility(self) -> None:
         """Follow the version whenever someone waits, until cancelled (the service's stop)."""
-        pause = RETRY_FIRST_S
+        pauses = Backoff(RETRY_FIRST_S, RETRY_MAX_S)
         try:
             while True:
                 if not self._waiting:
                     await self._wanted.wait()
                 try:
                     await self._follow()
-                    pause = RETRY_FIRST_S
+                    pauses.reset()
                 except (RedisError, OSError) as exc:
                     self._publish(None)
+                    pause = pauses.next()
                     log.warning(
                         "visibility_follow_failed",
                         error=f"{type(exc).__name__}: {exc}"[:200],
-                        retry_in_s=pause,
+                        retry_in_s=round(pause, 2),
                     )
                     await asyncio.sleep(pause)
-                    pause = min(pause * 2, RETRY_MAX_S)
                 except Exception:
                     # A bug must not end the watcher for good: waiters would each wait out
                     # their time until the service restarts.
                     self._publish(None)
-                    log.exception("visibility_follow_crashed", retry_in_s=pause)
+                    pause = pauses.next()
+                    log.exception("visibility_follow_crashed", retry_in_s=round(pause, 2))
                     await asyncio.sleep(pause)
-                    pause = min(pause * 2, RETRY_MAX_S)
         finally:
             self.version = None  # nobody follows it any more
 
