@@ -12,12 +12,14 @@ An entry that can never succeed (no ``__data__``, not JSON, wrong schema, unknow
 ``schema_version``, oversized) is dead-lettered at once. Handlers must be idempotent:
 a claim can race a slow consumer, so an entry may run twice.
 
-A handler (or an XACK) that fails because Redis is unavailable (down, restarting,
-loading its AOF, full) is run again in place after short jittered pauses, for up to half
-of `claim_idle_ms` from the entry's delivery, so the events in flight when Redis blinks
-are handled as soon as it is back rather than a claim later; only then is the entry left
-pending for the claimer. Such a failure never dead-letters. The consumers say once that
-they lost Redis and once that they have it back (`RedisOutage`), not per failed call.
+A handler (or an XACK) that fails because Redis is away (down, restarting, loading its
+AOF) is run again in place after short jittered pauses, for up to half of
+`claim_idle_ms` from the entry's delivery, so the events in flight when Redis blinks are
+handled as soon as it is back rather than a claim later; only then is the entry left
+pending for the claimer. A full Redis (maxmemory) is not retried in place: it lasts
+until memory is freed, and the entry waits for the claimer. Neither failure dead-letters.
+The consumers say once that they lost Redis and once that they have it back
+(`RedisOutage`), not per failed call.
 """
 
 from __future__ import annotations
@@ -60,12 +62,17 @@ log = get_logger("askdoc.consumer")
 # Redis full (noeviction at maxmemory), unreachable or loading is no fault of the entry:
 # it stays pending and is retried, never dead-lettered for it (a near-full Redis could
 # refuse the handler's write yet take the dead letter's).
-_REDIS_UNAVAILABLE = (
-    redis_errors.OutOfMemoryError,
+# Of those, Redis gone for a moment (a restart, a failover, a dropped connection, loading
+# its data): a run retried in place a moment later may well work, and these mark an outage.
+# A full Redis is not one: it lasts until memory is freed while reads keep working, so
+# retrying every entry in place only slowed the claimer's rounds (each claimed entry spent
+# its whole budget) and logged an outage begun and ended at every read and refused write.
+_REDIS_AWAY = (
     redis_errors.ConnectionError,
     redis_errors.TimeoutError,
     redis_errors.BusyLoadingError,
 )
+_REDIS_UNAVAILABLE = (redis_errors.OutOfMemoryError, *_REDIS_AWAY)
 
 #: A run that failed for Redis being unavailable is retried in place for at most this
 #: share of `claim_idle_ms` from the entry's delivery (or claim): the claimer takes an
@@ -250,7 +257,7 @@ class EventConsumer:
             started = time.monotonic()
             try:
                 result = await run()
-            except _REDIS_UNAVAILABLE as exc:
+            except _REDIS_AWAY as exc:
                 self.outage.failed(exc)
                 pause = pauses.next()
                 if self._stopping.is_set() or time.monotonic() + pause >= deadline:
@@ -542,7 +549,7 @@ class PollWatch:
                 started = time.monotonic()
                 try:
                     await _poll(*args)
-                except (*_REDIS_UNAVAILABLE, OSError) as exc:
+                except (*_REDIS_AWAY, OSError) as exc:
                     if _sub.running:
                         self.outage.failed(exc)
                         await asyncio.sleep(_pauses.next())

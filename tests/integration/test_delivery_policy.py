@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 from faststream.redis import RedisBroker
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
 
 from shared import streams
 from shared.consumer import EventConsumer
@@ -165,22 +166,30 @@ async def test_a_handler_failing_while_redis_is_unavailable_runs_again_at_once(
         await client.aclose()
 
 
-async def test_a_handler_failing_with_a_bug_is_left_to_the_claimer(
-    redis_url: str, raw: aioredis.Redis
+@pytest.mark.parametrize(
+    "failure",
+    [KeyError("a bug, not Redis"), OutOfMemoryError("command not allowed when used memory")],
+    ids=["bug", "redis_full"],
+)
+async def test_a_handler_failing_with_a_bug_or_on_a_full_redis_is_left_to_the_claimer(
+    redis_url: str, raw: aioredis.Redis, failure: Exception
 ) -> None:
+    """A full Redis stays full until memory is freed: no retry in place (it would hold
+    each claimed entry for its whole budget), no outage logged; the claimer runs it."""
     attempts: Counter[str] = Counter()
 
-    async def buggy(event: QuestionPosted) -> None:
+    async def failing(event: QuestionPosted) -> None:
         attempts[event.question_id] += 1
-        raise KeyError("a bug, not Redis")
+        raise failure
 
-    broker, client, _ = await started(redis_url, buggy, **NO_CLAIM)
+    broker, client, consumer = await started(redis_url, failing, **NO_CLAIM)
     try:
         await raw.xadd(streams.QUESTION_POSTED, question(1).to_wire())
         await eventually(lambda: attempts["q1"] == 1)
         await asyncio.sleep(1.0)  # in-place retries would have run within this
         assert attempts["q1"] == 1
         assert await pending_count(raw) == 1
+        assert consumer.outage.since is None and consumer.outage.failed_calls == 0
     finally:
         await broker.stop()
         await client.aclose()
