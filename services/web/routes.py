@@ -486,7 +486,7 @@ async def inbox(
 ) -> Response:
     """Alerts newest first, with why each was sent; new ones arrive live."""
     token = _signed_in(session, request)
-    box = await web.services.notify.inbox(token, cursor)
+    box = await web.services.notify.inbox(token, cursor, web.settings.web_inbox_page_size)
     return web.render(
         "inbox.html",
         session,

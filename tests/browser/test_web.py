@@ -854,3 +854,74 @@ def test_an_admin_dismisses_harmless_flags_from_the_moderation_page(
         back = page.get_by_role("article", name=heading)
         expect(back).to_contain_text("2 flags")
         expect(back).to_contain_text("1 dismissed before")
+
+
+def _inbox_titles(stack: Stack, user: str) -> list[str]:
+    inbox = stack.api("GET", "notify", "/inbox", headers=auth(user))
+    return [str(item.get("title")) for item in inbox["items"]]
+
+
+def test_an_alert_a_restore_brings_back_goes_to_its_own_page_of_the_open_inbox(
+    stack: Stack, browser: Browser
+) -> None:
+    titles = [
+        "Can a lopsided jaw be evened out with filler?",
+        "Is a droopy eyelid on one side a sign of something?",
+        "Why is one eyebrow higher than the other?",
+        "Does Botox on one side even out a smile?",
+    ]
+    qids = [_post_question(stack, "patient-o", title, ["fillers"]) for title in titles]
+    for qid in qids:
+        stack.api("PUT", "questions", f"/questions/{qid}/follow", headers=auth("reader-o"))
+    # Four alerts, oldest first; the second is about an answer a moderator hides.
+    _answer(stack, qids[0], "dr-jon-a-perlman", "Jon A. Perlman", "An answer for the inbox")
+    until(lambda: titles[0] in _inbox_titles(stack, "reader-o"), what="the first alert")
+    hidden = _answer(stack, qids[1], "dr-shelby-bentz", "Shelby Bentz", "Eyelids need an exam")
+    until(lambda: titles[1] in _inbox_titles(stack, "reader-o"), what="the second alert")
+    moderation = f"/moderation/questions/{qids[1]}/answers/{hidden}"
+    admin = auth("admin-o", "admin")
+    stack.api("PUT", "questions", moderation, headers=admin, json={"decision": "hidden"})
+    until(lambda: titles[1] not in _inbox_titles(stack, "reader-o"), what="the alert withdrawn")
+    for qid, doctor, name in (
+        (qids[2], "dr-melvin-elson", "Melvin Elson"),
+        (qids[3], "dr-steven-f-weiner", "Steven F. Weiner"),
+    ):
+        _answer(stack, qid, doctor, name, "An answer for the inbox pages")
+    until(lambda: len(_inbox_titles(stack, "reader-o")) == 3, what="the two newer alerts")
+
+    # A web whose inbox pages hold two alerts: the restored one is older than both on
+    # page one, and newer than the one on page two.
+    replica = ServiceProcess(
+        "web",
+        "redis://127.0.0.1:1/0",
+        **launcher.peer_env("web", stack.urls),
+        ASKDOC_WEB_INBOX_PAGE_SIZE="2",
+    )
+    replica.start(wait_ready=False)
+    try:
+        replica.wait_ready(60)
+        context = browser.new_context(base_url=replica.url)
+        context.set_default_timeout(10_000)
+        assert context.request.post("/session", headers=auth("reader-o")).status == 200
+        inbox = context.new_page()
+        inbox.goto("/inbox")
+        expect(inbox.get_by_role("status")).to_contain_text("Live:")
+        expect(inbox.get_by_text("3 unread.")).to_be_visible()
+        alerts = inbox.get_by_role("list").filter(has=inbox.get_by_role("article")).first
+        expect(alerts.get_by_role("article")).to_have_count(2)
+        restored = inbox.get_by_role("article").filter(
+            has=inbox.get_by_role("link", name=titles[1])
+        )
+
+        stack.api("PUT", "questions", moderation, headers=admin, json={"decision": "restored"})
+        # Counted as unread, but listed where the inbox's order puts it: on the next page.
+        expect(inbox.get_by_text("4 unread.")).to_be_visible()
+        expect(restored).to_have_count(0)
+        expect(alerts.get_by_role("article")).to_have_count(2)
+        expect(inbox.get_by_role("status")).to_contain_text("It is under Older alerts")
+        inbox.get_by_role("link", name="Older alerts").click()
+        expect(restored).to_be_visible()
+        expect(inbox.get_by_role("link", name=titles[0])).to_be_visible()
+        context.close()
+    finally:
+        replica.terminate(10)

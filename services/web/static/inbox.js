@@ -19,6 +19,8 @@
     }
   }
   const newest = list.dataset.newest;
+  // Page one is not the whole inbox: older alerts are on the pages after it.
+  const more = list.dataset.more === "true";
   // The first connection resumes after the newest alert the page shows; reconnects
   // send Last-Event-ID themselves, which the server prefers.
   const url = "/inbox/stream" + (newest ? "?after=" + encodeURIComponent(newest) : "");
@@ -76,6 +78,7 @@
   source.addEventListener("restored", function (event) {
     const parsed = new DOMParser().parseFromString(event.data, "text/html");
     let back = 0;
+    let later = 0;
     Array.from(parsed.body.children).forEach(function (item) {
       if (!item.id || item.id.indexOf("n-") !== 0) {
         return;
@@ -87,16 +90,26 @@
         shown.replaceWith(node);
         return;
       }
-      // Notification ids sort by creation time: before the first older one shown.
-      const older = Array.from(list.children).find(function (other) {
-        return other.id && other.id < node.id;
-      });
-      list.insertBefore(node, older || null);
       if (node.classList.contains("unread")) {
         countUnread(1);
       }
+      // Notification ids sort by creation time: before the first older one shown. One
+      // older than every alert shown belongs to a later page when there is one.
+      const older = Array.from(list.children).find(function (other) {
+        return other.id && other.id < node.id;
+      });
+      if (!older && more) {
+        later += 1;
+        return;
+      }
+      list.insertBefore(node, older || null);
       back += 1;
     });
+    if (later && !back) {
+      status.textContent = later === 1
+        ? "An older alert is back: a moderator restored what it was about. It is under Older alerts."
+        : later + " older alerts are back: a moderator restored what they were about. They are under Older alerts.";
+    }
     if (back) {
       const empty = document.getElementById("inbox-empty");
       if (empty) {
