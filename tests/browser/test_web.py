@@ -925,3 +925,36 @@ def test_an_alert_a_restore_brings_back_goes_to_its_own_page_of_the_open_inbox(
         context.close()
     finally:
         replica.terminate(10)
+
+
+def test_an_alert_that_arrives_after_its_withdrawal_stays_off_the_open_inbox(
+    stack: Stack, browser: Browser
+) -> None:
+    # The order a live stream could send them in when a hiding crossed the alert: the
+    # withdrawal first, then the alert. The stream is played to the page's own inbox.js.
+    late, other = "n" + "a" * 24, "n" + "b" * 24
+
+    def item(nid: str, title: str) -> str:
+        return (
+            f'<li id="n-{nid}" class="alert unread"><article aria-labelledby="t-{nid}">'
+            f'<h2 id="t-{nid}">New answer: <a href="/">{title}</a></h2></article></li>'
+        )
+
+    played = (
+        "retry: 600000\n\n"
+        f'event: withdrawn\ndata: {{"ids": ["{late}"]}}\n\n'
+        f"id: {late}\nevent: notification\ndata: {item(late, 'About a hidden answer')}\n\n"
+        f"id: {other}\nevent: notification\ndata: {item(other, 'About a shown answer')}\n\n"
+    )
+    with person(browser, stack, "reader-x") as reader:
+        inbox = reader.new_page()
+        inbox.route(
+            "**/inbox/stream*",
+            lambda route: route.fulfill(
+                status=200, body=played, headers={"Content-Type": "text/event-stream"}
+            ),
+        )
+        inbox.goto("/inbox")
+        expect(inbox.get_by_role("link", name="About a shown answer")).to_be_visible()
+        expect(inbox.get_by_role("link", name="About a hidden answer")).to_have_count(0)
+        expect(inbox.get_by_text("1 unread.")).to_be_visible()

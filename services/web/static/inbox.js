@@ -18,6 +18,9 @@
       unread.textContent = String(Math.max(0, now + change));
     }
   }
+  // The alerts a moderator's hiding withdrew while the page is open: one that comes after
+  // its withdrawal (the two crossed on their way here) stays off the page.
+  const withdrawn = new Set();
   const newest = list.dataset.newest;
   // Page one is not the whole inbox: older alerts are on the pages after it.
   const more = list.dataset.more === "true";
@@ -32,7 +35,7 @@
   source.addEventListener("notification", function (event) {
     const parsed = new DOMParser().parseFromString(event.data, "text/html");
     const item = parsed.body.firstElementChild;
-    if (!item || document.getElementById(item.id)) {
+    if (!item || document.getElementById(item.id) || withdrawn.has(item.id)) {
       return;
     }
     item.classList.add("fresh");
@@ -57,6 +60,7 @@
     }
     let gone = 0;
     ids.forEach(function (id) {
+      withdrawn.add("n-" + id);
       const item = document.getElementById("n-" + id);
       if (item) {
         if (item.classList.contains("unread")) {
@@ -83,6 +87,7 @@
       if (!item.id || item.id.indexOf("n-") !== 0) {
         return;
       }
+      withdrawn.delete(item.id);
       const shown = document.getElementById(item.id);
       const node = document.adoptNode(item);
       if (shown) {
