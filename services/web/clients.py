@@ -136,6 +136,7 @@ class QuestionPage(Question):
     disclaimer: str = ""
     follower_count: int = 0
     following: bool = False
+    yours: bool = False
 
 
 class QuestionList(_Shape):
@@ -438,6 +439,14 @@ class QuestionsClient(_Client):
             _keep(self._pages, qid, (etag, page), self.KEPT)
         return etag, page
 
+    async def edit(self, token: str, qid: str, title: str, body: str) -> None:
+        """Change the signed-in asker's question (until it has an answer)."""
+        await self.call("PATCH", f"/questions/{qid}", token, json={"title": title, "body": body})
+
+    async def accept(self, token: str, qid: str, aid: str) -> None:
+        """The signed-in asker's pick: the answer most helpful to them."""
+        await self.call("PUT", f"/questions/{qid}/accepted-answer", token, json={"answer_id": aid})
+
     async def follow(self, token: str, qid: str, following: bool) -> int:
         """Follow or unfollow a question as the signed-in user; how many follow it now."""
         method = "PUT" if following else "DELETE"
@@ -543,6 +552,11 @@ class AnswersClient(_Client):
             idempotency_key=idempotency_key,
         )
         return str(reply["id"])
+
+    async def edit(self, token: str, aid: str, headline: str, body: str) -> None:
+        """Change the signed-in doctor's answer (an empty headline removes it)."""
+        payload = {"headline": headline or None, "body": body}
+        await self.call("PATCH", f"/answers/{aid}", token, json=payload)
 
 
 class VotesClient(_Client):

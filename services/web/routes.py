@@ -156,6 +156,10 @@ async def _question_page(
     answer_errors: dict[str, str] | None = None,
     notice: str | None = None,
     if_none_match: str | None = None,
+    question_form: dict[str, str] | None = None,
+    question_errors: dict[str, str] | None = None,
+    answer_edit: dict[str, str] | None = None,
+    answer_edit_errors: dict[str, str] | None = None,
 ) -> Response:
     user = session.user
     if user is None and status == 200 and not (error or answer_form or notice):
@@ -191,6 +195,10 @@ async def _question_page(
         answer_form=answer_form or {"headline": "", "body": "", "key": uuid.uuid4().hex},
         answer_errors=answer_errors or {},
         notice=notice,
+        question_form=question_form or {"title": page.title, "body": page.body},
+        question_errors=question_errors or {},
+        answer_edit=answer_edit or {},
+        answer_edit_errors=answer_edit_errors or {},
     )
 
 
@@ -217,6 +225,10 @@ async def _shared_page(web: Web, qid: str, held: SharedPage | None) -> SharedPag
         answer_form={"headline": "", "body": "", "key": ""},
         answer_errors={},
         notice=None,
+        question_form={"title": "", "body": ""},
+        question_errors={},
+        answer_edit={},
+        answer_edit_errors={},
     )
     return SharedPage.of(html, sources)
 
@@ -257,6 +269,7 @@ async def question(
     web: WebDep,
     session: SessionDep,
     reported: Annotated[str | None, Query(pattern=r"^(question|answer)$")] = None,
+    edited: Annotated[str | None, Query(pattern=r"^(question|answer)$")] = None,
     if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
 ) -> Response:
     """The question, its ranked answers with doctor cards, votes, related questions.
@@ -264,6 +277,8 @@ async def question(
     A visitor's page comes from the shared page cache and carries an ETag; a signed-in
     reader's is rendered for them and never stored."""
     notice = f"Thank you: a moderator will look at this {reported}." if reported else None
+    if edited:
+        notice = f"Your {edited} is saved."
     return await _question_page(web, session, qid, notice=notice, if_none_match=if_none_match)
 
 
@@ -369,6 +384,90 @@ async def vote(
     await _wait_for(counted, READ_YOUR_WRITE_S)
     web.pages.invalidate(question_id)
     return web.redirect(f"/questions/{question_id}#answer-{aid}", session)
+
+
+@router.post("/questions/{qid}/edit", summary="Edit one's question (until it has an answer)")
+async def edit_question(
+    qid: Id,
+    request: Request,
+    web: WebDep,
+    session: FormSession,
+    title: Annotated[str, Form(max_length=1000)] = "",
+    body: Annotated[str, Form(max_length=20_000)] = "",
+) -> Response:
+    """The asker changes the title and body; on an error the page keeps what they typed."""
+    token = _signed_in(session, request)
+    try:
+        await web.services.questions.edit(token, qid, title, body)
+    except ApiProblem as exc:
+        if exc.status in (401, 404) or exc.status >= 500:
+            raise
+        return await _question_page(
+            web,
+            session,
+            qid,
+            exc.status,
+            question_form={"title": title, "body": body},
+            question_errors=dict(exc.fields) or {"form": exc.message},
+        )
+    # The questions service owns the question: the page read right after shows the edit.
+    web.pages.invalidate(qid)
+    return web.redirect(f"/questions/{qid}?edited=question", session)
+
+
+@router.post("/questions/{qid}/accepted-answer", summary="The asker picks the most helpful answer")
+async def accept_answer(
+    qid: Id,
+    request: Request,
+    web: WebDep,
+    session: FormSession,
+    answer_id: Annotated[str, Form(pattern=r"^[A-Za-z0-9_-]{1,64}$")],
+) -> Response:
+    """Mark the answer most helpful to the asker (a new pick replaces the old one)."""
+    token = _signed_in(session, request)
+    try:
+        await web.services.questions.accept(token, qid, answer_id)
+    except ApiProblem as exc:
+        if exc.status in (401, 404) or exc.status >= 500:
+            raise
+        return await _question_page(web, session, qid, exc.status, error=exc.message)
+    web.pages.invalidate(qid)
+    return web.redirect(f"/questions/{qid}#answer-{answer_id}", session)
+
+
+@router.post("/answers/{aid}/edit", summary="Edit one's answer (doctors)")
+async def edit_answer(
+    aid: Id,
+    request: Request,
+    web: WebDep,
+    session: FormSession,
+    question_id: Annotated[str, Form(pattern=r"^[A-Za-z0-9_-]{1,64}$")],
+    headline: Annotated[str, Form(max_length=400)] = "",
+    body: Annotated[str, Form(max_length=20_000)] = "",
+) -> Response:
+    """The doctor changes their answer; the page they land on shows the new text."""
+    token = _signed_in(session, request, "doctor")
+    try:
+        await web.services.answers.edit(token, aid, headline, body)
+    except ApiProblem as exc:
+        if exc.status in (401, 404) or exc.status >= 500:
+            raise
+        return await _question_page(
+            web,
+            session,
+            question_id,
+            exc.status,
+            answer_edit={"id": aid, "headline": headline, "body": body},
+            answer_edit_errors=dict(exc.fields) or {"form": exc.message},
+        )
+
+    async def shown() -> bool:
+        page = await web.services.questions.page(question_id)
+        return any(a.id == aid and a.body.strip() == body.strip() for a in page.answers)
+
+    await _wait_for(shown, READ_YOUR_WRITE_S)
+    web.pages.invalidate(question_id)
+    return web.redirect(f"/questions/{question_id}?edited=answer#answer-{aid}", session)
 
 
 @router.post("/questions/{qid}/follow", summary="Follow or unfollow a question")
