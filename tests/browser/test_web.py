@@ -14,7 +14,7 @@ from playwright.sync_api import Browser, Page, expect
 from askdoc_cli import launcher
 from demo.scenario import SEED
 from tests.browser.conftest import AXE, SCREENSHOTS, Stack, person, until
-from tests.support import ServiceProcess, auth
+from tests.support import ServiceProcess, auth, token
 
 
 def _answers(page: Page, count: int) -> Any:
@@ -1044,3 +1044,33 @@ def test_the_asker_edits_until_answered_and_picks_and_the_doctor_edits_from_the_
         expect(edited).to_contain_text("if the cheek drops further, threads.")
         expect(edited).to_contain_text("Edited")
         assert not _axe(page), _axe(page)
+
+
+def test_a_form_sent_after_the_session_ended_comes_back_to_its_page_after_signing_in(
+    stack: Stack, browser: Browser
+) -> None:
+    qid = stack.seed["qid"]
+    with person(browser, stack) as reader:
+        short = token("reader-1", "patient", "A reader", ttl_s=2)
+        reply = reader.request.post("/session", headers={"Authorization": f"Bearer {short}"})
+        assert reply.status == 200, reply.text()
+        page = reader.new_page()
+        page.goto(f"/questions/{qid}")
+        follow = page.get_by_role("button", name=re.compile(r"^(Follow|Unfollow)$"))
+        expect(follow).to_be_visible()
+        time.sleep(3)  # the session's token expires while the page is open
+        follow.click()
+        expect(page).to_have_url(re.compile(r"/signin\?"))
+        page.get_by_role("button", name="Sign in as A reader").click()
+        # Back on the question, not on the form's POST-only address.
+        expect(page).to_have_url(re.compile(rf"/questions/{qid}$"))
+        expect(page.get_by_role("heading", level=1)).to_have_text(SEED["question"]["title"])
+
+
+def test_a_doctor_is_not_offered_the_question_form(stack: Stack, browser: Browser) -> None:
+    with person(browser, stack, "dr-melvin-elson", "doctor", "Melvin Elson") as doctor:
+        page = doctor.new_page()
+        page.goto("/")
+        nav = page.get_by_role("navigation", name="Main")
+        expect(nav.get_by_role("link", name="Inbox")).to_be_visible()
+        expect(nav.get_by_role("link", name="Ask a doctor")).to_have_count(0)
