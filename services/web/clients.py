@@ -256,6 +256,7 @@ class DoctorProfile(DoctorCard):
     has_webhook_secret: bool = False
     quiet_hours: QuietHours | None = None
     daily_cap: int | None = None
+    status: str | None = None  # pending, verified or suspended: told to the doctor and admins
 
 
 @dataclass(frozen=True)

@@ -175,6 +175,8 @@ async def _question_page(
     )
     tallies: list[Tally | None] = [None] * len(page.answers)
     can_answer = False
+    # Why a doctor who has not answered sees no answer form: no profile yet, or not verified.
+    cannot_answer: str | None = None
     if user is not None and session.token is not None:
         token = session.token
         tallies = list(
@@ -183,14 +185,18 @@ async def _question_page(
             )
         )
         if user.role == "doctor" and all(a.doctor.id != user.sub for a in page.answers):
-            # Only a doctor in the directory (a verified profile) can answer.
-            can_answer = await _quietly(web.services.notify.doctor(user.sub), None) is not None
+            # Only a verified doctor of the directory can answer.
+            mine = await _quietly(web.services.notify.doctor(user.sub, token), None)
+            can_answer = mine is not None and mine.verified
+            if not can_answer:
+                cannot_answer = "no-profile" if mine is None else (mine.status or "pending")
     return web.render(
         "question.html",
         session,
         status,
         **_page_context(page, related, taxonomy, tallies, user),
         can_answer=can_answer,
+        cannot_answer=cannot_answer,
         error=error,
         answer_form=answer_form or {"headline": "", "body": "", "key": uuid.uuid4().hex},
         answer_errors=answer_errors or {},
@@ -221,6 +227,7 @@ async def _shared_page(web: Web, qid: str, held: SharedPage | None) -> SharedPag
         "question.html",
         **_page_context(page, related, taxonomy, [None] * len(page.answers), None),
         can_answer=False,
+        cannot_answer=None,
         error=None,
         answer_form={"headline": "", "body": "", "key": ""},
         answer_errors={},

@@ -14,7 +14,7 @@ from playwright.sync_api import Browser, Page, expect
 from askdoc_cli import launcher
 from demo.scenario import SEED
 from tests.browser.conftest import AXE, SCREENSHOTS, Stack, person, until
-from tests.support import ServiceProcess, auth, token
+from tests.support import ServiceProcess, auth, made_up_npi, token
 
 
 def _answers(page: Page, count: int) -> Any:
@@ -1074,3 +1074,42 @@ def test_a_doctor_is_not_offered_the_question_form(stack: Stack, browser: Browse
         nav = page.get_by_role("navigation", name="Main")
         expect(nav.get_by_role("link", name="Inbox")).to_be_visible()
         expect(nav.get_by_role("link", name="Ask a doctor")).to_have_count(0)
+
+
+def test_a_doctor_who_cannot_answer_yet_is_told_why_instead_of_a_form(
+    stack: Stack, browser: Browser
+) -> None:
+    qid = stack.seed["qid"]
+    with person(browser, stack, "dr-new-n", "doctor", "Nora New") as doctor:
+        page = doctor.new_page()
+        page.goto(f"/questions/{qid}")
+        section = page.get_by_role("region", name="Answer this question")
+        expect(section).to_contain_text("first fill in your card")
+        expect(section.get_by_role("link", name="Settings")).to_be_visible()
+        expect(page.get_by_role("button", name="Post your answer")).to_have_count(0)
+
+        # Her own card, not yet verified: no form to write an answer the service refuses.
+        profile = {
+            "name": "Nora New",
+            "credentials": "MD",
+            "specialties": ["dermatology"],
+            "location": {"city": "Los Angeles", "state": "CA"},
+            "radius_km": 50,
+            "npi": made_up_npi("dr-new-n"),
+        }
+        stack.api(
+            "PUT", "notify", "/doctors/dr-new-n", headers=auth("dr-new-n", "doctor"), json=profile
+        )
+        page.reload()
+        expect(section).to_contain_text("once an admin has verified your profile")
+        expect(page.get_by_role("button", name="Post your answer")).to_have_count(0)
+
+        stack.api(
+            "PUT",
+            "notify",
+            "/doctors/dr-new-n/status",
+            headers=auth("admin-n", "admin"),
+            json={"status": "verified"},
+        )
+        page.reload()
+        expect(page.get_by_role("button", name="Post your answer")).to_be_visible()
