@@ -257,6 +257,14 @@ class DoctorProfile(DoctorCard):
     quiet_hours: QuietHours | None = None
     daily_cap: int | None = None
     status: str | None = None  # pending, verified or suspended: told to the doctor and admins
+    npi: str | None = None
+
+
+class PendingDoctors(_Shape):
+    """The doctors waiting for an admin to verify them, the longest waiting first."""
+
+    items: list[DoctorProfile] = Field(default_factory=list)
+    total: int = 0
 
 
 @dataclass(frozen=True)
@@ -593,6 +601,15 @@ class NotifyClient(_Client):
             if exc.status == 404:
                 return None
             raise
+
+    async def pending_doctors(self, token: str) -> PendingDoctors:
+        """The doctors waiting for verification (admins)."""
+        reply = await self.call("GET", "/doctors", token, params={"status": "pending"})
+        return PendingDoctors.model_validate(reply)
+
+    async def set_doctor_status(self, token: str, doctor_id: str, status: str) -> None:
+        """Verify or suspend a doctor (admins)."""
+        await self.call("PUT", f"/doctors/{doctor_id}/status", token, json={"status": status})
 
     async def save_doctor(self, token: str, doctor_id: str, profile: dict[str, Any]) -> None:
         """Replace the doctor's profile."""

@@ -695,6 +695,58 @@ async def moderation_decide(
     return web.redirect(f"/moderation?status={back}&done={decision}", session)
 
 
+# --- verifying doctors (admins) -----------------------------------------------------------
+
+
+@router.get("/doctors", summary="Doctors waiting for verification, and a doctor by id (admins)")
+async def doctors(
+    request: Request,
+    web: WebDep,
+    session: SessionDep,
+    id: Annotated[str, Query(max_length=64)] = "",
+    done: Annotated[str | None, Query(pattern=r"^(verified|suspended|pending)$")] = None,
+) -> Response:
+    """The doctors waiting longest first, each with Verify; any doctor looked up by id."""
+    token = _signed_in(session, request, "admin")
+    notify = web.services.notify
+    wanted = id.strip()
+    found: Any = None
+    lookup_error = None
+    if wanted:
+        if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", wanted):
+            found = await notify.doctor(wanted, token)
+        if found is None:
+            lookup_error = f"There is no doctor with the id {wanted!r}."
+    pending, taxonomy = await asyncio.gather(
+        notify.pending_doctors(token), web.services.questions.taxonomy()
+    )
+    return web.render(
+        "doctors.html",
+        session,
+        404 if lookup_error else 200,
+        pending=pending,
+        found=found,
+        wanted=wanted,
+        lookup_error=lookup_error,
+        done=done,
+        specialty_name=taxonomy.specialty_name,
+    )
+
+
+@router.post("/doctors/{did}/status", summary="Verify or suspend a doctor (admins)")
+async def doctor_status(
+    did: Id,
+    request: Request,
+    web: WebDep,
+    session: FormSession,
+    status: Annotated[str, Form(pattern=r"^(verified|suspended|pending)$")],
+) -> Response:
+    """Set the doctor's status and go back to the list (or to the doctor looked up)."""
+    token = _signed_in(session, request, "admin")
+    await web.services.notify.set_doctor_status(token, did, status)
+    return web.redirect(f"/doctors?done={status}&id={did}", session)
+
+
 # --- a doctor's settings -------------------------------------------------------------------
 
 

@@ -1113,3 +1113,62 @@ def test_a_doctor_who_cannot_answer_yet_is_told_why_instead_of_a_form(
         )
         page.reload()
         expect(page.get_by_role("button", name="Post your answer")).to_be_visible()
+
+
+def test_an_admin_verifies_a_waiting_doctor_and_suspends_one_found_by_id(
+    stack: Stack, browser: Browser
+) -> None:
+    profile = {
+        "name": "Vera Waiting",
+        "credentials": "MD, FAAD",
+        "specialties": ["dermatology"],
+        "location": {"city": "Los Angeles", "state": "CA"},
+        "radius_km": 50,
+        "npi": made_up_npi("dr-vera-v"),
+    }
+    stack.api(
+        "PUT", "notify", "/doctors/dr-vera-v", headers=auth("dr-vera-v", "doctor"), json=profile
+    )
+    with person(browser, stack, "reader-v") as reader:
+        refused = reader.new_page().goto("/doctors")
+        assert refused is not None and refused.status == 403
+    with person(
+        browser,
+        stack,
+        "admin-v",
+        "admin",
+        "Ada Admin",
+        java_script_enabled=False,
+        viewport={"width": 375, "height": 800},
+    ) as admin:
+        page = admin.new_page()
+        page.goto("/")
+        page.get_by_role("link", name="Doctors").click()
+        waiting = page.get_by_role("article", name="Vera Waiting")
+        expect(waiting).to_contain_text(f"NPI {profile['npi']}")
+        expect(waiting).to_contain_text("Dermatology · Los Angeles, CA")
+        waiting.get_by_role("button", name="Verify").click()
+        expect(page.get_by_role("status")).to_contain_text("Verified")
+        expect(
+            page.get_by_role("region", name=re.compile("Waiting for verification")).get_by_role(
+                "article", name="Vera Waiting"
+            )
+        ).to_have_count(0)
+        found = page.get_by_role("region", name="Doctor dr-vera-v")
+        expect(found).to_contain_text("status: verified")
+        assert stack.api("GET", "notify", "/doctors/dr-vera-v")["verified"] is True
+
+        found.get_by_role("button", name="Suspend").click()
+        expect(page.get_by_role("status")).to_contain_text("Suspended")
+        expect(page.get_by_role("region", name="Doctor dr-vera-v")).to_contain_text(
+            "status: suspended"
+        )
+        page.get_by_label("Doctor id").fill("dr-nobody-here")
+        page.get_by_role("button", name="Find").click()
+        expect(page.get_by_text("There is no doctor with the id")).to_be_visible()
+    with person(browser, stack, "admin-v", "admin", "Ada Admin", bypass_csp=True) as admin:
+        page = admin.new_page()
+        page.goto("/doctors?id=dr-vera-v")
+        for width in (375, 1280):
+            page.set_viewport_size({"width": width, "height": 900})
+            assert not _axe(page), _axe(page)
