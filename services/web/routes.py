@@ -78,6 +78,17 @@ def _signed_in(session: Session, request: Request, *roles: str) -> str:
     return session.token
 
 
+def _unsent(web: Web, session: Session, back: str, texts: list[tuple[str, str]]) -> Response | None:
+    """When the session ended while a form was open, a page that gives back what was typed
+    (a redirect to sign in would lose it); None while signed in or when nothing was typed."""
+    if session.token is not None and session.user is not None:
+        return None
+    kept = [(label, text) for label, text in texts if text.strip()]
+    if not kept:
+        return None
+    return web.render("unsent.html", session, 401, back=back, texts=kept)
+
+
 async def _quietly(call: Awaitable[T], default: T) -> T:
     """A best-effort extra (a count, a tally): the page still renders without it."""
     try:
@@ -341,6 +352,9 @@ async def post_answer(
     idempotency_key: Annotated[str, Form(max_length=128)] = "",
 ) -> Response:
     """Post the doctor's answer, then show the page with it."""
+    texts = [("Headline", headline), ("Your answer", body)]
+    if (unsent := _unsent(web, session, f"/questions/{qid}", texts)) is not None:
+        return unsent
     token = _signed_in(session, request, "doctor")
     form = {"headline": headline, "body": body, "key": idempotency_key or uuid.uuid4().hex}
     try:
@@ -403,6 +417,9 @@ async def edit_question(
     body: Annotated[str, Form(max_length=20_000)] = "",
 ) -> Response:
     """The asker changes the title and body; on an error the page keeps what they typed."""
+    texts = [("Your question", title), ("Details", body)]
+    if (unsent := _unsent(web, session, f"/questions/{qid}", texts)) is not None:
+        return unsent
     token = _signed_in(session, request)
     try:
         await web.services.questions.edit(token, qid, title, body)
@@ -453,6 +470,9 @@ async def edit_answer(
     body: Annotated[str, Form(max_length=20_000)] = "",
 ) -> Response:
     """The doctor changes their answer; the page they land on shows the new text."""
+    texts = [("Headline", headline), ("Your answer", body)]
+    if (unsent := _unsent(web, session, f"/questions/{question_id}", texts)) is not None:
+        return unsent
     token = _signed_in(session, request, "doctor")
     try:
         await web.services.answers.edit(token, aid, headline, body)
@@ -546,6 +566,9 @@ async def ask(
     idempotency_key: Annotated[str, Form(max_length=128)] = "",
 ) -> Response:
     """Post the question; on success go to its page, else show the errors by their fields."""
+    texts = [("Your question", title), ("Details", body)]
+    if (unsent := _unsent(web, session, "/ask", texts)) is not None:
+        return unsent
     token = _signed_in(session, request, "patient", "admin")
     key = idempotency_key or uuid.uuid4().hex
     form = {

@@ -1172,3 +1172,27 @@ def test_an_admin_verifies_a_waiting_doctor_and_suspends_one_found_by_id(
         for width in (375, 1280):
             page.set_viewport_size({"width": width, "height": 900})
             assert not _axe(page), _axe(page)
+
+
+def test_an_answer_sent_after_the_session_ended_is_given_back_not_lost(
+    stack: Stack, browser: Browser
+) -> None:
+    qid = _post_question(stack, "patient-s", "Will my cheek filler migrate over time?", ["fillers"])
+    written = "Filler rarely migrates when placed deep on the bone; massage it only if told to."
+    with person(browser, stack) as doctor:
+        short = token("dr-jason-emer", "doctor", "Jason Emer", ttl_s=2)
+        reply = doctor.request.post("/session", headers={"Authorization": f"Bearer {short}"})
+        assert reply.status == 200, reply.text()
+        page = doctor.new_page()
+        page.goto(f"/questions/{qid}")
+        page.get_by_label("Your answer").fill(written)
+        time.sleep(3)  # the session's token expires while the doctor writes
+        page.get_by_role("button", name="Post your answer").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Your session has ended")
+        expect(page.get_by_role("alert")).to_contain_text("This was not sent")
+        expect(page.get_by_label("Your answer")).to_have_value(written)
+        page.get_by_role("link", name="Sign in again").click()
+        page.get_by_role("button", name="Sign in as Jason Emer").click()
+        expect(page).to_have_url(re.compile(rf"/questions/{qid}$"))
+        expect(page.get_by_role("button", name="Post your answer")).to_be_visible()
+    assert stack.api("GET", "questions", f"/questions/{qid}")["answer_count"] == 0
