@@ -309,7 +309,8 @@ async def inbox_stream(
     """`id:` is the notification id; reconnect with Last-Event-ID to get what you missed.
 
     `event: notification` carries an inbox item; `event: withdrawn` (no `id:`), data
-    `{"ids": [...]}`, names items a moderator's hiding just took out of the inbox;
+    `{"ids": [...], "unread": [...]}`, names items a moderator's hiding just took out of the inbox
+    (and which of them were unread);
     `event: restored` (no `id:`), data `{"items": [...]}`, carries the items a restore
     just brought back, as the inbox lists them (each newer or older than others). The
     stream ends with a `token-expired` event when the token does (reconnect with a

@@ -875,7 +875,7 @@ def test_an_alert_a_restore_brings_back_goes_to_its_own_page_of_the_open_inbox(
     for qid in qids:
         stack.api("PUT", "questions", f"/questions/{qid}/follow", headers=auth("reader-o"))
     # Four alerts, oldest first; the second is about an answer a moderator hides.
-    _answer(stack, qids[0], "dr-jon-a-perlman", "Jon A. Perlman", "An answer for the inbox")
+    oldest = _answer(stack, qids[0], "dr-jon-a-perlman", "Jon A. Perlman", "For the inbox")
     until(lambda: titles[0] in _inbox_titles(stack, "reader-o"), what="the first alert")
     hidden = _answer(stack, qids[1], "dr-shelby-bentz", "Shelby Bentz", "Eyelids need an exam")
     until(lambda: titles[1] in _inbox_titles(stack, "reader-o"), what="the second alert")
@@ -920,9 +920,15 @@ def test_an_alert_a_restore_brings_back_goes_to_its_own_page_of_the_open_inbox(
         expect(restored).to_have_count(0)
         expect(alerts.get_by_role("article")).to_have_count(2)
         expect(inbox.get_by_role("status")).to_contain_text("It is under Older alerts")
+
+        # An unread alert on a later page is hidden: it leaves the count too.
+        oldest_path = f"/moderation/questions/{qids[0]}/answers/{oldest}"
+        stack.api("PUT", "questions", oldest_path, headers=admin, json={"decision": "hidden"})
+        expect(inbox.get_by_text("3 unread.")).to_be_visible()
+        expect(alerts.get_by_role("article")).to_have_count(2)
         inbox.get_by_role("link", name="Older alerts").click()
         expect(restored).to_be_visible()
-        expect(inbox.get_by_role("link", name=titles[0])).to_be_visible()
+        expect(inbox.get_by_role("link", name=titles[0])).to_have_count(0)
         context.close()
     finally:
         replica.terminate(10)

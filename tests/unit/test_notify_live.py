@@ -197,3 +197,23 @@ async def test_an_alert_read_after_its_hiding_was_sent_is_not_sent_to_the_page()
     await hub._fan_out([entry])
     assert _shown_after(box._items) == {"n1"}
     assert box._items[-1] == {"id": "n1"}
+
+
+async def test_a_withdrawal_says_which_of_its_alerts_were_unread() -> None:
+    async def items(nids: list[str]) -> list[dict[str, Any] | None]:
+        return []
+
+    async def withdrawn(subject: tuple[str, str], recipients: Any) -> dict[str, list[str]]:
+        return {"dr-a": ["n1", "n2"]}
+
+    async def unread(nids: list[str]) -> set[str]:
+        return {"n2"}
+
+    hub = LiveHub(None, items, find_withdrawn=withdrawn, find_unread=unread)
+    box = hub.subscribe("dr-a")
+    await hub._withdraw([_hidden("answer", "x1")])
+    item = await box.get()
+    assert item == {"withdrawn": ["n1", "n2"], "unread": ["n2"]}
+    assert sse_event(item) == (
+        'event: withdrawn\ndata: {"ids": ["n1", "n2"], "unread": ["n2"]}\n\n'
+    )

@@ -16,7 +16,14 @@ from pydantic import ValidationError
 from starlette.requests import Request
 
 from services.web.app import create_app
-from services.web.live import _relay, parse_events, restored_items, sse, withdrawn_ids
+from services.web.live import (
+    _relay,
+    parse_events,
+    restored_items,
+    sse,
+    withdrawn_event,
+    withdrawn_ids,
+)
 from services.web.routes import _location
 from services.web.session import COOKIE, Session, Sessions
 from services.web.settings import WebSettings
@@ -294,6 +301,15 @@ async def test_the_relay_passes_withdrawn_ids_on_without_an_event_id_and_drops_b
     sent = [chunk async for chunk in _relay(opened(), render, asyncio.Event())]
     assert sent == ["retry: 3000\n\n", f'event: withdrawn\ndata: {{"ids": ["{good}"]}}\n\n']
     assert withdrawn_ids('{"ids": 3}') is None and withdrawn_ids("[]") is None
+
+
+def test_a_withdrawn_event_keeps_which_of_its_ids_were_unread_and_nothing_else() -> None:
+    one, two, other = "n" + "1" * 24, "n" + "2" * 24, "n" + "3" * 24
+    data = json.dumps({"ids": [one, two], "unread": [two, other]})
+    assert withdrawn_event(data) == {"ids": [one, two], "unread": [two]}
+    assert withdrawn_event(json.dumps({"ids": [one], "unread": ["<b>"]})) == {"ids": [one]}
+    assert withdrawn_event(json.dumps({"ids": [one]})) == {"ids": [one]}
+    assert withdrawn_event('{"ids": 3}') is None
 
 
 async def test_the_relay_sends_restored_items_rendered_without_an_event_id_and_drops_bad_ones() -> (

@@ -38,6 +38,8 @@ FindWithdrawn = Callable[[tuple[str, str], Collection[str]], Awaitable[dict[str,
 FindRestored = Callable[
     [tuple[str, str], Collection[str]], Awaitable[dict[str, list[dict[str, Any]]]]
 ]
+#: Which of some notifications are unread (for the count of a page that does not show them).
+FindUnread = Callable[[list[str]], Awaitable[set[str]]]
 QUEUE_SIZE = 256
 #: How long the hub remembers the alerts a hiding withdrew from open streams, so that one
 #: its notification reader reaches later (it runs apart from the moderation reader) is not
@@ -105,8 +107,10 @@ class LiveHub:
         fetch_items: FetchItems,
         find_withdrawn: FindWithdrawn | None = None,
         find_restored: FindRestored | None = None,
+        find_unread: FindUnread | None = None,
     ) -> None:
         self.redis = redis
+        self.find_unread = find_unread
         self.fetch_items = fetch_items
         self.find_withdrawn = find_withdrawn
         self.find_restored = find_restored
@@ -189,9 +193,16 @@ class LiveHub:
             subject = ("q" if kind == "question" else "a", str(item_id))
             if decision == "hidden" and self.find_withdrawn is not None:
                 found = await self.find_withdrawn(subject, set(self._clients))
+                # Which were unread: a page that lists them on a later page counts them.
+                unread: set[str] = set()
+                if found and self.find_unread is not None:
+                    unread = await self.find_unread([n for nids in found.values() for n in nids])
                 for recipient, nids in found.items():
                     self._remember_withdrawn(nids)
-                    self._put(recipient, {"withdrawn": nids})
+                    item: dict[str, Any] = {"withdrawn": nids}
+                    if self.find_unread is not None:
+                        item["unread"] = [n for n in nids if n in unread]
+                    self._put(recipient, item)
             elif decision == "restored" and self.find_restored is not None:
                 back = await self.find_restored(subject, set(self._clients))
                 for recipient, items in back.items():
@@ -272,7 +283,10 @@ def sse_event(item: dict[str, Any]) -> str:
     Last-Event-ID stays that of the newest notification it was sent); or, for the items a
     restore brings back, those items as the inbox shows them (no event id either)."""
     if "withdrawn" in item:
-        return f"event: withdrawn\ndata: {json.dumps({'ids': item['withdrawn']})}\n\n"
+        data: dict[str, Any] = {"ids": item["withdrawn"]}
+        if "unread" in item:
+            data["unread"] = item["unread"]
+        return f"event: withdrawn\ndata: {json.dumps(data)}\n\n"
     if "restored" in item:
         return f"event: restored\ndata: {json.dumps({'items': item['restored']})}\n\n"
     return f"id: {item['id']}\nevent: notification\ndata: {json.dumps(item)}\n\n"

@@ -53,8 +53,11 @@
   // A moderator hid what these alerts were about: they leave the page, as they left the inbox.
   source.addEventListener("withdrawn", function (event) {
     let ids = [];
+    let unreadIds = [];
     try {
-      ids = JSON.parse(event.data).ids || [];
+      const data = JSON.parse(event.data);
+      ids = data.ids || [];
+      unreadIds = data.unread || [];
     } catch (error) {
       return;
     }
@@ -68,6 +71,9 @@
         }
         item.remove();
         gone += 1;
+      } else if (more && unreadIds.indexOf(id) !== -1) {
+        // Unread on a later page: counted when the page was made, gone from the inbox now.
+        countUnread(-1);
       }
     });
     if (gone) {
