@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar
@@ -386,6 +387,34 @@ class _Client:
             ) from None
 
 
+#: The services' field messages are pydantic's ("String should have at least 10 characters"):
+#: said again in words a patient or doctor reads beside the field.
+_PLAIN: list[tuple[re.Pattern[str], Any]] = [
+    (re.compile(r"^String should have at least 1 character"), lambda m: "This cannot be empty."),
+    (
+        re.compile(r"^String should have at least (\d+) characters"),
+        lambda m: f"Write at least {m[1]} characters.",
+    ),
+    (
+        re.compile(r"^String should have at most (\d+) characters"),
+        lambda m: f"Keep it to {m[1]} characters at most.",
+    ),
+    (re.compile(r"^List should have at least 1 item"), lambda m: "Choose at least one."),
+    (re.compile(r"^List should have at least (\d+) items"), lambda m: f"Choose at least {m[1]}."),
+    (re.compile(r"^List should have at most (\d+) items"), lambda m: f"Choose at most {m[1]}."),
+    (re.compile(r"^Field required$"), lambda m: "This is required."),
+    (re.compile(r"^Input should be a valid (number|integer)"), lambda m: "Enter a number."),
+]
+
+
+def plain(message: str) -> str:
+    """A field message in plain words (unchanged when it is one already)."""
+    for pattern, words in _PLAIN:
+        if found := pattern.match(message):
+            return str(words(found))
+    return message
+
+
 def _problem(service: str, reply: Reply) -> ApiProblem:
     try:
         error = reply.json().get("error", {})
@@ -396,7 +425,7 @@ def _problem(service: str, reply: Reply) -> ApiProblem:
     fields: dict[str, str] = {}
     for detail in error.get("details") or []:
         field = str(detail.get("field", "")).split(".")[0]
-        fields.setdefault(field, str(detail.get("message", "invalid")))
+        fields.setdefault(field, plain(str(detail.get("message", "invalid"))))
     if reply.status >= 500:
         return BackendUnavailable(reply.status, code, message, fields)
     return ApiProblem(reply.status, code, message, fields)

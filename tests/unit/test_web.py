@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 
 from services.web.app import create_app
+from services.web.clients import plain
 from services.web.live import (
     _relay,
     parse_events,
@@ -383,3 +384,16 @@ async def test_the_web_drops_kept_pages_and_related_lists_when_the_visibility_ve
     # Each poll waits past the version known, inside the 1 s backend timeout.
     assert [after for after, _ in asked] == [None, 3, 3, 3, 4]
     assert all(0 < wait_s < 1.0 for _, wait_s in asked)
+
+
+def test_field_messages_reach_people_in_plain_words() -> None:
+    assert plain("String should have at least 10 characters") == "Write at least 10 characters."
+    assert plain("String should have at least 1 character") == "This cannot be empty."
+    assert plain("String should have at most 300 characters") == (
+        "Keep it to 300 characters at most."
+    )
+    assert plain("List should have at least 1 item after validation, not 0") == (
+        "Choose at least one."
+    )
+    assert plain("Field required") == "This is required."
+    assert plain("Enter a ZIP code (90012).") == "Enter a ZIP code (90012)."
