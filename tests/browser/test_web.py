@@ -1203,3 +1203,22 @@ def test_an_answer_sent_after_the_session_ended_is_given_back_not_lost(
         expect(page).to_have_url(re.compile(rf"/questions/{qid}$"))
         expect(page.get_by_role("button", name="Post your answer")).to_be_visible()
     assert stack.api("GET", "questions", f"/questions/{qid}")["answer_count"] == 0
+
+
+def test_an_edit_sent_after_a_doctor_answered_says_so_and_gives_the_text_back(
+    stack: Stack, browser: Browser
+) -> None:
+    qid = _post_question(
+        stack, "patient-r", "Does a masseter Botox dose even out a jaw?", ["botox"]
+    )
+    with person(browser, stack, "patient-r") as asker:
+        page = asker.new_page()
+        page.goto(f"/questions/{qid}")
+        page.get_by_text("Edit your question").click()
+        page.get_by_label("Details").fill("The left side of my jaw is wider since my teens.")
+        _answer(stack, qid, "dr-melvin-elson", "Melvin Elson", "Botox slims the masseter")
+        page.get_by_role("button", name="Save your question").click()
+        alert = page.get_by_role("alert")
+        expect(alert).to_contain_text("a doctor answered meanwhile")
+        expect(alert).to_contain_text("The left side of my jaw is wider since my teens.")
+        expect(_answers(page, 1).first).to_be_visible()
