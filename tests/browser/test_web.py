@@ -1222,3 +1222,21 @@ def test_an_edit_sent_after_a_doctor_answered_says_so_and_gives_the_text_back(
         expect(alert).to_contain_text("a doctor answered meanwhile")
         expect(alert).to_contain_text("The left side of my jaw is wider since my teens.")
         expect(_answers(page, 1).first).to_be_visible()
+
+
+def test_the_settings_error_summary_links_to_each_field_and_keeps_what_was_typed(
+    stack: Stack, browser: Browser
+) -> None:
+    with person(browser, stack, "dr-steven-f-weiner", "doctor", "Steven F. Weiner") as doctor:
+        page = doctor.new_page()
+        page.goto("/settings")
+        page.get_by_label("Practice location: ZIP code or City, ST").fill("Panama City")
+        page.get_by_label("Alert radius (km)").fill("65")
+        page.get_by_role("button", name="Save").click()
+        summary = page.get_by_role("alert")
+        expect(summary).to_contain_text("Please check your settings")
+        summary.get_by_role("link", name=re.compile("ZIP code")).click()
+        location = page.get_by_label("Practice location: ZIP code or City, ST")
+        expect(location).to_be_focused()
+        expect(location).to_have_value("Panama City")
+        expect(page.get_by_label("Alert radius (km)")).to_have_value("65")
