@@ -914,10 +914,19 @@ def _local(next_path: str | None) -> str:
 
 @router.get("/signin", summary="Sign in")
 async def signin(
-    web: WebDep, session: SessionDep, next: Annotated[str, Query(max_length=300)] = "/"
+    web: WebDep,
+    session: SessionDep,
+    next: Annotated[str, Query(max_length=300)] = "/",
+    ended: bool = False,
 ) -> Response:
     """How to sign in; in development, 'sign in as' the demo users."""
-    return web.render("signin.html", session, next=_local(next), dev_users=web.dev_users)
+    return web.render(
+        "signin.html",
+        session,
+        next=_local(next),
+        dev_users=web.dev_users,
+        ended=ended and session.user is None,
+    )
 
 
 @router.post("/signin/dev", summary="Development sign-in as a demo user")

@@ -1068,6 +1068,9 @@ def test_a_form_sent_after_the_session_ended_comes_back_to_its_page_after_signin
         time.sleep(3)  # the session's token expires while the page is open
         follow.click()
         expect(page).to_have_url(re.compile(r"/signin\?"))
+        expect(page.get_by_role("status")).to_have_text(
+            "Your session has ended. Sign in again to carry on where you were."
+        )
         page.get_by_role("button", name="Sign in as A reader").click()
         # Back on the question, not on the form's POST-only address.
         expect(page).to_have_url(re.compile(rf"/questions/{qid}$"))
