@@ -139,6 +139,9 @@ async def home(
 ) -> Response:
     """Recent questions, filterable by topic, with answer counts."""
     taxonomy = await web.services.questions.taxonomy()
+    if topic and all(t.slug != topic for t in taxonomy.topics):
+        # An old or mistyped link: not an empty topic inviting the first question about it.
+        raise ApiProblem(404, "unknown_topic", f"There is no topic {topic!r}.")
     listing = await web.services.questions.recent(topic or None, cursor or None)
     counts = await asyncio.gather(
         *(_quietly(web.services.answers.answer_count(q.id), 0) for q in listing.items)

@@ -1243,3 +1243,14 @@ def test_the_settings_error_summary_links_to_each_field_and_keeps_what_was_typed
         expect(location).to_be_focused()
         expect(location).to_have_value("Panama City")
         expect(page.get_by_label("Alert radius (km)")).to_have_value("65")
+
+
+def test_a_link_to_an_unknown_topic_says_so(stack: Stack, browser: Browser) -> None:
+    with person(browser, stack) as visitor:
+        page = visitor.new_page()
+        response = page.goto("/?topic=no-such-topic")
+        assert response is not None and response.status == 404
+        expect(page.get_by_role("heading", level=1)).to_have_text("Not found")
+        expect(page.get_by_text("There is no topic 'no-such-topic'.")).to_be_visible()
+        page.get_by_role("link", name="Back to the questions").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Recent questions")
