@@ -249,6 +249,21 @@ async def patch_doctor(
     return await directory_service(request).patch_profile(payload.command(doctor_id, user))
 
 
+@router.get("/doctors", summary="Doctors waiting for verification (admins)")
+async def list_pending_doctors(
+    request: Request,
+    user: Admin,
+    status: Annotated[Literal["pending"], Query()] = "pending",
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+) -> dict[str, Any]:
+    """`items`: the public cards (with NPI) of the doctors waiting longest; `total` waiting.
+
+    Doctors who registered before this listing existed appear once their profile is saved
+    again (any change, or an admin's status).
+    """
+    return await directory_service(request).pending_doctors(user.role == "admin", limit)
+
+
 @router.get("/doctors/{doctor_id}", summary="A doctor's public card")
 async def get_doctor(doctor_id: DoctorId, request: Request, user: AnyReader) -> dict[str, Any]:
     """No contact data, unless the doctor themself (or an admin) asks."""
@@ -294,7 +309,8 @@ async def inbox_stream(
     """`id:` is the notification id; reconnect with Last-Event-ID to get what you missed.
 
     `event: notification` carries an inbox item; `event: withdrawn` (no `id:`), data
-    `{"ids": [...]}`, names items a moderator's hiding just took out of the inbox;
+    `{"ids": [...], "unread": [...]}`, names items a moderator's hiding just took out of the inbox
+    (and which of them were unread);
     `event: restored` (no `id:`), data `{"items": [...]}`, carries the items a restore
     just brought back, as the inbox lists them (each newer or older than others). The
     stream ends with a `token-expired` event when the token does (reconnect with a

@@ -59,7 +59,9 @@ def create_app(settings: NotifySettings) -> FastAPI:
     # The delivery worker and the live reader block on reads and wait on receivers:
     # they get a connection pool of their own, so they never starve the event handlers.
     side = make_redis(settings)
-    hub = LiveHub(side, parts.inbox.items, parts.inbox.withdrawn, parts.inbox.restored)
+    hub = LiveHub(
+        side, parts.inbox.items, parts.inbox.withdrawn, parts.inbox.restored, parts.inbox.unread
+    )
     live_streams = LiveStreams(
         hub,
         StreamSlots(runtime.redis, runtime.tag),

@@ -371,7 +371,8 @@ class QuestionsService:
     async def page(self, qid: str, reader_id: str | None = None) -> dict[str, Any]:
         """The question page: question, ranked answers with votes, count, disclaimer.
 
-        With followers: `follower_count`, and `following` for a signed-in reader.
+        With followers: `follower_count`, and `following` for a signed-in reader; `yours`
+        tells a signed-in reader whether they asked it (an anonymous asker too, and only them).
         """
         (doc, answers, tallies), (followers, following) = await asyncio.gather(
             self.store.page_parts(qid), self.store.follow_info(qid, reader_id)
@@ -382,6 +383,7 @@ class QuestionsService:
         page["follower_count"] = followers
         if reader_id is not None:
             page["following"] = following
+            page["yours"] = doc.get("asker_id") == reader_id
         ranked = domain.rank_answers(answers, tallies)
         accepted = doc.get("accepted_answer_id")
         # The asker's pick comes first, apart from the ranking; the rest keep their order.

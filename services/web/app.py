@@ -8,7 +8,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -81,6 +81,22 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, with_headers)
 
 
+def _to_sign_in(request: Request, ended: bool) -> Response:
+    """To the sign-in page, and back afterwards to the page the person was on.
+
+    A form post (a session that ended while its page was open) comes back to the page the
+    form was on, not to its action: that only takes POSTs, so going there would be a dead end.
+    """
+    url = request.url
+    back = url.path + (f"?{url.query}" if url.query else "")
+    if request.method != "GET":
+        referer = urlsplit(request.headers.get("referer", ""))
+        same_site = referer.netloc == url.netloc and referer.path.startswith("/")
+        back = referer.path + (f"?{referer.query}" if referer.query else "") if same_site else "/"
+    why = "&ended=1" if ended else ""
+    return RedirectResponse(f"/signin?next={quote(back, safe='/')}{why}", status_code=303)
+
+
 async def _error_page(
     web: Web, request: Request, status: int, title: str, message: str
 ) -> Response:
@@ -96,7 +112,7 @@ def install_error_pages(app: FastAPI, web: Web) -> None:
 
     @app.exception_handler(SignInRequired)
     async def sign_in(request: Request, exc: SignInRequired) -> Response:
-        return RedirectResponse(f"/signin?next={quote(exc.next_path, safe='/')}", status_code=303)
+        return _to_sign_in(request, (await web.sessions.read(request)).ended)
 
     @app.exception_handler(CsrfRefused)
     async def csrf(request: Request, exc: CsrfRefused) -> Response:
@@ -120,7 +136,7 @@ def install_error_pages(app: FastAPI, web: Web) -> None:
     @app.exception_handler(ApiProblem)
     async def problem(request: Request, exc: ApiProblem) -> Response:
         if exc.status == 401:
-            return RedirectResponse(f"/signin?next={quote(request.url.path)}", status_code=303)
+            return _to_sign_in(request, ended=True)
         titles = {403: "Not allowed", 404: "Not found", 409: "Already done", 429: "Slow down"}
         title = titles.get(exc.status, "That did not work")
         return await _error_page(web, request, exc.status, title, exc.message)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar
@@ -136,6 +137,7 @@ class QuestionPage(Question):
     disclaimer: str = ""
     follower_count: int = 0
     following: bool = False
+    yours: bool = False
 
 
 class QuestionList(_Shape):
@@ -255,6 +257,15 @@ class DoctorProfile(DoctorCard):
     has_webhook_secret: bool = False
     quiet_hours: QuietHours | None = None
     daily_cap: int | None = None
+    status: str | None = None  # pending, verified or suspended: told to the doctor and admins
+    npi: str | None = None
+
+
+class PendingDoctors(_Shape):
+    """The doctors waiting for an admin to verify them, the longest waiting first."""
+
+    items: list[DoctorProfile] = Field(default_factory=list)
+    total: int = 0
 
 
 @dataclass(frozen=True)
@@ -376,6 +387,34 @@ class _Client:
             ) from None
 
 
+#: The services' field messages are pydantic's ("String should have at least 10 characters"):
+#: said again in words a patient or doctor reads beside the field.
+_PLAIN: list[tuple[re.Pattern[str], Any]] = [
+    (re.compile(r"^String should have at least 1 character"), lambda m: "This cannot be empty."),
+    (
+        re.compile(r"^String should have at least (\d+) characters"),
+        lambda m: f"Write at least {m[1]} characters.",
+    ),
+    (
+        re.compile(r"^String should have at most (\d+) characters"),
+        lambda m: f"Keep it to {m[1]} characters at most.",
+    ),
+    (re.compile(r"^List should have at least 1 item"), lambda m: "Choose at least one."),
+    (re.compile(r"^List should have at least (\d+) items"), lambda m: f"Choose at least {m[1]}."),
+    (re.compile(r"^List should have at most (\d+) items"), lambda m: f"Choose at most {m[1]}."),
+    (re.compile(r"^Field required$"), lambda m: "This is required."),
+    (re.compile(r"^Input should be a valid (number|integer)"), lambda m: "Enter a number."),
+]
+
+
+def plain(message: str) -> str:
+    """A field message in plain words (unchanged when it is one already)."""
+    for pattern, words in _PLAIN:
+        if found := pattern.match(message):
+            return str(words(found))
+    return message
+
+
 def _problem(service: str, reply: Reply) -> ApiProblem:
     try:
         error = reply.json().get("error", {})
@@ -386,7 +425,7 @@ def _problem(service: str, reply: Reply) -> ApiProblem:
     fields: dict[str, str] = {}
     for detail in error.get("details") or []:
         field = str(detail.get("field", "")).split(".")[0]
-        fields.setdefault(field, str(detail.get("message", "invalid")))
+        fields.setdefault(field, plain(str(detail.get("message", "invalid"))))
     if reply.status >= 500:
         return BackendUnavailable(reply.status, code, message, fields)
     return ApiProblem(reply.status, code, message, fields)
@@ -437,6 +476,14 @@ class QuestionsClient(_Client):
         if etag:
             _keep(self._pages, qid, (etag, page), self.KEPT)
         return etag, page
+
+    async def edit(self, token: str, qid: str, title: str, body: str) -> None:
+        """Change the signed-in asker's question (until it has an answer)."""
+        await self.call("PATCH", f"/questions/{qid}", token, json={"title": title, "body": body})
+
+    async def accept(self, token: str, qid: str, aid: str) -> None:
+        """The signed-in asker's pick: the answer most helpful to them."""
+        await self.call("PUT", f"/questions/{qid}/accepted-answer", token, json={"answer_id": aid})
 
     async def follow(self, token: str, qid: str, following: bool) -> int:
         """Follow or unfollow a question as the signed-in user; how many follow it now."""
@@ -544,6 +591,11 @@ class AnswersClient(_Client):
         )
         return str(reply["id"])
 
+    async def edit(self, token: str, aid: str, headline: str, body: str) -> None:
+        """Change the signed-in doctor's answer (an empty headline removes it)."""
+        payload = {"headline": headline or None, "body": body}
+        await self.call("PATCH", f"/answers/{aid}", token, json=payload)
+
 
 class VotesClient(_Client):
     """The votes service."""
@@ -578,6 +630,15 @@ class NotifyClient(_Client):
             if exc.status == 404:
                 return None
             raise
+
+    async def pending_doctors(self, token: str) -> PendingDoctors:
+        """The doctors waiting for verification (admins)."""
+        reply = await self.call("GET", "/doctors", token, params={"status": "pending"})
+        return PendingDoctors.model_validate(reply)
+
+    async def set_doctor_status(self, token: str, doctor_id: str, status: str) -> None:
+        """Verify or suspend a doctor (admins)."""
+        await self.call("PUT", f"/doctors/{doctor_id}/status", token, json={"status": status})
 
     async def save_doctor(self, token: str, doctor_id: str, profile: dict[str, Any]) -> None:
         """Replace the doctor's profile."""

@@ -34,18 +34,36 @@ RETRY_MS = 3000
 _NOTIFICATION_ID = re.compile(r"^n[0-9a-f]{24}$")
 
 
-def withdrawn_ids(data: str) -> list[str] | None:
-    """The notification ids of a `withdrawn` event (a moderator hid what they were about),
-    or None when the data is not that."""
-    try:
-        ids = json.loads(data)["ids"]
-    except (ValueError, KeyError, TypeError):
-        return None
+def _notification_ids(ids: Any) -> list[str] | None:
     if not isinstance(ids, list) or not all(
         isinstance(i, str) and _NOTIFICATION_ID.match(i) for i in ids
     ):
         return None
     return ids
+
+
+def withdrawn_ids(data: str) -> list[str] | None:
+    """The notification ids of a `withdrawn` event (a moderator hid what they were about),
+    or None when the data is not that."""
+    try:
+        return _notification_ids(json.loads(data)["ids"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def withdrawn_event(data: str) -> dict[str, list[str]] | None:
+    """A `withdrawn` event as passed on: its `ids`, and `unread`, those of them unread (when
+    notify says), for the count of a page that lists them on a later page; None if not that."""
+    if (ids := withdrawn_ids(data)) is None:
+        return None
+    event = {"ids": ids}
+    try:
+        unread = _notification_ids(json.loads(data).get("unread"))
+    except (ValueError, AttributeError):
+        unread = None
+    if unread is not None:
+        event["unread"] = [i for i in unread if i in ids]
+    return event
 
 
 def restored_items(data: str) -> list[InboxItem] | None:
@@ -183,8 +201,8 @@ async def _relay(
                 kind, data = event
                 if kind == "withdrawn":
                     # No id: the browser's Last-Event-ID stays its newest notification's.
-                    if (ids := withdrawn_ids(data)) is not None:
-                        yield sse("withdrawn", json.dumps({"ids": ids}))
+                    if (withdrawn := withdrawn_event(data)) is not None:
+                        yield sse("withdrawn", json.dumps(withdrawn))
                     continue
                 if kind == "restored":
                     # No id either; the items come back rendered, in one event.

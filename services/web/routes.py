@@ -78,6 +78,17 @@ def _signed_in(session: Session, request: Request, *roles: str) -> str:
     return session.token
 
 
+def _unsent(web: Web, session: Session, back: str, texts: list[tuple[str, str]]) -> Response | None:
+    """When the session ended while a form was open, a page that gives back what was typed
+    (a redirect to sign in would lose it); None while signed in or when nothing was typed."""
+    if session.token is not None and session.user is not None:
+        return None
+    kept = [(label, text) for label, text in texts if text.strip()]
+    if not kept:
+        return None
+    return web.render("unsent.html", session, 401, back=back, texts=kept)
+
+
 async def _quietly(call: Awaitable[T], default: T) -> T:
     """A best-effort extra (a count, a tally): the page still renders without it."""
     try:
@@ -128,6 +139,9 @@ async def home(
 ) -> Response:
     """Recent questions, filterable by topic, with answer counts."""
     taxonomy = await web.services.questions.taxonomy()
+    if topic and all(t.slug != topic for t in taxonomy.topics):
+        # An old or mistyped link: not an empty topic inviting the first question about it.
+        raise ApiProblem(404, "unknown_topic", f"There is no topic {topic!r}.")
     listing = await web.services.questions.recent(topic or None, cursor or None)
     counts = await asyncio.gather(
         *(_quietly(web.services.answers.answer_count(q.id), 0) for q in listing.items)
@@ -156,6 +170,10 @@ async def _question_page(
     answer_errors: dict[str, str] | None = None,
     notice: str | None = None,
     if_none_match: str | None = None,
+    question_form: dict[str, str] | None = None,
+    question_errors: dict[str, str] | None = None,
+    answer_edit: dict[str, str] | None = None,
+    answer_edit_errors: dict[str, str] | None = None,
 ) -> Response:
     user = session.user
     if user is None and status == 200 and not (error or answer_form or notice):
@@ -171,6 +189,8 @@ async def _question_page(
     )
     tallies: list[Tally | None] = [None] * len(page.answers)
     can_answer = False
+    # Why a doctor who has not answered sees no answer form: no profile yet, or not verified.
+    cannot_answer: str | None = None
     if user is not None and session.token is not None:
         token = session.token
         tallies = list(
@@ -179,18 +199,26 @@ async def _question_page(
             )
         )
         if user.role == "doctor" and all(a.doctor.id != user.sub for a in page.answers):
-            # Only a doctor in the directory (a verified profile) can answer.
-            can_answer = await _quietly(web.services.notify.doctor(user.sub), None) is not None
+            # Only a verified doctor of the directory can answer.
+            mine = await _quietly(web.services.notify.doctor(user.sub, token), None)
+            can_answer = mine is not None and mine.verified
+            if not can_answer:
+                cannot_answer = "no-profile" if mine is None else (mine.status or "pending")
     return web.render(
         "question.html",
         session,
         status,
         **_page_context(page, related, taxonomy, tallies, user),
         can_answer=can_answer,
+        cannot_answer=cannot_answer,
         error=error,
         answer_form=answer_form or {"headline": "", "body": "", "key": uuid.uuid4().hex},
         answer_errors=answer_errors or {},
         notice=notice,
+        question_form=question_form or {"title": page.title, "body": page.body},
+        question_errors=question_errors or {},
+        answer_edit=answer_edit or {},
+        answer_edit_errors=answer_edit_errors or {},
     )
 
 
@@ -213,10 +241,15 @@ async def _shared_page(web: Web, qid: str, held: SharedPage | None) -> SharedPag
         "question.html",
         **_page_context(page, related, taxonomy, [None] * len(page.answers), None),
         can_answer=False,
+        cannot_answer=None,
         error=None,
         answer_form={"headline": "", "body": "", "key": ""},
         answer_errors={},
         notice=None,
+        question_form={"title": "", "body": ""},
+        question_errors={},
+        answer_edit={},
+        answer_edit_errors={},
     )
     return SharedPage.of(html, sources)
 
@@ -257,6 +290,7 @@ async def question(
     web: WebDep,
     session: SessionDep,
     reported: Annotated[str | None, Query(pattern=r"^(question|answer)$")] = None,
+    edited: Annotated[str | None, Query(pattern=r"^(question|answer)$")] = None,
     if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
 ) -> Response:
     """The question, its ranked answers with doctor cards, votes, related questions.
@@ -264,6 +298,8 @@ async def question(
     A visitor's page comes from the shared page cache and carries an ETag; a signed-in
     reader's is rendered for them and never stored."""
     notice = f"Thank you: a moderator will look at this {reported}." if reported else None
+    if edited:
+        notice = f"Your {edited} is saved."
     return await _question_page(web, session, qid, notice=notice, if_none_match=if_none_match)
 
 
@@ -319,6 +355,9 @@ async def post_answer(
     idempotency_key: Annotated[str, Form(max_length=128)] = "",
 ) -> Response:
     """Post the doctor's answer, then show the page with it."""
+    texts = [("Headline", headline), ("Your answer", body)]
+    if (unsent := _unsent(web, session, f"/questions/{qid}", texts)) is not None:
+        return unsent
     token = _signed_in(session, request, "doctor")
     form = {"headline": headline, "body": body, "key": idempotency_key or uuid.uuid4().hex}
     try:
@@ -369,6 +408,96 @@ async def vote(
     await _wait_for(counted, READ_YOUR_WRITE_S)
     web.pages.invalidate(question_id)
     return web.redirect(f"/questions/{question_id}#answer-{aid}", session)
+
+
+@router.post("/questions/{qid}/edit", summary="Edit one's question (until it has an answer)")
+async def edit_question(
+    qid: Id,
+    request: Request,
+    web: WebDep,
+    session: FormSession,
+    title: Annotated[str, Form(max_length=1000)] = "",
+    body: Annotated[str, Form(max_length=20_000)] = "",
+) -> Response:
+    """The asker changes the title and body; on an error the page keeps what they typed."""
+    texts = [("Your question", title), ("Details", body)]
+    if (unsent := _unsent(web, session, f"/questions/{qid}", texts)) is not None:
+        return unsent
+    token = _signed_in(session, request)
+    try:
+        await web.services.questions.edit(token, qid, title, body)
+    except ApiProblem as exc:
+        if exc.status in (401, 404) or exc.status >= 500:
+            raise
+        return await _question_page(
+            web,
+            session,
+            qid,
+            exc.status,
+            question_form={"title": title, "body": body},
+            question_errors=dict(exc.fields) or {"form": exc.message},
+        )
+    # The questions service owns the question: the page read right after shows the edit.
+    web.pages.invalidate(qid)
+    return web.redirect(f"/questions/{qid}?edited=question", session)
+
+
+@router.post("/questions/{qid}/accepted-answer", summary="The asker picks the most helpful answer")
+async def accept_answer(
+    qid: Id,
+    request: Request,
+    web: WebDep,
+    session: FormSession,
+    answer_id: Annotated[str, Form(pattern=r"^[A-Za-z0-9_-]{1,64}$")],
+) -> Response:
+    """Mark the answer most helpful to the asker (a new pick replaces the old one)."""
+    token = _signed_in(session, request)
+    try:
+        await web.services.questions.accept(token, qid, answer_id)
+    except ApiProblem as exc:
+        if exc.status in (401, 404) or exc.status >= 500:
+            raise
+        return await _question_page(web, session, qid, exc.status, error=exc.message)
+    web.pages.invalidate(qid)
+    return web.redirect(f"/questions/{qid}#answer-{answer_id}", session)
+
+
+@router.post("/answers/{aid}/edit", summary="Edit one's answer (doctors)")
+async def edit_answer(
+    aid: Id,
+    request: Request,
+    web: WebDep,
+    session: FormSession,
+    question_id: Annotated[str, Form(pattern=r"^[A-Za-z0-9_-]{1,64}$")],
+    headline: Annotated[str, Form(max_length=400)] = "",
+    body: Annotated[str, Form(max_length=20_000)] = "",
+) -> Response:
+    """The doctor changes their answer; the page they land on shows the new text."""
+    texts = [("Headline", headline), ("Your answer", body)]
+    if (unsent := _unsent(web, session, f"/questions/{question_id}", texts)) is not None:
+        return unsent
+    token = _signed_in(session, request, "doctor")
+    try:
+        await web.services.answers.edit(token, aid, headline, body)
+    except ApiProblem as exc:
+        if exc.status in (401, 404) or exc.status >= 500:
+            raise
+        return await _question_page(
+            web,
+            session,
+            question_id,
+            exc.status,
+            answer_edit={"id": aid, "headline": headline, "body": body},
+            answer_edit_errors=dict(exc.fields) or {"form": exc.message},
+        )
+
+    async def shown() -> bool:
+        page = await web.services.questions.page(question_id)
+        return any(a.id == aid and a.body.strip() == body.strip() for a in page.answers)
+
+    await _wait_for(shown, READ_YOUR_WRITE_S)
+    web.pages.invalidate(question_id)
+    return web.redirect(f"/questions/{question_id}?edited=answer#answer-{aid}", session)
 
 
 @router.post("/questions/{qid}/follow", summary="Follow or unfollow a question")
@@ -440,6 +569,9 @@ async def ask(
     idempotency_key: Annotated[str, Form(max_length=128)] = "",
 ) -> Response:
     """Post the question; on success go to its page, else show the errors by their fields."""
+    texts = [("Your question", title), ("Details", body)]
+    if (unsent := _unsent(web, session, "/ask", texts)) is not None:
+        return unsent
     token = _signed_in(session, request, "patient", "admin")
     key = idempotency_key or uuid.uuid4().hex
     form = {
@@ -486,7 +618,7 @@ async def inbox(
 ) -> Response:
     """Alerts newest first, with why each was sent; new ones arrive live."""
     token = _signed_in(session, request)
-    box = await web.services.notify.inbox(token, cursor)
+    box = await web.services.notify.inbox(token, cursor, web.settings.web_inbox_page_size)
     return web.render(
         "inbox.html",
         session,
@@ -587,6 +719,58 @@ async def moderation_decide(
     # others: every visitor page is made anew, with related lists asked for again.
     web.forget_moderated()
     return web.redirect(f"/moderation?status={back}&done={decision}", session)
+
+
+# --- verifying doctors (admins) -----------------------------------------------------------
+
+
+@router.get("/doctors", summary="Doctors waiting for verification, and a doctor by id (admins)")
+async def doctors(
+    request: Request,
+    web: WebDep,
+    session: SessionDep,
+    id: Annotated[str, Query(max_length=64)] = "",
+    done: Annotated[str | None, Query(pattern=r"^(verified|suspended|pending)$")] = None,
+) -> Response:
+    """The doctors waiting longest first, each with Verify; any doctor looked up by id."""
+    token = _signed_in(session, request, "admin")
+    notify = web.services.notify
+    wanted = id.strip()
+    found: Any = None
+    lookup_error = None
+    if wanted:
+        if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", wanted):
+            found = await notify.doctor(wanted, token)
+        if found is None:
+            lookup_error = f"There is no doctor with the id {wanted!r}."
+    pending, taxonomy = await asyncio.gather(
+        notify.pending_doctors(token), web.services.questions.taxonomy()
+    )
+    return web.render(
+        "doctors.html",
+        session,
+        404 if lookup_error else 200,
+        pending=pending,
+        found=found,
+        wanted=wanted,
+        lookup_error=lookup_error,
+        done=done,
+        specialty_name=taxonomy.specialty_name,
+    )
+
+
+@router.post("/doctors/{did}/status", summary="Verify or suspend a doctor (admins)")
+async def doctor_status(
+    did: Id,
+    request: Request,
+    web: WebDep,
+    session: FormSession,
+    status: Annotated[str, Form(pattern=r"^(verified|suspended|pending)$")],
+) -> Response:
+    """Set the doctor's status and go back to the list (or to the doctor looked up)."""
+    token = _signed_in(session, request, "admin")
+    await web.services.notify.set_doctor_status(token, did, status)
+    return web.redirect(f"/doctors?done={status}&id={did}", session)
 
 
 # --- a doctor's settings -------------------------------------------------------------------
@@ -733,10 +917,19 @@ def _local(next_path: str | None) -> str:
 
 @router.get("/signin", summary="Sign in")
 async def signin(
-    web: WebDep, session: SessionDep, next: Annotated[str, Query(max_length=300)] = "/"
+    web: WebDep,
+    session: SessionDep,
+    next: Annotated[str, Query(max_length=300)] = "/",
+    ended: bool = False,
 ) -> Response:
     """How to sign in; in development, 'sign in as' the demo users."""
-    return web.render("signin.html", session, next=_local(next), dev_users=web.dev_users)
+    return web.render(
+        "signin.html",
+        session,
+        next=_local(next),
+        dev_users=web.dev_users,
+        ended=ended and session.user is None,
+    )
 
 
 @router.post("/signin/dev", summary="Development sign-in as a demo user")

@@ -27,6 +27,8 @@ class Session:
     token: str | None = None
     user: Principal | None = None
     changed: bool = field(default=False, compare=False)
+    # The cookie held a token that no longer signs anyone in (expired): say so on sign-in.
+    ended: bool = field(default=False, compare=False)
 
     def csrf_ok(self, submitted: str | None) -> bool:
         """Whether a form carried this session's CSRF token."""
@@ -73,6 +75,7 @@ class Sessions:
                         if exc.status != 401:
                             raise  # the identity provider's keys are unreachable: not a sign-out
                         session.changed = True  # expired or foreign: signed out from now on
+                        session.ended = True
                 return session
         return Session(csrf=secrets.token_urlsafe(24), changed=True)
 

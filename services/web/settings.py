@@ -34,6 +34,9 @@ class WebSettings(Settings):
         description="how long a visitor's question page is served from the web's shared "
         "page cache without asking the questions service (0: revalidate every read)",
     )
+    web_inbox_page_size: int = Field(
+        30, ge=1, le=100, description="alerts on one page of the inbox (older ones on the next)"
+    )
     web_page_cache_entries: int = Field(
         2000, ge=0, description="question pages the shared page cache holds at most"
     )

@@ -631,17 +631,19 @@ def test_open_live_streams_are_told_which_alerts_a_hiding_withdraws(
             item["id"],
         )
         # The answer hidden: the follower's alert about it is withdrawn, with no event id
-        # (the client's Last-Event-ID stays that of its newest notification).
+        # (the client's Last-Event-ID stays that of its newest notification), saying it was
+        # unread (a page that lists it on a later page counts it).
         decide(f"{q}/moderation/questions/{qid}/answers/{aid}", "hidden", "spam")
-        assert next_event(fan_lines) == (None, "withdrawn", {"ids": [nid]})
+        assert next_event(fan_lines) == (None, "withdrawn", {"ids": [nid], "unread": [nid]})
         # Its doctor is told of the hiding; that notice is about nothing, and stays.
         notice_id, kind, notice = next_event(doctor_lines)
         assert (kind, notice["kind"], notice_id) == ("notification", "item-hidden", notice["id"])
         # The question hidden: the matched doctor's alert about it is withdrawn, and only it.
         decide(f"{q}/moderation/questions/{qid}", "hidden", "spam")
-        assert next_event(doctor_lines) == (None, "withdrawn", {"ids": [match["id"]]})
+        withdrawn = {"ids": [match["id"]], "unread": [match["id"]]}
+        assert next_event(doctor_lines) == (None, "withdrawn", withdrawn)
         # The follower's alert is about the question too: named again (nothing left to drop).
-        assert next_event(fan_lines) == (None, "withdrawn", {"ids": [nid]})
+        assert next_event(fan_lines) == (None, "withdrawn", {"ids": [nid], "unread": [nid]})
 
         def about_it(who: str, role: str, kind: str) -> list[dict[str, Any]]:
             return [i for i in inbox(n, who, role, kind) if i["question_id"] == qid]

@@ -65,6 +65,14 @@ class FakeProfileStore:
         self.events.append(event)
         return CommitResult(True)
 
+    async def pending(self, limit: int) -> tuple[list[dict[str, Any]], int]:
+        waiting = [
+            copy.deepcopy(p)
+            for p, _ in self.profiles.values()
+            if (p.get("status") or "pending") == "pending"
+        ]
+        return waiting[:limit], len(waiting)
+
 
 class FakeInbox:
     """Notifications by id and by recipient, with the real store's bounds."""

@@ -125,3 +125,95 @@ async def test_a_restore_sends_the_items_it_brings_back_to_the_open_streams_only
     assert sse_event({"restored": [back]}) == (
         f"event: restored\ndata: {json.dumps({'items': [back]})}\n\n"
     )
+
+
+def _shown_after(events: list[dict[str, Any] | None]) -> set[str]:
+    """What an open inbox page shows after these stream items, applied in order."""
+    shown: set[str] = set()
+    for event in events:
+        if event is None:
+            continue
+        if "withdrawn" in event:
+            shown.difference_update(event["withdrawn"])
+        elif "restored" in event:
+            shown.update(item["id"] for item in event["restored"])
+        else:
+            shown.add(event["id"])
+    return shown
+
+
+def _hidden(kind: str, item_id: str, decision: str = "hidden") -> tuple[str, dict[str, str]]:
+    wire = {"item_kind": kind, "item_id": item_id, "decision": decision}
+    return ("5-0", {"__data__": json.dumps(wire)})
+
+
+async def test_a_hiding_that_crosses_an_alert_being_fanned_out_still_takes_it_off_the_page() -> (
+    None
+):
+    # The alert was read from notification-sent and is being fetched (not yet marked hidden
+    # by notify's own consumer) when the moderation reader sees the hiding.
+    fetching, release = asyncio.Event(), asyncio.Event()
+
+    async def items(nids: list[str]) -> list[dict[str, Any] | None]:
+        fetching.set()
+        await release.wait()
+        return [{"id": nid} for nid in nids]
+
+    async def withdrawn(subject: tuple[str, str], recipients: Any) -> dict[str, list[str]]:
+        return {"dr-a": ["n1"]}
+
+    hub = LiveHub(redis=None, fetch_items=items, find_withdrawn=withdrawn)
+    box = hub.subscribe("dr-a")
+    entry = ("4-0", {"__data__": '{"recipient_id": "dr-a", "notification_id": "n1"}'})
+    fan_out = asyncio.create_task(hub._fan_out([entry]))
+    await fetching.wait()
+    withdraw = asyncio.create_task(hub._withdraw([_hidden("answer", "x1")]))
+    await asyncio.sleep(0.01)
+    release.set()
+    await asyncio.gather(fan_out, withdraw)
+    assert _shown_after(box._items) == set()
+
+
+async def test_an_alert_read_after_its_hiding_was_sent_is_not_sent_to_the_page() -> None:
+    # The moderation reader ran ahead: the hiding was sent before the alert was read, and
+    # notify's consumer has not marked it hidden yet, so the fetch still returns it.
+    async def items(nids: list[str]) -> list[dict[str, Any] | None]:
+        return [{"id": nid} for nid in nids]
+
+    async def withdrawn(subject: tuple[str, str], recipients: Any) -> dict[str, list[str]]:
+        return {"dr-a": ["n1"]}
+
+    async def restored(subject: tuple[str, str], recipients: Any) -> dict[str, list[Any]]:
+        return {"dr-a": [{"id": "n1"}]}
+
+    hub = LiveHub(None, items, find_withdrawn=withdrawn, find_restored=restored)
+    box = hub.subscribe("dr-a")
+    entry = ("4-0", {"__data__": '{"recipient_id": "dr-a", "notification_id": "n1"}'})
+    await hub._withdraw([_hidden("answer", "x1")])
+    await hub._fan_out([entry])
+    assert _shown_after(box._items) == set()
+    # Restored: it is sent again, and a late copy of the alert is no longer held back.
+    await hub._withdraw([_hidden("answer", "x1", "restored")])
+    await hub._fan_out([entry])
+    assert _shown_after(box._items) == {"n1"}
+    assert box._items[-1] == {"id": "n1"}
+
+
+async def test_a_withdrawal_says_which_of_its_alerts_were_unread() -> None:
+    async def items(nids: list[str]) -> list[dict[str, Any] | None]:
+        return []
+
+    async def withdrawn(subject: tuple[str, str], recipients: Any) -> dict[str, list[str]]:
+        return {"dr-a": ["n1", "n2"]}
+
+    async def unread(nids: list[str]) -> set[str]:
+        return {"n2"}
+
+    hub = LiveHub(None, items, find_withdrawn=withdrawn, find_unread=unread)
+    box = hub.subscribe("dr-a")
+    await hub._withdraw([_hidden("answer", "x1")])
+    item = await box.get()
+    assert item == {"withdrawn": ["n1", "n2"], "unread": ["n2"]}
+    assert sse_event(item) == (
+        'event: withdrawn\ndata: {"ids": ["n1", "n2"], "unread": ["n2"]}\n\n'
+    )

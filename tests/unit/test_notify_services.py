@@ -23,6 +23,8 @@ from services.notify.directory.service import (
     QuietWindow,
     RatingSetByAdmins,
     SaveDoctorProfile,
+    SetDoctorStatus,
+    StatusAdminOnly,
     UnknownSpecialties,
     WebhookPolicy,
     WebhooksUnavailable,
@@ -37,6 +39,7 @@ from services.notify.inbox.service import (
 )
 from services.notify.settings import NotifySettings
 from shared.geo import PlaceQuery
+from tests.support import made_up_npi
 from tests.unit.notify_fakes import FakeInbox, FakeProfileStore
 
 SETTINGS = NotifySettings(jwt_secret="x" * 32, inbox_max_items=3)  # type: ignore[call-arg]
@@ -300,3 +303,15 @@ def test_delivered_inboxes_are_trimmed_to_their_bound_read_items_first() -> None
     assert asyncio.run(service.trim_inboxes()) == 2
     assert sorted(store.ids["dr-1"]) == [ids[1], ids[2], ids[4]]
     assert asyncio.run(service.trim_inboxes()) == 0  # nothing written since
+
+
+def test_only_admins_list_the_doctors_waiting_and_a_verified_one_leaves_the_list() -> None:
+    service, _, _ = directory()
+    asyncio.run(service.save_profile(profile(npi=made_up_npi("dr-1"))))
+    with pytest.raises(StatusAdminOnly):
+        asyncio.run(service.pending_doctors(False, 10))
+    waiting = asyncio.run(service.pending_doctors(True, 10))
+    assert [d["id"] for d in waiting["items"]] == ["dr-1"] and waiting["total"] == 1
+    assert "email" not in waiting["items"][0]
+    asyncio.run(service.set_status(SetDoctorStatus("dr-1", "verified", actor_is_admin=True)))
+    assert asyncio.run(service.pending_doctors(True, 10)) == {"items": [], "total": 0}

@@ -70,6 +70,15 @@ async def test_an_anonymous_asker_is_hidden_from_the_reply() -> None:
     assert reply["asker"] is None and "pat" not in str(reply)
 
 
+async def test_the_page_tells_only_its_asker_that_the_question_is_theirs() -> None:
+    service, _ = build()
+    qid = (await service.post_question(ask(anonymous=True)))["id"]
+    assert (await service.page(qid, "pat"))["yours"] is True
+    other = await service.page(qid, "reader")
+    assert other["yours"] is False and other["asker"] is None and "'pat'" not in str(other)
+    assert "yours" not in await service.page(qid)
+
+
 async def test_unknown_topics_are_refused_and_nothing_is_stored() -> None:
     service, store = build()
     with pytest.raises(UnknownSlugs, match="unknown topics: Astrology") as caught:

@@ -16,7 +16,15 @@ from pydantic import ValidationError
 from starlette.requests import Request
 
 from services.web.app import create_app
-from services.web.live import _relay, parse_events, restored_items, sse, withdrawn_ids
+from services.web.clients import plain
+from services.web.live import (
+    _relay,
+    parse_events,
+    restored_items,
+    sse,
+    withdrawn_event,
+    withdrawn_ids,
+)
 from services.web.routes import _location
 from services.web.session import COOKIE, Session, Sessions
 from services.web.settings import WebSettings
@@ -296,6 +304,15 @@ async def test_the_relay_passes_withdrawn_ids_on_without_an_event_id_and_drops_b
     assert withdrawn_ids('{"ids": 3}') is None and withdrawn_ids("[]") is None
 
 
+def test_a_withdrawn_event_keeps_which_of_its_ids_were_unread_and_nothing_else() -> None:
+    one, two, other = "n" + "1" * 24, "n" + "2" * 24, "n" + "3" * 24
+    data = json.dumps({"ids": [one, two], "unread": [two, other]})
+    assert withdrawn_event(data) == {"ids": [one, two], "unread": [two]}
+    assert withdrawn_event(json.dumps({"ids": [one], "unread": ["<b>"]})) == {"ids": [one]}
+    assert withdrawn_event(json.dumps({"ids": [one]})) == {"ids": [one]}
+    assert withdrawn_event('{"ids": 3}') is None
+
+
 async def test_the_relay_sends_restored_items_rendered_without_an_event_id_and_drops_bad_ones() -> (
     None
 ):
@@ -367,3 +384,16 @@ async def test_the_web_drops_kept_pages_and_related_lists_when_the_visibility_ve
     # Each poll waits past the version known, inside the 1 s backend timeout.
     assert [after for after, _ in asked] == [None, 3, 3, 3, 4]
     assert all(0 < wait_s < 1.0 for _, wait_s in asked)
+
+
+def test_field_messages_reach_people_in_plain_words() -> None:
+    assert plain("String should have at least 10 characters") == "Write at least 10 characters."
+    assert plain("String should have at least 1 character") == "This cannot be empty."
+    assert plain("String should have at most 300 characters") == (
+        "Keep it to 300 characters at most."
+    )
+    assert plain("List should have at least 1 item after validation, not 0") == (
+        "Choose at least one."
+    )
+    assert plain("Field required") == "This is required."
+    assert plain("Enter a ZIP code (90012).") == "Enter a ZIP code (90012)."

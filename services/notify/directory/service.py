@@ -221,6 +221,10 @@ class ProfileStore(Protocol):
         """Store a profile version, move the doctor in the indexes and publish, atomically."""
         ...
 
+    async def pending(self, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """The doctors waiting longest for verification, and how many wait."""
+        ...
+
 
 #: Told when a doctor's alert preferences may have changed (the alerts re-plan holds).
 ProfileSaved = Callable[[str, datetime], Awaitable[None]]
@@ -384,6 +388,13 @@ class DirectoryService:
             **merged,
         )
         return await self.save_profile(save)
+
+    async def pending_doctors(self, actor_is_admin: bool, limit: int) -> dict[str, Any]:
+        """The doctors waiting for an admin to verify them, the longest waiting first."""
+        if not actor_is_admin:
+            raise StatusAdminOnly("only an admin lists the doctors waiting for verification")
+        profiles, total = await self.store.pending(limit)
+        return {"items": [profile_view(p, private=False) for p in profiles], "total": total}
 
     async def set_status(self, cmd: SetDoctorStatus) -> dict[str, Any]:
         """Move a doctor between pending, verified and suspended; announce it like any change."""

@@ -12,6 +12,7 @@ commit, so neither is ever older than the fields.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -63,6 +64,10 @@ class DirectoryStore:
 
     def _rated_key(self, specialty: str) -> str:
         return f"{self._tag}:rated:{specialty}"
+
+    def _pending_key(self) -> str:
+        # ZSET of the doctors waiting for verification, by when they first waited (ms)
+        return f"{self._tag}:pending"
 
     def _version_key(self, doctor_id: str, version: int) -> str:
         return f"{self._tag}:docver:{doctor_id}:{version}"
@@ -117,11 +122,23 @@ class DirectoryStore:
         for slug in stale:
             txn.call("ZREM", self._geo_key(slug), doctor_id)
             txn.call("ZREM", self._rated_key(slug), doctor_id)
+        if (profile.get("status") or "pending") == "pending":
+            waiting_since = int(event.occurred_at.timestamp() * 1000)
+            txn.call("ZADD", self._pending_key(), "NX", waiting_since, doctor_id)
+        else:
+            txn.call("ZREM", self._pending_key(), doctor_id)
         score = rating_score(profile.get("rating"), profile.get("review_count") or 0)
         for slug in specialties:
             txn.call("GEOADD", self._geo_key(slug), loc["lon"], loc["lat"], doctor_id)
             txn.call("ZADD", self._rated_key(slug), score, doctor_id)
         return await self.committer.commit(txn.publish(event, self.maxlen))
+
+    async def pending(self, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """The doctors waiting longest for verification (at most `limit`), and how many wait."""
+        ids = [_str(i) for i in await self.redis.zrange(self._pending_key(), 0, limit - 1)]
+        total = int(await self.redis.zcard(self._pending_key()))
+        found = await asyncio.gather(*(self.get(doctor_id) for doctor_id in ids))
+        return [stored[0] for stored in found if stored is not None], total
 
     def bulk_index_commands(self, row: DoctorRow, specialty: str) -> list[list[str]]:
         """The writes that put a bare matching row in the indexes (bench bulk loads only)."""

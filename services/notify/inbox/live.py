@@ -39,7 +39,14 @@ FindWithdrawn = Callable[[tuple[str, str], Collection[str]], Awaitable[dict[str,
 FindRestored = Callable[
     [tuple[str, str], Collection[str]], Awaitable[dict[str, list[dict[str, Any]]]]
 ]
+#: Which of some notifications are unread (for the count of a page that does not show them).
+FindUnread = Callable[[list[str]], Awaitable[set[str]]]
 QUEUE_SIZE = 256
+#: How long the hub remembers the alerts a hiding withdrew from open streams, so that one
+#: its notification reader reaches later (it runs apart from the moderation reader) is not
+#: sent to a page that was told to drop it; and how many it remembers at most.
+WITHDRAWN_MEMORY_S = 120.0
+WITHDRAWN_MEMORY_MAX = 10_000
 _CLOSED = None
 
 
@@ -88,7 +95,12 @@ class LiveHub:
     """One stream reader per replica, fanning notifications out to local SSE clients; and
     one reader of moderation decisions, withdrawing what a hiding takes out of an inbox
     from the open streams of its recipients (a page open before the hiding drops it), and
-    sending them what a restore brings back (a page open meanwhile shows it again)."""
+    sending them what a restore brings back (a page open meanwhile shows it again).
+
+    The two readers take turns, and the hub remembers for a while what it withdrew: an
+    alert and the hiding of what it is about reach a page in the order the hub handled
+    them, and an alert the notification reader reaches after its hiding was sent (before
+    notify's consumer marked it hidden) is not sent at all."""
 
     def __init__(
         self,
@@ -96,13 +108,19 @@ class LiveHub:
         fetch_items: FetchItems,
         find_withdrawn: FindWithdrawn | None = None,
         find_restored: FindRestored | None = None,
+        find_unread: FindUnread | None = None,
     ) -> None:
         self.redis = redis
+        self.find_unread = find_unread
         self.fetch_items = fetch_items
         self.find_withdrawn = find_withdrawn
         self.find_restored = find_restored
         self._clients: dict[str, set[Mailbox]] = {}
         self.closed = False
+        # The two readers take turns: an alert fetched while a hiding is being withdrawn
+        # would otherwise reach the page after the `withdrawn` that should have removed it.
+        self._turn = asyncio.Lock()
+        self._withdrawn: dict[str, float] = {}  # notification id -> when it was withdrawn
 
     def subscribe(self, recipient: str) -> Mailbox:
         """A mailbox that receives the recipient's new notifications."""
@@ -162,6 +180,10 @@ class LiveHub:
                 await asyncio.sleep(delay)
 
     async def _withdraw(self, entries: list[tuple[str, dict[str, str]]]) -> None:
+        async with self._turn:
+            await self._withdraw_each(entries)
+
+    async def _withdraw_each(self, entries: list[tuple[str, dict[str, str]]]) -> None:
         for _, fields in entries:
             if not self._clients:
                 return
@@ -175,12 +197,37 @@ class LiveHub:
             subject = ("q" if kind == "question" else "a", str(item_id))
             if decision == "hidden" and self.find_withdrawn is not None:
                 found = await self.find_withdrawn(subject, set(self._clients))
+                # Which were unread: a page that lists them on a later page counts them.
+                unread: set[str] = set()
+                if found and self.find_unread is not None:
+                    unread = await self.find_unread([n for nids in found.values() for n in nids])
                 for recipient, nids in found.items():
-                    self._put(recipient, {"withdrawn": nids})
+                    self._remember_withdrawn(nids)
+                    item: dict[str, Any] = {"withdrawn": nids}
+                    if self.find_unread is not None:
+                        item["unread"] = [n for n in nids if n in unread]
+                    self._put(recipient, item)
             elif decision == "restored" and self.find_restored is not None:
                 back = await self.find_restored(subject, set(self._clients))
                 for recipient, items in back.items():
+                    for item in items:
+                        self._withdrawn.pop(str(item.get("id")), None)
                     self._put(recipient, {"restored": items})
+
+    def _remember_withdrawn(self, nids: list[str]) -> None:
+        now = time.monotonic()
+        for nid in nids:
+            self._withdrawn.pop(nid, None)
+            self._withdrawn[nid] = now  # insertion order is age order
+        while self._withdrawn:
+            oldest, at = next(iter(self._withdrawn.items()))
+            if len(self._withdrawn) <= WITHDRAWN_MEMORY_MAX and now - at < WITHDRAWN_MEMORY_S:
+                break
+            del self._withdrawn[oldest]
+
+    def _was_withdrawn(self, nid: str) -> bool:
+        at = self._withdrawn.get(nid)
+        return at is not None and time.monotonic() - at < WITHDRAWN_MEMORY_S
 
     def _put(self, recipient: str, item: dict[str, Any]) -> None:
         for queue in list(self._clients.get(recipient, ())):
@@ -191,6 +238,10 @@ class LiveHub:
                 self.unsubscribe(recipient, queue)
 
     async def _fan_out(self, entries: list[tuple[str, dict[str, str]]]) -> None:
+        async with self._turn:
+            await self._fan_out_each(entries)
+
+    async def _fan_out_each(self, entries: list[tuple[str, dict[str, str]]]) -> None:
         wanted: list[tuple[str, str]] = []
         for _, fields in entries:
             if not self._clients:
@@ -200,7 +251,9 @@ class LiveHub:
                 recipient, nid = data["recipient_id"], data["notification_id"]
             except (ValueError, KeyError, TypeError):
                 continue  # not ours to judge; the stream's consumers dead-letter it
-            if recipient in self._clients:
+            if not isinstance(nid, str):
+                continue
+            if recipient in self._clients and not self._was_withdrawn(nid):
                 wanted.append((recipient, nid))
         if not wanted:
             return
@@ -234,7 +287,10 @@ def sse_event(item: dict[str, Any]) -> str:
     Last-Event-ID stays that of the newest notification it was sent); or, for the items a
     restore brings back, those items as the inbox shows them (no event id either)."""
     if "withdrawn" in item:
-        return f"event: withdrawn\ndata: {json.dumps({'ids': item['withdrawn']})}\n\n"
+        data: dict[str, Any] = {"ids": item["withdrawn"]}
+        if "unread" in item:
+            data["unread"] = item["unread"]
+        return f"event: withdrawn\ndata: {json.dumps(data)}\n\n"
     if "restored" in item:
         return f"event: restored\ndata: {json.dumps({'items': item['restored']})}\n\n"
     return f"id: {item['id']}\nevent: notification\ndata: {json.dumps(item)}\n\n"

@@ -292,6 +292,13 @@ class InboxService:
             if after is None:
                 return found
 
+    async def unread(self, nids: list[str]) -> set[str]:
+        """Which of these notifications their recipients have not read."""
+        notes = await self.store.notes(nids)
+        return {
+            nid for nid, note in zip(nids, notes, strict=True) if note and note.get("read") != "1"
+        }
+
     async def restored(
         self, subject: tuple[str, str], recipients: Collection[str]
     ) -> dict[str, list[dict[str, Any]]]:

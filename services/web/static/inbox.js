@@ -18,7 +18,12 @@
       unread.textContent = String(Math.max(0, now + change));
     }
   }
+  // The alerts a moderator's hiding withdrew while the page is open: one that comes after
+  // its withdrawal (the two crossed on their way here) stays off the page.
+  const withdrawn = new Set();
   const newest = list.dataset.newest;
+  // Page one is not the whole inbox: older alerts are on the pages after it.
+  const more = list.dataset.more === "true";
   // The first connection resumes after the newest alert the page shows; reconnects
   // send Last-Event-ID themselves, which the server prefers.
   const url = "/inbox/stream" + (newest ? "?after=" + encodeURIComponent(newest) : "");
@@ -30,7 +35,7 @@
   source.addEventListener("notification", function (event) {
     const parsed = new DOMParser().parseFromString(event.data, "text/html");
     const item = parsed.body.firstElementChild;
-    if (!item || document.getElementById(item.id)) {
+    if (!item || document.getElementById(item.id) || withdrawn.has(item.id)) {
       return;
     }
     item.classList.add("fresh");
@@ -48,13 +53,17 @@
   // A moderator hid what these alerts were about: they leave the page, as they left the inbox.
   source.addEventListener("withdrawn", function (event) {
     let ids = [];
+    let unreadIds = [];
     try {
-      ids = JSON.parse(event.data).ids || [];
+      const data = JSON.parse(event.data);
+      ids = data.ids || [];
+      unreadIds = data.unread || [];
     } catch (error) {
       return;
     }
     let gone = 0;
     ids.forEach(function (id) {
+      withdrawn.add("n-" + id);
       const item = document.getElementById("n-" + id);
       if (item) {
         if (item.classList.contains("unread")) {
@@ -62,6 +71,9 @@
         }
         item.remove();
         gone += 1;
+      } else if (more && unreadIds.indexOf(id) !== -1) {
+        // Unread on a later page: counted when the page was made, gone from the inbox now.
+        countUnread(-1);
       }
     });
     if (gone) {
@@ -76,10 +88,12 @@
   source.addEventListener("restored", function (event) {
     const parsed = new DOMParser().parseFromString(event.data, "text/html");
     let back = 0;
+    let later = 0;
     Array.from(parsed.body.children).forEach(function (item) {
       if (!item.id || item.id.indexOf("n-") !== 0) {
         return;
       }
+      withdrawn.delete(item.id);
       const shown = document.getElementById(item.id);
       const node = document.adoptNode(item);
       if (shown) {
@@ -87,16 +101,26 @@
         shown.replaceWith(node);
         return;
       }
-      // Notification ids sort by creation time: before the first older one shown.
-      const older = Array.from(list.children).find(function (other) {
-        return other.id && other.id < node.id;
-      });
-      list.insertBefore(node, older || null);
       if (node.classList.contains("unread")) {
         countUnread(1);
       }
+      // Notification ids sort by creation time: before the first older one shown. One
+      // older than every alert shown belongs to a later page when there is one.
+      const older = Array.from(list.children).find(function (other) {
+        return other.id && other.id < node.id;
+      });
+      if (!older && more) {
+        later += 1;
+        return;
+      }
+      list.insertBefore(node, older || null);
       back += 1;
     });
+    if (later && !back) {
+      status.textContent = later === 1
+        ? "An older alert is back: a moderator restored what it was about. It is under Older alerts."
+        : later + " older alerts are back: a moderator restored what they were about. They are under Older alerts.";
+    }
     if (back) {
       const empty = document.getElementById("inbox-empty");
       if (empty) {
