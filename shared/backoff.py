@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from redis.exceptions import RedisError
+
+T = TypeVar("T")
 
 
 class Backoff:
@@ -36,3 +42,25 @@ class Backoff:
     def reset(self) -> None:
         """Back to the first pause (the last try worked)."""
         self._pause = self.first_s
+
+
+async def until_done(
+    step: Callable[[], Awaitable[T]],
+    failed: str,
+    log: Any,
+    first_s: float = 1.0,
+    cap_s: float = 60.0,
+) -> T:
+    """`step()` again after each Redis (or socket) error until it works; its result.
+
+    For one-time work in the background (a data move at start): each failure is logged as
+    the warning `failed`, with the pause before the next try.
+    """
+    pauses = Backoff(first_s, cap_s)
+    while True:
+        try:
+            return await step()
+        except (RedisError, OSError) as exc:
+            delay = pauses.next()
+            log.warning(failed, error=str(exc)[:200], retry_in_s=round(delay, 2))
+            await asyncio.sleep(delay)

@@ -75,6 +75,8 @@ def create_app(settings: NotifySettings) -> FastAPI:
         "inbox-trimmer": parts.inbox.run_trimmer,
         # Once: digests made before they were indexed under each question they list.
         "digest-indexer": parts.inbox.index_old_digests,
+        # Once: doctors waiting for verification saved before the waiting list existed.
+        "pending-indexer": parts.directory.index_old_pending,
         "live-hub": hub.run,
         "live-withdrawals": hub.run_withdrawals,
         "live-leases": live_streams.run_leases,

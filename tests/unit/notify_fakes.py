@@ -73,6 +73,9 @@ class FakeProfileStore:
         ]
         return waiting[:limit], len(waiting)
 
+    async def index_old_pending(self) -> int:
+        return 0  # the fake lists from the profiles themselves
+
 
 class FakeInbox:
     """Notifications by id and by recipient, with the real store's bounds."""

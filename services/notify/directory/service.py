@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from shared import geo, taxonomy
 from shared.atomic import CommitResult
+from shared.backoff import until_done
 from shared.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from shared.events import DoctorProfileChanged, Location
 from shared.geo import PlaceQuery
@@ -225,6 +226,10 @@ class ProfileStore(Protocol):
         """The doctors waiting longest for verification, and how many wait."""
         ...
 
+    async def index_old_pending(self) -> int:
+        """List the waiting doctors saved before the list existed (once); how many."""
+        ...
+
 
 #: Told when a doctor's alert preferences may have changed (the alerts re-plan holds).
 ProfileSaved = Callable[[str, datetime], Awaitable[None]]
@@ -395,6 +400,13 @@ class DirectoryService:
             raise StatusAdminOnly("only an admin lists the doctors waiting for verification")
         profiles, total = await self.store.pending(limit)
         return {"items": [profile_view(p, private=False) for p in profiles], "total": total}
+
+    async def index_old_pending(self) -> None:
+        """Background, once: doctors saved before the waiting list existed who still wait
+        join it, so the admins' list shows them without their profile being saved again."""
+        listed = await until_done(self.store.index_old_pending, "pending_indexing_failed", log)
+        if listed:
+            log.info("old_pending_doctors_listed", doctors=listed)
 
     async def set_status(self, cmd: SetDoctorStatus) -> dict[str, Any]:
         """Move a doctor between pending, verified and suspended; announce it like any change."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from shared import streams
@@ -122,7 +123,7 @@ class DirectoryStore:
         for slug in stale:
             txn.call("ZREM", self._geo_key(slug), doctor_id)
             txn.call("ZREM", self._rated_key(slug), doctor_id)
-        if (profile.get("status") or "pending") == "pending":
+        if _waiting(profile):
             waiting_since = int(event.occurred_at.timestamp() * 1000)
             txn.call("ZADD", self._pending_key(), "NX", waiting_since, doctor_id)
         else:
@@ -138,7 +139,47 @@ class DirectoryStore:
         ids = [_str(i) for i in await self.redis.zrange(self._pending_key(), 0, limit - 1)]
         total = int(await self.redis.zcard(self._pending_key()))
         found = await asyncio.gather(*(self.get(doctor_id) for doctor_id in ids))
-        return [stored[0] for stored in found if stored is not None], total
+        # A profile is the truth: one the list still names is left out once verified (the
+        # start-up backfill below could add a doctor just as an admin verified them).
+        return [s[0] for s in found if s is not None and _waiting(s[0])], total
+
+    async def index_old_pending(self, batch: int = 500) -> int:
+        """List the doctors saved before the waiting list existed who still wait (once: a
+        marker records it); how many were listed."""
+        done = f"{self._tag}:migrated:pending"
+        if await self.redis.exists(done):
+            return 0
+        listed = 0
+        keys: list[str] = []
+        async for key in self.redis.scan_iter(match=f"{self._tag}:doc:*", count=batch):
+            keys.append(_str(key))
+            if len(keys) >= batch:
+                listed, keys = listed + await self._list_waiting(keys), []
+        listed += await self._list_waiting(keys)
+        await self.redis.set(done, "1")
+        return listed
+
+    async def _list_waiting(self, keys: list[str]) -> int:
+        if not keys:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.hget(key, "profile")
+        profiles = await pipe.execute()
+        waiting: dict[str, float] = {}
+        prefix = len(f"{self._tag}:doc:")
+        for key, raw in zip(keys, profiles, strict=True):
+            profile = json.loads(raw) if raw else None
+            if profile is not None and _waiting(profile):
+                since = (
+                    datetime.fromisoformat(profile["updated_at"])
+                    if profile.get("updated_at")
+                    else datetime.now(UTC)
+                )
+                waiting[key[prefix:]] = int(since.timestamp() * 1000)
+        if waiting:
+            await self.redis.zadd(self._pending_key(), waiting, nx=True)
+        return len(waiting)
 
     def bulk_index_commands(self, row: DoctorRow, specialty: str) -> list[list[str]]:
         """The writes that put a bare matching row in the indexes (bench bulk loads only)."""
@@ -310,3 +351,8 @@ def _row_fields(profile: dict[str, Any], prefs: dict[str, Any], version: int) ->
         "prefs": json.dumps(prefs),
     }
     return [part for item in fields.items() for part in item]
+
+
+def _waiting(profile: dict[str, Any]) -> bool:
+    """Whether a doctor waits for an admin to verify them (a profile without a status does)."""
+    return (profile.get("status") or "pending") == "pending"

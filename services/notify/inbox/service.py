@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from redis.exceptions import RedisError
 
-from shared.backoff import Backoff
+from shared.backoff import until_done
 from shared.errors import Invalid, NotFound
 from shared.events import ModerationDecided, NotificationSent
 from shared.logging import current_correlation_id, get_logger
@@ -415,20 +415,11 @@ class InboxService:
         """Background, once: digests made before they were listed under each question they
         list are listed there, and those whose questions are all hidden leave the listing
         and the unread count (as a hiding takes out a digest made since)."""
-        pauses = Backoff(1.0, 60.0)
-        while True:
-            try:
-                indexed, hidden = await self.store.index_old_digests()
-            except (RedisError, OSError) as exc:
-                delay = pauses.next()
-                log.warning(
-                    "digest_indexing_failed", error=str(exc)[:200], retry_in_s=round(delay, 2)
-                )
-                await asyncio.sleep(delay)
-                continue
-            if indexed:
-                log.info("old_digests_indexed", digests=indexed, hidden=hidden)
-            return
+        indexed, hidden = await until_done(
+            self.store.index_old_digests, "digest_indexing_failed", log
+        )
+        if indexed:
+            log.info("old_digests_indexed", digests=indexed, hidden=hidden)
 
     async def run_trimmer(self) -> None:
         """Background loop: keep inboxes within their bounds."""
