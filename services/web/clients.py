@@ -59,6 +59,12 @@ class ApiProblem(Exception):
         self.message = message
         self.fields = fields or {}
 
+    @property
+    def for_the_form(self) -> bool:
+        """A refusal the person can mend on the form they sent (shown beside it), not a
+        401 (sign in again), a 404 or a failure on the service's side (the error pages)."""
+        return self.status not in (401, 404) and self.status < 500
+
 
 class BackendUnavailable(ApiProblem):
     """A service could not be reached, or failed on its side."""

@@ -310,7 +310,7 @@ async def _report(
     try:
         await web.services.questions.flag(token, qid, aid, reason, note.strip() or None)
     except ApiProblem as exc:
-        if exc.status in (401, 404) or exc.status >= 500:
+        if not exc.for_the_form:
             raise
         return await _question_page(web, session, qid, exc.status, error=exc.message)
     web.pages.invalidate(qid)
@@ -363,7 +363,7 @@ async def post_answer(
     try:
         aid = await web.services.answers.post(token, qid, headline, body, form["key"])
     except ApiProblem as exc:
-        if exc.status in (401, 404) or exc.status >= 500:
+        if not exc.for_the_form:
             raise
         fields = exc.fields or {"form": exc.message}
         return await _question_page(
@@ -393,7 +393,7 @@ async def vote(
     try:
         tally = await web.services.votes.vote(token, aid, value)
     except ApiProblem as exc:
-        if exc.status in (401, 404) or exc.status >= 500:
+        if not exc.for_the_form:
             raise
         return await _question_page(web, session, question_id, exc.status, error=exc.message)
 
@@ -427,7 +427,7 @@ async def edit_question(
     try:
         await web.services.questions.edit(token, qid, title, body)
     except ApiProblem as exc:
-        if exc.status in (401, 404) or exc.status >= 500:
+        if not exc.for_the_form:
             raise
         return await _question_page(
             web,
@@ -455,7 +455,7 @@ async def accept_answer(
     try:
         await web.services.questions.accept(token, qid, answer_id)
     except ApiProblem as exc:
-        if exc.status in (401, 404) or exc.status >= 500:
+        if not exc.for_the_form:
             raise
         return await _question_page(web, session, qid, exc.status, error=exc.message)
     web.pages.invalidate(qid)
@@ -480,7 +480,7 @@ async def edit_answer(
     try:
         await web.services.answers.edit(token, aid, headline, body)
     except ApiProblem as exc:
-        if exc.status in (401, 404) or exc.status >= 500:
+        if not exc.for_the_form:
             raise
         return await _question_page(
             web,
