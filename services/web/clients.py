@@ -127,13 +127,16 @@ class Question(_Shape):
     urgent: bool = False
     emergency_notice: str | None = None
     edited_at: str | None = None
+    #: In a listing: how many answers its page shows (None from a questions service
+    #: older than the field).
+    answer_count: int | None = None
 
 
 class QuestionPage(Question):
     """The question page: answers ranked best first, their count, the disclaimer."""
 
     answers: list[Answer] = Field(default_factory=list)
-    answer_count: int = 0
+    answer_count: int | None = 0
     disclaimer: str = ""
     follower_count: int = 0
     following: bool = False

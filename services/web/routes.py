@@ -143,9 +143,14 @@ async def home(
         # An old or mistyped link: not an empty topic inviting the first question about it.
         raise ApiProblem(404, "unknown_topic", f"There is no topic {topic!r}.")
     listing = await web.services.questions.recent(topic or None, cursor or None)
-    counts = await asyncio.gather(
-        *(_quietly(web.services.answers.answer_count(q.id), 0) for q in listing.items)
+    # The listing carries each question's count as its page shows it; only an item from a
+    # questions service older than that field costs a call to the answers service.
+    uncounted = [q.id for q in listing.items if q.answer_count is None]
+    fetched = await asyncio.gather(
+        *(_quietly(web.services.answers.answer_count(qid), 0) for qid in uncounted)
     )
+    asked = dict(zip(uncounted, fetched, strict=True))
+    counts = [q.answer_count if q.answer_count is not None else asked[q.id] for q in listing.items]
     return web.render(
         "home.html",
         session,
