@@ -201,6 +201,7 @@ class InboxItem(_Shape):
     answer_id: str | None = None
     created_at: str = ""
     urgent: bool = False
+    reason: dict[str, Any] = Field(default_factory=dict)
     reason_text: str = ""
     title: str | None = None
     read: bool = False

@@ -623,14 +623,27 @@ async def inbox(
 ) -> Response:
     """Alerts newest first, with why each was sent; new ones arrive live."""
     token = _signed_in(session, request)
-    box = await web.services.notify.inbox(token, cursor, web.settings.web_inbox_page_size)
+    box, specialty_name = await asyncio.gather(
+        web.services.notify.inbox(token, cursor, web.settings.web_inbox_page_size),
+        _specialty_names(web),
+    )
     return web.render(
         "inbox.html",
         session,
         inbox=box,
         newest=box.items[0].id if box.items and not cursor else "",
         first_page=not cursor,
+        specialty_name=specialty_name,
     )
+
+
+async def _specialty_names(web: Web) -> Callable[[str], str]:
+    """A specialty's display name by its slug, for the alerts' reasons (from the taxonomy
+    the questions service serves; the slug in words while that cannot be reached)."""
+    taxonomy = await _quietly(web.services.questions.taxonomy(), None)
+    if taxonomy is None:
+        return lambda slug: slug.replace("-", " ")
+    return taxonomy.specialty_name
 
 
 @router.post("/inbox/{nid}/read", summary="Mark an alert read")
@@ -652,8 +665,12 @@ async def inbox_stream(
     if session.token is None:
         return JSONResponse({"error": {"code": "unauthenticated", "message": "sign in"}}, 401)
 
+    specialty_name = await _specialty_names(web)
+
     def render(item: InboxItem) -> str:
-        return web.fragment("_inbox_item.html", item=item, csrf_token=session.csrf)
+        return web.fragment(
+            "_inbox_item.html", item=item, csrf_token=session.csrf, specialty_name=specialty_name
+        )
 
     body = relay(
         web.services.notify,

@@ -1254,3 +1254,45 @@ def test_a_link_to_an_unknown_topic_says_so(stack: Stack, browser: Browser) -> N
         expect(page.get_by_text("There is no topic 'no-such-topic'.")).to_be_visible()
         page.get_by_role("link", name="Back to the questions").click()
         expect(page.get_by_role("heading", level=1)).to_have_text("Recent questions")
+
+
+def test_inbox_reasons_read_as_people_speak_and_a_later_page_links_to_the_newest(
+    stack: Stack, browser: Browser
+) -> None:
+    title = "Can Botox soften one deep frown line that is worse on the left?"
+    qid = _post_question(stack, "patient-w", title, ["botox"])
+    doctor = auth("dr-jason-emer", "doctor")
+
+    def alert() -> Any:
+        items = stack.api("GET", "notify", "/inbox?limit=100", headers=doctor)["items"]
+        return next((i for i in items if i["question_id"] == qid), None)
+
+    item = until(alert, what="the doctor's alert")
+    slug = item["reason"]["specialty"]
+    taxonomy = stack.api("GET", "questions", "/taxonomy")
+    name = next(s["name"] for s in taxonomy["specialties"] if s["slug"] == slug)
+    with person(browser, stack, "dr-jason-emer", "doctor", bypass_csp=True) as context:
+        page = context.new_page()
+        page.goto("/inbox")
+        alert_card = page.get_by_role("article").filter(has=page.get_by_role("link", name=title))
+        why = alert_card.get_by_role("paragraph").filter(has_text="Why you got this")
+        expect(why).to_contain_text(f"It matches your specialty, {name}")
+        expect(why).to_contain_text("km from you")
+        expect(why).not_to_contain_text(slug)
+        expect(alert_card).to_contain_text("Sent to your inbox")
+        expect(alert_card).not_to_contain_text("Delivery:")
+        expect(page.get_by_role("link", name="Newest alerts")).to_have_count(0)
+
+        # A later page (as "Older alerts" opens it) has a way back to the newest.
+        page.goto(f"/inbox?cursor={item['id']}")
+        expect(page.get_by_role("link", name=title)).to_have_count(0)
+        for width in (375, 1280):
+            page.set_viewport_size({"width": width, "height": 900})
+            assert not _axe(page), _axe(page)
+        page.get_by_role("link", name="Newest alerts").first.click()
+        expect(page).to_have_url(re.compile(r"/inbox$"))
+        expect(page.get_by_role("link", name=title)).to_be_visible()
+        expect(page.get_by_role("status")).to_contain_text("Live:")
+        for width in (375, 1280):
+            page.set_viewport_size({"width": width, "height": 900})
+            assert not _axe(page), _axe(page)
