@@ -788,9 +788,23 @@ async def doctor_status(
     web: WebDep,
     session: FormSession,
     status: Annotated[str, Form(pattern=r"^(verified|suspended|pending)$")],
+    confirmed: Annotated[str, Form(pattern=r"^(yes)?$")] = "",
 ) -> Response:
-    """Set the doctor's status and go back to the list (or to the doctor looked up)."""
+    """Set the doctor's status and go back to the list (or to the doctor looked up).
+
+    Suspending takes a second step: the first post shows what it does and asks again
+    (a plain form, so it works without JavaScript); the confirming post carries
+    `confirmed=yes`."""
     token = _signed_in(session, request, "admin")
+    if status == "suspended" and confirmed != "yes":
+        doctor, taxonomy = await asyncio.gather(
+            web.services.notify.doctor(did, token), web.services.questions.taxonomy()
+        )
+        if doctor is None:
+            raise ApiProblem(404, "not_found", f"There is no doctor with the id {did!r}.")
+        return web.render(
+            "suspend.html", session, doctor=doctor, specialty_name=taxonomy.specialty_name
+        )
     await web.services.notify.set_doctor_status(token, did, status)
     return web.redirect(f"/doctors?done={status}&id={did}", session)
 

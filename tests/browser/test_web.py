@@ -1168,7 +1168,20 @@ def test_an_admin_verifies_a_waiting_doctor_and_suspends_one_found_by_id(
         expect(found).to_contain_text("status: verified")
         assert stack.api("GET", "notify", "/doctors/dr-vera-v")["verified"] is True
 
+        # Suspending asks first (a plain form: this browser runs no JavaScript).
         found.get_by_role("button", name="Suspend").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Suspend Vera Waiting?")
+        expect(page.get_by_text("can no longer answer questions")).to_be_visible()
+        assert stack.api("GET", "notify", "/doctors/dr-vera-v")["verified"] is True
+        page.get_by_role("link", name="No, keep them as they are").click()
+        expect(page.get_by_role("region", name="Doctor dr-vera-v")).to_contain_text(
+            "status: verified"
+        )
+        assert stack.api("GET", "notify", "/doctors/dr-vera-v")["verified"] is True
+        page.get_by_role("region", name="Doctor dr-vera-v").get_by_role(
+            "button", name="Suspend"
+        ).click()
+        page.get_by_role("button", name="Yes, suspend Vera Waiting").click()
         expect(page.get_by_role("status")).to_contain_text("Suspended")
         expect(page.get_by_role("region", name="Doctor dr-vera-v")).to_contain_text(
             "status: suspended"
@@ -1179,6 +1192,14 @@ def test_an_admin_verifies_a_waiting_doctor_and_suspends_one_found_by_id(
     with person(browser, stack, "admin-v", "admin", "Ada Admin", bypass_csp=True) as admin:
         page = admin.new_page()
         page.goto("/doctors?id=dr-vera-v")
+        for width in (375, 1280):
+            page.set_viewport_size({"width": width, "height": 900})
+            assert not _axe(page), _axe(page)
+        page.get_by_role("button", name="Verify").click()
+        page.get_by_role("region", name="Doctor dr-vera-v").get_by_role(
+            "button", name="Suspend"
+        ).click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Suspend Vera Waiting?")
         for width in (375, 1280):
             page.set_viewport_size({"width": width, "height": 900})
             assert not _axe(page), _axe(page)
