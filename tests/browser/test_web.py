@@ -146,7 +146,11 @@ def test_a_patient_asks_and_the_doctors_open_inbox_shows_it_live(
         expect(alert).to_be_visible(timeout=2_000)
         assert time.monotonic() - posted < 2.0 + 0.5  # the expect above is the 2 s bound
         expect(alert).to_contain_text("Why you got this:")
-        expect(alert).to_contain_text(re.compile(r"\d+(\.\d+)? km · rank \d+"))
+        # Rendered live by the relay as on the page: the specialty by name, rank in words.
+        expect(alert).to_contain_text(re.compile(r"It matches your specialty, [A-Z]"))
+        expect(alert).to_contain_text(
+            re.compile(r"\d+(\.\d+)? km from you; you were the (\d+\w\w )?nearest doctor asked")
+        )
         expect(alert.get_by_role("button", name="Mark read")).to_be_visible()
         assert inbox.evaluate("() => window.sameDocument === true"), "the inbox page was reloaded"
         inbox.screenshot(path=str(SCREENSHOTS / "live-inbox.png"))
@@ -454,19 +458,55 @@ def test_the_live_stream_needs_a_session_and_resumes_after_last_event_id(stack: 
     assert replayed == newer, "everything after Last-Event-ID, oldest first"
 
 
+def _answers_listing_calls(stack: Stack) -> float:
+    """How many GET /questions/{id}/answers the answers service has served (its metrics)."""
+    metrics = httpx.get(stack.urls["answers"] + "/metrics", timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("askdoc_http_requests_total")
+        and 'method="GET"' in line
+        and "/questions/{question_id}/answers" in line
+    )
+
+
 def test_the_home_page_lists_questions_with_answer_counts_and_filters_by_topic(
     stack: Stack, browser: Browser
 ) -> None:
     urgent = _post_question(
         stack, "patient-h", "Sudden facial droop and slurred speech this morning", ["bells-palsy"]
     )
+    # One of two answers hidden by a moderator: the home page counts as the page does.
+    moderated_title = "Does a jawline filler look uneven from the side?"
+    moderated = _post_question(stack, "patient-h", moderated_title, ["fillers"])
+    _answer(stack, moderated, "dr-jon-a-perlman", "Jon A. Perlman", "Kept")
+    hidden = _answer(stack, moderated, "dr-shelby-bentz", "Shelby Bentz", "Hidden")
+    stack.api(
+        "PUT",
+        "questions",
+        f"/moderation/questions/{moderated}/answers/{hidden}",
+        headers=auth("admin-h", "admin"),
+        json={"decision": "hidden"},
+    )
+    until(
+        lambda: stack.api("GET", "questions", f"/questions/{moderated}")["answer_count"] == 1,
+        what="the hidden answer off its page",
+    )
     with person(browser, stack) as visitor:
         page = visitor.new_page()
+        calls = _answers_listing_calls(stack)
         page.goto("/")
+        # The listing carries the counts: no call per question to the answers service.
+        assert _answers_listing_calls(stack) == calls
         seed = page.get_by_role("listitem").filter(
             has=page.get_by_role("link", name=SEED["question"]["title"])
         )
         expect(seed).to_contain_text("6 doctor answers")
+        listed = page.get_by_role("listitem").filter(
+            has=page.get_by_role("link", name=moderated_title)
+        )
+        expect(listed).to_contain_text("1 doctor answer")
+        expect(listed).not_to_contain_text("2 doctor answers")
         page.get_by_label("Topic").select_option(label="Dermal fillers")
         page.get_by_role("button", name="Filter").click()
         expect(page.get_by_role("heading", level=1)).to_have_text("Questions about Dermal fillers")
