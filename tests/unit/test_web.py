@@ -430,3 +430,42 @@ def test_the_delivery_line_says_where_the_alert_went_in_words() -> None:
         "Sent to your inbox; could not reach your e-mail."
     )
     assert delivery_words({}) == "Sent to your inbox."
+
+
+async def test_the_home_page_asks_the_answers_service_only_for_a_listing_item_without_a_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from services.web.clients import Question, QuestionList, Taxonomy
+
+    app = create_app(_settings())
+    web = app.state.web
+    listing = QuestionList(
+        items=[
+            Question(id="q1", title="Counted by the listing", body="b", answer_count=3),
+            Question(id="q2", title="From an older questions service", body="b"),
+        ]
+    )
+    asked: list[str] = []
+
+    async def recent(topic: str | None = None, cursor: str | None = None) -> QuestionList:
+        return listing
+
+    async def taxonomy() -> Taxonomy:
+        return Taxonomy(specialties=[], topics=[])
+
+    async def answer_count(qid: str) -> int:
+        asked.append(qid)
+        return 1
+
+    monkeypatch.setattr(web.services.questions, "recent", recent)
+    monkeypatch.setattr(web.services.questions, "taxonomy", taxonomy)
+    monkeypatch.setattr(web.services.answers, "answer_count", answer_count)
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://web") as client:
+            page = await client.get("/")
+    finally:
+        await web.services.aclose()
+    assert page.status_code == 200
+    assert asked == ["q2"]
+    assert "3 doctor answers" in page.text and "1 doctor answer<" in page.text
