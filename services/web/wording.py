@@ -96,12 +96,12 @@ def _listed(names: list[str]) -> str:
 
 
 def delivery_words(delivery: Mapping[str, str]) -> str:
-    """Where the alert went and how that went, e.g. 'Sent to your inbox and webhook.'"""
+    """Where the alert went and how that went, e.g. 'Sent to your inbox and webhook'"""
     by_status: dict[str, list[str]] = {}
     for channel, status in delivery.items():
         by_status.setdefault(status, []).append(CHANNELS.get(channel, channel))
     if not by_status:
-        return "Sent to your inbox."
+        return "Sent to your inbox"
     parts = []
     if sent := by_status.pop("delivered", []):
         parts.append(f"Sent to your {_listed(sent)}")
@@ -117,4 +117,6 @@ def delivery_words(delivery: Mapping[str, str]) -> str:
         parts.append(f"not sent to your {_listed(skipped)}")
     for status, channels in by_status.items():
         parts.append(f"{_listed(channels)}: {status}")
-    return _sentence("; ".join(parts))
+    text = "; ".join(parts)
+    # A part of the meta line ('... UTC · Sent to your inbox · Unread'): no full stop.
+    return text[0].upper() + text[1:]

@@ -422,14 +422,14 @@ def test_an_alerts_reason_names_the_specialty_and_says_distance_and_rank_in_word
 
 
 def test_the_delivery_line_says_where_the_alert_went_in_words() -> None:
-    assert delivery_words({"inbox": "delivered"}) == "Sent to your inbox."
+    assert delivery_words({"inbox": "delivered"}) == "Sent to your inbox"
     assert delivery_words({"inbox": "delivered", "webhook": "delivered", "email": "pending"}) == (
-        "Sent to your inbox and webhook; e-mail on its way."
+        "Sent to your inbox and webhook; e-mail on its way"
     )
     assert delivery_words({"inbox": "delivered", "email": "failed"}) == (
-        "Sent to your inbox; could not reach your e-mail."
+        "Sent to your inbox; could not reach your e-mail"
     )
-    assert delivery_words({}) == "Sent to your inbox."
+    assert delivery_words({}) == "Sent to your inbox"
 
 
 async def test_the_home_page_asks_the_answers_service_only_for_a_listing_item_without_a_count(
