@@ -279,7 +279,10 @@ async def list_questions(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> dict[str, Any]:
-    """Questions filtered by topic and/or specialty, with an opaque cursor."""
+    """Questions filtered by topic and/or specialty, with an opaque cursor.
+
+    Each item carries `answer_count`, the answers its page shows (hidden ones left out).
+    """
     return await questions_service(request).list_questions(topic, specialty, limit, cursor)
 
 

@@ -162,6 +162,10 @@ class QuestionStorePort(Protocol):
         """A question, its answers and their tallies."""
         ...
 
+    async def answer_counts(self, qids: list[str]) -> list[int]:
+        """How many answers each question's page shows (hidden ones left out), in order."""
+        ...
+
     async def cached_page(self, qid: str, read: ReadCount | None) -> CachedPage:
         """The built page if current, else the version to build; counts `read`."""
         ...
@@ -532,7 +536,8 @@ class QuestionsService:
     async def list_questions(
         self, topic: str | None, specialty: str | None, limit: int, cursor: str | None
     ) -> dict[str, Any]:
-        """Newest first, filtered by topic and specialty, paged by cursor."""
+        """Newest first, filtered by topic and specialty, paged by cursor; each item with
+        its `answer_count` as its page counts it (answers moderators hid left out)."""
         after = None
         if cursor:
             try:
@@ -568,6 +573,11 @@ class QuestionsService:
             if next_cursor is None:
                 break
             after = decode_cursor(next_cursor)
+        # Each item's count as its page shows it, read for the whole listing at once: a
+        # listing page (the web's home) then needs no call per question to the answers.
+        counts = await self.store.answer_counts([item["id"] for item in items])
+        for item, count in zip(items, counts, strict=True):
+            item["answer_count"] = count
         return {"items": items, "next_cursor": next_cursor}
 
     async def related(self, qid: str, limit: int) -> list[dict[str, Any]]:

@@ -302,6 +302,25 @@ class QuestionStore:
         raws, hidden = await pipe.execute()
         return [json.loads(r) for r, h in zip(raws, hidden, strict=True) if r and not h]
 
+    async def answer_counts(self, qids: list[str]) -> list[int]:
+        """How many answers each question's page shows (hidden ones left out), in order.
+
+        Two round trips for the whole listing: the answer ids of every page, then which
+        of them moderators hid (the page itself leaves those out, so its count does).
+        """
+        if not qids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for qid in qids:
+            pipe.hkeys(self._answers(qid))
+        per_question: list[list[str]] = await pipe.execute()
+        every = [aid for aids in per_question for aid in aids]
+        if not every:
+            return [0] * len(qids)
+        hidden = await self.redis.hmget(visibility_key(self.tag, "answer"), every)
+        gone = {aid for aid, h in zip(every, hidden, strict=True) if h}
+        return [sum(1 for aid in aids if aid not in gone) for aids in per_question]
+
     async def page_parts(
         self, qid: str
     ) -> tuple[dict[str, Any] | None, list[dict[str, Any]], dict[str, tuple[int, int]]]:

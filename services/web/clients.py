@@ -133,13 +133,16 @@ class Question(_Shape):
     urgent: bool = False
     emergency_notice: str | None = None
     edited_at: str | None = None
+    #: In a listing: how many answers its page shows (None from a questions service
+    #: older than the field).
+    answer_count: int | None = None
 
 
 class QuestionPage(Question):
     """The question page: answers ranked best first, their count, the disclaimer."""
 
     answers: list[Answer] = Field(default_factory=list)
-    answer_count: int = 0
+    answer_count: int | None = 0
     disclaimer: str = ""
     follower_count: int = 0
     following: bool = False
@@ -204,6 +207,7 @@ class InboxItem(_Shape):
     answer_id: str | None = None
     created_at: str = ""
     urgent: bool = False
+    reason: dict[str, Any] = Field(default_factory=dict)
     reason_text: str = ""
     title: str | None = None
     read: bool = False

@@ -21,6 +21,7 @@ from .live import LiveRelays
 from .pagecache import CSRF_SLOT, PageCache, SharedPage
 from .session import Session, Sessions
 from .settings import WebSettings
+from .wording import alert_reason, delivery_words
 
 HERE = Path(__file__).parent
 
@@ -185,4 +186,6 @@ def templates() -> Environment:
     )
     env.filters["when"] = _when
     env.filters["urlquote"] = lambda value: quote(str(value), safe="")
+    env.filters["delivery_words"] = delivery_words
+    env.globals["alert_reason"] = alert_reason
     return env

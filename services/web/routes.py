@@ -143,9 +143,14 @@ async def home(
         # An old or mistyped link: not an empty topic inviting the first question about it.
         raise ApiProblem(404, "unknown_topic", f"There is no topic {topic!r}.")
     listing = await web.services.questions.recent(topic or None, cursor or None)
-    counts = await asyncio.gather(
-        *(_quietly(web.services.answers.answer_count(q.id), 0) for q in listing.items)
+    # The listing carries each question's count as its page shows it; only an item from a
+    # questions service older than that field costs a call to the answers service.
+    uncounted = [q.id for q in listing.items if q.answer_count is None]
+    fetched = await asyncio.gather(
+        *(_quietly(web.services.answers.answer_count(qid), 0) for qid in uncounted)
     )
+    asked = dict(zip(uncounted, fetched, strict=True))
+    counts = [q.answer_count if q.answer_count is not None else asked[q.id] for q in listing.items]
     return web.render(
         "home.html",
         session,
@@ -618,14 +623,27 @@ async def inbox(
 ) -> Response:
     """Alerts newest first, with why each was sent; new ones arrive live."""
     token = _signed_in(session, request)
-    box = await web.services.notify.inbox(token, cursor, web.settings.web_inbox_page_size)
+    box, specialty_name = await asyncio.gather(
+        web.services.notify.inbox(token, cursor, web.settings.web_inbox_page_size),
+        _specialty_names(web),
+    )
     return web.render(
         "inbox.html",
         session,
         inbox=box,
         newest=box.items[0].id if box.items and not cursor else "",
         first_page=not cursor,
+        specialty_name=specialty_name,
     )
+
+
+async def _specialty_names(web: Web) -> Callable[[str], str]:
+    """A specialty's display name by its slug, for the alerts' reasons (from the taxonomy
+    the questions service serves; the slug in words while that cannot be reached)."""
+    taxonomy = await _quietly(web.services.questions.taxonomy(), None)
+    if taxonomy is None:
+        return lambda slug: slug.replace("-", " ")
+    return taxonomy.specialty_name
 
 
 @router.post("/inbox/{nid}/read", summary="Mark an alert read")
@@ -647,8 +665,12 @@ async def inbox_stream(
     if session.token is None:
         return JSONResponse({"error": {"code": "unauthenticated", "message": "sign in"}}, 401)
 
+    specialty_name = await _specialty_names(web)
+
     def render(item: InboxItem) -> str:
-        return web.fragment("_inbox_item.html", item=item, csrf_token=session.csrf)
+        return web.fragment(
+            "_inbox_item.html", item=item, csrf_token=session.csrf, specialty_name=specialty_name
+        )
 
     body = relay(
         web.services.notify,
@@ -766,9 +788,23 @@ async def doctor_status(
     web: WebDep,
     session: FormSession,
     status: Annotated[str, Form(pattern=r"^(verified|suspended|pending)$")],
+    confirmed: Annotated[str, Form(pattern=r"^(yes)?$")] = "",
 ) -> Response:
-    """Set the doctor's status and go back to the list (or to the doctor looked up)."""
+    """Set the doctor's status and go back to the list (or to the doctor looked up).
+
+    Suspending takes a second step: the first post shows what it does and asks again
+    (a plain form, so it works without JavaScript); the confirming post carries
+    `confirmed=yes`."""
     token = _signed_in(session, request, "admin")
+    if status == "suspended" and confirmed != "yes":
+        doctor, taxonomy = await asyncio.gather(
+            web.services.notify.doctor(did, token), web.services.questions.taxonomy()
+        )
+        if doctor is None:
+            raise ApiProblem(404, "not_found", f"There is no doctor with the id {did!r}.")
+        return web.render(
+            "suspend.html", session, doctor=doctor, specialty_name=taxonomy.specialty_name
+        )
     await web.services.notify.set_doctor_status(token, did, status)
     return web.redirect(f"/doctors?done={status}&id={did}", session)
 

@@ -146,7 +146,11 @@ def test_a_patient_asks_and_the_doctors_open_inbox_shows_it_live(
         expect(alert).to_be_visible(timeout=2_000)
         assert time.monotonic() - posted < 2.0 + 0.5  # the expect above is the 2 s bound
         expect(alert).to_contain_text("Why you got this:")
-        expect(alert).to_contain_text(re.compile(r"\d+(\.\d+)? km · rank \d+"))
+        # Rendered live by the relay as on the page: the specialty by name, rank in words.
+        expect(alert).to_contain_text(re.compile(r"It matches your specialty, [A-Z]"))
+        expect(alert).to_contain_text(
+            re.compile(r"\d+(\.\d+)? km from you; you were the (\d+\w\w )?nearest doctor asked")
+        )
         expect(alert.get_by_role("button", name="Mark read")).to_be_visible()
         assert inbox.evaluate("() => window.sameDocument === true"), "the inbox page was reloaded"
         inbox.screenshot(path=str(SCREENSHOTS / "live-inbox.png"))
@@ -454,19 +458,55 @@ def test_the_live_stream_needs_a_session_and_resumes_after_last_event_id(stack: 
     assert replayed == newer, "everything after Last-Event-ID, oldest first"
 
 
+def _answers_listing_calls(stack: Stack) -> float:
+    """How many GET /questions/{id}/answers the answers service has served (its metrics)."""
+    metrics = httpx.get(stack.urls["answers"] + "/metrics", timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("askdoc_http_requests_total")
+        and 'method="GET"' in line
+        and "/questions/{question_id}/answers" in line
+    )
+
+
 def test_the_home_page_lists_questions_with_answer_counts_and_filters_by_topic(
     stack: Stack, browser: Browser
 ) -> None:
     urgent = _post_question(
         stack, "patient-h", "Sudden facial droop and slurred speech this morning", ["bells-palsy"]
     )
+    # One of two answers hidden by a moderator: the home page counts as the page does.
+    moderated_title = "Does a jawline filler look uneven from the side?"
+    moderated = _post_question(stack, "patient-h", moderated_title, ["fillers"])
+    _answer(stack, moderated, "dr-jon-a-perlman", "Jon A. Perlman", "Kept")
+    hidden = _answer(stack, moderated, "dr-shelby-bentz", "Shelby Bentz", "Hidden")
+    stack.api(
+        "PUT",
+        "questions",
+        f"/moderation/questions/{moderated}/answers/{hidden}",
+        headers=auth("admin-h", "admin"),
+        json={"decision": "hidden"},
+    )
+    until(
+        lambda: stack.api("GET", "questions", f"/questions/{moderated}")["answer_count"] == 1,
+        what="the hidden answer off its page",
+    )
     with person(browser, stack) as visitor:
         page = visitor.new_page()
+        calls = _answers_listing_calls(stack)
         page.goto("/")
+        # The listing carries the counts: no call per question to the answers service.
+        assert _answers_listing_calls(stack) == calls
         seed = page.get_by_role("listitem").filter(
             has=page.get_by_role("link", name=SEED["question"]["title"])
         )
         expect(seed).to_contain_text("6 doctor answers")
+        listed = page.get_by_role("listitem").filter(
+            has=page.get_by_role("link", name=moderated_title)
+        )
+        expect(listed).to_contain_text("1 doctor answer")
+        expect(listed).not_to_contain_text("2 doctor answers")
         page.get_by_label("Topic").select_option(label="Dermal fillers")
         page.get_by_role("button", name="Filter").click()
         expect(page.get_by_role("heading", level=1)).to_have_text("Questions about Dermal fillers")
@@ -1168,7 +1208,20 @@ def test_an_admin_verifies_a_waiting_doctor_and_suspends_one_found_by_id(
         expect(found).to_contain_text("status: verified")
         assert stack.api("GET", "notify", "/doctors/dr-vera-v")["verified"] is True
 
+        # Suspending asks first (a plain form: this browser runs no JavaScript).
         found.get_by_role("button", name="Suspend").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Suspend Vera Waiting?")
+        expect(page.get_by_text("can no longer answer questions")).to_be_visible()
+        assert stack.api("GET", "notify", "/doctors/dr-vera-v")["verified"] is True
+        page.get_by_role("link", name="No, keep them as they are").click()
+        expect(page.get_by_role("region", name="Doctor dr-vera-v")).to_contain_text(
+            "status: verified"
+        )
+        assert stack.api("GET", "notify", "/doctors/dr-vera-v")["verified"] is True
+        page.get_by_role("region", name="Doctor dr-vera-v").get_by_role(
+            "button", name="Suspend"
+        ).click()
+        page.get_by_role("button", name="Yes, suspend Vera Waiting").click()
         expect(page.get_by_role("status")).to_contain_text("Suspended")
         expect(page.get_by_role("region", name="Doctor dr-vera-v")).to_contain_text(
             "status: suspended"
@@ -1179,6 +1232,14 @@ def test_an_admin_verifies_a_waiting_doctor_and_suspends_one_found_by_id(
     with person(browser, stack, "admin-v", "admin", "Ada Admin", bypass_csp=True) as admin:
         page = admin.new_page()
         page.goto("/doctors?id=dr-vera-v")
+        for width in (375, 1280):
+            page.set_viewport_size({"width": width, "height": 900})
+            assert not _axe(page), _axe(page)
+        page.get_by_role("button", name="Verify").click()
+        page.get_by_role("region", name="Doctor dr-vera-v").get_by_role(
+            "button", name="Suspend"
+        ).click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Suspend Vera Waiting?")
         for width in (375, 1280):
             page.set_viewport_size({"width": width, "height": 900})
             assert not _axe(page), _axe(page)
@@ -1254,3 +1315,45 @@ def test_a_link_to_an_unknown_topic_says_so(stack: Stack, browser: Browser) -> N
         expect(page.get_by_text("There is no topic 'no-such-topic'.")).to_be_visible()
         page.get_by_role("link", name="Back to the questions").click()
         expect(page.get_by_role("heading", level=1)).to_have_text("Recent questions")
+
+
+def test_inbox_reasons_read_as_people_speak_and_a_later_page_links_to_the_newest(
+    stack: Stack, browser: Browser
+) -> None:
+    title = "Can Botox soften one deep frown line that is worse on the left?"
+    qid = _post_question(stack, "patient-w", title, ["botox"])
+    doctor = auth("dr-jason-emer", "doctor")
+
+    def alert() -> Any:
+        items = stack.api("GET", "notify", "/inbox?limit=100", headers=doctor)["items"]
+        return next((i for i in items if i["question_id"] == qid), None)
+
+    item = until(alert, what="the doctor's alert")
+    slug = item["reason"]["specialty"]
+    taxonomy = stack.api("GET", "questions", "/taxonomy")
+    name = next(s["name"] for s in taxonomy["specialties"] if s["slug"] == slug)
+    with person(browser, stack, "dr-jason-emer", "doctor", bypass_csp=True) as context:
+        page = context.new_page()
+        page.goto("/inbox")
+        alert_card = page.get_by_role("article").filter(has=page.get_by_role("link", name=title))
+        why = alert_card.get_by_role("paragraph").filter(has_text="Why you got this")
+        expect(why).to_contain_text(f"It matches your specialty, {name}")
+        expect(why).to_contain_text("km from you")
+        expect(why).not_to_contain_text(slug)
+        expect(alert_card).to_contain_text("Sent to your inbox")
+        expect(alert_card).not_to_contain_text("Delivery:")
+        expect(page.get_by_role("link", name="Newest alerts")).to_have_count(0)
+
+        # A later page (as "Older alerts" opens it) has a way back to the newest.
+        page.goto(f"/inbox?cursor={item['id']}")
+        expect(page.get_by_role("link", name=title)).to_have_count(0)
+        for width in (375, 1280):
+            page.set_viewport_size({"width": width, "height": 900})
+            assert not _axe(page), _axe(page)
+        page.get_by_role("link", name="Newest alerts").first.click()
+        expect(page).to_have_url(re.compile(r"/inbox$"))
+        expect(page.get_by_role("link", name=title)).to_be_visible()
+        expect(page.get_by_role("status")).to_contain_text("Live:")
+        for width in (375, 1280):
+            page.set_viewport_size({"width": width, "height": 900})
+            assert not _axe(page), _axe(page)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -251,3 +252,31 @@ async def test_a_ready_service_collects_young_garbage_less_often(redis_url: str)
             assert gc.get_threshold() == GC_THRESHOLDS
     finally:
         gc.set_threshold(700, 10, 10)
+
+
+async def test_the_listing_counts_each_questions_answers_as_its_page_does(
+    questions: tuple[httpx.AsyncClient, FastAPI],
+) -> None:
+    http, app = questions
+    redis = app.state.runtime.redis
+    answered = (await http.post("/questions", json=QUESTION, headers=auth("pat"))).json()["id"]
+    unanswered = (await http.post("/questions", json=QUESTION, headers=auth("sam"))).json()["id"]
+    for aid, minute in (("a1", 1), ("a2", 2)):
+        await publish_and_wait(
+            redis, answer_posted(answered, aid, f"doc-{aid}", minute), "questions"
+        )
+    listed = (await http.get("/questions")).json()["items"]
+    assert {q["id"]: q["answer_count"] for q in listed} == {answered: 2, unanswered: 0}
+
+    hide = await http.put(
+        f"/moderation/questions/{answered}/answers/a1",
+        json={"decision": "hidden"},
+        headers=auth("ada", "admin"),
+    )
+    assert hide.status_code == 200, hide.text
+    for _ in range(200):
+        if (await http.get(f"/questions/{answered}")).json()["answer_count"] == 1:
+            break
+        await asyncio.sleep(0.05)
+    listed = (await http.get("/questions")).json()["items"]
+    assert {q["id"]: q["answer_count"] for q in listed} == {answered: 1, unanswered: 0}

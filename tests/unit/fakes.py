@@ -134,6 +134,12 @@ class FakeQuestionStore:
         tallies = {a["id"]: self.tallies[a["id"]][:2] for a in answers if a["id"] in self.tallies}
         return doc, answers, tallies
 
+    async def answer_counts(self, qids: list[str]) -> list[int]:
+        return [
+            sum(1 for aid in self.answers.get(q, {}) if ("answer", aid) not in self.hidden_items)
+            for q in qids
+        ]
+
     async def set_doctor_verified(self, doctor_id: str, version: int, verified: bool) -> None:
         if version > self.doctors.get(doctor_id, (0, False))[0]:
             self.doctors[doctor_id] = (version, verified)

@@ -28,6 +28,7 @@ from services.web.live import (
 from services.web.routes import _location
 from services.web.session import COOKIE, Session, Sessions
 from services.web.settings import WebSettings
+from services.web.wording import alert_reason, delivery_words
 from tests.support import JWT_SECRET, token
 
 
@@ -397,3 +398,74 @@ def test_field_messages_reach_people_in_plain_words() -> None:
     )
     assert plain("Field required") == "This is required."
     assert plain("Enter a ZIP code (90012).") == "Enter a ZIP code (90012)."
+
+
+def test_an_alerts_reason_names_the_specialty_and_says_distance_and_rank_in_words() -> None:
+    names = {"procedural-dermatology": "Procedural Dermatology"}.__getitem__
+    reason = {"specialty": "procedural-dermatology", "distance_km": 12.3, "rank": 2}
+    text = alert_reason("question-match", reason, "procedural-dermatology · 12.3 km", names)
+    assert text == (
+        "It matches your specialty, Procedural Dermatology, and the asker is 12.3 km from you;"
+        " you were the 2nd nearest doctor asked."
+    )
+    widened = {**reason, "rank": 1, "widened": True, "radius_km": 80.0, "held": "quiet_hours"}
+    assert alert_reason("question-match", widened, "", names).endswith(
+        "you were the nearest doctor asked. Few doctors practise nearer, so the search went"
+        " out to 80 km. It waited until your quiet hours ended."
+    )
+    nowhere = {"specialty": "procedural-dermatology", "distance_km": None, "rank": 3}
+    assert "The asker gave no location" in alert_reason("question-match", nowhere, "", names)
+    # Other kinds say notify's own text, as a sentence.
+    assert alert_reason("new-answer", {}, "Dr A answered your question", names) == (
+        "Dr A answered your question."
+    )
+
+
+def test_the_delivery_line_says_where_the_alert_went_in_words() -> None:
+    assert delivery_words({"inbox": "delivered"}) == "Sent to your inbox"
+    assert delivery_words({"inbox": "delivered", "webhook": "delivered", "email": "pending"}) == (
+        "Sent to your inbox and webhook; e-mail on its way"
+    )
+    assert delivery_words({"inbox": "delivered", "email": "failed"}) == (
+        "Sent to your inbox; could not reach your e-mail"
+    )
+    assert delivery_words({}) == "Sent to your inbox"
+
+
+async def test_the_home_page_asks_the_answers_service_only_for_a_listing_item_without_a_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from services.web.clients import Question, QuestionList, Taxonomy
+
+    app = create_app(_settings())
+    web = app.state.web
+    listing = QuestionList(
+        items=[
+            Question(id="q1", title="Counted by the listing", body="b", answer_count=3),
+            Question(id="q2", title="From an older questions service", body="b"),
+        ]
+    )
+    asked: list[str] = []
+
+    async def recent(topic: str | None = None, cursor: str | None = None) -> QuestionList:
+        return listing
+
+    async def taxonomy() -> Taxonomy:
+        return Taxonomy(specialties=[], topics=[])
+
+    async def answer_count(qid: str) -> int:
+        asked.append(qid)
+        return 1
+
+    monkeypatch.setattr(web.services.questions, "recent", recent)
+    monkeypatch.setattr(web.services.questions, "taxonomy", taxonomy)
+    monkeypatch.setattr(web.services.answers, "answer_count", answer_count)
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://web") as client:
+            page = await client.get("/")
+    finally:
+        await web.services.aclose()
+    assert page.status_code == 200
+    assert asked == ["q2"]
+    assert "3 doctor answers" in page.text and "1 doctor answer<" in page.text
