@@ -66,6 +66,8 @@ T = TypeVar("T")
 #: A loop whose Redis call failed for Redis being away tries again after these.
 AWAY_PAUSE_FIRST_S = 0.1
 AWAY_PAUSE_CAP_S = 2.0
+#: The stream label of the outbox's retries in place (askdoc_event_retries_in_place_total).
+OUTBOX_METRIC_LABEL = "outbox"
 
 
 class Notes(Protocol):
@@ -256,7 +258,7 @@ class DeliveryWorker:
         """A Redis step of a delivery (a read or an idempotent write, never a send), run
         again in place while Redis is away and the entry is still surely ours."""
         deadline = self._ours_since.get(entry_id, time.monotonic()) + self._retry_budget_s
-        return await self.in_place.run(step, deadline, self.outbox.stream)
+        return await self.in_place.run(step, deadline, OUTBOX_METRIC_LABEL)
 
     async def _deliver(self, entry_id: str, fields: dict[str, str]) -> None:
         try:
