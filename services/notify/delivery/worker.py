@@ -151,7 +151,7 @@ class DeliveryWorker:
 
     async def run(self) -> None:
         """Read new outbox entries and claim abandoned ones until stopped."""
-        await self._forever(self.outbox.ensure_group, once=True)
+        await self._forever(self._ensure_group, once=True)
         claimer = asyncio.create_task(
             self._forever(self._claim_once, pause_s=1.0), name="delivery-claimer"
         )
@@ -163,17 +163,19 @@ class DeliveryWorker:
             await end_tasks([claimer])
 
     async def _forever(
-        self, step: Callable[[], Awaitable[None]], pause_s: float = 0.0, once: bool = False
+        self, step: Callable[[], Awaitable[bool]], pause_s: float = 0.0, once: bool = False
     ) -> None:
+        """`step()` until stopped; it says whether it called Redis (one that did not, with
+        no room for more deliveries, proves nothing about an outage's end)."""
         pauses = Backoff(0.5, 10.0)
         away = Backoff(AWAY_PAUSE_FIRST_S, AWAY_PAUSE_CAP_S)
         while not self._stopping:
             started = time.monotonic()
             try:
-                await step()
-                pauses.reset()
-                away.reset()
-                self.outage.worked(started)
+                if await step():
+                    pauses.reset()
+                    away.reset()
+                    self.outage.worked(started)
                 if once:
                     return
             except (*REDIS_AWAY, OSError) as exc:
@@ -196,11 +198,15 @@ class DeliveryWorker:
         # Notifications held (sending or waiting to retry); sends are bounded by the slots.
         return self.settings.delivery_backlog - len(self._tasks)
 
-    async def _read_once(self) -> None:
+    async def _ensure_group(self) -> bool:
+        await self.outbox.ensure_group()
+        return True
+
+    async def _read_once(self) -> bool:
         free = min(self._free(), 100)
         if free <= 0:
             await asyncio.sleep(0.05)
-            return
+            return False
         if self._reread_own:
             # Ours but never seen: handed out by a read whose reply was lost. Those in
             # hand are skipped (and counted in, so they crowd none out); the rest would
@@ -210,7 +216,7 @@ class DeliveryWorker:
             for entry_id, fields in own:
                 if entry_id not in self._ours_since and fields:
                     self._spawn(entry_id, fields)
-            return
+            return True
         try:
             entries = await self.outbox.read(self.consumer, free, block_ms=1000)
         except REDIS_AWAY:
@@ -218,17 +224,19 @@ class DeliveryWorker:
             raise
         for entry_id, fields in entries:
             self._spawn(entry_id, fields)
+        return True
 
-    async def _claim_once(self) -> None:
+    async def _claim_once(self) -> bool:
         free = min(self._free(), 20)
         if free <= 0:
-            return
+            return False
         idle_ms = int(self.settings.delivery_claim_idle_s * 1000)
         entries: list[Entry] = await self.outbox.claim(self.consumer, idle_ms, free)
         if entries:
             log.info("deliveries_claimed", count=len(entries))
         for entry_id, fields in entries:
             self._spawn(entry_id, fields)
+        return True
 
     def _spawn(self, entry_id: str, fields: dict[str, str]) -> None:
         if entry_id in self._ours_since:
@@ -309,7 +317,7 @@ class DeliveryWorker:
         recipient = fields.get("recipient", "")
         channels = [c for c in fields.get("channels", "").split(",") if c]
         [note] = await self._redis(entry_id, lambda: self.inbox.notes([nid])) if nid else [{}]
-        item = await self._redis(entry_id, lambda: self._as_shown(note))
+        item = await self._as_shown(entry_id, note)
         if note.get("hidden") == "1" or ("item" in note and item is None):
             # About something a moderator hid before it went out (a digest: every question
             # it lists): not sent (what went out before the hiding cannot be called back).
@@ -340,14 +348,18 @@ class DeliveryWorker:
                 raise errors[0]  # not acked: tried again after a claim
         await self._redis(entry_id, lambda: self.outbox.ack(entry_id))
 
-    async def _as_shown(self, note: dict[str, str]) -> dict[str, Any] | None:
+    async def _as_shown(self, entry_id: str, note: dict[str, str]) -> dict[str, Any] | None:
         """The item to send: a digest less the lines of questions hidden since it was made
         (None when every one is); None for an expired notification."""
         if "item" not in note:
             return None
         item: dict[str, Any] = json.loads(note["item"])
         if questions := digest_questions(item):
-            flags = await self.inbox.hidden([("q", q) for q in questions])
+            # Only a call to Redis goes through `_redis`: a step that makes none would tell
+            # the outage log that Redis works again.
+            flags = await self._redis(
+                entry_id, lambda: self.inbox.hidden([("q", q) for q in questions])
+            )
             hidden = {q for q, flag in zip(questions, flags, strict=True) if flag}
             return without_hidden_lines(item, hidden)
         return item
