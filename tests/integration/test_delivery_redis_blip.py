@@ -16,10 +16,10 @@ from typing import Any
 
 import httpx
 
-from shared import geo
+from shared import geo, streams
 from shared.events import Location, QuestionPosted
 from tests.receivers import WebhookReceiver, verify
-from tests.support import RedisServer, ServiceProcess, admin_auth, verified, wait_for
+from tests.support import RedisServer, ServiceProcess, admin_auth, auth, verified, wait_for
 
 #: Far longer than the test's bounds: no delivery (nor event) can be claimed within them.
 CLAIM_IDLE_S = 60
@@ -81,6 +81,7 @@ def test_webhooks_in_flight_when_redis_dies_go_out_once_as_soon_as_it_is_back() 
         time.sleep(1.0)
         server.start()
         back = time.monotonic()
+        client = server.client()
 
         expected = DOCTORS * QUESTIONS
         wait_for(
@@ -92,6 +93,16 @@ def test_webhooks_in_flight_when_redis_dies_go_out_once_as_soon_as_it_is_back() 
             "last webhook",
             round(max(d.at for d in receiver.deliveries) - back, 2),
             "s after Redis was back",
+        )
+        # And each is done: recorded delivered and acked (not left for a claim to send again).
+        outbox = f"{streams.slot_tag(streams.NOTIFICATION_SENT)}:outbox"
+        wait_for(
+            lambda: (
+                client.xpending(outbox, "notify")["pending"] == 0
+                and _statuses(notify, len(paths)) == {"delivered": expected}
+            ),
+            timeout=25,
+            what="every delivery recorded delivered and acked",
         )
         time.sleep(2)  # a second send of any would come now (or at the claim, far later)
         sent = Counter((d.path, d.headers["webhook-id"]) for d in receiver.deliveries)
@@ -112,6 +123,21 @@ def test_webhooks_in_flight_when_redis_dies_go_out_once_as_soon_as_it_is_back() 
         notify.terminate(30)
         receiver.stop()
         server.cleanup()
+
+
+def _statuses(notify: ServiceProcess, doctors: int) -> Counter[str]:
+    """How many of the doctors' notifications have each webhook status."""
+    statuses: Counter[str] = Counter()
+    for i in range(doctors):
+        r = httpx.get(
+            f"{notify.url}/inbox",
+            params={"limit": 100},
+            headers=auth(f"dr-blip-{i}", "doctor"),
+            timeout=10,
+        )
+        assert r.status_code == 200, r.text
+        statuses.update(item["delivery"]["webhook"] for item in r.json()["items"])
+    return statuses
 
 
 def _put_doctor(notify: ServiceProcess, doctor_id: str, url: str) -> str:
