@@ -47,7 +47,13 @@ from shared.metrics import (
     EVENTS_DEAD_LETTERED,
     HANDLER_FAILURES,
     HANDLER_SECONDS,
-    RETRIED_IN_PLACE,
+)
+from shared.outage import (
+    REDIS_AWAY,
+    REDIS_UNAVAILABLE,
+    RETRY_IN_PLACE_SHARE,
+    RedisOutage,
+    RetryInPlace,
 )
 from shared.redis import RedisClient
 from shared.settings import Settings
@@ -59,28 +65,6 @@ BatchHandler = Callable[[list[Any]], Awaitable[None]]
 
 log = get_logger("askdoc.consumer")
 
-# Redis full (noeviction at maxmemory), unreachable or loading is no fault of the entry:
-# it stays pending and is retried, never dead-lettered for it (a near-full Redis could
-# refuse the handler's write yet take the dead letter's).
-# Of those, Redis gone for a moment (a restart, a failover, a dropped connection, loading
-# its data): a run retried in place a moment later may well work, and these mark an outage.
-# A full Redis is not one: it lasts until memory is freed while reads keep working, so
-# retrying every entry in place only slowed the claimer's rounds (each claimed entry spent
-# its whole budget) and logged an outage begun and ended at every read and refused write.
-_REDIS_AWAY = (
-    redis_errors.ConnectionError,
-    redis_errors.TimeoutError,
-    redis_errors.BusyLoadingError,
-)
-_REDIS_UNAVAILABLE = (redis_errors.OutOfMemoryError, *_REDIS_AWAY)
-
-#: A run that failed for Redis being unavailable is retried in place for at most this
-#: share of `claim_idle_ms` from the entry's delivery (or claim): the claimer takes an
-#: entry idle for `claim_idle_ms`, and the rest leaves the last run time to end first.
-RETRY_IN_PLACE_SHARE = 0.5
-#: The pauses between those runs: the first, doubling up to the cap (each jittered).
-RETRY_PAUSE_FIRST_S = 0.05
-RETRY_PAUSE_CAP_S = 1.0
 #: A consume loop whose read failed for Redis being unavailable reads again after these
 #: (FastStream's own loop would log an error with its traceback and wait a fixed 5 s).
 POLL_PAUSE_FIRST_S = 0.1
@@ -89,42 +73,6 @@ POLL_PAUSE_CAP_S = 2.0
 
 class PoisonEntry(Exception):
     """An entry that no retry can fix."""
-
-
-class RedisOutage:
-    """Logs once that a service's consumers lost Redis, and once that they have it back.
-
-    While Redis is down every handler in flight and every consume loop fails, many times
-    over (retries); one line each way says it, with how long and how many calls failed.
-    """
-
-    def __init__(self, group: str) -> None:
-        self.group = group
-        self.since: float | None = None
-        self.failed_calls = 0
-
-    def failed(self, exc: BaseException) -> None:
-        """A consumer's Redis call failed for Redis being unavailable."""
-        self.failed_calls += 1
-        if self.since is None:
-            self.since = time.monotonic()
-            log.warning(
-                "consumers_lost_redis", group=self.group, error=f"{type(exc).__name__}: {exc}"[:200]
-            )
-
-    def worked(self, started: float) -> None:
-        """A consumer's Redis call begun at `started` (monotonic time) worked."""
-        # One begun before the first failure proves nothing about Redis now.
-        if self.since is None or started < self.since:
-            return
-        log.info(
-            "consumers_have_redis_again",
-            group=self.group,
-            down_s=round(time.monotonic() - self.since, 2),
-            failed_calls=self.failed_calls,
-        )
-        self.since = None
-        self.failed_calls = 0
 
 
 @dataclass(frozen=True)
@@ -156,11 +104,11 @@ class EventConsumer:
         self.batch_handlers: dict[type[Event], BatchHandler] = {}
         self.outage = RedisOutage(service)
         self._retry_budget_s = settings.claim_idle_ms / 1000 * RETRY_IN_PLACE_SHARE
-        self._stopping = asyncio.Event()
+        self.in_place = RetryInPlace(self.outage, service)
 
     def stop(self) -> None:
         """No more retries in place: a handler waiting to run again gives up at once."""
-        self._stopping.set()
+        self.in_place.stop()
 
     def on(self, event_type: type[E]) -> Callable[[Callable[[E], Awaitable[None]]], Any]:
         """Decorate the idempotent handler of one event type."""
@@ -250,33 +198,9 @@ class EventConsumer:
                 await self._ack_retrying([entry_id], sub.stream, deadline)
 
     async def _retrying(self, run: Callable[[], Awaitable[T]], deadline: float, stream: str) -> T:
-        """`run()`, and while it fails because Redis is unavailable, again after a short
-        jittered pause, until `deadline` (monotonic time) or the stop; then it raises."""
-        pauses = Backoff(RETRY_PAUSE_FIRST_S, RETRY_PAUSE_CAP_S)
-        while True:
-            started = time.monotonic()
-            try:
-                result = await run()
-            except _REDIS_AWAY as exc:
-                self.outage.failed(exc)
-                pause = pauses.next()
-                if self._stopping.is_set() or time.monotonic() + pause >= deadline:
-                    raise
-                await self._pause(pause)
-                if self._stopping.is_set():
-                    raise
-                RETRIED_IN_PLACE.labels(self.group, stream).inc()
-                continue
-            self.outage.worked(started)
-            return result
-
-    async def _pause(self, seconds: float) -> None:
-        """Sleep, or less if the consumer is stopped meanwhile."""
-        try:
-            async with asyncio.timeout(seconds):
-                await self._stopping.wait()
-        except TimeoutError:
-            pass
+        """`run()`, run again in place while Redis is away until `deadline` (see
+        `shared.outage.RetryInPlace`)."""
+        return await self.in_place.run(run, deadline, stream)
 
     async def _process(
         self,
@@ -316,7 +240,7 @@ class EventConsumer:
         except Exception as exc:
             HANDLER_FAILURES.labels(self.group, sub.stream).inc()
             error = f"{type(exc).__name__}: {exc}"
-            unavailable = isinstance(exc, _REDIS_UNAVAILABLE)
+            unavailable = isinstance(exc, REDIS_UNAVAILABLE)
             if deliveries >= self.settings.max_deliveries and not unavailable:
                 await self._dead_letter(sub.stream, entry_id, fields, error, deliveries)
                 return True
@@ -368,7 +292,7 @@ class EventConsumer:
                 entries=len(events),
                 error=f"{type(exc).__name__}: {exc}"[:300],
             )
-            if isinstance(exc, _REDIS_UNAVAILABLE):
+            if isinstance(exc, REDIS_UNAVAILABLE):
                 # No entry is at fault, and Redis stayed away all the time there was: each
                 # alone would fail the same. They stay pending for the claimer.
                 HANDLER_FAILURES.labels(self.group, sub.stream).inc(len(events))
@@ -410,7 +334,7 @@ class EventConsumer:
             return  # no call: it would tell the outage nothing
         try:
             await self._retrying(lambda: self._ack(ids, stream), deadline, stream)
-        except _REDIS_UNAVAILABLE as exc:
+        except REDIS_UNAVAILABLE as exc:
             log.warning(
                 "event_ack_failed",
                 stream=stream,
@@ -549,7 +473,7 @@ class PollWatch:
                 started = time.monotonic()
                 try:
                     await _poll(*args)
-                except (*_REDIS_AWAY, OSError) as exc:
+                except (*REDIS_AWAY, OSError) as exc:
                     if _sub.running:
                         self.outage.failed(exc)
                         await asyncio.sleep(_pauses.next())

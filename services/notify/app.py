@@ -84,7 +84,9 @@ def create_app(settings: NotifySettings) -> FastAPI:
     # With delivery_in_process off, `python -m services.notify.delivery` drains the outbox.
     worker = None
     if settings.delivery_in_process:
-        worker = build_delivery(side, Committer(side), runtime.tag, settings)
+        worker = build_delivery(
+            side, Committer(side), runtime.tag, settings, runtime.consumer.outage
+        )
         loops["delivery"] = worker.run
     background = Background(runtime, loops)
     app = create_http_app(

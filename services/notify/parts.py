@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.atomic import Committer
+from shared.outage import RedisOutage
 from shared.redis import RedisClient
 
 from .alerts.escalation import Escalations
@@ -109,9 +110,14 @@ def webhook_policy(settings: NotifySettings) -> WebhookPolicy:
 
 
 def build_delivery(
-    redis: RedisClient, committer: Committer, tag: str, settings: NotifySettings
+    redis: RedisClient,
+    committer: Committer,
+    tag: str,
+    settings: NotifySettings,
+    outage: RedisOutage | None = None,
 ) -> DeliveryWorker:
-    """The outbox worker (webhook, e-mail) on its own Redis client."""
+    """The outbox worker (webhook, e-mail) on its own Redis client; it logs a Redis
+    outage through `outage` (the service's consumers' own, so once per process)."""
     stores = build_stores(redis, committer, tag, settings)
     directory = DirectoryService(stores.directory, webhooks=webhook_policy(settings))
     inbox = InboxService(stores.inbox, settings)
@@ -121,4 +127,4 @@ def build_delivery(
         if await directory.switch_off(recipient, channel):
             await inbox.channel_off(recipient, channel, nid)
 
-    return DeliveryWorker(stores.outbox, stores.inbox, stores.directory, settings, on_gone)
+    return DeliveryWorker(stores.outbox, stores.inbox, stores.directory, settings, on_gone, outage)

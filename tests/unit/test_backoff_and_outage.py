@@ -9,7 +9,7 @@ import structlog
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from shared.backoff import Backoff
-from shared.consumer import RedisOutage
+from shared.outage import RedisOutage
 
 
 def test_pauses_double_up_to_the_cap_and_start_again_after_a_reset() -> None:

@@ -26,7 +26,9 @@ DEFAULT_PORT = 8005
 def create_delivery_app(settings: NotifySettings) -> FastAPI:
     """The delivery worker alone, with /healthz, /readyz and /metrics."""
     runtime = ServiceRuntime(SERVICE, settings)
-    worker = build_delivery(runtime.redis, runtime.committer, runtime.tag, settings)
+    worker = build_delivery(
+        runtime.redis, runtime.committer, runtime.tag, settings, runtime.consumer.outage
+    )
     background = Background(runtime, {"delivery": worker.run})
     app = create_http_app(
         runtime, [], "notify's delivery worker: webhooks and e-mail from the outbox."

@@ -73,6 +73,12 @@ class OutboxStore:
         )
         return [entry for _, entries in reply or [] for entry in entries]
 
+    async def read_own(self, consumer: str, count: int) -> list[Entry]:
+        """Entries handed to this consumer and not acked yet, oldest first (an entry
+        trimmed away meanwhile comes with no fields)."""
+        reply = await self.redis.xreadgroup(OUTBOX_GROUP, consumer, {self._key: "0"}, count=count)
+        return [(i, f or {}) for _, entries in reply or [] for i, f in entries]
+
     async def claim(self, consumer: str, idle_ms: int, count: int) -> list[Entry]:
         """Entries left pending longer than `idle_ms` by a worker that died."""
         _, entries, *_ = await self.redis.xautoclaim(
