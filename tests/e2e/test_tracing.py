@@ -148,12 +148,15 @@ def test_one_trace_links_the_post_the_xadd_the_handling_and_the_webhook(
     assert event["traceparent"].split("-")[1] == trace_id
 
     def linked() -> dict[str, dict[str, Any]] | None:
+        """The trace's spans once the webhook's whole chain up to a root has arrived: each
+        service exports in its own batches, and a parent ends (and leaves) after its child."""
         spans = {s["span_id"]: s for s in collector.spans if s["trace_id"] == trace_id}
-        return (
-            spans
-            if parent_id in spans and any(s["parent"] is None for s in spans.values())
-            else None
-        )
+        span_id = parent_id
+        while span_id in spans:
+            if spans[span_id]["parent"] is None:
+                return spans
+            span_id = spans[span_id]["parent"]
+        return None
 
     spans = wait_for(linked, timeout=60, what="the spans of the trace at the collector")
 
